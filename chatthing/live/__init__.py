@@ -1,0 +1,37 @@
+"""
+The live runtime: server-side elements paired with browser widgets over one
+WebSocket per page.  It knows nothing about chat.
+
+An application subclasses L{LiveElement}, marks what the browser may call
+with L{expose}, and calls the browser with L{LiveElement.callRemote}.
+L{LiveSite} serves it; C{docs/protocol.md} specifies the wire protocol.
+"""
+
+from ._element import LiveElement
+from ._errors import (
+    BadArguments,
+    CallRefused,
+    ElementDetached,
+    LiveError,
+    NoSuchMethod,
+    ProtocolError,
+    RemoteError,
+)
+from ._expose import expose
+from ._web import LiveSite
+from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
+
+__all__ = [
+    "BadArguments",
+    "CallRefused",
+    "ElementDetached",
+    "LiveElement",
+    "LiveError",
+    "LiveSite",
+    "MAX_FRAME_BYTES",
+    "NoSuchMethod",
+    "PROTOCOL_VERSION",
+    "ProtocolError",
+    "RemoteError",
+    "expose",
+]

@@ -1,0 +1,115 @@
+"""
+L{LiveElement}: the server-side half of one browser page.
+"""
+
+from typing import Any, ClassVar
+
+from jinja2 import Environment
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._errors import ElementDetached
+
+
+class LiveElement:
+    """
+    One server-side object per browser page, made by the application's
+    element factory when the page connects.
+
+    The page's widget calls this element's L{expose}d methods; this element
+    calls the widget's methods with L{callRemote}.  Subclasses need not call
+    C{LiveElement.__init__}: the runtime keeps its state out of the way of
+    the application's.
+
+    @cvar template: Jinja2 template, in the project's C{templates/}, that draws
+        the element's part of the page; L{None} for a page with no markup.
+    @cvar jsModule: path of the ES module, under C{js/}, that defines the
+        widget class.
+    @cvar jsClass: name of the widget class that module exports.
+    """
+
+    template: ClassVar[str | None] = None
+    jsModule: ClassVar[str | None] = None
+    jsClass: ClassVar[str | None] = None
+
+    _liveSession: Any = None
+    _liveDetachReason: Failure | None = None
+    _liveDisconnectWaiters: list[Deferred] | None = None
+
+    _liveLog = Logger()
+
+    def render(self, environment: Environment) -> str | None:
+        """
+        The HTML that the page shows for this element, sent once when it
+        connects.  Jinja2 autoescapes everything; the template sees the
+        element as C{element}.
+        """
+        if self.template is None:
+            return None
+        return environment.get_template(self.template).render(element=self)
+
+    def callRemote(self, methodName: str, *args: Any) -> Deferred:
+        """
+        Call C{methodName} on the page's widget.
+
+        @return: a L{Deferred} firing with the JavaScript method's return
+            value, or failing with L{RemoteError} if it threw, or with
+            L{ElementDetached} if the page is gone (at once if it already is).
+        """
+        if self._liveSession is None:
+            reason = (
+                "the page has gone away"
+                if self._liveDetachReason is not None
+                else "the element is not attached to a page"
+            )
+            return fail(ElementDetached(f"cannot call {methodName}(): {reason}"))
+        return self._liveSession.callRemote(methodName, args)
+
+    def connected(self) -> None:
+        """
+        Called once the page is attached and calls may flow both ways.
+        """
+
+    def disconnected(self, reason: Failure) -> None:
+        """
+        Called once when the page goes away; the element is detached by then.
+        """
+
+    def notifyOnDisconnect(self) -> Deferred:
+        """
+        A L{Deferred} that fires, with the exception saying why, when the page
+        goes away (at once, if it already has).  It never fails, so a caller
+        that only wants to clean up needs no errback.
+        """
+        d: Deferred = Deferred()
+        if self._liveDetachReason is not None:
+            d.callback(self._liveDetachReason.value)
+        else:
+            if self._liveDisconnectWaiters is None:
+                self._liveDisconnectWaiters = []
+            self._liveDisconnectWaiters.append(d)
+        return d
+
+    # Called by the runtime.
+
+    def _liveAttach(self, session: Any) -> None:
+        self._liveSession = session
+        self._liveRunHook(self.connected)
+
+    def _liveDetach(self, reason: Failure) -> None:
+        if self._liveDetachReason is not None:
+            return
+        self._liveSession = None
+        self._liveDetachReason = reason
+        self._liveRunHook(self.disconnected, reason)
+        waiters, self._liveDisconnectWaiters = self._liveDisconnectWaiters or [], None
+        for d in waiters:
+            d.callback(reason.value)
+
+    def _liveRunHook(self, hook: Any, *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            self._liveLog.failure("{hook} of {element} raised", hook=hook.__name__,
+                                  element=self)

@@ -1,0 +1,119 @@
+"""
+The HTTP side of the runtime: one C{twisted.web} L{Site} serving the page,
+its static files and its WebSocket on one port.
+"""
+
+from pathlib import Path
+from typing import Any, Callable
+
+from autobahn.twisted.resource import WebSocketResource
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from twisted.web.pages import forbidden, notFound
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from twisted.web.static import File
+
+from .._assets import assetFolder
+from ._element import LiveElement
+from ._protocol import LiveServerFactory
+
+#: Sent with every response: no inline script or style, nothing from other
+#: origins, no framing (clickjacking), no MIME sniffing.
+SECURITY_HEADERS = {
+    b"Content-Security-Policy": (
+        b"default-src 'self'; script-src 'self'; style-src 'self'; "
+        b"img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+        b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    b"X-Content-Type-Options": b"nosniff",
+    b"X-Frame-Options": b"DENY",
+    b"Referrer-Policy": b"no-referrer",
+}
+
+#: The path of the WebSocket, relative to the site's root.
+WEBSOCKET_PATH = b"live"
+
+
+class SecureRequest(Request):
+    """
+    A request whose response carries L{SECURITY_HEADERS}, whatever resource
+    answers it.
+    """
+
+    def process(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.setHeader(name, value)
+        super().process()
+
+
+class StaticFolder(File):
+    """
+    Files of one folder, served with no directory listings; C{File} already
+    refuses paths that climb out of the folder.
+    """
+
+    contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
+                    ".css": "text/css; charset=utf-8"}
+
+    def directoryListing(self) -> Resource:
+        return forbidden(detail="Directory listings are not served.")
+
+
+class LivePage(Resource):
+    """
+    The page shell: it loads the runtime, which connects and then shows the
+    element's own markup.  Only the root path is a page.
+    """
+
+    isLeaf = True
+
+    def __init__(self, templates: Environment, title: str) -> None:
+        super().__init__()
+        self.templates = templates
+        self.title = title
+
+    def render_GET(self, request: Request) -> bytes:
+        if request.postpath not in ([], [b""]):
+            return notFound().render(request)
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-cache")
+        page = self.templates.get_template("page.html").render(title=self.title)
+        return page.encode("utf-8")
+
+
+def templateEnvironment(folder: Path | None = None) -> Environment:
+    """
+    The Jinja2 environment for pages and elements, autoescaping all HTML.
+    """
+    return Environment(
+        loader=FileSystemLoader(str(folder or assetFolder("templates"))),
+        autoescape=select_autoescape(default=True),
+    )
+
+
+class LiveSite(Site):
+    """
+    The site for one application: C{/} is the page, C{/live} its WebSocket,
+    C{/js/} and C{/css/} its static files.
+
+    @ivar liveFactory: the L{LiveServerFactory}, which knows the connected
+        sessions.
+    """
+
+    requestFactory = SecureRequest
+
+    def __init__(
+        self,
+        elementFactory: Callable[[], LiveElement],
+        title: str = "chatthing",
+        reactor: Any = None,
+    ) -> None:
+        templates = templateEnvironment()
+        self.liveFactory = LiveServerFactory(elementFactory, templates, reactor=reactor)
+        root = LivePage(templates, title)
+        page = Resource()
+        page.putChild(b"", root)
+        page.putChild(WEBSOCKET_PATH, WebSocketResource(self.liveFactory))
+        page.putChild(b"js", StaticFolder(str(assetFolder("js"))))
+        page.putChild(b"css", StaticFolder(str(assetFolder("templates") / "css")))
+        super().__init__(page)

@@ -1,0 +1,138 @@
+"""
+The wire protocol: JSON text frames, one object each, told apart by C{type}.
+
+This module turns bytes into checked frames and frames into bytes; it knows
+nothing of sockets or elements.  C{docs/protocol.md} is its specification.
+"""
+
+import json
+from typing import Any
+
+from ._errors import ProtocolError
+
+#: Bumped on any change a deployed client would notice.
+PROTOCOL_VERSION = 1
+
+#: Frames larger than this get a C{FrameTooLarge} error reply and are dropped;
+#: the connection stays up.
+MAX_FRAME_BYTES = 64 * 1024
+
+#: Frames larger than this are refused by the WebSocket layer itself, which
+#: closes the connection with code 1009 ("message too big").
+HARD_MAX_FRAME_BYTES = 1024 * 1024
+
+HELLO = "hello"
+WELCOME = "welcome"
+CALL = "call"
+RESULT = "result"
+ERROR = "error"
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class FrameTooLarge(ProtocolError):
+    """
+    A frame exceeded L{MAX_FRAME_BYTES}.
+    """
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """
+    The UTF-8 bytes of C{frame}, compact.
+    """
+    return _encoder.encode(frame).encode("utf-8")
+
+
+def decode(payload: bytes, isBinary: bool) -> dict[str, Any]:
+    """
+    The frame held by one WebSocket message.
+
+    @raise ProtocolError: (or L{FrameTooLarge}) naming what is wrong.
+    """
+    if isBinary:
+        raise ProtocolError("binary frames are not supported; send JSON text")
+    if len(payload) > MAX_FRAME_BYTES:
+        raise FrameTooLarge(
+            f"frame of {len(payload)} bytes exceeds the limit of "
+            f"{MAX_FRAME_BYTES} bytes"
+        )
+    try:
+        frame = json.loads(payload)
+    except ValueError:
+        raise ProtocolError("frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("frame must be a JSON object")
+    if not isinstance(frame.get("type"), str):
+        raise ProtocolError('frame has no "type" string')
+    return frame
+
+
+def callId(frame: dict[str, Any]) -> int | None:
+    """
+    The frame's C{id} if it is a usable call id, so an error reply can name
+    the call it answers; else L{None}.
+    """
+    value = frame.get("id")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def requireCallId(frame: dict[str, Any]) -> int:
+    value = callId(frame)
+    if value is None:
+        raise ProtocolError(f'"{frame["type"]}" frame needs an integer "id" >= 0')
+    return value
+
+
+def parseCall(frame: dict[str, Any]) -> tuple[int, str, list]:
+    """
+    The id, method name and argument list of a C{call} frame.
+    """
+    ident = requireCallId(frame)
+    method = frame.get("method")
+    if not isinstance(method, str):
+        raise ProtocolError('"call" frame needs a "method" string')
+    args = frame.get("args", [])
+    if not isinstance(args, list):
+        raise ProtocolError('"call" frame\'s "args" must be a list')
+    return ident, method, args
+
+
+def parseError(frame: dict[str, Any]) -> tuple[str, str]:
+    """
+    The name and message of an C{error} frame's C{error} object.
+    """
+    error = frame.get("error")
+    if not isinstance(error, dict):
+        raise ProtocolError('"error" frame needs an "error" object')
+    name = error.get("name")
+    message = error.get("message")
+    return (
+        name if isinstance(name, str) else "Error",
+        message if isinstance(message, str) else "",
+    )
+
+
+def callFrame(ident: int, method: str, args: tuple | list) -> dict[str, Any]:
+    return {"type": CALL, "id": ident, "method": method, "args": list(args)}
+
+
+def resultFrame(ident: int, value: Any) -> dict[str, Any]:
+    return {"type": RESULT, "id": ident, "value": value}
+
+
+def errorFrame(ident: int | None, name: str, message: str) -> dict[str, Any]:
+    """
+    An error reply.  C{ident} is the call it answers, or L{None} for a frame
+    that could not be tied to a call.
+    """
+    return {"type": ERROR, "id": ident, "error": {"name": name, "message": message}}
+
+
+def errorFrameFor(ident: int | None, error: BaseException) -> dict[str, Any]:
+    """
+    The error reply that tells the peer what C{error} was: its class name and
+    message, never a traceback.
+    """
+    return errorFrame(ident, type(error).__name__, str(error))

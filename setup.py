@@ -1,0 +1,32 @@
+"""
+chatthing: a real-time browser chat server on Twisted.
+
+The top-level C{templates/} and C{js/} folders are installed inside the
+package, as C{chatthing/templates} and C{chatthing/js}, so an installed
+chatthing serves them from anywhere (see C{chatthing/_assets.py}).
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="chatthing",
+    version="0.1.0",
+    description="A real-time browser chat server on Twisted, after the Nevow Athena chat tutorial",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["chatthing", "chatthing.*"])
+    + ["twisted.plugins", "chatthing.templates", "chatthing.js"],
+    package_dir={"chatthing.templates": "templates", "chatthing.js": "js"},
+    package_data={
+        "twisted.plugins": ["chatthing_plugin.py"],
+        "chatthing.templates": ["*.html", "css/*.css"],
+        "chatthing.js": ["*.js", "live/*.js"],
+    },
+    install_requires=[
+        "twisted>=24.3",
+        "autobahn>=24.4",
+        "jinja2>=3.1",
+    ],
+    entry_points={"console_scripts": ["chatthing = chatthing.cli:main"]},
+)

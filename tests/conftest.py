@@ -1,0 +1,174 @@
+"""
+Fixtures shared by the tests: real servers on ephemeral loopback ports.
+
+- C{chatServer}: the chat application served in this test process, on the
+  reactor that pytest-twisted runs; for WebSocket tests.
+- C{startTwistd}: starts C{twistd -n chat-widget ...} as a subprocess, exactly
+  as README says, and finds its port in its log; for browser and command-line
+  tests.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+
+import chatthing
+from chatthing.chatterbox import ChatRoom
+from chatthing.listening import ListeningService
+from chatthing.live import LiveSite
+from chatthing.live.testing import LiveTestClient
+
+#: Where the tests leave screenshots and server logs.
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@dataclass
+class ChatServer:
+    """
+    A chat server running in the test process.
+    """
+
+    room: ChatRoom
+    site: LiveSite
+    port: int
+    clients: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def wsUrl(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/live"
+
+    async def connect(self, **kwargs) -> LiveTestClient:
+        """
+        A new page connection, welcomed.
+        """
+        client = await LiveTestClient.connect(self.wsUrl, **kwargs)
+        self.clients.append(client)
+        return client
+
+    async def login(self, username: str) -> LiveTestClient:
+        """
+        A new page connection, logged in as C{username}.
+        """
+        client = await self.connect()
+        answer = await client.call("setUsername", username)
+        assert answer["type"] == "result", answer
+        return client
+
+
+@pytest_twisted.async_yield_fixture
+async def chatServer():
+    """
+    A fresh chat room served on an ephemeral loopback port.
+    """
+    room = ChatRoom()
+    site = LiveSite(room.makeChatter)
+    service = ListeningService("tcp:0:interface=127.0.0.1", site, "test chat")
+    service.startService()
+    await service._listening
+    server = ChatServer(room, site, service.port.getHost().port)
+    yield server
+    for client in server.clients:
+        client.close()
+    await service.stopService()
+
+
+def sourceRoot() -> Path:
+    """
+    The folder that holds the C{chatthing} package being tested (the checkout,
+    or site-packages): a subprocess with it on C{PYTHONPATH} finds the same
+    package and its twistd plugin.
+    """
+    return Path(chatthing.__file__).resolve().parent.parent
+
+
+@dataclass
+class TwistdServer:
+    process: subprocess.Popen
+    port: int
+    logLines: list
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def log(self) -> str:
+        return "".join(self.logLines)
+
+    def waitForLog(self, pattern: str, deadline: float = 15.0) -> re.Match:
+        """
+        Wait until a log line matches C{pattern}; the match.
+        """
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            for line in list(self.logLines):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no log line matched {pattern!r}; log:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def runTwistd(args: list[str], cwd: Path) -> subprocess.Popen:
+    """
+    Start C{twistd -n ARGS} with this test run's Python, its log on stdout.
+    """
+    env = dict(os.environ, PYTHONPATH=str(sourceRoot()), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "twisted", "-n", "--pidfile=", "--logfile=-", *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _collectLines(process: subprocess.Popen, lines: list[str]) -> None:
+    for line in process.stdout:
+        lines.append(line)
+
+
+@pytest.fixture
+def startTwistd(tmp_path):
+    """
+    Start C{twistd -n chat-widget EXTRA...} on an ephemeral loopback port;
+    stopped after the test.
+    """
+    started = []
+
+    def start(*extra: str, element: str = "chatthing.chatterbox.chat") -> TwistdServer:
+        process = runTwistd(
+            ["chat-widget", f"--element={element}", "--listen", "tcp:0:interface=127.0.0.1", *extra],
+            tmp_path,
+        )
+        lines: list[str] = []
+        threading.Thread(target=_collectLines, args=(process, lines), daemon=True).start()
+        server = TwistdServer(process, 0, lines)
+        started.append(server)
+        match = server.waitForLog(r"chat listening on http://127\.0\.0\.1:(\d+)/")
+        server.port = int(match.group(1))
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
