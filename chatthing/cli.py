@@ -11,11 +11,12 @@ import urllib.request
 
 from twisted.python import usage
 
+from . import __version__
 from .admin import readToken
 
 
 class AlertOptions(usage.Options):
-    synopsis = "TEXT [--url URL] --token-file PATH"
+    synopsis = "TEXT --token-file PATH [--url URL]"
     longdesc = "Send TEXT as a global alert to every page of a running server."
     optParameters = [
         ["url", "u", "http://127.0.0.1:8081/", "Base URL of the server's admin endpoint (--admin-listen)."],
@@ -34,8 +35,15 @@ class AlertOptions(usage.Options):
 
 
 class Options(usage.Options):
-    synopsis = "COMMAND [options]"
+    synopsis = "Usage: chatthing [options]"
     subCommands = [["alert", None, AlertOptions, "Send a global alert to every page."]]
+
+    def opt_version(self) -> None:
+        """
+        Print chatthing's version and exit.
+        """
+        print(f"chatthing {__version__}")
+        sys.exit(0)
 
     def postOptions(self) -> None:
         if self.subCommand is None:

@@ -22,6 +22,11 @@ import pytest
 import pytest_twisted
 
 import chatthing
+
+# In a checkout (editable install), the twistd plugin lives beside the
+# package, not in site-packages: make twisted.plugins find it there too.
+sys.path.append(str(Path(chatthing.__file__).resolve().parent.parent))
+
 from chatthing.chatterbox import ChatRoom
 from chatthing.listening import ListeningService
 from chatthing.live import LiveSite
@@ -132,14 +137,30 @@ class TwistdServer:
                 self.process.wait()
 
 
+def subprocessEnvironment() -> dict[str, str]:
+    """
+    The environment for commands the tests run: this one, with the package
+    under test on C{PYTHONPATH}.
+    """
+    return dict(os.environ, PYTHONPATH=str(sourceRoot()), PYTHONUNBUFFERED="1")
+
+
+def twistdScript() -> str:
+    """
+    The C{twistd} command installed beside this test run's Python.
+    """
+    script = Path(sys.executable).parent / "twistd"
+    assert script.exists(), f"twistd is not installed beside {sys.executable}"
+    return str(script)
+
+
 def runTwistd(args: list[str], cwd: Path) -> subprocess.Popen:
     """
     Start C{twistd -n ARGS} with this test run's Python, its log on stdout.
     """
-    env = dict(os.environ, PYTHONPATH=str(sourceRoot()), PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "twisted", "-n", "--pidfile=", "--logfile=-", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [twistdScript(), "-n", "--pidfile=", "--logfile=-", *args],
+        cwd=cwd, env=subprocessEnvironment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
 

@@ -1,0 +1,145 @@
+"""
+Unit tests of the chat room and its elements, with in-memory sessions
+instead of sockets.
+"""
+
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatthing.chatterbox import (
+    MAX_MESSAGE_LENGTH,
+    AlreadyLoggedIn,
+    ChatRoom,
+    ChatterElement,
+    InvalidMessage,
+    InvalidUsername,
+    NotLoggedIn,
+    UsernameTaken,
+    chat,
+)
+from chatthing.live._session import LiveSession
+
+
+class Page:
+    """
+    One page's side of a session: it records the calls the element makes
+    and answers them at once.
+    """
+
+    def __init__(self, room):
+        self.element = room.makeChatter()
+        self.session = LiveSession("s", self.element, self._receive, self._refused)
+        self.shown = []
+        self.element._liveAttach(self.session)
+
+    def _receive(self, frame):
+        if frame["type"] == "call":
+            self.shown.append((frame["method"], *frame["args"]))
+            self.session.receive({"type": "result", "id": frame["id"], "value": None})
+
+    def _refused(self, ident, error):
+        raise error
+
+    def leave(self):
+        self.session.detach(Failure(ConnectionDone()))
+
+
+class ChatRoomTests(SynchronousTestCase):
+    def setUp(self):
+        self.room = ChatRoom()
+
+    def test_moduleLevelFactory(self):
+        """chat is the tutorial's factory: a bound makeChatter of one room."""
+        self.assertIsInstance(chat.__self__, ChatRoom)
+        self.assertEqual(chat.__func__, ChatRoom.makeChatter)
+
+    def test_makeChatterTracks(self):
+        """Each made chatter is tracked by the room until its page goes away."""
+        a, b = Page(self.room), Page(self.room)
+        self.assertEqual(self.room.chatters, [a.element, b.element])
+        a.leave()
+        self.assertEqual(self.room.chatters, [b.element])
+
+    def test_loginAnnounces(self):
+        """Logging in announces the user to every page, the new one included."""
+        a, b = Page(self.room), Page(self.room)
+        self.assertEqual(b.element.setUsername("  bob "), "bob")
+        for page in (a, b):
+            self.assertEqual(page.shown, [("displayMessage", " * user bob has joined the room")])
+        self.assertEqual(self.room.online(), ["bob"])
+
+    def test_namesUniqueCaseInsensitively(self):
+        """A name differing only in case or surrounding spaces is taken."""
+        Page(self.room).element.setUsername("Alice")
+        other = Page(self.room).element
+        for name in ["alice", " ALICE ", "Alice"]:
+            self.assertRaises(UsernameTaken, other.setUsername, name)
+        self.assertEqual(other.setUsername("alice2"), "alice2")
+
+    def test_nameFreedOnLeave(self):
+        """A name is free again once its owner's page goes away."""
+        first = Page(self.room)
+        first.element.setUsername("alice")
+        first.leave()
+        self.assertEqual(Page(self.room).element.setUsername("ALICE"), "ALICE")
+
+    def test_invalidNames(self):
+        """Empty, blank, over-long and control-character names are refused."""
+        element = Page(self.room).element
+        for name in ["", "   ", "x" * 33, "a\x00b", "a\nb", "tab\there", "\x1b[31mred"]:
+            self.assertRaises(InvalidUsername, element.setUsername, name)
+        self.assertEqual(element.setUsername("x" * 32), "x" * 32)
+
+    def test_loginTwice(self):
+        """A page cannot log in a second time."""
+        element = Page(self.room).element
+        element.setUsername("alice")
+        self.assertRaises(AlreadyLoggedIn, element.setUsername, "bob")
+
+    def test_everyoneHearsEveryone(self):
+        """A message reaches every page with its speaker's name."""
+        a, b = Page(self.room), Page(self.room)
+        a.element.setUsername("alice")
+        a.element.say("hi <b>all</b>")
+        for page in (a, b):
+            self.assertEqual(page.shown[-1], ("displayUserMessage", "alice", "hi <b>all</b>"))
+
+    def test_sayNeedsLogin(self):
+        """Speaking before logging in is refused."""
+        self.assertRaises(NotLoggedIn, Page(self.room).element.say, "hello")
+
+    def test_badMessages(self):
+        """Empty, blank and over-long messages are refused; the limit itself is fine."""
+        page = Page(self.room)
+        page.element.setUsername("alice")
+        for text in ["", "  \n\t ", "x" * (MAX_MESSAGE_LENGTH + 1)]:
+            self.assertRaises(InvalidMessage, page.element.say, text)
+        page.element.say("x" * MAX_MESSAGE_LENGTH)
+        self.assertEqual(page.shown[-1][2], "x" * MAX_MESSAGE_LENGTH)
+
+    def test_leaveAnnounced(self):
+        """A logged-in user's leaving is announced; an anonymous page's is not."""
+        a, b, anonymous = Page(self.room), Page(self.room), Page(self.room)
+        a.element.setUsername("alice")
+        anonymous.leave()
+        self.assertNotIn("left", str(b.shown))
+        a.leave()
+        self.assertEqual(b.shown[-1], ("displayMessage", " * user alice has left the room"))
+        self.assertEqual(self.room.online(), [])
+
+    def test_wallReachesEveryPage(self):
+        """wall() reaches every page, logged in or not, and counts them."""
+        pages = [Page(self.room) for _ in range(3)]
+        self.assertEqual(self.room.wall("restarting"), 3)
+        for page in pages:
+            self.assertEqual(page.shown[-1], ("displayMessage", "restarting"))
+
+    def test_brokenRecipientDoesNotBreakFanOut(self):
+        """A page that fails a delivery is skipped; the others still get it."""
+        a, b = Page(self.room), Page(self.room)
+        a.session.send = lambda frame: None  # never answers: calls stay pending
+        ghost = ChatterElement(self.room)   # tracked but never attached
+        self.room.chatters.insert(0, ghost)
+        self.assertEqual(self.room.wall("hello"), 3)
+        self.assertEqual(b.shown[-1], ("displayMessage", "hello"))
