@@ -50,11 +50,12 @@ class AlertResource(Resource):
         self.wall = wall
 
     def render_POST(self, request: Request) -> bytes:
-        given = request.getHeader(b"authorization") or ""
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        # getHeader(bytes) gives bytes: compare bytes throughout.
+        given = request.getHeader(b"authorization") or b""
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
             return self._answer(request, 401, {"error": "an Authorization: Bearer token is required"})
-        if not hmac.compare_digest(token.strip().encode("utf-8"), self._token):
+        if not hmac.compare_digest(token.strip(), self._token):
             self.log.warn("admin alert refused: wrong token from {peer}", peer=request.getClientAddress())
             return self._answer(request, 403, {"error": "wrong token"})
         try:

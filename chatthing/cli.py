@@ -4,6 +4,7 @@ The C{chatthing} command, for operators::
     chatthing alert "Server restarts in 5 minutes" --token-file admin.token
 """
 
+import getopt
 import json
 import sys
 import urllib.error
@@ -22,6 +23,29 @@ class AlertOptions(usage.Options):
         ["url", "u", "http://127.0.0.1:8081/", "Base URL of the server's admin endpoint (--admin-listen)."],
         ["token-file", "t", None, "File holding the admin token (the server's --admin-token-file)."],
     ]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Accept options after the text too (C{alert "TEXT" --token-file PATH}):
+        C{usage.Options} uses C{getopt}, which stops at the first argument
+        that is not an option, so put the options first, then C{--}, then
+        the text.
+        """
+        if options is None:
+            options = sys.argv[1:]
+        try:
+            found, text = getopt.gnu_getopt(options, self.shortOpt, self.longOpt)
+        except getopt.error as e:
+            raise usage.UsageError(str(e)) from None
+        reordered: list[str] = []
+        for name, value in found:
+            takesValue = (
+                name[2:] + "=" in self.longOpt
+                if name.startswith("--")
+                else name[1:] + ":" in self.shortOpt
+            )
+            reordered += [name, value] if takesValue else [name]
+        super().parseOptions([*reordered, "--", *text])
 
     def parseArgs(self, *text: str) -> None:
         self["text"] = " ".join(text)

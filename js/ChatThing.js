@@ -3,7 +3,7 @@
  * Method names are the Nevow Athena tutorial's.
  */
 
-import { Widget } from "./live/index.js";
+import { SocketState, Widget } from "./live/index.js";
 
 export class ChatterWidget extends Widget {
   static remoteMethods = ["displayMessage", "displayUserMessage"];
@@ -26,6 +26,8 @@ export class ChatterWidget extends Widget {
       event.preventDefault();
       this.doSay();
     });
+    this.username = null;
+    socket.onStateChange((state) => this._connectionChanged(state));
     this.usernameField.focus();
   }
 
@@ -34,10 +36,14 @@ export class ChatterWidget extends Widget {
     this.loginError.textContent = "";
     try {
       const username = await this.callRemote("setUsername", this.usernameField.value);
+      this.username = username;
       this.chooseBox.hidden = true;
       this.sendLine.hidden = false;
-      this.loggedInAs.appendChild(document.createTextNode(username));
+      const who = document.createElement("strong");
+      who.textContent = username;
+      this.loggedInAs.appendChild(who);
       this.loggedInAs.hidden = false;
+      this._scrollToEnd();
       this.userMessage.focus();
     } catch (error) {
       this.loginError.textContent = error.message;
@@ -69,16 +75,57 @@ export class ChatterWidget extends Widget {
   /** Show what `avatarName` said. */
   displayUserMessage(avatarName, text) {
     const speaker = document.createElement("span");
-    speaker.className = "speaker";
+    speaker.className = `speaker speaker-${paletteIndex(avatarName)}`;
     speaker.textContent = avatarName;
-    this._append(["message", "user"], [speaker, document.createTextNode(`: ${text}`)]);
+    const classes = ["message", "user"];
+    const mine = avatarName === this.username;
+    if (mine) {
+      classes.push("mine");
+    }
+    this._append(classes, [speaker, document.createTextNode(`: ${text}`)], mine);
   }
 
-  _append(classes, children) {
+  /**
+   * Add a line to the log.  The log follows the newest line, unless the
+   * reader has scrolled up to read older ones (then only their own lines
+   * bring it back down).
+   */
+  _append(classes, children, mine = false) {
+    const area = this.scrollArea;
+    const following = area.scrollHeight - area.scrollTop - area.clientHeight < FOLLOW_SLACK_PX;
     const line = document.createElement("div");
     line.classList.add(...classes);
     line.append(...children);
-    this.scrollArea.appendChild(line);
+    area.appendChild(line);
+    if (following || mine) {
+      this._scrollToEnd();
+    }
+  }
+
+  _scrollToEnd() {
     this.scrollArea.scrollTop = this.scrollArea.scrollHeight;
   }
+
+  /** Disable the forms while the connection is down. */
+  _connectionChanged(state) {
+    const down = state !== SocketState.CONNECTED;
+    this.node.querySelectorAll("input").forEach((input) => {
+      input.disabled = down;
+    });
+  }
+}
+
+/** How close to the bottom, in pixels, counts as following the log. */
+const FOLLOW_SLACK_PX = 48;
+
+/** Number of speaker colours in chatterbox.css (.speaker-0 …). */
+const PALETTE_SIZE = 8;
+
+/** A stable colour for a name, the same on every page (FNV-1a hash). */
+function paletteIndex(name) {
+  let hash = 0x811c9dc5;
+  for (const char of name) {
+    hash = Math.imul(hash ^ char.codePointAt(0), 0x01000193) >>> 0;
+  }
+  return hash % PALETTE_SIZE;
 }

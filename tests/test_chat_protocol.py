@@ -1,16 +1,506 @@
 """
-The chat application over real WebSockets: login, alerts, fan-out, leaving.
+The chat application over real WebSockets: login, alerts, fan-out, leaving,
+and the server's own calls into pages (C{callRemote}).
+
+Every test runs a real server (C{chatServer}) and talks to it with real
+WebSocket clients (L{LiveTestClient}); waits have deadlines, never fixed sleeps.
 """
 
+import json
+
+import pytest
 import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+
+from chatthing.live import ElementDetached, RemoteError
+from chatthing.live.testing import LiveTestClient
+
+#: Seconds a test waits for the server to reach a state before it fails.
+DEADLINE = 10.0
+
+
+def joined(name: str) -> list[str]:
+    return [f" * user {name} has joined the room"]
+
+
+def left(name: str) -> list[str]:
+    return [f" * user {name} has left the room"]
+
+
+async def eventually(condition, what: str, deadline: float = DEADLINE):
+    """
+    Wait until C{condition()} (server-side state) is true, checking every
+    few milliseconds; fail after C{deadline} seconds.
+    """
+    end = reactor.seconds() + deadline
+    while True:
+        value = condition()
+        if value:
+            return value
+        if reactor.seconds() > end:
+            raise TimeoutError(f"waited {deadline}s for {what}")
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+
+async def withDeadline(d: Deferred, deadline: float = DEADLINE):
+    """
+    The result of C{d}, or C{TimeoutError} (a cancelled Deferred) after
+    C{deadline} seconds.
+    """
+    d.addTimeout(deadline, reactor)
+    return await d
+
+
+def elementOf(chatServer, client: LiveTestClient):
+    """
+    The server-side element of C{client}'s page.
+    """
+    session = client.welcome["session"]
+    for element in chatServer.room.chatters:
+        if element._liveSession is not None and element._liveSession.ident == session:
+            return element
+    raise AssertionError(f"no element for session {session}")
+
+
+async def expectError(client: LiveTestClient, method: str, *args, name: str, says: str) -> dict:
+    """
+    Call C{method(*args)} and check that it is refused with error C{name},
+    whose message contains C{says}.
+    """
+    answer = await client.call(method, *args)
+    assert answer["type"] == "error", answer
+    assert answer["error"]["name"] == name, answer
+    assert says in answer["error"]["message"], answer
+    return answer
+
+
+async def expectResult(client: LiveTestClient, method: str, *args):
+    answer = await client.call(method, *args)
+    assert answer["type"] == "result", answer
+    return answer["value"]
+
+
+# Login
+
+
+@pytest_twisted.ensureDeferred
+async def test_joinAlertReachesEveryPage(chatServer):
+    """A join alert reaches every connected page: earlier ones, logged in or not, and the joiner's own."""
+    alice = await chatServer.login("alice")
+    lurker = await chatServer.connect()
+    bob = await chatServer.connect()
+    assert await expectResult(bob, "setUsername", "bob") == "bob"
+    for client in (alice, lurker, bob):
+        await client.waitFor(lambda c=client: joined("bob") in c.calls("displayMessage"),
+                             "bob's join alert")
+    assert joined("alice") in alice.calls("displayMessage")
+    assert joined("alice") not in bob.calls("displayMessage")  # bob came later
+
+
+@pytest_twisted.ensureDeferred
+async def test_setUsernameReturnsTrimmedName(chatServer):
+    """setUsername returns the name trimmed of surrounding whitespace, and announces that name."""
+    alice = await chatServer.connect()
+    assert await expectResult(alice, "setUsername", "  alice \t") == "alice"
+    await alice.waitFor(lambda: joined("alice") in alice.calls("displayMessage"))
+    assert chatServer.room.online() == ["alice"]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("taken", ["alice", "Alice ", "  ALICE", "aLiCe"])
+async def test_namesAreUniqueCaseInsensitively(chatServer, taken):
+    """A name that matches an online name after trimming and case-folding is refused, and the page may retry."""
+    alice = await chatServer.login("Alice")
+    second = await chatServer.connect()
+    answer = await expectError(second, "setUsername", taken, name="UsernameTaken", says="taken")
+    assert taken.strip() in answer["error"]["message"]
+    assert await expectResult(second, "setUsername", "bob") == "bob"
+    await alice.waitFor(lambda: joined("bob") in alice.calls("displayMessage"))
+    assert chatServer.room.online() == ["Alice", "bob"]
+    assert [f for f in alice.calls("displayMessage") if "joined" in f[0]] == [joined("Alice"), joined("bob")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_nameIsFreeAfterOwnerLeaves(chatServer):
+    """Once a user's page closes, another page can take that name."""
+    alice = await chatServer.login("alice")
+    watcher = await chatServer.login("watcher")
+    taker = await chatServer.connect()
+    await expectError(taker, "setUsername", "ALICE", name="UsernameTaken", says="taken")
+    alice.close()
+    await watcher.waitFor(lambda: left("alice") in watcher.calls("displayMessage"))
+    assert await expectResult(taker, "setUsername", "Alice") == "Alice"
+    await watcher.waitFor(lambda: joined("Alice") in watcher.calls("displayMessage"))
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("name, says", [
+    ("", "choose a username"),
+    ("   ", "choose a username"),
+    ("\t\n ", "choose a username"),
+    ("a" * 33, "at most 32"),
+    ("  " + "b" * 33 + "  ", "at most 32"),
+    ("a\x00b", "control characters"),
+    ("a\nb", "control characters"),
+    ("a\x1bb", "control characters"),
+    ("a\u200bb", "control characters"),  # zero-width space: does not print
+])
+async def test_invalidUsernames(chatServer, name, says):
+    """Empty, blank, over-long or unprintable names are refused with InvalidUsername; the page can retry."""
+    watcher = await chatServer.login("watcher")
+    page = await chatServer.connect()
+    await expectError(page, "setUsername", name, name="InvalidUsername", says=says)
+    assert chatServer.room.online() == ["watcher"]
+    assert await expectResult(page, "setUsername", "carol") == "carol"
+    await watcher.waitFor(lambda: joined("carol") in watcher.calls("displayMessage"))
+    assert [m for m in watcher.calls("displayMessage")] == [joined("watcher"), joined("carol")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_thirtyTwoCharacterNameIsAccepted(chatServer):
+    """A 32-character name (after trimming) is the longest accepted."""
+    page = await chatServer.connect()
+    name = "x" * 32
+    assert await expectResult(page, "setUsername", f"  {name}  ") == name
+    await page.waitFor(lambda: joined(name) in page.calls("displayMessage"))
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("value", [None, 5, 1.5, True, ["alice"], {"name": "alice"}])
+async def test_nonStringUsernameIsBadArguments(chatServer, value):
+    """A username that is not a string is refused with BadArguments, and the page can still log in."""
+    page = await chatServer.connect()
+    await expectError(page, "setUsername", value, name="BadArguments", says="must be a string")
+    assert await expectResult(page, "setUsername", "alice") == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_loggingInTwiceIsRefused(chatServer):
+    """A page that has chosen a name cannot choose another: AlreadyLoggedIn, and its name stays."""
+    alice = await chatServer.login("alice")
+    await expectError(alice, "setUsername", "alicia", name="AlreadyLoggedIn", says="alice")
+    await expectError(alice, "setUsername", "alice", name="AlreadyLoggedIn", says="alice")
+    assert chatServer.room.online() == ["alice"]
+    await expectResult(alice, "say", "still me")
+    await alice.waitFor(lambda: ["alice", "still me"] in alice.calls("displayUserMessage"))
+
+
+# Fan-out and order
 
 
 @pytest_twisted.ensureDeferred
 async def test_messageReachesEveryone(chatServer):
-    """A message from one user reaches every logged-in page, prefixed by its speaker."""
+    """A message from one user reaches every page, logged in or not, as [speaker, text]."""
     alice = await chatServer.login("alice")
     bob = await chatServer.login("bob")
+    lurker = await chatServer.connect()
     answer = await alice.call("say", "hello bob")
     assert answer == {"type": "result", "id": 1, "value": None}
-    for client in (alice, bob):
+    for client in (alice, bob, lurker):
         await client.waitFor(lambda c=client: ["alice", "hello bob"] in c.calls("displayUserMessage"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_messagesAreTrimmed(chatServer):
+    """A message is delivered trimmed of surrounding whitespace; inner whitespace is kept."""
+    alice = await chatServer.login("alice")
+    await expectResult(alice, "say", "  hello \n  world \t")
+    await alice.waitFor(lambda: alice.calls("displayUserMessage"))
+    assert alice.calls("displayUserMessage") == [["alice", "hello \n  world"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrentMessagesSameOrderEverywhere(chatServer):
+    """With four users sending 30 messages each at once, every page gets all 120, in one common order."""
+    names = ["alice", "bob", "carol", "dave"]
+    perUser = 30
+    clients = {name: await chatServer.login(name) for name in names}
+    lurker = await chatServer.connect()
+    pages = [*clients.values(), lurker]
+    # Send everything without waiting for answers, interleaving the senders.
+    for i in range(perUser):
+        for name, client in clients.items():
+            client.send({"type": "call", "id": 1000 + i, "method": "say",
+                         "args": [f"{name} says {i}"]})
+    total = perUser * len(names)
+    for page in pages:
+        await page.waitFor(lambda p=page: len(p.calls("displayUserMessage")) >= total,
+                           f"{total} messages", deadline=30)
+    transcript = lurker.calls("displayUserMessage")
+    assert len(transcript) == total
+    for page in pages:
+        assert page.calls("displayUserMessage") == transcript
+    for name, client in clients.items():
+        # Each speaker's messages arrive whole, prefixed and in the order said.
+        said = [text for speaker, text in transcript if speaker == name]
+        assert said == [f"{name} says {i}" for i in range(perUser)]
+        answers = [f for f in client.frames if f.get("type") in ("result", "error")
+                   and f.get("id", 0) >= 1000]
+        assert answers == [{"type": "result", "id": 1000 + i, "value": None} for i in range(perUser)]
+
+
+# Leaving
+
+
+@pytest_twisted.ensureDeferred
+async def test_leaveAlert(chatServer):
+    """Closing a logged-in page tells the others ' * user NAME has left the room' and drops it from the room."""
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    lurker = await chatServer.connect()
+    assert len(chatServer.room.chatters) == 3
+    alice.close()
+    for client in (bob, lurker):
+        await client.waitFor(lambda c=client: left("alice") in c.calls("displayMessage"),
+                             "alice's leave alert")
+    assert len(chatServer.room.chatters) == 2
+    assert chatServer.room.online() == ["bob"]
+    assert left("alice") not in alice.calls("displayMessage")
+
+
+@pytest_twisted.ensureDeferred
+async def test_anonymousPageLeavesSilently(chatServer):
+    """A page that never logged in leaves no alert behind, and is dropped from the room."""
+    bob = await chatServer.login("bob")
+    anonymous = await chatServer.connect()
+    assert len(chatServer.room.chatters) == 2
+    anonymous.close()
+    await eventually(lambda: len(chatServer.room.chatters) == 1, "the anonymous page to be dropped")
+    # Anything the leave sent to bob precedes this marker on bob's connection.
+    await expectResult(bob, "say", "marker")
+    await bob.waitFor(lambda: ["bob", "marker"] in bob.calls("displayUserMessage"))
+    assert bob.calls("displayMessage") == [joined("bob")]
+    assert chatServer.room.online() == ["bob"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_noLeaks(chatServer):
+    """After pages come and go, abruptly or cleanly, the room and the site hold only the open ones, and every leave is announced."""
+    stayer = await chatServer.login("stayer")
+    for round in range(3):
+        pages = [await chatServer.login(f"user{round}-{i}") for i in range(6)]
+        pages += [await chatServer.connect() for i in range(2)]
+        # A page that joined after the leavers, so it is after them in the room.
+        witness = await chatServer.login(f"witness{round}")
+        for i, page in enumerate(pages):
+            if i % 2:
+                page.close()
+            else:
+                page.protocol.transport.abortConnection()  # no closing handshake
+        await eventually(lambda: len(chatServer.room.chatters) == 2, "pages to be dropped")
+        for client in (stayer, witness):
+            await client.waitFor(
+                lambda c=client: all(left(f"user{round}-{i}") in c.calls("displayMessage") for i in range(6)),
+                "every leave alert")
+        assert len([m for m in witness.calls("displayMessage") if "has left" in m[0]]) == 6
+        witness.close()
+        await eventually(lambda: len(chatServer.room.chatters) == 1, "the witness to be dropped")
+    assert chatServer.room.chatters == [elementOf(chatServer, stayer)]
+    assert chatServer.room.online() == ["stayer"]
+    assert len(chatServer.site.liveFactory.sessions) == 1
+    await expectResult(stayer, "say", "alone")
+    await stayer.waitFor(lambda: ["stayer", "alone"] in stayer.calls("displayUserMessage"))
+    assert len([m for m in stayer.calls("displayMessage") if "has left" in m[0]]) == 21
+
+
+def serverProtocolOf(chatServer, client: LiveTestClient):
+    """
+    The server's WebSocket protocol for C{client}'s page.
+    """
+    return elementOf(chatServer, client)._liveSession.send.__self__
+
+
+@pytest_twisted.ensureDeferred
+async def test_closingPageDoesNotBreakFanOut(chatServer):
+    """A page in its closing handshake is skipped: messages, alerts and leaves still reach the pages after it."""
+    alice = await chatServer.login("alice")
+    closing = await chatServer.login("closing")
+    bob = await chatServer.login("bob")
+    room = chatServer.room
+    # The server starts closing the middle page; until its TCP connection is
+    # gone, its WebSocket is neither open nor detached.
+    serverProtocolOf(chatServer, closing).sendClose(1000, "going away")
+    elementOf(chatServer, alice).say("after the close")  # what alice's say() call runs
+    assert room.wall("alert after the close") == 3
+    for client in (alice, bob):
+        await client.waitFor(lambda c=client: ["alice", "after the close"] in c.calls("displayUserMessage"))
+        await client.waitFor(lambda c=client: ["alert after the close"] in c.calls("displayMessage"))
+        await client.waitFor(lambda c=client: left("closing") in c.calls("displayMessage"))
+    await closing.closed()
+    assert room.online() == ["alice", "bob"]
+
+
+# The server's calls into the page
+
+
+class HoldingClient(LiveTestClient):
+    """
+    A client that does not answer the server's calls to the methods in
+    C{held}: the test answers them, or not, by sending frames itself.
+    """
+
+    def __init__(self, reactor=None):
+        super().__init__(reactor)
+        self.held: set[str] = set()
+
+    def _received(self, payload, isBinary):
+        frame = json.loads(payload)
+        if frame.get("type") == "call" and frame.get("method") in self.held:
+            self.raw.append(payload)
+            self.frames.append(frame)
+            self._check()
+        else:
+            super()._received(payload, isBinary)
+
+
+async def holdingPage(chatServer, *held: str) -> tuple[HoldingClient, object]:
+    client = await HoldingClient.connect(chatServer.wsUrl)
+    chatServer.clients.append(client)
+    client.held.update(held)
+    return client, elementOf(chatServer, client)
+
+
+async def heldCall(client: LiveTestClient, method: str) -> dict:
+    return await client.nextFrame(lambda f: f.get("type") == "call" and f.get("method") == method,
+                                  f"the server's call to {method}()")
+
+
+@pytest_twisted.ensureDeferred
+async def test_callRemoteResult(chatServer):
+    """element.callRemote fires with the value the page answers."""
+    page = await chatServer.connect()
+    page.answer = lambda method, args: {"echo": [method, args]}
+    element = elementOf(chatServer, page)
+    value = await withDeadline(element.callRemote("anything", 1, "two", [3]))
+    assert value == {"echo": ["anything", [1, "two", [3]]]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_callRemoteRemoteError(chatServer):
+    """A page's error answer fails callRemote's Deferred with RemoteError carrying its name and message."""
+    page, element = await holdingPage(chatServer, "explode")
+    d = element.callRemote("explode", "now")
+    call = await heldCall(page, "explode")
+    assert call["args"] == ["now"]
+    page.send({"type": "error", "id": call["id"],
+               "error": {"name": "TypeError", "message": "widget.explode is not a function"}})
+    with pytest.raises(RemoteError) as caught:
+        await withDeadline(d)
+    assert caught.value.name == "TypeError"
+    assert caught.value.message == "widget.explode is not a function"
+    # The page is still attached and still answers.
+    assert await withDeadline(element.callRemote("displayMessage", "ok")) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_callRemoteAfterCloseFailsFast(chatServer):
+    """callRemote on an element whose page has closed fails at once with ElementDetached."""
+    page = await chatServer.connect()
+    element = elementOf(chatServer, page)
+    page.close()
+    await withDeadline(element.notifyOnDisconnect())
+    d = element.callRemote("displayMessage", "anyone there?")
+    failures = []
+    d.addErrback(failures.append)
+    assert len(failures) == 1, "callRemote on a detached element did not fail at once"
+    assert failures[0].check(ElementDetached)
+    assert "displayMessage" in str(failures[0].value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pendingCallRemoteFailsWhenPageCloses(chatServer):
+    """A callRemote still waiting for its answer fails with ElementDetached when the page closes."""
+    page, element = await holdingPage(chatServer, "slow")
+    d = element.callRemote("slow")
+    await heldCall(page, "slow")
+    page.close()
+    with pytest.raises(ElementDetached):
+        await withDeadline(d)
+
+
+@pytest_twisted.ensureDeferred
+async def test_pendingCallRemoteFailsWhenConnectionDrops(chatServer):
+    """A pending callRemote fails with ElementDetached when the page's TCP connection just drops."""
+    page, element = await holdingPage(chatServer, "slow")
+    d = element.callRemote("slow")
+    await heldCall(page, "slow")
+    page.protocol.transport.abortConnection()
+    with pytest.raises(ElementDetached):
+        await withDeadline(d)
+
+
+@pytest_twisted.ensureDeferred
+async def test_notifyOnDisconnectFires(chatServer):
+    """notifyOnDisconnect fires (never fails) when the page goes, and at once if it already has."""
+    page = await chatServer.connect()
+    element = elementOf(chatServer, page)
+    before = element.notifyOnDisconnect()
+    assert not before.called
+    page.close()
+    reason = await withDeadline(before)
+    assert isinstance(reason, Exception)
+    after = element.notifyOnDisconnect()
+    assert after.called
+    assert await after is reason
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformedErrorAnswerKeepsCallPending(chatServer):
+    """An error answer with no "error" object is refused, and its call is not lost: it still fails when the page closes."""
+    page, element = await holdingPage(chatServer, "slow")
+    d = element.callRemote("slow")
+    call = await heldCall(page, "slow")
+    page.send({"type": "error", "id": call["id"], "error": "not an object"})
+    refusal = await page.nextFrame(lambda f: f.get("type") == "error")
+    assert refusal["error"]["name"] == "ProtocolError"
+    assert '"error" object' in refusal["error"]["message"]
+    assert not d.called
+    page.close()
+    with pytest.raises(ElementDetached):
+        await withDeadline(d)
+
+
+# Closing by the server
+
+
+@pytest_twisted.ensureDeferred
+async def test_noHelloInTimeClosesWith1002(chatServer, monkeypatch):
+    """A connection that sends no hello in time is closed with 1002; pages that said hello are not."""
+    from chatthing.live import _protocol
+    monkeypatch.setattr(_protocol, "HELLO_TIMEOUT", 0.3)
+    # Close codes are only seen if the page answers the close frame before
+    # the server gives up waiting: allow for a loaded machine.
+    chatServer.site.liveFactory.setProtocolOptions(closeHandshakeTimeout=10)
+    alice = await chatServer.login("alice")  # her hello deadline passes before silent's
+    silent = await chatServer.connect(hello=False)
+    assert await silent.closed() == 1002
+    assert silent.frames == []
+    assert len(chatServer.room.chatters) == 1
+    assert not alice.isClosed
+    await expectResult(alice, "say", "still here")
+    await alice.waitFor(lambda: ["alice", "still here"] in alice.calls("displayUserMessage"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_elementFactoryFailureClosesWith1011(chatServer):
+    """If the application cannot make an element, that page is closed with 1011 and others carry on."""
+    alice = await chatServer.login("alice")
+    factory = chatServer.site.liveFactory
+    factory.setProtocolOptions(closeHandshakeTimeout=10)  # see test_noHelloInTimeClosesWith1002
+    working = factory.elementFactory
+
+    def broken():
+        raise RuntimeError("no elements today")
+
+    factory.elementFactory = broken
+    try:
+        unlucky = await chatServer.connect(hello=False)
+        unlucky.send({"type": "hello", "version": 1, "render": False})
+        assert await unlucky.closed() == 1011
+        assert not any(f["type"] == "welcome" for f in unlucky.frames)
+    finally:
+        factory.elementFactory = working
+    assert len(chatServer.room.chatters) == 1
+    await expectResult(alice, "say", "still here")
+    await alice.waitFor(lambda: ["alice", "still here"] in alice.calls("displayUserMessage"))

@@ -7,6 +7,7 @@ import secrets
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
 from jinja2 import Environment
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
@@ -61,6 +62,11 @@ class LiveServerProtocol(WebSocketServerProtocol):
             self.factory.sessionEnded(self.session)
 
     def sendLiveFrame(self, frame: dict[str, Any]) -> None:
+        if self.state != self.STATE_OPEN:
+            # The page is closing: nothing more can reach it, and onClose will
+            # detach its session, failing its waiting calls with ElementDetached.
+            # (Autobahn raises Disconnected here, which would break a fan-out.)
+            return
         try:
             payload = _wire.encode(frame)
         except (TypeError, ValueError) as e:
@@ -86,9 +92,10 @@ class LiveServerProtocol(WebSocketServerProtocol):
     def _hello(self, frame: dict[str, Any]) -> None:
         if frame["type"] != _wire.HELLO:
             raise ProtocolError('the first frame must be "hello"')
-        if frame.get("version") != _wire.PROTOCOL_VERSION:
+        version = frame.get("version")
+        if type(version) is not int or version != _wire.PROTOCOL_VERSION:
             self.refuse(None, ProtocolError(
-                f"protocol version {frame.get('version')!r} is not supported; "
+                f"protocol version {version!r} is not supported; "
                 f"this server speaks version {_wire.PROTOCOL_VERSION}"
             ))
             self._closeForProtocolError("unsupported protocol version")
@@ -96,7 +103,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         self._helloTimeout.cancel()
         element = self.factory.makeElement()
         if element is None:
-            self.sendClose(CLOSE_SERVER_ERROR, "the server could not create an element")
+            self._closeWithCode(CLOSE_SERVER_ERROR, "the server could not create an element")
             return
         html = element.render(self.factory.templates) if frame.get("render", True) else None
         self.session = LiveSession(secrets.token_urlsafe(16), element, self.sendLiveFrame, self.refuse)
@@ -111,7 +118,17 @@ class LiveServerProtocol(WebSocketServerProtocol):
         element._liveAttach(self.session)
 
     def _closeForProtocolError(self, reason: str) -> None:
-        self.sendClose(CLOSE_PROTOCOL_ERROR, reason)
+        self._closeWithCode(CLOSE_PROTOCOL_ERROR, reason)
+
+    def _closeWithCode(self, code: int, reason: str) -> None:
+        """
+        Start the closing handshake with C{code}.  Autobahn's C{sendClose}
+        accepts only 1000 and 3000-4999 (raising for 1002 and 1011, which
+        are the protocol's own codes), so send the close frame the way
+        Autobahn does when it fails a connection itself.
+        """
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
 
 
 class LiveServerFactory(WebSocketServerFactory):
@@ -138,7 +155,12 @@ class LiveServerFactory(WebSocketServerFactory):
         self.elementFactory = elementFactory
         self.templates = templates
         self.sessions: set[LiveSession] = set()
-        self.setProtocolOptions(maxMessagePayloadSize=_wire.HARD_MAX_FRAME_BYTES)
+        # failByDrop=False: a connection Autobahn fails (a frame over the hard
+        # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
+        # docs/protocol.md says, instead of the TCP connection being dropped.
+        self.setProtocolOptions(
+            maxMessagePayloadSize=_wire.HARD_MAX_FRAME_BYTES, failByDrop=False
+        )
 
     def makeElement(self) -> LiveElement | None:
         try:

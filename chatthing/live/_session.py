@@ -60,8 +60,11 @@ class LiveSession:
         elif kind == _wire.RESULT:
             self._answer(frame).callback(frame.get("value"))
         elif kind == _wire.ERROR:
-            d = self._answer(frame)
-            d.errback(RemoteError(*_wire.parseError(frame)))
+            # Parse before taking the call off the waiting list: a malformed
+            # answer is refused, and its call stays waiting (and fails with
+            # ElementDetached if the page goes) instead of being lost.
+            error = RemoteError(*_wire.parseError(frame))
+            self._answer(frame).errback(error)
         elif kind == _wire.HELLO:
             raise ProtocolError('"hello" was already received on this connection')
         else:

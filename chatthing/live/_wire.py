@@ -58,7 +58,8 @@ def decode(payload: bytes, isBinary: bool) -> dict[str, Any]:
         )
     try:
         frame = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nested too deeply for the decoder (e.g. "[[[[...").
         raise ProtocolError("frame is not valid JSON") from None
     if not isinstance(frame, dict):
         raise ProtocolError("frame must be a JSON object")

@@ -29,6 +29,7 @@ socket.connect().then(async (welcome) => {
   const { html, module, widget } = welcome.element;
   // The server drew this markup from an autoescaped template: trusted.
   container.innerHTML = html ?? "";
+  await stylesheetsLoaded(container);
   if (module) {
     const WidgetClass = (await import(module))[widget];
     socket.attach(new WidgetClass(container, socket));
@@ -37,3 +38,18 @@ socket.connect().then(async (welcome) => {
 }).catch((error) => {
   console.error("live: could not start", error);
 });
+
+/**
+ * Wait until the stylesheets linked from `node` have loaded (or failed), so
+ * the widget starts on its final layout: no flash of unstyled content, and
+ * scroll positions measured against the real sizes.
+ */
+function stylesheetsLoaded(node) {
+  const pending = [...node.querySelectorAll('link[rel="stylesheet"]')]
+    .filter((link) => link.sheet === null)
+    .map((link) => new Promise((resolve) => {
+      link.addEventListener("load", resolve, { once: true });
+      link.addEventListener("error", resolve, { once: true });
+    }));
+  return Promise.all(pending);
+}
