@@ -8,13 +8,16 @@ C{chat} is the element factory to run::
 It makes one L{ChatterElement} per page and registers it with the one
 module-level L{ChatRoom}, which keeps the users online in memory, fans every
 message out to every page, and sends global alerts.
+
+The room's messages go out through a L{Stream}: each is encoded once, sent
+as the same bytes to every page, and numbered, so a page that reconnects
+gets what it missed.
 """
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from .live import CallRefused, LiveElement, expose
+from .live import CallRefused, LiveElement, Stream, expose
 
 #: Longest username, in characters, after trimming.
 MAX_USERNAME_LENGTH = 32
@@ -93,13 +96,16 @@ class ChatRoom:
     The room everyone is in: tracks its chatters and who is online, and
     fans messages out to them.
 
-    @ivar chatters: every connected page's element, in joining order.
+    @ivar chatters: every page's element, in joining order, until the page
+        has gone for good.
+    @ivar stream: what every page in the room receives.
     """
 
     log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "room", history: int = 1000) -> None:
         self.chatters: list[ChatterElement] = []
+        self.stream = Stream(name, history)
         self._online: dict[str, ChatterElement] = {}
 
     def makeChatter(self) -> "ChatterElement":
@@ -152,32 +158,14 @@ class ChatRoom:
 
         @return: how many pages it was sent to.
         """
-        chatters = list(self.chatters)
-        for chatter in chatters:
-            _oneRecipient(chatter.wall(message), chatter)
-        return len(chatters)
+        self.stream.emit("displayMessage", message)
+        return len(self.chatters)
 
     def tellEverybody(self, who: "ChatterElement", what: str) -> None:
         """
         Let every page hear C{who} say C{what}.
         """
-        for chatter in list(self.chatters):
-            _oneRecipient(chatter.hear(who.username, what), chatter)
-
-
-def _oneRecipient(d: Deferred, chatter: "ChatterElement") -> None:
-    """
-    One errback per recipient, as in C{twisted.words}: a page that fails to
-    take a message (it went away, its widget threw) is logged and skipped,
-    never breaking the fan-out to the others.
-    """
-    def failed(failure: Failure) -> None:
-        ChatRoom.log.info(
-            "could not deliver to {chatter}: {error}",
-            chatter=chatter, error=failure.getErrorMessage(),
-        )
-
-    d.addErrback(failed)
+        self.stream.emit("displayUserMessage", who.username, what)
 
 
 class ChatterElement(LiveElement):
@@ -218,10 +206,19 @@ class ChatterElement(LiveElement):
             raise NotLoggedIn("Choose a username before you speak.")
         self.room.tellEverybody(self, checkMessage(message))
 
+    def connected(self) -> None:
+        self.subscribe(self.room.stream)
+
     def wall(self, message: str) -> Deferred:
+        """
+        Show the alert C{message} on this page only.
+        """
         return self.callRemote("displayMessage", message)
 
     def hear(self, username: str, what: str) -> Deferred:
+        """
+        Show on this page only that C{username} said C{what}.
+        """
         return self.callRemote("displayUserMessage", username, what)
 
 

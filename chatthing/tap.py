@@ -7,14 +7,17 @@ C{twisted.web.tap}.
 
 import inspect
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from twisted.application.service import MultiService
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
 from .admin import adminSite, readToken
-from .live import LiveElement, LiveSite
 from .listening import ListeningService
+from .live import LiveElement, LiveSite
+from .live._settings import LiveSettings
+from .shutdown import RESTART_ALERT, GracefulShutdown
 
 
 def loadElementFactory(dottedName: str) -> Callable[[], LiveElement]:
@@ -76,11 +79,45 @@ class Options(usage.Options):
         ["admin-listen", None, "tcp:8081:interface=127.0.0.1",
          "Endpoint description for the admin endpoint (used only with --admin-token-file)."],
         ["title", None, "chatthing", "Title of the page."],
+        ["grace-period", None, "30",
+         "Seconds a page whose connection dropped may take to come back to its "
+         "session (and get what it missed) before the session ends; 0 or more."],
+        ["max-connections", None, "10000",
+         "WebSocket connections served at once; past that, handshakes get HTTP 503."],
+        ["rate", None, "20",
+         "Frames a second each page may keep sending (after a burst); past that "
+         "its frames get a RateLimited error."],
+        ["burst", None, "40",
+         "Frames each page may send at once, faster than --rate."],
+        ["max-pending-calls", None, "16",
+         "Calls from one page that may run at once; past that, TooManyPendingCalls."],
+        ["max-outgoing-bytes", None, "1048576",
+         "Bytes buffered for a page that does not read before its connection is cut."],
+        ["ping-interval", None, "15",
+         "Seconds between heartbeat pings to each page; 0 turns heartbeats off."],
+        ["ping-timeout", None, "10",
+         "Seconds a page has to answer a heartbeat ping before it is dropped."],
     ]
+
+    #: How each limit option is read: (LiveSettings field, type, lowest
+    #: value allowed, what the usage error says it must be).
+    limits = {
+        "grace-period": ("gracePeriod", float, 0, "a number of seconds, 0 or more"),
+        "max-connections": ("maxConnections", int, 1, "a whole number, 1 or more"),
+        "rate": ("frameRate", float, None, "a number of frames a second, more than 0"),
+        "burst": ("frameBurst", int, 1, "a whole number, 1 or more"),
+        "max-pending-calls": ("maxPendingCalls", int, 1, "a whole number, 1 or more"),
+        "max-outgoing-bytes": ("maxOutgoingBytes", int, 1, "a whole number of bytes, 1 or more"),
+        "ping-interval": ("pingInterval", float, 0, "a number of seconds, 0 (off) or more"),
+        "ping-timeout": ("pingTimeout", float, None, "a number of seconds, more than 0"),
+    }
 
     def __init__(self) -> None:
         super().__init__()
+        # --help shows opt_ docstrings as they are: fold their lines.
+        self.docs = {name: " ".join(doc.split()) if doc else doc for name, doc in self.docs.items()}
         self["listen"] = []
+        self["allowed-origin"] = []
 
     def opt_listen(self, description: str) -> None:
         """
@@ -88,6 +125,14 @@ class Options(usage.Options):
         or ssl:8443:privateKey=key.pem; repeatable; overrides --port.
         """
         self["listen"].append(description)
+
+    def opt_allowed_origin(self, origin: str) -> None:
+        """
+        An origin, such as https://chat.example.com, whose pages may open the
+        WebSocket besides the server's own; repeatable [default: none, only
+        the page's own origin; clients that send no Origin are allowed].
+        """
+        self["allowed-origin"].append(origin)
 
     def postOptions(self) -> None:
         if self["element"] is None:
@@ -101,6 +146,7 @@ class Options(usage.Options):
             if not 0 <= port <= 65535:
                 raise usage.UsageError(f"--port must be a number from 0 to 65535, not {self['port']!r}")
             self["listen"] = [f"tcp:{port}"]
+        self["settings"] = self.makeSettings()
         self["adminToken"] = None
         if self["admin-token-file"] is not None:
             self["adminToken"] = readToken(self["admin-token-file"])
@@ -112,17 +158,64 @@ class Options(usage.Options):
                 )
 
 
+    def makeSettings(self) -> LiveSettings:
+        """
+        The L{LiveSettings} the limit options give.
+
+        @raise usage.UsageError: naming the first option whose value is not
+            allowed, and what it must be.
+        """
+        values: dict[str, Any] = {}
+        for option, (field, kind, lowest, must) in self.limits.items():
+            text = str(self[option]).strip()
+            try:
+                value = kind(text)
+            except ValueError:
+                value = None
+            if (value is None or value != value or value in (float("inf"), float("-inf"))
+                    or (lowest is None and value <= 0)
+                    or (lowest is not None and value < lowest)):
+                raise usage.UsageError(f"--{option} must be {must}, not {self[option]!r}")
+            values[field] = value
+        values["allowedOrigins"] = tuple(checkOrigin(o) for o in self["allowed-origin"])
+        return LiveSettings(**values)
+
+
+def checkOrigin(origin: str) -> str:
+    """
+    C{origin} without a trailing slash, if it is a web origin (scheme, host,
+    optional port, nothing else).
+
+    @raise usage.UsageError: if it is not.
+    """
+    parts = urlsplit(origin.strip())
+    try:
+        parts.port
+        valid = (parts.scheme in ("http", "https") and bool(parts.hostname)
+                 and parts.path in ("", "/") and not parts.query and not parts.fragment
+                 and "@" not in parts.netloc)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise usage.UsageError(
+            f"--allowed-origin must be an origin like https://chat.example.com, not {origin!r}"
+        )
+    return origin.strip().rstrip("/")
+
+
 def makeService(config: Options) -> MultiService:
     """
     One listening service per C{--listen} address for the site, plus the
-    admin endpoint's if a token is configured.
+    admin endpoint's if a token is configured, plus the graceful shutdown:
+    added last so that it is stopped first, while the connections are open.
     """
     service = MultiService()
-    site = LiveSite(config["elementFactory"], title=config["title"])
+    site = LiveSite(config["elementFactory"], title=config["title"], settings=config["settings"])
     for description in config["listen"]:
         ListeningService(description, site, "chat").setServiceParent(service)
     if config["adminToken"] is not None:
         ListeningService(
             config["admin-listen"], adminSite(config["adminToken"], config["alertTarget"]), "admin"
         ).setServiceParent(service)
+    GracefulShutdown(site, alertTarget(config["elementFactory"]), RESTART_ALERT).setServiceParent(service)
     return service

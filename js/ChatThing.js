@@ -27,7 +27,6 @@ export class ChatterWidget extends Widget {
       this.doSay();
     });
     this.username = null;
-    socket.onStateChange((state) => this._connectionChanged(state));
     this.usernameField.focus();
   }
 
@@ -106,8 +105,8 @@ export class ChatterWidget extends Widget {
     this.scrollArea.scrollTop = this.scrollArea.scrollHeight;
   }
 
-  /** Disable the forms while the connection is down. */
-  _connectionChanged(state) {
+  /** Disable the forms while the connection is down (called by the socket). */
+  connectionChanged(state) {
     const down = state !== SocketState.CONNECTED;
     this.node.querySelectorAll("input").forEach((input) => {
       input.disabled = down;

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 import chatthing
 
@@ -29,7 +31,7 @@ sys.path.append(str(Path(chatthing.__file__).resolve().parent.parent))
 
 from chatthing.chatterbox import ChatRoom
 from chatthing.listening import ListeningService
-from chatthing.live import LiveSite
+from chatthing.live import LiveSettings, LiveSite
 from chatthing.live.testing import LiveTestClient
 
 #: Where the tests leave screenshots and server logs.
@@ -44,6 +46,7 @@ class ChatServer:
 
     room: ChatRoom
     site: LiveSite
+    service: ListeningService
     port: int
     clients: list = field(default_factory=list)
 
@@ -54,6 +57,13 @@ class ChatServer:
     @property
     def wsUrl(self) -> str:
         return f"ws://127.0.0.1:{self.port}/live"
+
+    @property
+    def connections(self) -> dict:
+        """
+        The server's open WebSocket connections.
+        """
+        return self.site.liveFactory.connections
 
     async def connect(self, **kwargs) -> LiveTestClient:
         """
@@ -72,22 +82,46 @@ class ChatServer:
         assert answer["type"] == "result", answer
         return client
 
+    def serverSide(self, client: LiveTestClient):
+        """
+        The server's protocol object for C{client}'s connection.
+        """
+        local = client.protocol.transport.getHost().port
+        return next(c for c in self.connections if c.transport.getPeer().port == local)
+
+    async def stop(self) -> None:
+        """
+        Close the clients, stop listening, and end every session still
+        waiting for its page, so no timer outlives the test.
+        """
+        for client in self.clients:
+            client.close()
+        await self.service.stopService()
+        for session in list(self.site.liveFactory.sessions.values()):
+            session.end(Failure(ConnectionDone("the test is over")))
+
+
+async def startChatServer(settings: LiveSettings = LiveSettings(), elementFactory=None) -> ChatServer:
+    """
+    A fresh chat room (or C{elementFactory}'s elements) served with
+    C{settings} on an ephemeral loopback port.
+    """
+    room = ChatRoom()
+    site = LiveSite(elementFactory or room.makeChatter, settings=settings)
+    service = ListeningService("tcp:0:interface=127.0.0.1", site, "test chat")
+    service.startService()
+    await service._listening
+    return ChatServer(room, site, service, service.port.getHost().port)
+
 
 @pytest_twisted.async_yield_fixture
 async def chatServer():
     """
     A fresh chat room served on an ephemeral loopback port.
     """
-    room = ChatRoom()
-    site = LiveSite(room.makeChatter)
-    service = ListeningService("tcp:0:interface=127.0.0.1", site, "test chat")
-    service.startService()
-    await service._listening
-    server = ChatServer(room, site, service.port.getHost().port)
+    server = await startChatServer()
     yield server
-    for client in server.clients:
-        client.close()
-    await service.stopService()
+    await server.stop()
 
 
 def sourceRoot() -> Path:

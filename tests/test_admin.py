@@ -12,11 +12,10 @@ import urllib.request
 
 import pytest
 import pytest_twisted
+from conftest import subprocessEnvironment
 from twisted.internet import threads
 
 from chatthing.live.testing import LiveTestClient
-
-from conftest import subprocessEnvironment
 
 TOKEN = "s3cret-Token_42"
 
@@ -125,6 +124,24 @@ async def test_alertReachesEveryPage(adminServer, pages):
     # Chat goes on after it.
     assert (await alice.call("say", "ok"))["type"] == "result"
     await bob.waitFor(lambda: ["alice", "ok"] in bob.calls("displayUserMessage"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_alertReachesPageThatWasAway(adminServer, pages):
+    """An alert sent while a page's connection is down counts it, and reaches it, once, when it resumes."""
+    alice = await pages(adminServer, "alice")
+    away = await pages(adminServer, "bob")
+    away.drop()
+    await away.closed()
+    status, answer = await post(adminServer, alertBody("while you were away"))
+    assert (status, answer) == (200, {"delivered": 2})
+    await onlyAlert(alice, "while you were away")
+    resumed = await away.resume()
+    assert resumed["type"] == "resumed", resumed
+    await onlyAlert(away, "while you were away")
+    assert away.calls("displayMessage").count(["while you were away"]) == 1
+    assert away.duplicates == 0
+    assert " * user bob has left the room" not in str(alice.calls("displayMessage"))
 
 
 @pytest_twisted.ensureDeferred

@@ -128,7 +128,9 @@ BAD_FRAMES = [
     Bad("binary", call(1, "say", "x"), "ProtocolError", "binary frames", binary=True),
     Bad("no-type", raw({"id": 3, "method": "say", "args": ["x"]}), "ProtocolError", '"type"'),
     Bad("type-not-string", raw({"type": ["call"], "id": 3}), "ProtocolError", '"type"'),
-    Bad("unknown-type", raw({"type": "shout", "id": 3}), "ProtocolError", 'unknown frame type "shout"', 3),
+    # Only a call's id is echoed: any other frame's id could be one of the
+    # server's own calls, which the page would mistake for one of its own.
+    Bad("unknown-type", raw({"type": "shout", "id": 3}), "ProtocolError", 'unknown frame type "shout"'),
     Bad("welcome-from-client", raw({"type": "welcome"}), "ProtocolError", 'unknown frame type "welcome"'),
     # Calls of the wrong shape
     Bad("call-without-id", raw({"type": "call", "method": "say", "args": ["x"]}), "ProtocolError", '"id"'),
@@ -179,15 +181,34 @@ BAD_FRAMES = [
         "at most 2000", 7),
     # Answers to calls the server never made
     Bad("result-unknown-id", raw({"type": "result", "id": 999, "value": None}),
-        "ProtocolError", "no call with id 999", 999),
+        "ProtocolError", "no call with id 999"),
     Bad("error-unknown-id", raw({"type": "error", "id": 999, "error": {"name": "E", "message": "m"}}),
-        "ProtocolError", "no call with id 999", 999),
+        "ProtocolError", "no call with id 999"),
     Bad("result-without-id", raw({"type": "result", "value": None}), "ProtocolError", '"id"'),
     Bad("error-null-id", raw({"type": "error", "id": None, "error": {"name": "E", "message": "m"}}),
         "ProtocolError", '"id"'),
+    # Sequence numbers and acknowledgements
+    Bad("call-seq-string", raw({"type": "call", "seq": "9", "id": 7, "method": "say", "args": ["x"]}),
+        "ProtocolError", '"seq" must be an integer', 7),
+    Bad("call-seq-negative", raw({"type": "call", "seq": -1, "id": 7, "method": "say", "args": ["x"]}),
+        "ProtocolError", '"seq" must be an integer', 7),
+    Bad("call-seq-float", raw({"type": "call", "seq": 9.5, "id": 7, "method": "say", "args": ["x"]}),
+        "ProtocolError", '"seq" must be an integer', 7),
+    Bad("call-seq-boolean", raw({"type": "call", "seq": True, "id": 7, "method": "say", "args": ["x"]}),
+        "ProtocolError", '"seq" must be an integer', 7),
+    Bad("ack-without-seq", raw({"type": "ack"}), "ProtocolError", '"ack" frame needs a "seq"'),
+    Bad("ack-seq-string", raw({"type": "ack", "seq": "3"}), "ProtocolError", '"seq" must be an integer'),
+    Bad("ack-seq-negative", raw({"type": "ack", "seq": -3}), "ProtocolError", '"seq" must be an integer'),
     # Session
     Bad("second-hello", raw({"type": "hello", "version": 1, "render": False}),
         "ProtocolError", "already received"),
+    Bad("second-hello-resuming", raw({"type": "hello", "version": 1, "resume": {"session": "x"}}),
+        "ProtocolError", "already received"),
+    Bad("resumed-from-client", raw({"type": "resumed", "session": "x", "seq": 1}),
+        "ProtocolError", 'unknown frame type "resumed"'),
+    Bad("emit-from-client", raw({"type": "emit", "stream": "room", "offset": 1, "method": "say",
+                                 "args": ["x"]}),
+        "ProtocolError", 'unknown frame type "emit"'),
     # Size
     Bad("frame-over-64KiB", call(7, "say", "z" * 70_000), "FrameTooLarge", "65536"),
     Bad("frame-just-over-64KiB", b" " * (65_536 - len(call(7, "say", "z"))) + call(7, "say", "z") + b" ",
@@ -260,6 +281,9 @@ async def test_nonAsciiMessagesCountCharacters(chatServer):
     {"type": "call", "id": 4, "method": "setUsername", "args": ["mallory"]},
     {"type": "result", "id": 5, "value": None},
     {"type": "welcome"},
+    {"type": "ack", "seq": 1},
+    {"type": "leave"},
+    {"type": "call", "seq": 1, "id": 6, "method": "setUsername", "args": ["mallory"]},
 ])
 async def test_firstFrameNotHello(chatServer, serverLog, first):
     """A frame before hello gets ProtocolError and makes no element; a hello afterwards still works."""
@@ -269,13 +293,14 @@ async def test_firstFrameNotHello(chatServer, serverLog, first):
     mallory.send(first)
     error = await mallory.nextFrame(lambda f: f["type"] == "error")
     assert error["error"] == {"name": "ProtocolError", "message": 'the first frame must be "hello"'}
-    assert error["id"] == first.get("id")
+    assert error["id"] == (first.get("id") if first.get("type") == "call" else None)
+    assert "seq" not in error  # no session yet: not numbered
     assert len(refusals(serverLog)) == 1
     assert len(chatServer.room.chatters) == 2
     mallory.send({"type": "hello", "version": 1, "render": False})
     await mallory.nextFrame(lambda f: f["type"] == "welcome")
     answer = await mallory.call("setUsername", "mallory")
-    assert answer == {"type": "result", "id": 0, "value": "mallory"}
+    assert answer == {"type": "result", "seq": 1, "id": 0, "value": "mallory"}
     await stillChatting(alice, bob, mallory)
     assert len(refusals(serverLog)) == 1
     assert failures(serverLog) == []
@@ -353,20 +378,134 @@ async def test_invalidUtf8ClosesWith1007(chatServer, serverLog):
     assert failures(serverLog) == []
 
 
+async def fullBucket() -> None:
+    """
+    Wait long enough for a page's rate-limit bucket, emptied by a few frames
+    just sent, to be full again (20 tokens a second).
+    """
+    await task.deferLater(reactor, 0.25, lambda: None)
+
+
 @pytest_twisted.ensureDeferred
 async def test_floodOfBadFrames(chatServer, serverLog):
-    """200 bad frames sent at once get 200 error replies and 200 log lines, while others chat on."""
+    """200 bad frames sent at once get 200 error replies, in order: the first 40 (a burst) their own error, later ones RateLimited past the rate; each refusal is logged, but the flood of RateLimited only once; others chat on."""
+    settings = chatServer.site.liveFactory.settings
     alice, bob = await bystanders(chatServer)
     mallory = await chatServer.login("mallory")
+    await fullBucket()
     del serverLog[:]
     kinds = [b for b in BAD_FRAMES if b.loggedIn]
     sent = [kinds[i % len(kinds)] for i in range(200)]
+    start = reactor.seconds()
     for bad in sent:
         mallory.sendRaw(bad.payload, isBinary=bad.binary)
     await stillChatting(alice, bob)
     await mallory.waitFor(lambda: len(mallory.errors()) >= len(sent), "200 error replies")
-    assert [e["error"]["name"] for e in mallory.errors()] == [b.name for b in sent]
-    assert len(refusals(serverLog)) == len(sent)
+    elapsed = reactor.seconds() - start
+    names = [e["error"]["name"] for e in mallory.errors()]
+    assert len(names) == len(sent)
+    assert names[:settings.frameBurst] == [b.name for b in sent[:settings.frameBurst]]
+    for name, bad in zip(names, sent):
+        assert name in (bad.name, "RateLimited")
+    accepted = len([n for n in names if n != "RateLimited"])
+    assert accepted <= settings.frameBurst + settings.frameRate * elapsed + 1, (accepted, elapsed)
+    limited = [e for e in mallory.errors() if e["error"]["name"] == "RateLimited"]
+    assert limited and all("slow down" in e["error"]["message"] for e in limited)
+    logged = refusals(serverLog)
+    assert [e["kind"] for e in logged if e["kind"] != "RateLimited"] == [n for n in names if n != "RateLimited"]
+    # The flood is logged once: tokens that come back during it do not start another.
+    assert len([e for e in logged if e["kind"] == "RateLimited"]) == 1
     assert failures(serverLog) == []
+    await fullBucket()
     await stillChatting(alice, bob, mallory)
     await say(mallory, "mallory", (alice, bob))
+
+
+@pytest_twisted.ensureDeferred
+async def test_floodOfCallsIsRateLimited(chatServer, serverLog):
+    """A page sending 60 says at once has the first 40 run and the rest refused with RateLimited, each answered exactly once; a flood is logged once; after a pause it chats again."""
+    alice, bob = await bystanders(chatServer)
+    mallory = await chatServer.login("mallory")
+    await fullBucket()
+    del serverLog[:]
+    start = reactor.seconds()
+    idents = [mallory.startCall("say", f"flood {i}") for i in range(60)]
+    answers = [await mallory.answerTo(ident) for ident in idents]
+    elapsed = reactor.seconds() - start
+    ran = [f"flood {i}" for i, a in enumerate(answers) if a["type"] == "result"]
+    limited = [a for a in answers if a["type"] == "error"]
+    assert ran[:40] == [f"flood {i}" for i in range(40)]
+    assert len(ran) <= 40 + 20 * elapsed + 1, (len(ran), elapsed)
+    assert all(a["error"]["name"] == "RateLimited" for a in limited)
+    assert limited
+    # Exactly the says that ran reach the room, in order, once.
+    await say(alice, "alice", (alice, bob, mallory), "after the flood")
+    for client in (alice, bob, mallory):
+        assert [t for s, t in client.calls("displayUserMessage") if s == "mallory"] == ran
+    assert mallory.duplicates == 0
+    assert [e["kind"] for e in refusals(serverLog)] == ["RateLimited"]
+    assert failures(serverLog) == []
+    assert not mallory.isClosed
+    await fullBucket()
+    await say(mallory, "mallory", (alice, bob, mallory))
+
+
+@pytest_twisted.ensureDeferred
+async def test_acksAreNotRateLimited(chatServer, serverLog):
+    """Acknowledgements are free: 300 of them at once are not refused, and calls after them are not limited."""
+    alice, bob = await bystanders(chatServer)
+    mallory = await chatServer.login("mallory")
+    await fullBucket()
+    del serverLog[:]
+    for _ in range(300):
+        mallory.send({"type": "ack", "seq": 1})
+    await say(mallory, "mallory", (alice, bob, mallory))
+    assert not mallory.errors()
+    assert refusals(serverLog) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_garbageBeforeHelloIsRateLimited(chatServer, serverLog):
+    """Frames before hello count against the rate limit too, and each is answered without a number."""
+    alice, bob = await bystanders(chatServer)
+    mallory = await chatServer.connect(hello=False)
+    del serverLog[:]
+    for _ in range(100):
+        mallory.sendRaw(b"not json")
+    await mallory.waitFor(lambda: len(mallory.errors()) >= 100, "100 error replies")
+    names = [e["error"]["name"] for e in mallory.errors()]
+    assert names[:40] == ["ProtocolError"] * 40
+    assert "RateLimited" in names
+    assert set(names) == {"ProtocolError", "RateLimited"}
+    assert not any("seq" in e for e in mallory.errors())
+    assert len(refusals(serverLog)) == names.count("ProtocolError") + 1
+    await stillChatting(alice, bob)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("resume, says", [
+    ("not an object", '"resume" must be an object'),
+    ({"seq": 1}, '"session" string'),
+    ({"session": 5}, '"session" string'),
+    ({"session": "x", "seq": "1"}, '"seq" must be an integer'),
+    ({"session": "x", "streams": ["room"]}, '"resume.streams"'),
+    ({"session": "x", "streams": {"room": -1}}, '"resume.streams"'),
+    ({"session": "x", "streams": {"room": "1"}}, '"resume.streams"'),
+])
+async def test_malformedResume(chatServer, serverLog, resume, says):
+    """A hello with a malformed resume gets one ProtocolError, unnumbered, and no session; a good hello afterwards works."""
+    alice, bob = await bystanders(chatServer)
+    mallory = await chatServer.connect(hello=False)
+    del serverLog[:]
+    mallory.send({"type": "hello", "version": 1, "render": False, "resume": resume})
+    error = await mallory.nextFrame(lambda f: f["type"] == "error")
+    assert error["id"] is None and "seq" not in error
+    assert error["error"]["name"] == "ProtocolError"
+    assert says in error["error"]["message"], error
+    assert len(chatServer.room.chatters) == 2
+    mallory.send({"type": "hello", "version": 1, "render": False})
+    await mallory.nextFrame(lambda f: f["type"] == "welcome")
+    assert (await mallory.call("setUsername", "mallory"))["type"] == "result"
+    await stillChatting(alice, bob, mallory)
+    assert len(refusals(serverLog)) == 1
+    assert failures(serverLog) == []

@@ -21,17 +21,24 @@ far shorter than the run's timeout).
 
 import asyncio
 import re
+import selectors
+import socket
+import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import TwistdServer, _collectLines, runTwistd
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
-    Error as PlaywrightError,
     Page,
     expect,
     sync_playwright,
+)
+from playwright.sync_api import (
+    Error as PlaywrightError,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -138,14 +145,18 @@ def server(startTwistd):
 
 
 @pytest.fixture
-def openChat(browser: Browser, server):
+def openChat(browser: Browser, request):
     """
     Open the chat in a new browser context (a separate "user"); every tab
-    collects its console errors and uncaught exceptions.
+    collects its console errors and uncaught exceptions.  The chat is the
+    C{server} fixture's, unless C{url} says otherwise.
     """
     contexts = []
 
-    def open(width: int = 900, height: int = 600, scale: float = 1) -> ChatPage:
+    def open(width: int = 900, height: int = 600, scale: float = 1,
+             url: str | None = None) -> ChatPage:
+        if url is None:
+            url = request.getfixturevalue("server").url
         context = browser.new_context(
             viewport={"width": width, "height": height}, device_scale_factor=scale
         )
@@ -160,7 +171,7 @@ def openChat(browser: Browser, server):
 
         page.on("console", onConsole)
         page.on("pageerror", lambda error: chat.errors.append(f"pageerror: {error}"))
-        page.goto(server.url)
+        page.goto(url)
         page.wait_for_selector('html[data-live-ready="true"]')
         return chat
 
@@ -290,18 +301,27 @@ def test_alertsLookDifferent(openChat):
     assert alert.evaluate(style) != message.evaluate(style)
 
 
-def test_disconnectedIndicator(openChat, server):
-    """Stopping the server shows a visible "disconnected" indicator and disables sending."""
+def test_reconnectingIndicator(openChat, server):
+    """Stopping the server shows a "reconnecting" indicator that stays while retries fail, and disables the inputs."""
     alice = openChat()
     status = alice.page.locator(".live-status")
     expect(status).to_have_attribute("data-live-status", "connected")
     expect(status).to_be_hidden()
     alice.login("alice")
     server.stop()
-    expect(status).to_have_attribute("data-live-status", "disconnected")
+    alice.expectLine("The server is restarting. You will be reconnected.")
+    expect(status).to_have_attribute("data-live-status", "reconnecting")
     expect(status).to_be_visible()
-    expect(status).to_contain_text("Disconnected")
+    expect(status).to_contain_text("Reconnecting")
     expect(alice.page.locator('[name="userMessage"]')).to_be_disabled()
+    # Several attempts later, it is still trying, and still says so.
+    alice.page.wait_for_function("() => globalThis.liveSocket.backoff.attempts >= 3")
+    expect(status).to_have_attribute("data-live-status", "reconnecting")
+    expect(status).to_be_visible()
+    inputs = alice.page.locator("input")
+    expect(inputs).to_have_count(4)
+    for field_ in inputs.all():
+        expect(field_).to_be_disabled()
 
 
 def test_noConsoleErrors(openChat):
@@ -374,3 +394,318 @@ def test_screenshot(openChat):
     alice.page.screenshot(path=str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
     assert alice.errors == bob.errors == carol.errors == []
+
+
+# Dropping and restarting.
+
+def resetAndClose(sock: socket.socket) -> None:
+    """
+    Close C{sock} with a TCP reset: no FIN, no WebSocket closing handshake,
+    as when a network fails.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+class FlakyProxy:
+    """
+    A TCP proxy on a loopback port to C{targetPort}, in a thread of its own
+    (the reactor is blocked while a browser test runs), which can break every
+    connection through it with a reset (L{cut}) and refuse new ones for a
+    while (L{block}).  Every socket is handled by the proxy's thread, so a
+    cut is a real reset, not a close racing a blocked C{recv}.
+    """
+
+    def __init__(self, targetPort: int) -> None:
+        self.targetPort = targetPort
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.peers: dict[socket.socket, socket.socket] = {}
+        self.blocked = False
+        self.accepted = 0
+        self.refused = 0
+        self._commands: list = []
+        self._lock = threading.Lock()
+        self._running = True
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def cut(self) -> None:
+        """
+        Reset every connection through the proxy, now.
+        """
+        self._do(self._cut)
+
+    def block(self, blocked: bool) -> None:
+        """
+        Reset new connections as soon as they arrive (or stop doing so).
+        """
+        self._do(lambda: setattr(self, "blocked", blocked))
+
+    def stop(self) -> None:
+        self._do(self._cut)
+        self._running = False
+        self._thread.join(5)
+        self.listener.close()
+
+    def _do(self, command, deadline: float = 5.0) -> None:
+        done = threading.Event()
+        with self._lock:
+            self._commands.append((command, done))
+        assert done.wait(deadline), "the proxy did not act in time"
+
+    def _run(self) -> None:
+        while self._running:
+            with self._lock:
+                commands, self._commands = self._commands, []
+            for command, done in commands:
+                command()
+                done.set()
+            for key, _ in self.selector.select(timeout=0.02):
+                if key.fileobj is self.listener:
+                    self._accept()
+                else:
+                    self._forward(key.fileobj)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        if self.blocked:
+            self.refused += 1
+            resetAndClose(conn)
+            return
+        self.accepted += 1
+        upstream = socket.create_connection(("127.0.0.1", self.targetPort), timeout=5)
+        for sock in (conn, upstream):
+            sock.setblocking(True)
+            sock.settimeout(5)
+            self.selector.register(sock, selectors.EVENT_READ)
+        self.peers[conn], self.peers[upstream] = upstream, conn
+
+    def _forward(self, sock: socket.socket) -> None:
+        peer = self.peers.get(sock)
+        if peer is None:
+            return
+        try:
+            data = sock.recv(65536)
+            if data:
+                peer.sendall(data)
+                return
+        except OSError:
+            pass
+        self._close(sock, peer)
+
+    def _close(self, *socks: socket.socket) -> None:
+        for sock in socks:
+            self.peers.pop(sock, None)
+            try:
+                self.selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            resetAndClose(sock)
+
+    def _cut(self) -> None:
+        for sock in list(self.peers):
+            self._close(sock)
+
+
+@pytest.fixture
+def flakyProxy(server):
+    """
+    A L{FlakyProxy} in front of the C{server} fixture's chat.
+    """
+    proxy = FlakyProxy(server.port)
+    yield proxy
+    proxy.stop()
+
+
+def watchStates(chat: ChatPage) -> None:
+    """
+    Record the page's connection states from now on, in C{window.liveStates}.
+    """
+    chat.page.evaluate("""() => {
+        window.liveStates = [];
+        globalThis.liveSocket.onStateChange((state) => window.liveStates.push(state));
+    }""")
+
+
+def unexpectedErrors(chat: ChatPage) -> list[str]:
+    """
+    The page's console errors, but for the browser's own reports of failed
+    WebSocket connections (expected while the server cannot be reached).
+    """
+    return [error for error in chat.errors if "WebSocket connection to" not in error]
+
+
+def test_reconnectAfterDrop(openChat, flakyProxy):
+    """A page whose connection breaks reconnects by itself, gets what it missed once and in order, and is still its user."""
+    alice = openChat()
+    alice.login("alice")
+    bob = openChat(url=flakyProxy.url)
+    bob.login("bob")
+    alice.expectLine("user bob has joined the room")
+    alice.say("before the drop")
+    bob.expectLine("alice: before the drop")
+    session = bob.page.evaluate("() => globalThis.liveSocket.session")
+    watchStates(bob)
+    status = bob.page.locator(".live-status")
+
+    flakyProxy.block(True)
+    flakyProxy.cut()
+    expect(status).to_have_attribute("data-live-status", "reconnecting")
+    expect(status).to_be_visible()
+    expect(bob.page.locator('[name="userMessage"]')).to_be_disabled()
+    missed = [f"while bob was away {n}" for n in range(5)]
+    for text in missed:
+        alice.say(text)
+        alice.expectLine(f"alice: {text}")
+    # Bob's page keeps knocking, and is refused, while alice talks.
+    bob.page.wait_for_function("() => globalThis.liveSocket.backoff.attempts >= 2")
+    assert bob.page.evaluate("() => globalThis.liveSocket.state") == "reconnecting"
+    flakyProxy.block(False)
+
+    expect(status).to_have_attribute("data-live-status", "connected")
+    expect(status).to_be_hidden()
+    conversation = [f"alice: {text}" for text in ["before the drop", *missed]]
+    expect(bob.scrollArea.locator(".message.user")).to_have_text(conversation)
+    states = bob.page.evaluate("() => window.liveStates")
+    assert states[0] == "reconnecting" and states[-1] == "connected", states
+    assert bob.page.evaluate("() => globalThis.liveSocket.session") == session
+    assert flakyProxy.refused >= 1
+
+    # Still bob, with no new login, and heard.
+    expect(bob.page.locator('[name="loggedInAs"]')).to_have_text("Logged in as bob")
+    expect(bob.page.locator('[name="chooseBox"]')).to_be_hidden()
+    expect(bob.page.locator("[data-live-notice]")).to_be_hidden()
+    expect(bob.page.locator('[name="userMessage"]')).to_be_enabled()
+    bob.say("back again")
+    alice.expectLine("bob: back again")
+    expect(alice.scrollArea.locator(".message.user")).to_have_text(
+        [*conversation, "bob: back again"])
+    expect(bob.scrollArea.locator(".message.user")).to_have_text(
+        [*conversation, "bob: back again"])
+    # For alice, bob never left.
+    expect(alice.lines.filter(has_text="user bob has left")).to_have_count(0)
+    expect(alice.lines.filter(has_text="user bob has joined")).to_have_count(1)
+    assert alice.errors == []
+    assert unexpectedErrors(bob) == []
+
+
+#: Milliseconds within which a page that leaves must be announced (a page
+#: that drops gets a 30 s grace period instead).
+LEAVE_PROMPTLY = 2_500
+
+
+@pytest.mark.parametrize("how", ["reload", "navigate"])
+def test_leavingPageIsAnnouncedPromptly(openChat, server, how):
+    """A page reloaded or navigated away leaves at once: the others see the leave alert within about 2 s."""
+    alice = openChat()
+    alice.login("alice")
+    bob = openChat()
+    bob.login("bob")
+    alice.expectLine("user bob has joined the room")
+    left = alice.lines.filter(has_text="user bob has left the room")
+    if how == "reload":
+        bob.page.reload(wait_until="commit")
+    else:
+        bob.page.goto("about:blank", wait_until="commit")
+    expect(left).to_have_count(1, timeout=LEAVE_PROMPTLY)
+    if how == "reload":
+        # The reloaded page is a new visitor: asked for a name, no notice.
+        bob.page.wait_for_selector('html[data-live-ready="true"]')
+        expect(bob.page.locator('[name="chooseBox"]')).to_be_visible()
+        expect(bob.page.locator("[data-live-notice]")).to_be_hidden()
+        bob.login("bob")
+        expect(alice.lines.filter(has_text="user bob has joined the room")).to_have_count(2)
+    assert alice.errors == []
+
+
+class RestartableServer:
+    """
+    The chat under twistd on one fixed loopback port, which can be stopped
+    and started again there (as after a deployment).
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        with socket.create_server(("127.0.0.1", 0)) as probe:
+            self.port = probe.getsockname()[1]
+        self.running: TwistdServer | None = None
+        self.started: list[TwistdServer] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> TwistdServer:
+        process = runTwistd(
+            ["chat-widget", "--element=chatthing.chatterbox.chat",
+             "--listen", f"tcp:{self.port}:interface=127.0.0.1"],
+            self.cwd,
+        )
+        lines: list[str] = []
+        threading.Thread(target=_collectLines, args=(process, lines), daemon=True).start()
+        server = TwistdServer(process, self.port, lines)
+        self.started.append(server)
+        server.waitForLog(rf"chat listening on http://127\.0\.0\.1:{self.port}/")
+        self.running = server
+        return server
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running.stop()
+            self.running = None
+
+
+@pytest.fixture
+def restartableServer(tmp_path):
+    server = RestartableServer(tmp_path)
+    server.start()
+    yield server
+    for started in server.started:
+        started.stop()
+
+
+def test_serverRestartStartsFreshSession(openChat, restartableServer):
+    """After the server restarts, the page reconnects by itself to a fresh session: a notice, and the login box again."""
+    alice = openChat(url=restartableServer.url)
+    alice.login("alice")
+    alice.say("before the restart")
+    alice.expectLine("alice: before the restart")
+    watchStates(alice)
+    status = alice.page.locator(".live-status")
+    notice = alice.page.locator("[data-live-notice]")
+    expect(notice).to_be_hidden()
+
+    restartableServer.stop()
+    expect(status).to_have_attribute("data-live-status", "reconnecting")
+    expect(status).to_be_visible()
+    restartableServer.start()
+
+    expect(status).to_have_attribute("data-live-status", "connected")
+    expect(status).to_be_hidden()
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("new session")
+    expect(alice.page.locator('[name="chooseBox"]')).to_be_visible()
+    expect(alice.page.locator('[name="loggedInAs"]')).to_be_hidden()
+    expect(alice.page.locator('[name="sendLine"]')).to_be_hidden()
+    expect(alice.lines).to_have_count(0)
+    states = alice.page.evaluate("() => window.liveStates")
+    assert states[0] == "reconnecting" and states[-1] == "connected", states
+    # The new server knows nobody: the same name is free, and chat works.
+    alice.login("alice")
+    alice.say("after the restart")
+    alice.expectLine("alice: after the restart")
+    assert unexpectedErrors(alice) == []

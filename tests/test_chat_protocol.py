@@ -1,23 +1,40 @@
 """
 The chat application over real WebSockets: login, alerts, fan-out, leaving,
-and the server's own calls into pages (C{callRemote}).
+the server's own calls into pages (C{callRemote}), and pages that drop and
+come back (resume).
 
-Every test runs a real server (C{chatServer}) and talks to it with real
-WebSocket clients (L{LiveTestClient}); waits have deadlines, never fixed sleeps.
+Every test runs a real server (C{chatServer}, or C{graceServer} for a short
+grace period) and talks to it with real WebSocket clients
+(L{LiveTestClient}); waits have deadlines, never fixed sleeps.
 """
 
 import json
 
 import pytest
 import pytest_twisted
+from conftest import startChatServer
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 
-from chatthing.live import ElementDetached, RemoteError
-from chatthing.live.testing import LiveTestClient
+from chatthing.live import ElementDetached, LiveSettings, RemoteError
+from chatthing.live.testing import HOLD, LiveTestClient
 
 #: Seconds a test waits for the server to reach a state before it fails.
 DEADLINE = 10.0
+
+#: The grace period of C{graceServer}: seconds a dropped page has to resume.
+GRACE = 1.0
+
+
+@pytest_twisted.async_yield_fixture
+async def graceServer():
+    """
+    A fresh chat room like C{chatServer}'s, whose pages that drop have only
+    L{GRACE} seconds to come back.
+    """
+    server = await startChatServer(LiveSettings(gracePeriod=GRACE))
+    yield server
+    await server.stop()
 
 
 def joined(name: str) -> list[str]:
@@ -196,7 +213,7 @@ async def test_messageReachesEveryone(chatServer):
     bob = await chatServer.login("bob")
     lurker = await chatServer.connect()
     answer = await alice.call("say", "hello bob")
-    assert answer == {"type": "result", "id": 1, "value": None}
+    assert answer == {"type": "result", "seq": 2, "id": 1, "value": None}
     for client in (alice, bob, lurker):
         await client.waitFor(lambda c=client: ["alice", "hello bob"] in c.calls("displayUserMessage"))
 
@@ -218,11 +235,12 @@ async def test_concurrentMessagesSameOrderEverywhere(chatServer):
     clients = {name: await chatServer.login(name) for name in names}
     lurker = await chatServer.connect()
     pages = [*clients.values(), lurker]
-    # Send everything without waiting for answers, interleaving the senders.
+    # Send everything without waiting for answers, interleaving the senders
+    # (30 frames each: within the rate limit's burst).
     for i in range(perUser):
         for name, client in clients.items():
-            client.send({"type": "call", "id": 1000 + i, "method": "say",
-                         "args": [f"{name} says {i}"]})
+            client.sendNumbered({"type": "call", "id": 1000 + i, "method": "say",
+                                 "args": [f"{name} says {i}"]})
     total = perUser * len(names)
     for page in pages:
         await page.waitFor(lambda p=page: len(p.calls("displayUserMessage")) >= total,
@@ -237,7 +255,9 @@ async def test_concurrentMessagesSameOrderEverywhere(chatServer):
         assert said == [f"{name} says {i}" for i in range(perUser)]
         answers = [f for f in client.frames if f.get("type") in ("result", "error")
                    and f.get("id", 0) >= 1000]
-        assert answers == [{"type": "result", "id": 1000 + i, "value": None} for i in range(perUser)]
+        assert answers == [{"type": "result", "seq": 2 + i, "id": 1000 + i, "value": None}
+                           for i in range(perUser)]
+        assert client.duplicates == 0
 
 
 # Leaving
@@ -275,8 +295,9 @@ async def test_anonymousPageLeavesSilently(chatServer):
 
 
 @pytest_twisted.ensureDeferred
-async def test_noLeaks(chatServer):
-    """After pages come and go, abruptly or cleanly, the room and the site hold only the open ones, and every leave is announced."""
+async def test_noLeaks(graceServer):
+    """After pages come and go, abruptly (their grace period then expiring) or cleanly, the room and the site hold only the open ones, and every leave is announced."""
+    chatServer = graceServer
     stayer = await chatServer.login("stayer")
     for round in range(3):
         pages = [await chatServer.login(f"user{round}-{i}") for i in range(6)]
@@ -287,7 +308,7 @@ async def test_noLeaks(chatServer):
             if i % 2:
                 page.close()
             else:
-                page.protocol.transport.abortConnection()  # no closing handshake
+                page.drop()  # no closing handshake: gone when the grace period ends
         await eventually(lambda: len(chatServer.room.chatters) == 2, "pages to be dropped")
         for client in (stayer, witness):
             await client.waitFor(
@@ -308,7 +329,7 @@ def serverProtocolOf(chatServer, client: LiveTestClient):
     """
     The server's WebSocket protocol for C{client}'s page.
     """
-    return elementOf(chatServer, client)._liveSession.send.__self__
+    return elementOf(chatServer, client)._liveSession.connection
 
 
 @pytest_twisted.ensureDeferred
@@ -318,9 +339,12 @@ async def test_closingPageDoesNotBreakFanOut(chatServer):
     closing = await chatServer.login("closing")
     bob = await chatServer.login("bob")
     room = chatServer.room
-    # The server starts closing the middle page; until its TCP connection is
-    # gone, its WebSocket is neither open nor detached.
-    serverProtocolOf(chatServer, closing).sendClose(1000, "going away")
+    # The middle page's leave frame arrives and the server starts closing;
+    # until its TCP connection is gone, its WebSocket is neither open nor
+    # detached.
+    protocol = serverProtocolOf(chatServer, closing)
+    protocol.onMessage(b'{"type": "leave"}', False)
+    assert protocol.state == protocol.STATE_CLOSING
     elementOf(chatServer, alice).say("after the close")  # what alice's say() call runs
     assert room.wall("alert after the close") == 3
     for client in (alice, bob):
@@ -334,30 +358,13 @@ async def test_closingPageDoesNotBreakFanOut(chatServer):
 # The server's calls into the page
 
 
-class HoldingClient(LiveTestClient):
+async def holdingPage(chatServer, *held: str) -> tuple[LiveTestClient, object]:
     """
-    A client that does not answer the server's calls to the methods in
+    A page that does not answer the server's calls to the methods in
     C{held}: the test answers them, or not, by sending frames itself.
     """
-
-    def __init__(self, reactor=None):
-        super().__init__(reactor)
-        self.held: set[str] = set()
-
-    def _received(self, payload, isBinary):
-        frame = json.loads(payload)
-        if frame.get("type") == "call" and frame.get("method") in self.held:
-            self.raw.append(payload)
-            self.frames.append(frame)
-            self._check()
-        else:
-            super()._received(payload, isBinary)
-
-
-async def holdingPage(chatServer, *held: str) -> tuple[HoldingClient, object]:
-    client = await HoldingClient.connect(chatServer.wsUrl)
-    chatServer.clients.append(client)
-    client.held.update(held)
+    client = await chatServer.connect()
+    client.answer = lambda method, args: HOLD if method in held else None
     return client, elementOf(chatServer, client)
 
 
@@ -383,8 +390,8 @@ async def test_callRemoteRemoteError(chatServer):
     d = element.callRemote("explode", "now")
     call = await heldCall(page, "explode")
     assert call["args"] == ["now"]
-    page.send({"type": "error", "id": call["id"],
-               "error": {"name": "TypeError", "message": "widget.explode is not a function"}})
+    page.sendNumbered({"type": "error", "id": call["id"],
+                       "error": {"name": "TypeError", "message": "widget.explode is not a function"}})
     with pytest.raises(RemoteError) as caught:
         await withDeadline(d)
     assert caught.value.name == "TypeError"
@@ -420,14 +427,37 @@ async def test_pendingCallRemoteFailsWhenPageCloses(chatServer):
 
 
 @pytest_twisted.ensureDeferred
-async def test_pendingCallRemoteFailsWhenConnectionDrops(chatServer):
-    """A pending callRemote fails with ElementDetached when the page's TCP connection just drops."""
-    page, element = await holdingPage(chatServer, "slow")
+async def test_pendingCallRemoteFailsWhenGraceExpires(graceServer):
+    """A pending callRemote survives its page's TCP connection dropping, and fails with ElementDetached when the grace period ends."""
+    page, element = await holdingPage(graceServer, "slow")
+    session = element._liveSession
     d = element.callRemote("slow")
     await heldCall(page, "slow")
-    page.protocol.transport.abortConnection()
+    page.drop()
+    await eventually(lambda: session.connection is None, "the server to notice the drop")
+    dropped = reactor.seconds()
+    assert not d.called
     with pytest.raises(ElementDetached):
         await withDeadline(d)
+    assert reactor.seconds() - dropped >= GRACE - 0.05
+    assert session.ended
+
+
+@pytest_twisted.ensureDeferred
+async def test_pendingCallRemoteAnsweredAfterResume(chatServer):
+    """A call made while the page is away is sent when it resumes, and its answer fires callRemote's Deferred."""
+    page = await chatServer.connect()
+    element = elementOf(chatServer, page)
+    session = element._liveSession
+    page.drop()
+    await eventually(lambda: session.connection is None, "the server to notice the drop")
+    page.answer = lambda method, args: {"echo": [method, args]}
+    d = element.callRemote("ping", 1, "two")
+    assert not d.called
+    await page.resume()
+    assert await withDeadline(d) == {"echo": ["ping", [1, "two"]]}
+    assert page.calls("ping") == [[1, "two"]]
+    assert page.duplicates == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -451,8 +481,10 @@ async def test_malformedErrorAnswerKeepsCallPending(chatServer):
     page, element = await holdingPage(chatServer, "slow")
     d = element.callRemote("slow")
     call = await heldCall(page, "slow")
-    page.send({"type": "error", "id": call["id"], "error": "not an object"})
+    page.sendNumbered({"type": "error", "id": call["id"], "error": "not an object"})
     refusal = await page.nextFrame(lambda f: f.get("type") == "error")
+    # Not the server call's id: the page could take it for one of its own calls.
+    assert refusal["id"] is None and "seq" in refusal, refusal
     assert refusal["error"]["name"] == "ProtocolError"
     assert '"error" object' in refusal["error"]["message"]
     assert not d.called
@@ -504,3 +536,231 @@ async def test_elementFactoryFailureClosesWith1011(chatServer):
     assert len(chatServer.room.chatters) == 1
     await expectResult(alice, "say", "still here")
     await alice.waitFor(lambda: ["alice", "still here"] in alice.calls("displayUserMessage"))
+
+
+# Dropping and coming back
+
+
+def patientClose(chatServer) -> None:
+    """
+    Give pages 10 s to answer the server's close frame, so that its close
+    code is seen even on a loaded machine (see test_bad_input.patientClose).
+    """
+    chatServer.site.liveFactory.setProtocolOptions(closeHandshakeTimeout=10)
+
+
+async def dropAndWait(chatServer, client: LiveTestClient):
+    """
+    Drop C{client}'s connection, with no closing handshake, and wait until
+    the server has noticed; its session.
+    """
+    session = elementOf(chatServer, client)._liveSession
+    client.drop()
+    await client.closed()
+    await eventually(lambda: session.connection is None, "the server to notice the drop")
+    return session
+
+
+async def said(listener: LiveTestClient, speaker: str, text: str) -> None:
+    await listener.waitFor(lambda: [speaker, text] in listener.calls("displayUserMessage"),
+                           f"{speaker}'s message {text!r}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_resumeWithinGraceKeepsElement(chatServer):
+    """A page that drops and resumes within the grace period keeps its element and name, unannounced, and gets every message said while it was away exactly once, in order."""
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    await alice.waitFor(lambda: joined("bob") in alice.calls("displayMessage"))
+    element = elementOf(chatServer, alice)
+    session = await dropAndWait(chatServer, alice)
+    sent = [f"while you were away #{i}" for i in range(25)]
+    for text in sent:
+        await expectResult(bob, "say", text)
+    await said(bob, "bob", sent[-1])
+    assert chatServer.room.online() == ["alice", "bob"]
+
+    resumed = await alice.resume()
+    assert resumed == {"type": "resumed", "session": session.ident, "seq": 1}
+    await alice.waitFor(lambda: len(alice.calls("displayUserMessage")) >= len(sent),
+                        "the messages missed")
+    assert alice.calls("displayUserMessage") == [["bob", text] for text in sent]
+    assert elementOf(chatServer, alice) is element
+    assert element._liveSession is session and session.connection is not None
+    assert element.username == "alice"
+    # Still the same page: it speaks as alice, and nobody saw it leave or join.
+    await expectResult(alice, "say", "I'm back")
+    await said(bob, "alice", "I'm back")
+    await said(alice, "alice", "I'm back")
+    assert alice.calls("displayUserMessage") == [["bob", text] for text in sent] + [["alice", "I'm back"]]
+    assert alice.calls("displayMessage") == [joined("alice"), joined("bob")]
+    assert bob.calls("displayMessage") == [joined("bob")]
+    assert chatServer.room.chatters == [element, elementOf(chatServer, bob)]
+    assert alice.duplicates == 0 and bob.duplicates == 0
+    assert not alice.errors()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sayWhileDisconnectedDeliveredOnce(chatServer):
+    """A say sent while the connection is down is sent again after the resume, run once, and answered once."""
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    await dropAndWait(chatServer, alice)
+    ident = alice.startCall("say", "said while offline")  # kept in the outbox
+    resumed = await alice.resume()
+    assert resumed["seq"] == 1  # the server had only the setUsername
+    answer = await alice.answerTo(ident)
+    assert answer == {"type": "result", "seq": 2, "id": ident, "value": None}
+    await expectResult(alice, "say", "marker")
+    for client in (alice, bob):
+        await said(client, "alice", "marker")
+        assert client.calls("displayUserMessage") == [["alice", "said while offline"],
+                                                      ["alice", "marker"]]
+    assert [f for f in alice.frames if f.get("id") == ident and f["type"] in ("result", "error")] == [answer]
+    assert alice.duplicates == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_sayWhoseResultWasLostRunsOnce(chatServer):
+    """A say that reached the server but whose result was lost is not run again on resume, even if the page sends it again; the result is replayed once."""
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    lost: list[bytes] = []
+    alice._received = lambda payload, isBinary: lost.append(payload)  # the network loses it all
+    ident = alice.startCall("say", "said once")
+    await said(bob, "alice", "said once")
+    await eventually(lambda: any(b'"result"' in p for p in lost), "the result to be sent")
+    await dropAndWait(chatServer, alice)
+    del alice._received
+    assert not any(f.get("id") == ident for f in alice.frames)
+
+    resumed = await alice.resume()
+    assert resumed["seq"] == 2  # the server had run the say
+    # A page that sends its frame again anyway: the server ignores it.
+    alice.sendRaw(json.dumps({"type": "call", "id": ident, "method": "say",
+                              "args": ["said once"], "seq": 2}).encode())
+    answer = await alice.answerTo(ident)
+    assert answer == {"type": "result", "seq": 2, "id": ident, "value": None}
+    await expectResult(alice, "say", "marker")
+    for client in (alice, bob):
+        await said(client, "alice", "marker")
+        assert client.calls("displayUserMessage") == [["alice", "said once"], ["alice", "marker"]]
+    assert [f for f in alice.frames if f.get("id") == ident and f["type"] in ("result", "error")] == [answer]
+    assert alice.duplicates == 0
+    assert not alice.errors()
+
+
+@pytest_twisted.ensureDeferred
+async def test_resumeAfterGraceExpiryGetsNewSession(graceServer):
+    """A page that comes back after the grace period gets a new session, saying why, and a new element that must log in again."""
+    alice = await graceServer.login("alice")
+    bob = await graceServer.login("bob")
+    old = elementOf(graceServer, alice)
+    oldSession = alice.session
+    alice.drop()
+    await bob.waitFor(lambda: left("alice") in bob.calls("displayMessage"), "alice's leave alert",
+                      deadline=GRACE + DEADLINE)
+    welcome = await alice.resume()
+    assert welcome["type"] == "welcome", welcome
+    assert welcome["session"] != oldSession
+    assert "expired" in welcome["expired"], welcome
+    new = elementOf(graceServer, alice)
+    assert new is not old and new.username is None
+    assert graceServer.room.chatters == [elementOf(graceServer, bob), new]
+    assert graceServer.room.online() == ["bob"]
+    assert oldSession not in graceServer.site.liveFactory.sessions
+    await expectError(alice, "say", "hello?", name="NotLoggedIn", says="username")
+    assert await expectResult(alice, "setUsername", "alice") == "alice"
+    await bob.waitFor(lambda: bob.calls("displayMessage").count(joined("alice")) == 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_resumeUnknownSessionGetsNewSession(chatServer):
+    """A hello resuming a session this server does not know is welcomed to a new session, with an expired reason."""
+    page = await chatServer.connect(hello={"resume": {"session": "no-such-session", "seq": 3,
+                                                      "streams": {"room": 7}}})
+    assert page.welcome["session"] != "no-such-session"
+    assert "expired" in page.welcome["expired"]
+    assert await expectResult(page, "setUsername", "alice") == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_resumeReplacesOldConnection(chatServer):
+    """A newer connection resuming a session closes the older one with 4001, and carries on as the same page."""
+    patientClose(chatServer)
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    element = elementOf(chatServer, alice)
+    second = await chatServer.connect(hello={"resume": {
+        "session": alice.session, "seq": alice.receivedSeq, "streams": dict(alice.offsets)}})
+    assert second.frames[0] == {"type": "resumed", "session": alice.session, "seq": 1}
+    assert await alice.closed() == 4001
+    assert elementOf(chatServer, alice) is element
+    assert element._liveSession.connection is not None
+    second.send({"type": "call", "seq": 2, "id": 5, "method": "say", "args": ["new connection"]})
+    answer = await second.answerTo(5)
+    assert answer["type"] == "result", answer
+    await said(bob, "alice", "new connection")
+    assert bob.calls("displayMessage") == [joined("bob")]
+    assert chatServer.room.online() == ["alice", "bob"]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("how", ["close-1000", "close-1001", "leave-frame"])
+async def test_leavingOnPurposeEndsSessionAtOnce(chatServer, how):
+    """A page that closes with 1000 or 1001, or sends a leave frame, ends its session at once (no grace period): its leave is announced."""
+    patientClose(chatServer)
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    session = elementOf(chatServer, alice)._liveSession
+    start = reactor.seconds()
+    if how == "close-1000":
+        alice.close(1000)
+    elif how == "close-1001":
+        alice.protocol.sendCloseFrame(code=1001, reasonUtf8=b"tab closed", isReply=False)
+    else:
+        alice.send({"type": "leave"})
+        assert await alice.closed() == 1000
+    await bob.waitFor(lambda: left("alice") in bob.calls("displayMessage"), "alice's leave alert")
+    assert reactor.seconds() - start < LiveSettings().gracePeriod / 2
+    assert session.ended
+    assert session.ident not in chatServer.site.liveFactory.sessions
+    assert chatServer.room.online() == ["bob"]
+    assert not alice.errors()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dropKeepsSessionUntilGraceExpires(graceServer):
+    """A page that drops is not announced as leaving, and stays in the room, until its grace period ends."""
+    alice = await graceServer.login("alice")
+    bob = await graceServer.login("bob")
+    session = await dropAndWait(graceServer, alice)
+    dropped = reactor.seconds()
+    assert graceServer.room.online() == ["alice", "bob"]
+    await expectResult(bob, "say", "are you there?")
+    await said(bob, "bob", "are you there?")
+    assert left("alice") not in bob.calls("displayMessage")
+    assert not session.ended
+    await bob.waitFor(lambda: left("alice") in bob.calls("displayMessage"), "alice's leave alert",
+                      deadline=GRACE + DEADLINE)
+    assert reactor.seconds() - dropped >= GRACE - 0.05
+    assert session.ended
+    assert session.ident not in graceServer.site.liveFactory.sessions
+    assert graceServer.room.online() == ["bob"]
+    assert graceServer.room.chatters == [elementOf(graceServer, bob)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_resumeThatCannotBeReplayedEndsSession(chatServer):
+    """A resume from a frame the server cannot replay from ends the old session at once (announced) and welcomes a new one, saying why."""
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    session = await dropAndWait(chatServer, alice)
+    alice.receivedSeq = 99  # claims frames the server never sent
+    welcome = await alice.resume()
+    assert welcome["type"] == "welcome", welcome
+    assert "frame 99" in welcome["expired"]
+    assert session.ended
+    await bob.waitFor(lambda: left("alice") in bob.calls("displayMessage"), "alice's leave alert")
+    assert chatServer.room.online() == ["bob"]
+    assert elementOf(chatServer, alice).username is None

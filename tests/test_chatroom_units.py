@@ -1,9 +1,11 @@
 """
-Unit tests of the chat room and its elements, with in-memory sessions
-instead of sockets.
+Unit tests of the chat room and its elements, with in-memory sessions and
+fake connections instead of sockets.
 """
 
-from twisted.internet.error import ConnectionDone
+from test_live_units import FakeConnection
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,31 +20,39 @@ from chatthing.chatterbox import (
     UsernameTaken,
     chat,
 )
+from chatthing.live import LiveSettings
 from chatthing.live._session import LiveSession
 
 
 class Page:
     """
-    One page's side of a session: it records the calls the element makes
-    and answers them at once.
+    One page's side of a session: it records the calls the element makes,
+    directly or through the room's stream, and answers direct ones at once.
     """
 
-    def __init__(self, room):
+    def __init__(self, room, clock=None):
         self.element = room.makeChatter()
-        self.session = LiveSession("s", self.element, self._receive, self._refused)
-        self.shown = []
+        self.clock = clock or Clock()
+        self.session = LiveSession("s", self.element, LiveSettings(), self.clock, lambda s: None)
+        self.connection = FakeConnection()
+        self.session.attach(self.connection)
         self.element._liveAttach(self.session)
+        self.seen = 0
 
-    def _receive(self, frame):
-        if frame["type"] == "call":
-            self.shown.append((frame["method"], *frame["args"]))
-            self.session.receive({"type": "result", "id": frame["id"], "value": None})
+    @property
+    def shown(self):
+        self._answer()
+        return [(f["method"], *f["args"]) for f in self.connection.frames
+                if f["type"] in ("call", "emit")]
 
-    def _refused(self, ident, error):
-        raise error
+    def _answer(self):
+        for frame in self.connection.frames[self.seen:]:
+            if frame["type"] == "call":
+                self.session.receive({"type": "result", "id": frame["id"], "value": None})
+        self.seen = len(self.connection.frames)
 
     def leave(self):
-        self.session.detach(Failure(ConnectionDone()))
+        self.session.end(Failure(ConnectionDone()))
 
 
 class ChatRoomTests(SynchronousTestCase):
@@ -136,10 +146,68 @@ class ChatRoomTests(SynchronousTestCase):
             self.assertEqual(page.shown[-1], ("displayMessage", "restarting"))
 
     def test_brokenRecipientDoesNotBreakFanOut(self):
-        """A page that fails a delivery is skipped; the others still get it."""
-        a, b = Page(self.room), Page(self.room)
-        a.session.send = lambda frame: None  # never answers: calls stay pending
+        """A page whose delivery fails is skipped; the others still get it, and the speaker's say() succeeds."""
+        a, broken, b = Page(self.room), Page(self.room), Page(self.room)
+
+        def fail(message):
+            raise ConnectionLost("the transport broke")
+
+        broken.connection.sendPrepared = fail
         ghost = ChatterElement(self.room)   # tracked but never attached
         self.room.chatters.insert(0, ghost)
-        self.assertEqual(self.room.wall("hello"), 3)
-        self.assertEqual(b.shown[-1], ("displayMessage", "hello"))
+        self.assertEqual(self.room.wall("hello"), 4)
+        for page in (a, b):
+            self.assertEqual(page.shown[-1], ("displayMessage", "hello"))
+        a.element.setUsername("alice")
+        a.element.say("still here")
+        for page in (a, b):
+            self.assertEqual(page.shown[-1], ("displayUserMessage", "alice", "still here"))
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionLost)), 3)  # hello, the join, the say
+
+    def test_sameBytesForEveryPage(self):
+        """The room encodes each message once: every page is sent the same prepared frame, numbered by the stream."""
+        pages = [Page(self.room) for _ in range(3)]
+        pages[0].element.setUsername("alice")
+        pages[0].element.say("hi")
+        for page in pages:
+            self.assertEqual(len(page.connection.prepared), 2)
+            self.assertEqual(page.connection.frames[-1], {
+                "type": "emit", "stream": "room", "offset": 2,
+                "method": "displayUserMessage", "args": ["alice", "hi"]})
+        for i in range(2):
+            self.assertEqual(len({id(page.connection.prepared[i]) for page in pages}), 1)
+
+    def test_awayPageKeepsItsPlace(self):
+        """A page that dropped is still in the room, and gets what it missed when it resumes."""
+        a, b = Page(self.room), Page(self.room)
+        a.element.setUsername("alice")
+        b.element.setUsername("bob")
+        b.session.connectionLost(b.connection, Failure(ConnectionLost()), intentional=False)
+        a.element.say("while you were away")
+        self.room.wall("an alert")
+        self.assertEqual(self.room.online(), ["alice", "bob"])
+        self.assertEqual(self.room.chatters, [a.element, b.element])
+        back = FakeConnection()
+        offset = b.connection.frames[-1]["offset"]
+        self.assertIsNone(b.session.resume(back, 0, {"room": offset}))
+        self.assertEqual([(f["type"], f.get("args")) for f in back.frames], [
+            ("resumed", None),
+            ("emit", ["alice", "while you were away"]),
+            ("emit", ["an alert"]),
+        ])
+        self.assertNotIn("left", str(a.shown))
+
+    def test_graceExpiryIsALeave(self):
+        """A dropped page that does not come back within the grace period leaves the room, announced."""
+        clock = Clock()
+        a, b = Page(self.room, clock), Page(self.room, clock)
+        a.element.setUsername("alice")
+        b.session.connectionLost(b.connection, Failure(ConnectionLost()), intentional=False)
+        a.session.connectionLost(a.connection, Failure(ConnectionLost()), intentional=False)
+        watcher = Page(self.room)
+        clock.advance(LiveSettings().gracePeriod - 1)
+        self.assertEqual(self.room.online(), ["alice"])
+        clock.advance(1)
+        self.assertEqual(self.room.online(), [])
+        self.assertEqual(self.room.chatters, [watcher.element])
+        self.assertEqual(watcher.shown, [("displayMessage", " * user alice has left the room")])

@@ -1,11 +1,15 @@
 """
-Unit tests of the live runtime with no sockets: an element, its session, and
-frames collected in a list.
+Unit tests of the live runtime with no sockets: an element, its session, a
+fake connection that collects the frames sent to the page, and a fake clock.
 """
+
+import json
 
 import pytest
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,10 +21,13 @@ from chatthing.live import (
     NoSuchMethod,
     ProtocolError,
     RemoteError,
+    Stream,
+    TooManyPendingCalls,
+    _wire,
     expose,
 )
-from chatthing.live import _wire
-from chatthing.live._session import LiveSession
+from chatthing.live._session import ACK_DELAY, ACK_EVERY, LiveSession
+from chatthing.live._settings import LiveSettings
 
 
 class Sorry(CallRefused):
@@ -32,6 +39,7 @@ class Calculator(LiveElement):
 
     def __init__(self):
         self.waiting = Deferred()
+        self.pending = []
         self.hooks = []
 
     @expose
@@ -49,6 +57,12 @@ class Calculator(LiveElement):
     @expose
     def later(self):
         return self.waiting
+
+    @expose
+    def wait(self):
+        d = Deferred()
+        self.pending.append(d)
+        return d
 
     @expose
     async def asynchronously(self, text: str) -> str:
@@ -72,26 +86,89 @@ class Calculator(LiveElement):
         self.hooks.append(("disconnected", reason.type))
 
 
-class Refusals(list):
-    def __call__(self, ident, error):
-        self.append((ident, error))
+def preparedPayload(message) -> bytes:
+    """
+    The payload of a L{PreparedMessage}: its unmasked WebSocket frame without
+    the header.
+    """
+    data = message.payloadHybi
+    length = data[1] & 0x7F
+    start = {126: 4, 127: 10}.get(length, 2)
+    return data[start:]
+
+
+class FakeConnection:
+    """
+    What a session needs of a page's connection (a L{PageConnection}): it
+    decodes and collects every frame sent to the page.
+
+    @ivar frames: the frames sent, decoded, in order.
+    @ivar prepared: the L{PreparedMessage}s sent, as they were.
+    @ivar closed: why the session closed this connection, if it did.
+    """
+
+    def __init__(self):
+        self.frames = []
+        self.prepared = []
+        self.closed = None
+
+    def sendPayload(self, payload):
+        self.frames.append(json.loads(payload))
+
+    def sendPrepared(self, message):
+        self.prepared.append(message)
+        self.frames.append(json.loads(preparedPayload(message)))
+
+    def sendLiveFrame(self, frame):
+        self.frames.append(json.loads(_wire.encode(frame)))
+
+    def replaced(self):
+        self.closed = "replaced"
+
+    def expel(self, reason):
+        self.closed = ("expelled", reason)
+
+
+def newSession(element, settings=LiveSettings(), ident="s1"):
+    """
+    A session for C{element}, attached to a L{FakeConnection}, on a L{Clock}.
+
+    @return: the session, its connection, its clock and the list of sessions
+        ended.
+    """
+    clock, ended = Clock(), []
+    session = LiveSession(ident, element, settings, clock, ended.append)
+    connection = FakeConnection()
+    session.attach(connection)
+    element._liveAttach(session)
+    return session, connection, clock, ended
+
+
+def logTo(session):
+    """
+    Collect what C{session} logs; the list of events.
+    """
+    events = []
+    session.log = Logger(namespace="test", observer=events.append)
+    return events
 
 
 def attach(element):
-    frames, refusals = [], Refusals()
-    session = LiveSession("s1", element, frames.append, refusals)
-    element._liveAttach(session)
-    return session, frames, refusals
+    session, connection, clock, ended = newSession(element)
+    return session, connection.frames, logTo(session)
 
 
-def call(session, method, *args, ident=7):
-    session.receive({"type": "call", "id": ident, "method": method, "args": list(args)})
+def call(session, method, *args, ident=7, seq=None):
+    frame = {"type": "call", "id": ident, "method": method, "args": list(args)}
+    if seq is not None:
+        frame["seq"] = seq
+    session.receive(frame)
 
 
 class ExposedCallTests(SynchronousTestCase):
     def setUp(self):
         self.element = Calculator()
-        self.session, self.frames, self.refusals = attach(self.element)
+        self.session, self.frames, self.logged = attach(self.element)
 
     def test_connectedHook(self):
         """Attaching an element runs its connected() hook."""
@@ -100,7 +177,7 @@ class ExposedCallTests(SynchronousTestCase):
     def test_result(self):
         """An exposed method's return value goes back as the call's result."""
         call(self.session, "add", 2, 3)
-        self.assertEqual(self.frames, [{"type": "result", "id": 7, "value": 5}])
+        self.assertEqual(self.frames, [{"type": "result", "id": 7, "value": 5, "seq": 1}])
 
     def test_defaultArgument(self):
         """Optional parameters may be left out."""
@@ -112,12 +189,12 @@ class ExposedCallTests(SynchronousTestCase):
         call(self.session, "later")
         self.assertEqual(self.frames, [])
         self.element.waiting.callback("done")
-        self.assertEqual(self.frames, [{"type": "result", "id": 7, "value": "done"}])
+        self.assertEqual(self.frames, [{"type": "result", "id": 7, "value": "done", "seq": 1}])
 
     def test_coroutineResult(self):
         """A coroutine method is awaited."""
         call(self.session, "asynchronously", "ab")
-        self.assertEqual(self.frames[-1], {"type": "result", "id": 7, "value": "abab"})
+        self.assertEqual(self.frames[-1], {"type": "result", "id": 7, "value": "abab", "seq": 1})
 
     def test_floatAcceptsInt(self):
         """A float parameter takes JSON integers too."""
@@ -146,12 +223,17 @@ class ExposedCallTests(SynchronousTestCase):
                 call(self.session, method, *args)
 
     def test_refusal(self):
-        """An application's CallRefused goes to the page by class name and message."""
+        """An application's CallRefused goes to the page by class name and message, logged in one line with no traceback."""
         call(self.session, "refuse")
-        self.assertEqual(self.frames, [])
-        [(ident, error)] = self.refusals
-        self.assertEqual(ident, 7)
-        self.assertIsInstance(error, Sorry)
+        self.assertEqual(
+            self.frames,
+            [{"type": "error", "id": 7, "error": {"name": "Sorry", "message": "not today"}, "seq": 1}],
+        )
+        [logged] = self.logged
+        self.assertEqual(logged["kind"], "Sorry")
+        self.assertIsInstance(logged["error"], Sorry)
+        self.assertNotIn("log_failure", logged)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_unexpectedError(self):
         """A bug's exception is logged with its traceback and reported by name, no traceback sent."""
@@ -159,9 +241,10 @@ class ExposedCallTests(SynchronousTestCase):
         self.assertEqual(
             self.frames,
             [{"type": "error", "id": 7,
-              "error": {"name": "ZeroDivisionError", "message": "division by zero"}}],
+              "error": {"name": "ZeroDivisionError", "message": "division by zero"}, "seq": 1}],
         )
-        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        [logged] = self.logged
+        self.assertIsInstance(logged["log_failure"].value, ZeroDivisionError)
 
     def test_unknownFrameType(self):
         """An unknown frame type is a ProtocolError."""
@@ -171,7 +254,7 @@ class ExposedCallTests(SynchronousTestCase):
     def test_answerAfterDetachIsDropped(self):
         """A result ready after the page left is not sent."""
         call(self.session, "later")
-        self.session.detach(Failure(ConnectionDone()))
+        self.session.end(Failure(ConnectionDone()))
         self.element.waiting.callback("late")
         self.assertEqual(self.frames, [])
 
@@ -179,15 +262,15 @@ class ExposedCallTests(SynchronousTestCase):
 class CallRemoteTests(SynchronousTestCase):
     def setUp(self):
         self.element = Calculator()
-        self.session, self.frames, self.refusals = attach(self.element)
+        self.session, self.frames, self.logged = attach(self.element)
 
     def test_callFrame(self):
         """callRemote sends a numbered call frame."""
         self.element.callRemote("show", "a", 1)
         self.element.callRemote("show")
         self.assertEqual(self.frames, [
-            {"type": "call", "id": 0, "method": "show", "args": ["a", 1]},
-            {"type": "call", "id": 1, "method": "show", "args": []},
+            {"type": "call", "id": 0, "method": "show", "args": ["a", 1], "seq": 1},
+            {"type": "call", "id": 1, "method": "show", "args": [], "seq": 2},
         ])
 
     def test_result(self):
@@ -212,12 +295,12 @@ class CallRemoteTests(SynchronousTestCase):
     def test_detachFailsWaitingCalls(self):
         """Calls still waiting when the page goes fail with ElementDetached."""
         d = self.element.callRemote("show")
-        self.session.detach(Failure(ConnectionDone()))
+        self.session.end(Failure(ConnectionDone()))
         self.failureResultOf(d, ElementDetached)
 
     def test_callAfterDetachFailsFast(self):
         """After the page has gone, callRemote fails at once and sends nothing."""
-        self.session.detach(Failure(ConnectionDone()))
+        self.session.end(Failure(ConnectionDone()))
         self.failureResultOf(self.element.callRemote("show"), ElementDetached)
         self.assertEqual(self.frames, [])
 
@@ -228,12 +311,180 @@ class CallRemoteTests(SynchronousTestCase):
     def test_disconnectHooks(self):
         """Detaching runs disconnected() once and fires every notifyOnDisconnect()."""
         before = self.element.notifyOnDisconnect()
-        self.session.detach(Failure(ConnectionDone()))
-        self.session.detach(Failure(ConnectionDone()))
+        self.session.end(Failure(ConnectionDone()))
+        self.session.end(Failure(ConnectionDone()))
         after = self.element.notifyOnDisconnect()
         self.assertEqual(self.element.hooks, ["connected", ("disconnected", ConnectionDone)])
         self.assertIsInstance(self.successResultOf(before), ConnectionDone)
         self.assertIsInstance(self.successResultOf(after), ConnectionDone)
+
+
+class ReceivingTests(SynchronousTestCase):
+    """
+    The page's numbered frames: each run once, acknowledged in batches.
+    """
+
+    def setUp(self):
+        self.element = Calculator()
+        self.session, self.connection, self.clock, self.ended = newSession(self.element)
+        self.logged = logTo(self.session)
+
+    def results(self):
+        return [f for f in self.connection.frames if f["type"] in ("result", "error")]
+
+    def acks(self):
+        return [f for f in self.connection.frames if f["type"] == "ack"]
+
+    def test_numberedFramesRunOnce(self):
+        """A frame whose seq was already received (re-sent after a resume) is not run again."""
+        call(self.session, "shout", "a", ident=1, seq=1)
+        call(self.session, "shout", "b", ident=2, seq=2)
+        call(self.session, "shout", "a", ident=1, seq=1)
+        call(self.session, "shout", "b", ident=2, seq=2)
+        call(self.session, "shout", "c", ident=3, seq=3)
+        self.assertEqual([(f["id"], f["value"], f["seq"]) for f in self.results()],
+                         [(1, "A", 1), (2, "B", 2), (3, "C", 3)])
+
+    def test_unnumberedFramesAlwaysRun(self):
+        """Frames without a seq are run as they come, each time."""
+        call(self.session, "shout", "a", ident=1, seq=1)
+        call(self.session, "shout", "x", ident=2)
+        call(self.session, "shout", "x", ident=3)
+        self.assertEqual([f["value"] for f in self.results()], ["A", "X", "X"])
+
+    def test_acknowledgedAfterDelay(self):
+        """Numbered frames are acknowledged, up to the latest, ACK_DELAY seconds after the first."""
+        call(self.session, "shout", "a", ident=1, seq=1)
+        call(self.session, "shout", "b", ident=2, seq=2)
+        self.assertEqual(self.acks(), [])
+        self.clock.advance(ACK_DELAY - 0.01)
+        self.assertEqual(self.acks(), [])
+        self.clock.advance(0.01)
+        self.assertEqual(self.acks(), [{"type": "ack", "seq": 2}])
+        self.clock.advance(10)
+        self.assertEqual(len(self.acks()), 1)
+
+    def test_acknowledgedAfterManyFrames(self):
+        """ACK_EVERY numbered frames are acknowledged at once, with no wait."""
+        for i in range(1, ACK_EVERY + 1):
+            call(self.session, "shout", "a", ident=i, seq=i)
+        self.assertEqual(self.acks(), [{"type": "ack", "seq": ACK_EVERY}])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unnumberedFramesNotAcknowledged(self):
+        call(self.session, "shout", "x", ident=1)
+        self.clock.advance(10)
+        self.assertEqual(self.acks(), [])
+
+    def test_ackFrames(self):
+        """The page's ack must carry a seq; an ack is never answered."""
+        self.element.callRemote("show")
+        self.session.receive({"type": "ack", "seq": 1})
+        for bad in [{"type": "ack"}, {"type": "ack", "seq": "1"}, {"type": "ack", "seq": -1},
+                    {"type": "ack", "seq": True}]:
+            with self.assertRaises(ProtocolError):
+                self.session.receive(bad)
+        self.assertEqual([f["type"] for f in self.connection.frames], ["call"])
+
+    def test_badSeqIsProtocolError(self):
+        """A seq that is not an integer >= 0 is refused, and the call not run."""
+        for seq in ["1", -1, 1.5, True, [1]]:
+            with self.assertRaises(ProtocolError):
+                self.session.receive({"type": "call", "id": 1, "method": "shout", "args": ["a"],
+                                      "seq": seq})
+        self.assertEqual(self.results(), [])
+
+    def test_secondHello(self):
+        with self.assertRaises(ProtocolError) as e:
+            self.session.receive({"type": "hello", "version": 1})
+        self.assertIn("already received", str(e.exception))
+
+    def test_leaveFrameIsQuiet(self):
+        """A leave frame is not answered; the connection ends the session when it closes."""
+        self.session.receive({"type": "leave"})
+        self.assertEqual(self.connection.frames, [])
+        self.assertFalse(self.session.ended)
+
+    def test_tooManyPendingCalls(self):
+        """Past maxPendingCalls calls running at once, calls are refused until one finishes."""
+        self.session, self.connection, _, _ = newSession(
+            self.element, LiveSettings(maxPendingCalls=3))
+        for i in range(3):
+            call(self.session, "wait", ident=i)
+        with self.assertRaises(TooManyPendingCalls):
+            call(self.session, "wait", ident=3)
+        self.assertEqual(len(self.element.pending), 3)
+        self.element.pending[1].callback("done")
+        self.assertEqual(self.results(), [{"type": "result", "id": 1, "value": "done", "seq": 1}])
+        call(self.session, "wait", ident=4)  # takes the place freed
+        with self.assertRaises(TooManyPendingCalls):
+            call(self.session, "add", 1, ident=5)
+        for d in self.element.pending[::-1]:
+            if not d.called:
+                d.callback(None)
+        call(self.session, "add", 2, ident=6)
+        self.assertEqual([f["id"] for f in self.results()], [1, 4, 2, 0, 6])
+        self.assertEqual(self.results()[-1], {"type": "result", "id": 6, "value": 3, "seq": 5})
+
+    def test_failedCallsFreeTheirPlace(self):
+        """Calls that fail or are refused do not count as still running."""
+        self.session, self.connection, _, _ = newSession(
+            self.element, LiveSettings(maxPendingCalls=1))
+        self.session.log = Logger(namespace="test", observer=lambda event: None)
+        for i in range(3):
+            call(self.session, "refuse", ident=i)
+            call(self.session, "crash", ident=10 + i)
+        call(self.session, "add", 1, ident=20)
+        self.assertEqual([f["error"]["name"] for f in self.results() if f["type"] == "error"],
+                         ["Sorry", "ZeroDivisionError"] * 3)
+        self.assertEqual(self.results()[-1]["value"], 2)
+
+    def test_unencodableResult(self):
+        """A result that cannot be JSON is sent as a ServerError in its place, numbered, and logged."""
+        self.element.waiting = Deferred()
+        call(self.session, "later", ident=4)
+        self.element.waiting.callback(object())
+        [answer] = self.results()
+        self.assertEqual((answer["type"], answer["id"], answer["seq"], answer["error"]["name"]),
+                         ("error", 4, 1, "ServerError"))
+        self.assertEqual(len(self.logged), 1)
+        self.assertIn("log_failure", self.logged[0])
+
+
+class EndTests(SynchronousTestCase):
+    def setUp(self):
+        self.element = Calculator()
+        self.session, self.connection, self.clock, self.ended = newSession(self.element)
+
+    def test_endOnce(self):
+        """end() detaches the element and tells the factory once, and cancels the ack timer."""
+        call(self.session, "add", 1, seq=1)
+        self.assertTrue(self.clock.getDelayedCalls())
+        self.session.end(Failure(ConnectionDone()))
+        self.session.end(Failure(ConnectionLost()))
+        self.assertEqual(self.ended, [self.session])
+        self.assertEqual(self.element.hooks, ["connected", ("disconnected", ConnectionDone)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_endLeavesStreams(self):
+        """An ended session is no longer a subscriber of its streams."""
+        stream = Stream("room")
+        self.element.subscribe(stream)
+        self.assertEqual(stream.subscribers(), [self.session])
+        self.session.end(Failure(ConnectionDone()))
+        self.assertEqual(stream.subscribers(), [])
+        stream.emit("show", 1)
+        self.assertEqual(self.connection.frames, [])
+
+    def test_nothingSentAfterEnd(self):
+        self.session.end(Failure(ConnectionDone()))
+        self.session.send(_wire.resultFrame(1, None))
+        self.assertEqual(self.connection.frames, [])
+
+    def test_subscribeNeedsAPage(self):
+        """An element with no page cannot subscribe to a stream."""
+        with self.assertRaises(ElementDetached):
+            Calculator().subscribe(Stream("room"))
 
 
 @pytest.mark.parametrize("payload, isBinary, message", [

@@ -11,6 +11,9 @@ from twisted.python import usage
 from chatthing import tap
 from chatthing.chatterbox import ChatterElement, chat
 from chatthing.listening import ListeningService
+from chatthing.live import LiveSite
+from chatthing.live._settings import LiveSettings
+from chatthing.shutdown import RESTART_ALERT, GracefulShutdown
 
 
 def parse(*args):
@@ -109,9 +112,100 @@ def test_makeService(tmp_path):
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--listen", "tcp:1",
                     "--admin-token-file", str(token), "--admin-listen", "tcp:2")
     services = list(tap.makeService(options))
-    assert [(s.description, s.label) for s in services] == [
+    assert [(s.description, s.label) for s in services[:-1]] == [
         ("tcp:0", "chat"), ("tcp:1", "chat"), ("tcp:2", "admin")]
-    assert all(isinstance(s, ListeningService) for s in services)
+    assert all(isinstance(s, ListeningService) for s in services[:-1])
+    assert isinstance(services[-1], GracefulShutdown)
+
+
+def test_makeServiceSettingsAndShutdown():
+    """The site gets the options' LiveSettings; the shutdown, added last (stopped first), alerts the room."""
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--rate", "5")
+    services = list(tap.makeService(options))
+    site = services[0].factory
+    assert isinstance(site, LiveSite)
+    assert site.liveFactory.settings is options["settings"]
+    assert site.liveFactory.settings.frameRate == 5
+    shutdown = services[-1]
+    assert isinstance(shutdown, GracefulShutdown)
+    assert shutdown.site is site
+    assert shutdown.alert == chat.__self__.wall
+    assert shutdown.message == RESTART_ALERT
+
+
+def test_limitDefaults():
+    """With no limit options, the settings are LiveSettings' documented defaults."""
+    settings = parse("--element=chatthing.chatterbox.chat")["settings"]
+    assert settings == LiveSettings()
+    assert (settings.gracePeriod, settings.maxConnections, settings.frameRate, settings.frameBurst,
+            settings.maxPendingCalls, settings.maxOutgoingBytes, settings.pingInterval,
+            settings.pingTimeout, settings.allowedOrigins) == (
+        30, 10000, 20, 40, 16, 1048576, 15, 10, ())
+
+
+def test_limitOptions():
+    """Each limit option sets its LiveSettings field; --allowed-origin is repeatable."""
+    settings = parse(
+        "--element=chatthing.chatterbox.chat", "--grace-period", "2.5", "--max-connections", "3",
+        "--rate", "0.5", "--burst", "7", "--max-pending-calls", "2", "--max-outgoing-bytes", "65536",
+        "--ping-interval", "0", "--ping-timeout", "1.5",
+        "--allowed-origin", "https://chat.example.com/", "--allowed-origin", "http://localhost:3000",
+    )["settings"]
+    assert settings == LiveSettings(
+        gracePeriod=2.5, maxConnections=3, frameRate=0.5, frameBurst=7, maxPendingCalls=2,
+        maxOutgoingBytes=65536, pingInterval=0, pingTimeout=1.5,
+        allowedOrigins=("https://chat.example.com", "http://localhost:3000"),
+    )
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("grace-period", "-1", "a number of seconds, 0 or more"),
+    ("grace-period", "soon", "a number of seconds, 0 or more"),
+    ("grace-period", "nan", "a number of seconds, 0 or more"),
+    ("max-connections", "0", "a whole number, 1 or more"),
+    ("max-connections", "2.5", "a whole number, 1 or more"),
+    ("rate", "0", "more than 0"),
+    ("rate", "inf", "more than 0"),
+    ("burst", "0", "a whole number, 1 or more"),
+    ("max-pending-calls", "-3", "a whole number, 1 or more"),
+    ("max-outgoing-bytes", "1M", "a whole number of bytes, 1 or more"),
+    ("ping-interval", "-0.5", "0 (off) or more"),
+    ("ping-timeout", "0", "more than 0"),
+    ("ping-timeout", "", "more than 0"),
+])
+def test_badLimit(option, value, message):
+    """A limit out of range or not a number is a one-line usage error naming the option and value."""
+    with pytest.raises(usage.UsageError) as e:
+        parse("--element=chatthing.chatterbox.chat", f"--{option}", value)
+    text = str(e.value)
+    assert text.startswith(f"--{option} must be ") and message in text and repr(value) in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("origin", [
+    "chat.example.com", "ftp://chat.example.com", "https://", "https://chat.example.com/path",
+    "https://chat.example.com?x=1", "https://user@chat.example.com", "https://chat.example.com:http",
+])
+def test_badAllowedOrigin(origin):
+    """--allowed-origin takes only a web origin: scheme, host and optional port."""
+    with pytest.raises(usage.UsageError, match="--allowed-origin must be an origin like") as e:
+        parse("--element=chatthing.chatterbox.chat", "--allowed-origin", origin)
+    assert "\n" not in str(e.value)
+
+
+def test_helpShowsLimitDefaults():
+    """--help documents each limit option with its default, each doc on folded lines."""
+    help = " ".join(str(tap.Options()).split())
+    for option, default in [
+        ("--grace-period", "30"), ("--max-connections", "10000"), ("--rate", "20"),
+        ("--burst", "40"), ("--max-pending-calls", "16"), ("--max-outgoing-bytes", "1048576"),
+        ("--ping-interval", "15"), ("--ping-timeout", "10"),
+    ]:
+        assert option in help
+        after = help[help.index(option + "="):]
+        assert after[:after.index("]") + 1].endswith(f"[default: {default}]"), after[:300]
+    assert "--allowed-origin=" in help and "https://chat.example.com" in help
+    assert "  " not in tap.Options().docs["listen"]
 
 
 def test_chatterElementIsLiveElement():
@@ -121,3 +215,56 @@ def test_chatterElementIsLiveElement():
         assert isinstance(element, ChatterElement)
     finally:
         chat.__self__.leave(element)
+
+
+class FakeSite:
+    """
+    A site with C{count} connections, recording its shutdown.
+    """
+
+    def __init__(self, count: int) -> None:
+        from types import SimpleNamespace
+
+        from twisted.internet.defer import Deferred
+        self.liveFactory = SimpleNamespace(connections={object(): None for _ in range(count)})
+        self.closed = Deferred()
+        self.shutDowns = 0
+
+    def shutDown(self):
+        self.shutDowns += 1
+        return self.closed
+
+
+def test_gracefulShutdownAlertsThenCloses():
+    """Stopping sends the restart alert through wall(), then closes the site's connections; it waits for them."""
+    site, alerts = FakeSite(2), []
+    shutdown = GracefulShutdown(site, alerts.append)
+    shutdown.startService()
+    d = shutdown.stopService()
+    assert alerts == [RESTART_ALERT] and site.shutDowns == 1
+    assert d is site.closed and not d.called
+
+
+@pytest.mark.parametrize("count, alert", [(0, "list"), (3, None)])
+def test_gracefulShutdownWithoutAlert(count, alert):
+    """With no connections, or no wall(), nothing is alerted, and the connections still close."""
+    site, alerts = FakeSite(count), []
+    GracefulShutdown(site, alerts.append if alert else None).stopService()
+    assert alerts == [] and site.shutDowns == 1
+
+
+def test_gracefulShutdownAlertFails():
+    """An alert that raises is logged, and the connections still close."""
+    from twisted.logger import globalLogPublisher
+    site, events = FakeSite(1), []
+
+    def broken(message):
+        raise RuntimeError("no room")
+
+    globalLogPublisher.addObserver(events.append)
+    try:
+        GracefulShutdown(site, broken).stopService()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert site.shutDowns == 1
+    assert [e for e in events if "log_failure" in e]

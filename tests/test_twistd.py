@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from conftest import runTwistd, subprocessEnvironment, twistdScript
 
 from chatthing.live.testing import LiveTestClient
-
-from conftest import runTwistd, subprocessEnvironment, twistdScript
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

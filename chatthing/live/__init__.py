@@ -15,9 +15,13 @@ from ._errors import (
     LiveError,
     NoSuchMethod,
     ProtocolError,
+    RateLimited,
     RemoteError,
+    TooManyPendingCalls,
 )
 from ._expose import expose
+from ._settings import LiveSettings
+from ._stream import Stream
 from ._web import LiveSite
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
@@ -27,11 +31,15 @@ __all__ = [
     "ElementDetached",
     "LiveElement",
     "LiveError",
+    "LiveSettings",
     "LiveSite",
     "MAX_FRAME_BYTES",
     "NoSuchMethod",
     "PROTOCOL_VERSION",
     "ProtocolError",
+    "RateLimited",
     "RemoteError",
+    "Stream",
+    "TooManyPendingCalls",
     "expose",
 ]

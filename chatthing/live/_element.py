@@ -66,6 +66,15 @@ class LiveElement:
             return fail(ElementDetached(f"cannot call {methodName}(): {reason}"))
         return self._liveSession.callRemote(methodName, args)
 
+    def subscribe(self, stream: Any) -> None:
+        """
+        Have the page receive every call that C{stream} (a L{Stream}) emits,
+        from now until it goes away.
+        """
+        if self._liveSession is None:
+            raise ElementDetached("the element is not attached to a page")
+        self._liveSession.subscribe(stream)
+
     def connected(self) -> None:
         """
         Called once the page is attached and calls may flow both ways.

@@ -57,3 +57,15 @@ class ElementDetached(LiveError):
     The element's page has gone away; remote calls can no longer be made,
     and calls that were waiting for an answer will never get one.
     """
+
+
+class RateLimited(LiveError):
+    """
+    The page sent frames faster than its rate limit allows: slow down.
+    """
+
+
+class TooManyPendingCalls(LiveError):
+    """
+    The page has as many calls running as it may; wait for their answers.
+    """

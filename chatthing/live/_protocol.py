@@ -1,93 +1,242 @@
 """
 The WebSocket end of the runtime: one L{LiveServerProtocol} per page
-connection, made by a L{LiveServerFactory} that knows the element factory.
+connection, made by the L{LiveServerFactory} of C{_factory}.
 """
 
-import secrets
-from typing import Any, Callable
+from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
-from jinja2 import Environment
-from twisted.internet.error import ConnectionDone
+from autobahn.websocket.protocol import PreparedMessage
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
-from ._element import LiveElement
-from ._errors import LiveError, ProtocolError
+from ._backlog import bufferedBytes, refusedBytes
+from ._errors import LiveError, ProtocolError, RateLimited
+from ._origin import originAllowed
+from ._ratelimit import TokenBucket
 from ._session import LiveSession
 
 #: Seconds a new connection has to send its "hello".
 HELLO_TIMEOUT = 10.0
 
-#: WebSocket close codes the runtime uses (RFC 6455, section 7.4).
+#: WebSocket close codes the runtime uses (RFC 6455, section 7.4; 4000-4999
+#: are ours, see docs/protocol.md).
+CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_SERVER_ERROR = 1011
+CLOSE_REPLACED = 4001
+CLOSE_TOO_FAR_BEHIND = 4008
+
+#: Close codes with which a page says it is leaving on purpose.
+LEAVING_CODES = frozenset({1000, 1001})
+
+#: Close codes with which the server ends a misbehaving page's session at
+#: once: protocol errors (1002, 1007 invalid UTF-8, 1009 too big), and
+#: failures to make its element (1011).
+ENDING_CODES = frozenset({1002, 1007, 1009, 1011})
+
+
+def _isAck(frame: dict[str, Any]) -> bool:
+    """
+    Whether C{frame} is a well-formed C{ack}, the only frame not rate
+    limited (a malformed one is answered and logged, so it counts).
+    """
+    seq = frame.get("seq")
+    return (frame["type"] == _wire.ACK and isinstance(seq, int) and not isinstance(seq, bool)
+            and seq >= 0)
 
 
 class LiveServerProtocol(WebSocketServerProtocol):
     """
-    Reads frames from one page, answers bad ones with an error reply, and
-    hands good ones to the page's L{LiveSession}.
+    Reads frames from one page connection, answers bad ones with an error
+    reply, and hands good ones to the page's L{LiveSession}; writes what the
+    session sends, and cuts the connection if the page stops reading.
     """
 
     liveLog = Logger()
     session: LiveSession | None = None
     _helloTimeout: Any = None
+    _leaving = False
+    _cut = False
+    _backlogCheck: Any = None
+    _floodReported = False
+    _bucket: TokenBucket
+
+    def onConnect(self, request: Any) -> None:
+        settings = self.factory.settings
+        origin = request.headers.get("origin")
+        if not originAllowed(origin, request.headers.get("host"), settings.allowedOrigins):
+            self.liveLog.warn("refused WebSocket from {peer}: origin {origin!r} not allowed",
+                              peer=request.peer, origin=origin)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        return None
 
     def onOpen(self) -> None:
-        self._helloTimeout = self.factory.reactor.callLater(
-            HELLO_TIMEOUT, self._closeForProtocolError, "no hello frame received"
+        factory = self.factory
+        self._bucket = TokenBucket(factory.settings.frameRate, factory.settings.frameBurst,
+                                   factory.reactor.seconds)
+        self._helloTimeout = factory.reactor.callLater(
+            HELLO_TIMEOUT, self._closeWithCode, CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
+        factory.connectionOpened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._cut:
+            return
         frame: dict[str, Any] | None = None
         try:
-            frame = _wire.decode(payload, isBinary)
+            try:
+                frame = _wire.decode(payload, isBinary)
+            except LiveError:
+                # Frames that are not even frames count against the limit
+                # too, or a flood of garbage would be answered and logged
+                # without limit.
+                self._throttle()
+                raise
+            if not _isAck(frame):
+                self._throttle()
             if self.session is None:
                 self._hello(frame)
             else:
                 self.session.receive(frame)
+                if frame["type"] == _wire.LEAVE:
+                    self._leaving = True
+                    self.sendClose(1000, "left")
         except LiveError as e:
-            self.refuse(None if frame is None else _wire.callId(frame), e)
+            # Every refused frame is answered; a flood is logged only once.
+            quiet = isinstance(e, RateLimited) and self._floodReported
+            self._floodReported = self._floodReported or isinstance(e, RateLimited)
+            # Only a call's id names the frame being refused: a "result" or
+            # "error" carries the id of one of the server's calls, which the
+            # page could mistake for one of its own.
+            ident = _wire.callId(frame) if frame is not None and frame["type"] == _wire.CALL else None
+            refuser = self if self.session is None else self.session
+            refuser.refuse(ident, e, quiet=quiet)
+
+    def _throttle(self) -> None:
+        if self._bucket.take():
+            # A flood is over once the page has kept under the rate long
+            # enough to refill the bucket; until then, a frame let through
+            # by a token that came back does not start a new flood (which
+            # would log a line per refill during a sustained flood).
+            if self._bucket.tokens >= self._bucket.burst - 1:
+                self._floodReported = False
+        else:
+            raise RateLimited(
+                f"too many frames: keep to {self.factory.settings.frameRate:g} a second "
+                f"(bursts of {self.factory.settings.frameBurst}); slow down"
+            )
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self._helloTimeout is not None and self._helloTimeout.active():
-            self._helloTimeout.cancel()
+        for timer in (self._helloTimeout, self._backlogCheck):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.factory.connectionClosed(self)
         if self.session is not None:
-            self.session.detach(
-                Failure(ConnectionDone(f"WebSocket closed: code={code} reason={reason!r}"))
+            if self._leaving:
+                intentional = True
+            elif self.closedByMe:
+                intentional = self.localCloseCode in ENDING_CODES
+            else:
+                intentional = self.remoteCloseCode in LEAVING_CODES
+            failure = Failure(
+                (ConnectionDone if intentional else ConnectionLost)(
+                    f"WebSocket closed: code={code} reason={reason!r}"
+                )
             )
-            self.factory.sessionEnded(self.session)
+            self.session.connectionLost(self, failure, intentional)
+
+    # Writing
+
+    def sendPayload(self, payload: bytes) -> None:
+        """
+        Send one encoded frame, unless the connection is closing.
+        """
+        if self.state == self.STATE_OPEN and not self._cut:
+            self.sendMessage(payload, isBinary=False)
+            self._checkBacklog()
+
+    def sendPrepared(self, message: PreparedMessage) -> None:
+        """
+        Send one frame prepared for many connections.
+        """
+        if self.state == self.STATE_OPEN and not self._cut:
+            self.sendPreparedMessage(message)
+            self._checkBacklog()
 
     def sendLiveFrame(self, frame: dict[str, Any]) -> None:
-        if self.state != self.STATE_OPEN:
-            # The page is closing: nothing more can reach it, and onClose will
-            # detach its session, failing its waiting calls with ElementDetached.
-            # (Autobahn raises Disconnected here, which would break a fan-out.)
-            return
-        try:
-            payload = _wire.encode(frame)
-        except (TypeError, ValueError) as e:
-            self.liveLog.failure("cannot encode {frame!r}", frame=frame)
-            payload = _wire.encode(
-                _wire.errorFrame(frame.get("id"), "ServerError", f"value cannot be sent as JSON: {e}")
-            )
-        self.sendMessage(payload, isBinary=False)
+        """
+        Send one frame that is not kept for replay (welcome, resumed, ack,
+        and errors before a session exists).
+        """
+        self.sendPayload(_wire.encode(frame))
 
-    def refuse(self, ident: int | None, error: BaseException) -> None:
+    def _checkBacklog(self) -> None:
         """
-        Tell the page what was wrong with what it sent, and log it once.
+        Cut the connection if the page is not reading: more than
+        C{maxOutgoingBytes} wait for it, and either the kernel has refused
+        some of them, or they are still waiting a second later.  A page that
+        reads is not cut for one large burst written in a single reactor turn;
+        past four times the limit, nothing waits: memory stays bounded.
         """
+        limit = self.factory.settings.maxOutgoingBytes
+        backlog = bufferedBytes(self.transport)
+        if backlog <= limit:
+            return
+        if refusedBytes(self.transport) > 0 or backlog > 4 * limit:
+            self._cutOff(backlog)
+        elif self._backlogCheck is None:
+            self._backlogCheck = self.factory.reactor.callLater(1.0, self._recheckBacklog)
+
+    def _recheckBacklog(self) -> None:
+        self._backlogCheck = None
+        backlog = bufferedBytes(self.transport)
+        if backlog > self.factory.settings.maxOutgoingBytes and not self._cut:
+            self._cutOff(backlog)
+
+    def _cutOff(self, backlog: int) -> None:
         self.liveLog.warn(
-            "refused input from {peer}: {kind}: {error}",
-            peer=self.peer,
-            kind=type(error).__name__,
-            error=error,
+            "cut off {peer}: it is not reading ({backlog} bytes unsent)",
+            peer=self.peer, backlog=backlog,
         )
-        if self.state == self.STATE_OPEN:
-            self.sendLiveFrame(_wire.errorFrameFor(ident, error))
+        self._cut = True
+        self.transport.abortConnection()
+
+    def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None:
+        """
+        Tell a page with no session yet what was wrong, and log it once
+        (unless C{quiet}).
+        """
+        if not quiet:
+            self.liveLog.warn("refused input from {peer}: {kind}: {error}",
+                              peer=self.peer, kind=type(error).__name__, error=error)
+        self.sendLiveFrame(_wire.errorFrameFor(ident, error))
+
+    def replaced(self) -> None:
+        """
+        The page has resumed its session on a newer connection: close this one.
+        """
+        self.session = None
+        self._closeWithCode(CLOSE_REPLACED, "replaced by a newer connection")
+
+    def expel(self, reason: str) -> None:
+        """
+        The session cannot go on: close with the reason.
+        """
+        self._closeWithCode(CLOSE_TOO_FAR_BEHIND, reason)
+
+    def goAway(self) -> None:
+        """
+        The server is shutting down: close with "going away"; the page will
+        reconnect to the server that replaces this one.
+        """
+        self._closeWithCode(CLOSE_GOING_AWAY, "server going away")
+
+    # Opening
 
     def _hello(self, frame: dict[str, Any]) -> None:
         if frame["type"] != _wire.HELLO:
@@ -98,86 +247,62 @@ class LiveServerProtocol(WebSocketServerProtocol):
                 f"protocol version {version!r} is not supported; "
                 f"this server speaks version {_wire.PROTOCOL_VERSION}"
             ))
-            self._closeForProtocolError("unsupported protocol version")
+            self._closeWithCode(CLOSE_PROTOCOL_ERROR, "unsupported protocol version")
             return
+        resume = _wire.parseResume(frame)
         self._helloTimeout.cancel()
+        expired = None
+        if resume is not None:
+            expired = self._resume(*resume)
+            if expired is None:
+                return
+        self._startSession(frame.get("render", True) is not False, expired)
+
+    def _resume(self, ident: str, seenSeq: int, offsets: dict[str, int]) -> str | None:
+        session = self.factory.sessions.get(ident)
+        if session is None:
+            why = "the session has expired or is unknown to this server"
+        else:
+            why = session.resume(self, seenSeq, offsets)
+            if why is None:
+                self.session = session
+                self.liveLog.info("{session} resumed from {peer}", session=session, peer=self.peer)
+                return None
+            session.end(Failure(ConnectionLost(why)))
+        self.liveLog.info("{peer} could not resume: {why}", peer=self.peer, why=why)
+        return why
+
+    def _startSession(self, render: bool, expired: str | None) -> None:
         element = self.factory.makeElement()
         if element is None:
             self._closeWithCode(CLOSE_SERVER_ERROR, "the server could not create an element")
             return
-        html = element.render(self.factory.templates) if frame.get("render", True) else None
-        self.session = LiveSession(secrets.token_urlsafe(16), element, self.sendLiveFrame, self.refuse)
-        self.sendLiveFrame({
+        session = self.factory.startSession(element)
+        self.session = session
+        session.attach(self)
+        welcome = {
             "type": _wire.WELCOME,
             "version": _wire.PROTOCOL_VERSION,
-            "session": self.session.ident,
-            "element": {"html": html, "module": element.jsModule, "widget": element.jsClass},
-            "limits": {"maxFrameBytes": _wire.MAX_FRAME_BYTES},
-        })
-        self.factory.sessionStarted(self.session)
-        element._liveAttach(self.session)
-
-    def _closeForProtocolError(self, reason: str) -> None:
-        self._closeWithCode(CLOSE_PROTOCOL_ERROR, reason)
+            "session": session.ident,
+            "element": {
+                "html": element.render(self.factory.templates) if render else None,
+                "module": element.jsModule,
+                "widget": element.jsClass,
+            },
+            "limits": {"maxFrameBytes": _wire.MAX_FRAME_BYTES,
+                       "gracePeriod": self.factory.settings.gracePeriod},
+        }
+        if expired is not None:
+            welcome["expired"] = expired
+        self.sendLiveFrame(welcome)
+        element._liveAttach(session)
 
     def _closeWithCode(self, code: int, reason: str) -> None:
         """
         Start the closing handshake with C{code}.  Autobahn's C{sendClose}
-        accepts only 1000 and 3000-4999 (raising for 1002 and 1011, which
-        are the protocol's own codes), so send the close frame the way
+        accepts only 1000 and 3000-4999 (raising for 1001, 1002 and 1011,
+        which are the protocol's own codes), so send the close frame the way
         Autobahn does when it fails a connection itself.
         """
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
-
-
-class LiveServerFactory(WebSocketServerFactory):
-    """
-    Makes one L{LiveServerProtocol} per page connection and one element per
-    page, by calling C{elementFactory}.
-
-    @ivar sessions: the sessions of the pages connected now.
-    """
-
-    protocol = LiveServerProtocol
-    liveLog = Logger()
-
-    def __init__(
-        self,
-        elementFactory: Callable[[], LiveElement],
-        templates: Environment,
-        reactor: Any = None,
-    ) -> None:
-        super().__init__()
-        if reactor is None:
-            from twisted.internet import reactor
-        self.reactor = reactor
-        self.elementFactory = elementFactory
-        self.templates = templates
-        self.sessions: set[LiveSession] = set()
-        # failByDrop=False: a connection Autobahn fails (a frame over the hard
-        # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
-        # docs/protocol.md says, instead of the TCP connection being dropped.
-        self.setProtocolOptions(
-            maxMessagePayloadSize=_wire.HARD_MAX_FRAME_BYTES, failByDrop=False
-        )
-
-    def makeElement(self) -> LiveElement | None:
-        try:
-            element = self.elementFactory()
-        except Exception:
-            self.liveLog.failure("element factory {factory!r} raised", factory=self.elementFactory)
-            return None
-        if not isinstance(element, LiveElement):
-            self.liveLog.error(
-                "element factory {factory!r} returned {element!r}, not a LiveElement",
-                factory=self.elementFactory, element=element,
-            )
-            return None
-        return element
-
-    def sessionStarted(self, session: LiveSession) -> None:
-        self.sessions.add(session)
-
-    def sessionEnded(self, session: LiveSession) -> None:
-        self.sessions.discard(session)

@@ -1,28 +1,62 @@
 """
-L{LiveSession}: the calls in flight between one element and its page.
+L{LiveSession}: one element's conversation with its page, which outlives
+any one connection.
 """
 
 import inspect
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from autobahn.websocket.protocol import PreparedMessage
+from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
 from ._element import LiveElement
-from ._errors import ElementDetached, LiveError, NoSuchMethod, ProtocolError, RemoteError
+from ._errors import (
+    ElementDetached,
+    LiveError,
+    NoSuchMethod,
+    ProtocolError,
+    RemoteError,
+    TooManyPendingCalls,
+)
 from ._expose import checkArguments, exposedMethod
+from ._replay import ReplayBuffer, ReplayOverflow
+from ._settings import LiveSettings
+from ._stream import Stream
+
+#: Acknowledge the page's frames after this many, or this many seconds.
+ACK_EVERY = 16
+ACK_DELAY = 0.25
+
+
+class PageConnection:
+    """
+    What a session needs of the connection it is attached to (implemented by
+    L{LiveServerProtocol}).
+    """
+
+    def sendPayload(self, payload: bytes) -> None: ...
+    def sendPrepared(self, message: PreparedMessage) -> None: ...
+    def sendLiveFrame(self, frame: dict[str, Any]) -> None: ...
+    def replaced(self) -> None: ...
+    def expel(self, reason: str) -> None: ...
 
 
 class LiveSession:
     """
-    Binds one L{LiveElement} to one page's connection: numbers the element's
-    remote calls and matches the page's answers to them, and runs the page's
-    calls on the element's exposed methods.
+    Binds one L{LiveElement} to its page across reconnections.
 
-    @ivar send: sends one frame to the page.
-    @ivar refuse: answers a bad frame with an error reply and a log line.
+    Frames the session sends directly (calls, results, errors) are numbered
+    and kept in a L{ReplayBuffer} until the page acknowledges them; frames of
+    the L{Stream}s the element subscribes to are numbered by their stream.
+    The page numbers its frames too, and the session runs each number once.
+    So when a page reconnects within the grace period and says what it has
+    seen, it gets exactly what it missed, and re-sent frames are not run
+    twice.
+
+    @ivar connection: the page's connection now, or L{None} while it is away.
     """
 
     log = Logger()
@@ -31,18 +65,151 @@ class LiveSession:
         self,
         ident: str,
         element: LiveElement,
-        send: Callable[[dict], None],
-        refuse: Callable[[int | None, BaseException], None],
+        settings: LiveSettings,
+        reactor: Any,
+        ended: Callable[["LiveSession"], None],
     ) -> None:
         self.ident = ident
         self.element = element
-        self.send = send
-        self.refuse = refuse
+        self.settings = settings
+        self.reactor = reactor
+        self.connection: PageConnection | None = None
+        self.ended = False
+        self._onEnded = ended
+        self._sent = ReplayBuffer(settings.maxReplayFrames)
+        self._receivedSeq = 0
+        self._unacknowledged = 0
+        self._ackTimer: Any = None
+        self._graceTimer: Any = None
         self._nextCallId = 0
         self._awaitingAnswer: dict[int, Deferred] = {}
-        self._detached = False
+        self._running = 0
+        self._streams: dict[str, tuple[Stream, int]] = {}
+
+    def __repr__(self) -> str:
+        return f"<LiveSession {self.ident[:6]} of {self.element!r}>"
+
+    # Connections come and go
+
+    def attach(self, connection: PageConnection) -> None:
+        """
+        Start talking to the page through C{connection}.
+        """
+        self.connection = connection
+        if self._graceTimer is not None and self._graceTimer.active():
+            self._graceTimer.cancel()
+        self._graceTimer = None
+
+    def resume(self, connection: PageConnection, seenSeq: int, offsets: dict[str, int]) -> str | None:
+        """
+        Carry on with the page through C{connection}, sending it everything
+        after frame C{seenSeq} and after each stream's offset in C{offsets}.
+
+        @return: L{None} if resumed, else why the session cannot be resumed.
+        """
+        missedFrames = self._sent.since(seenSeq)
+        if missedFrames is None:
+            return f"frame {seenSeq} is not one this session can replay from"
+        missedStreams = []
+        for name, (stream, subscribedAt) in self._streams.items():
+            missed = stream.since(offsets.get(name, subscribedAt))
+            if missed is None:
+                return f"too much of {name} was missed to replay it"
+            missedStreams.append(missed)
+        self._sent.ack(seenSeq)
+        if self.connection is not None:
+            self.connection.replaced()
+        self.attach(connection)
+        connection.sendLiveFrame({"type": _wire.RESUMED, "session": self.ident,
+                                  "seq": self._receivedSeq})
+        for payload in missedFrames:
+            connection.sendPayload(payload)
+        for messages in missedStreams:
+            for message in messages:
+                connection.sendPrepared(message)
+        return None
+
+    def connectionLost(self, connection: PageConnection, reason: Failure, intentional: bool) -> None:
+        """
+        C{connection} has closed: end the session if the page left on purpose,
+        else give it L{LiveSettings.gracePeriod} seconds to come back.
+        """
+        if connection is not self.connection:
+            return
+        self.connection = None
+        if intentional:
+            self.end(reason)
+        elif not self.ended:
+            self._graceTimer = self.reactor.callLater(
+                self.settings.gracePeriod, self.end, reason
+            )
+
+    def end(self, reason: Failure) -> None:
+        """
+        The page has gone for good: fail the calls still waiting for it,
+        leave the streams, and tell the element.
+        """
+        if self.ended:
+            return
+        self.ended = True
+        for timer in (self._graceTimer, self._ackTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        for stream, _ in self._streams.values():
+            stream.unsubscribe(self)
+        waiting, self._awaitingAnswer = self._awaitingAnswer, {}
+        for d in waiting.values():
+            d.errback(ElementDetached("the page went away before answering"))
+        self.element._liveDetach(reason)
+        self._onEnded(self)
+
+    # Sending
+
+    def subscribe(self, stream: Stream) -> None:
+        """
+        Send the page every call C{stream} emits from now on.
+        """
+        if stream.name not in self._streams:
+            self._streams[stream.name] = (stream, stream.offset)
+            stream.subscribe(self)
+
+    def unsubscribe(self, stream: Stream) -> None:
+        if self._streams.pop(stream.name, None) is not None:
+            stream.unsubscribe(self)
+
+    def deliverStream(self, stream: Stream, offset: int, message: PreparedMessage) -> None:
+        if self.connection is not None:
+            self.connection.sendPrepared(message)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """
+        Number C{frame}, keep it for replay, and send it if the page is here.
+        """
+        if self.ended:
+            return
+        frame["seq"] = self._sent.nextSeq()
+        try:
+            payload = _wire.encode(frame)
+        except (TypeError, ValueError) as e:
+            self.log.failure("cannot send {frame!r} as JSON", frame=frame)
+            payload = _wire.encode({
+                **_wire.errorFrame(frame.get("id"), "ServerError", f"the answer cannot be sent as JSON: {e}"),
+                "seq": frame["seq"],
+            })
+        try:
+            self._sent.add(payload)
+        except ReplayOverflow as e:
+            self.log.warn("{session} ended: {error}", session=self, error=e)
+            if self.connection is not None:
+                self.connection.expel("too many frames unacknowledged")
+            self.end(Failure(e))
+            return
+        if self.connection is not None:
+            self.connection.sendPayload(payload)
 
     def callRemote(self, method: str, args: tuple) -> Deferred:
+        if self.ended:
+            return fail(ElementDetached(f"cannot call {method}(): the page has gone away"))
         ident = self._nextCallId
         self._nextCallId += 1
         d: Deferred = Deferred()
@@ -50,25 +217,54 @@ class LiveSession:
         self.send(_wire.callFrame(ident, method, args))
         return d
 
+    # Receiving
+
     def receive(self, frame: dict[str, Any]) -> None:
         """
-        Act on one frame from the page.
+        Act on one frame from the page, unless it is a re-sent one already
+        acted on.
         """
         kind = frame["type"]
+        if kind == _wire.ACK:
+            seq = _wire.optionalSeq(frame)
+            if seq is None:
+                raise ProtocolError('"ack" frame needs a "seq"')
+            self._sent.ack(seq)
+            return
+        if kind == _wire.LEAVE:
+            return  # the connection closes and ends the session
+        if kind not in _wire.NUMBERED:
+            if kind == _wire.HELLO:
+                raise ProtocolError('"hello" was already received on this connection')
+            raise ProtocolError(f'unknown frame type "{kind}"')
+        seq = _wire.optionalSeq(frame)
+        if seq is not None:
+            if seq <= self._receivedSeq:
+                return  # re-sent after a reconnection; already run
+            self._receivedSeq = seq
+            self._acknowledgeSoon()
         if kind == _wire.CALL:
             self._runCall(frame)
         elif kind == _wire.RESULT:
             self._answer(frame).callback(frame.get("value"))
-        elif kind == _wire.ERROR:
-            # Parse before taking the call off the waiting list: a malformed
-            # answer is refused, and its call stays waiting (and fails with
-            # ElementDetached if the page goes) instead of being lost.
+        else:
             error = RemoteError(*_wire.parseError(frame))
             self._answer(frame).errback(error)
-        elif kind == _wire.HELLO:
-            raise ProtocolError('"hello" was already received on this connection')
-        else:
-            raise ProtocolError(f'unknown frame type "{kind}"')
+
+    def _acknowledgeSoon(self) -> None:
+        self._unacknowledged += 1
+        if self._unacknowledged >= ACK_EVERY:
+            self._acknowledge()
+        elif self._ackTimer is None:
+            self._ackTimer = self.reactor.callLater(ACK_DELAY, self._acknowledge)
+
+    def _acknowledge(self) -> None:
+        if self._ackTimer is not None and self._ackTimer.active():
+            self._ackTimer.cancel()
+        self._ackTimer = None
+        self._unacknowledged = 0
+        if self.connection is not None:
+            self.connection.sendLiveFrame({"type": _wire.ACK, "seq": self._receivedSeq})
 
     def _answer(self, frame: dict[str, Any]) -> Deferred:
         ident = _wire.requireCallId(frame)
@@ -83,20 +279,24 @@ class LiveSession:
         if method is None:
             raise NoSuchMethod(f"{type(self.element).__name__} has no exposed method {name!r}")
         checkArguments(method, args)
+        if self._running >= self.settings.maxPendingCalls:
+            raise TooManyPendingCalls(
+                f"{self._running} calls are still running; wait for their answers"
+            )
+        self._running += 1
         d = maybeDeferred(method, *args)
         d.addCallback(_awaitCoroutine)
+        d.addBoth(self._callDone)
         d.addCallbacks(
-            lambda value: self._reply(_wire.resultFrame(ident, value)),
+            lambda value: self.send(_wire.resultFrame(ident, value)),
             lambda failure: self._callFailed(ident, name, failure),
         )
 
-    def _reply(self, frame: dict[str, Any]) -> None:
-        if not self._detached:
-            self.send(frame)
+    def _callDone(self, result: Any) -> Any:
+        self._running -= 1
+        return result
 
     def _callFailed(self, ident: int, name: str, failure: Failure) -> None:
-        if self._detached:
-            return
         if isinstance(failure.value, LiveError):
             # A deliberate refusal, from the runtime or the application: the
             # page is told, the log gets one line and no traceback.
@@ -105,22 +305,20 @@ class LiveSession:
             self.log.failure("{method}() raised", failure, method=name)
             self.send(_wire.errorFrameFor(ident, failure.value))
 
-    def detach(self, reason: Failure) -> None:
+    def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None:
         """
-        The page has gone: fail the calls still waiting for it, and tell the
-        element.
+        Answer the frame C{error} was about with it, and log it once (unless
+        C{quiet}).
         """
-        if self._detached:
-            return
-        self._detached = True
-        waiting, self._awaitingAnswer = self._awaitingAnswer, {}
-        for d in waiting.values():
-            d.errback(ElementDetached("the page went away before answering"))
-        self.element._liveDetach(reason)
+        if not quiet:
+            self.log.warn(
+                "refused input from {session}: {kind}: {error}",
+                session=self, kind=type(error).__name__, error=error,
+            )
+        self.send(_wire.errorFrameFor(ident, error))
 
 
 def _awaitCoroutine(result: Any) -> Any:
     if inspect.iscoroutine(result):
         return ensureDeferred(result)
     return result
-

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from twisted.internet.defer import Deferred
 from twisted.web.pages import forbidden, notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -15,7 +16,8 @@ from twisted.web.static import File
 
 from .._assets import assetFolder
 from ._element import LiveElement
-from ._protocol import LiveServerFactory
+from ._factory import LiveServerFactory
+from ._settings import LiveSettings
 
 #: Sent with every response: no inline script or style, nothing from other
 #: origins, no framing (clickjacking), no MIME sniffing.
@@ -56,7 +58,17 @@ class StaticFolder(File):
                     ".css": "text/css; charset=utf-8"}
 
     def directoryListing(self) -> Resource:
-        return forbidden(detail="Directory listings are not served.")
+        return forbidden(message="Directory listings are not served.")
+
+
+class SiteRoot(Resource):
+    """
+    The site's root: its children, and an escaped "404 Not Found" for any
+    other path (not twisted.web's deprecated, unescaped C{NoResource}).
+    """
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return notFound()
 
 
 class LivePage(Resource):
@@ -106,14 +118,21 @@ class LiveSite(Site):
         self,
         elementFactory: Callable[[], LiveElement],
         title: str = "chatthing",
+        settings: LiveSettings = LiveSettings(),
         reactor: Any = None,
     ) -> None:
         templates = templateEnvironment()
-        self.liveFactory = LiveServerFactory(elementFactory, templates, reactor=reactor)
+        self.liveFactory = LiveServerFactory(elementFactory, templates, settings, reactor=reactor)
         root = LivePage(templates, title)
-        page = Resource()
+        page = SiteRoot()
         page.putChild(b"", root)
         page.putChild(WEBSOCKET_PATH, WebSocketResource(self.liveFactory))
         page.putChild(b"js", StaticFolder(str(assetFolder("js"))))
         page.putChild(b"css", StaticFolder(str(assetFolder("templates") / "css")))
         super().__init__(page)
+
+    def shutDown(self) -> Deferred:
+        """
+        Tell every page the server is going away; fires once they have gone.
+        """
+        return self.liveFactory.shutDown()

@@ -23,11 +23,19 @@ HARD_MAX_FRAME_BYTES = 1024 * 1024
 
 HELLO = "hello"
 WELCOME = "welcome"
+RESUMED = "resumed"
 CALL = "call"
 RESULT = "result"
 ERROR = "error"
+EMIT = "emit"
+ACK = "ack"
+LEAVE = "leave"
+
+#: Frames that carry a C{seq} and are replayed after a reconnection.
+NUMBERED = frozenset({CALL, RESULT, ERROR})
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_asciiEncoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 class FrameTooLarge(ProtocolError):
@@ -40,7 +48,13 @@ def encode(frame: dict[str, Any]) -> bytes:
     """
     The UTF-8 bytes of C{frame}, compact.
     """
-    return _encoder.encode(frame).encode("utf-8")
+    text = _encoder.encode(frame)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate: JSON can carry one ("\ud800", which a page may
+        # send), UTF-8 cannot; escape it, and every non-ASCII character.
+        return _asciiEncoder.encode(frame).encode("ascii")
 
 
 def decode(payload: bytes, isBinary: bool) -> dict[str, Any]:
@@ -113,6 +127,43 @@ def parseError(frame: dict[str, Any]) -> tuple[str, str]:
         name if isinstance(name, str) else "Error",
         message if isinstance(message, str) else "",
     )
+
+
+def optionalSeq(frame: dict[str, Any], field: str = "seq") -> int | None:
+    """
+    The frame's sequence number C{field}, if it has one.
+
+    @raise ProtocolError: if it is there but not an integer >= 0.
+    """
+    value = frame.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(f'"{field}" must be an integer >= 0')
+    return value
+
+
+def parseResume(frame: dict[str, Any]) -> tuple[str, int, dict[str, int]] | None:
+    """
+    The session, last frame seen and stream offsets a C{hello} asks to
+    resume, or L{None} for a new session.
+    """
+    resume = frame.get("resume")
+    if resume is None:
+        return None
+    if not isinstance(resume, dict) or not isinstance(resume.get("session"), str):
+        raise ProtocolError('"resume" must be an object with a "session" string')
+    seq = optionalSeq(resume) or 0
+    streams = resume.get("streams", {})
+    if not isinstance(streams, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in streams.values()
+    ):
+        raise ProtocolError('"resume.streams" must map stream names to offsets >= 0')
+    return resume["session"], seq, streams
+
+
+def emitFrame(stream: str, offset: int, method: str, args: tuple | list) -> dict[str, Any]:
+    return {"type": EMIT, "stream": stream, "offset": offset, "method": method, "args": list(args)}
 
 
 def callFrame(ident: int, method: str, args: tuple | list) -> dict[str, Any]:

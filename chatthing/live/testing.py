@@ -5,15 +5,23 @@ against a real server, as C{treq.testing} serves treq's users.
     client = await LiveTestClient.connect("ws://127.0.0.1:8080/live")
     await client.call("setUsername", "alice")
     await client.waitFor(lambda: client.calls("displayMessage"))
+    client.drop()                       # the network fails...
+    await client.resume()               # ...and the page comes back
 
-The client answers every call the server makes with C{null} (or with what
-C{answer} returns) and records it, so a test can read the page's transcript.
+It speaks the protocol as the browser's runtime does: it numbers its
+frames, acknowledges the server's, answers the server's calls (with C{null},
+or what C{answer} returns), and resumes its session after a drop, so a test
+can check that a page's transcript holds every message exactly once.
 """
 
 import json
 from typing import Any, Callable
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    connectWS,
+)
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 
@@ -22,103 +30,204 @@ from ._wire import PROTOCOL_VERSION
 #: Seconds a test waits for a condition before it fails.
 DEFAULT_DEADLINE = 10.0
 
+#: Return this from C{answer} to leave a call unanswered.
+HOLD = object()
+
 
 class _Protocol(WebSocketClientProtocol):
     def onOpen(self) -> None:
         self.factory.client._opened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.factory.client._received(payload, isBinary)
+        if self.factory.client.protocol is self:
+            self.factory.client._received(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.client._closed(code, reason)
+        self.factory.client._closed(self, code, reason)
 
 
 class LiveTestClient:
     """
-    One connection to a live server, speaking the wire protocol as a page does.
+    One page's connection to a live server, across reconnections.
 
-    @ivar frames: every frame received, decoded, in order.
-    @ivar closeCode: the WebSocket close code once closed, else L{None}.
+    @ivar frames: every frame received, decoded, in order; frames the server
+        sent twice (which it never should) are left out and counted in
+        C{duplicates}.
+    @ivar welcome: the latest welcome frame.
+    @ivar closeCode: the latest connection's close code once closed.
     @ivar answer: called with C{(method, args)} for each server call; its
-        return value is sent back as the call's result.
+        return value is sent back as the call's result (L{HOLD}: no answer).
     """
 
-    def __init__(self, reactor: Any = None) -> None:
+    def __init__(self, url: str, reactor: Any = None, origin: str | None = None) -> None:
+        self.url = url
+        self.origin = origin
         self.reactor = reactor or _reactor
         self.frames: list[dict[str, Any]] = []
-        self.raw: list[bytes] = []
+        self.duplicates = 0
         self.closeCode: int | None = None
         self.closeReason: str | None = None
         self.isClosed = False
         self.welcome: dict[str, Any] | None = None
+        self.session: str | None = None
         self.answer: Callable[[str, list], Any] = lambda method, args: None
         self.protocol: _Protocol | None = None
+        self.receivedSeq = 0
+        self.offsets: dict[str, int] = {}
+        self._sentSeq = 0
+        self._outbox: list[tuple[int, bytes]] = []
         self._nextId = 0
+        self._resuming = False
         self._waiters: list[tuple[Callable[[], Any], Deferred]] = []
-        self._connected: Deferred = Deferred()
+        self._connected: Deferred | None = None
 
     @classmethod
     async def connect(
-        cls, url: str, hello: dict[str, Any] | None = None, origin: str | None = None,
+        cls, url: str, hello: dict[str, Any] | bool | None = None, origin: str | None = None,
         reactor: Any = None,
     ) -> "LiveTestClient":
         """
-        Connect to C{url} and, unless C{hello} is C{False}, say hello and
-        wait for the welcome.
+        Connect to C{url} and, unless C{hello} is C{False}, say hello (with
+        the fields of C{hello}) and wait for the welcome.
         """
-        client = cls(reactor)
-        factory = WebSocketClientFactory(url, origin=origin)
-        factory.protocol = _Protocol
-        factory.client = client
-        connectWS(factory)
-        await client._withDeadline(client._connected, f"connecting to {url}")
+        client = cls(url, reactor, origin)
+        await client._open()
         if hello is not False:
             client.send({"type": "hello", "version": PROTOCOL_VERSION, "render": False,
                          **(hello or {})})
-            client.welcome = await client.nextFrame(lambda f: f["type"] == "welcome")
+            await client._welcomed()
         return client
+
+    async def _open(self) -> None:
+        factory = WebSocketClientFactory(self.url, origin=self.origin)
+        factory.protocol = _Protocol
+        factory.client = self
+        self._connected = Deferred()
+        self.isClosed = False
+        connectWS(factory)
+        await self._withDeadline(self._connected, f"connecting to {self.url}")
+
+    async def _welcomed(self) -> dict[str, Any]:
+        count = len([f for f in self.frames if f["type"] in ("welcome", "resumed")])
+        frame = await self.waitFor(
+            lambda: ([f for f in self.frames if f["type"] in ("welcome", "resumed")][count:]
+                     or [None])[0],
+            "a welcome",
+        )
+        if frame["type"] == "welcome":
+            self.welcome = frame
+            self.session = frame["session"]
+            self.receivedSeq = 0
+            self.offsets = {}
+            self._outbox = []
+        else:
+            self._acknowledged(frame["seq"])
+        # Frames kept while resuming go first, in order; then new ones are
+        # sent as they come.
+        self._resuming = False
+        if frame["type"] == "resumed":
+            for seq, payload in self._outbox:
+                self.sendRaw(payload)
+        return frame
 
     # Sending
 
     def send(self, frame: Any) -> None:
         """
-        Send C{frame} as JSON text.
+        Send C{frame} as JSON text, unnumbered.
         """
         self.sendRaw(json.dumps(frame).encode("utf-8"))
+
+    def sendNumbered(self, frame: dict[str, Any]) -> None:
+        """
+        Number C{frame} and keep it until the server acknowledges it, so it
+        is sent again after a reconnection.
+        """
+        self._sentSeq += 1
+        payload = json.dumps({**frame, "seq": self._sentSeq}).encode("utf-8")
+        self._outbox.append((self._sentSeq, payload))
+        # While a resume is under way, the kept frames must be re-sent first:
+        # the session runs each number once, so a newer frame arriving before
+        # them would make it skip them.
+        if self.protocol is not None and not self._resuming:
+            self.sendRaw(payload)
 
     def sendRaw(self, payload: bytes, isBinary: bool = False) -> None:
         """
         Send C{payload} as it is: for testing what the server does with bad frames.
         """
-        assert self.protocol is not None
+        assert self.protocol is not None, "not connected"
         self.protocol.sendMessage(payload, isBinary=isBinary)
 
     async def call(self, method: str, *args: Any) -> dict[str, Any]:
         """
         Call C{method} on the element; the answering C{result} or C{error} frame.
         """
+        ident = self.startCall(method, *args)
+        return await self.answerTo(ident, f"an answer to {method}()")
+
+    def startCall(self, method: str, *args: Any) -> int:
+        """
+        Send a call without waiting for its answer; its id.
+        """
         ident = self._nextId
         self._nextId += 1
-        self.send({"type": "call", "id": ident, "method": method, "args": list(args)})
+        self.sendNumbered({"type": "call", "id": ident, "method": method, "args": list(args)})
+        return ident
+
+    async def answerTo(self, ident: int, what: str = "an answer",
+                       deadline: float = DEFAULT_DEADLINE) -> dict[str, Any]:
         return await self.nextFrame(
-            lambda f: f["type"] in ("result", "error") and f.get("id") == ident,
-            f"an answer to {method}()",
+            lambda f: f["type"] in ("result", "error") and f.get("id") == ident and "seq" in f,
+            what, deadline,
         )
 
+    def ack(self) -> None:
+        """
+        Tell the server every frame received so far has arrived.
+        """
+        if self.protocol is not None:
+            self.send({"type": "ack", "seq": self.receivedSeq})
+
     def close(self, code: int = 1000) -> None:
+        """
+        Close the connection on purpose (the page is leaving).
+        """
         if self.protocol is not None:
             self.protocol.sendClose(code)
+
+    def drop(self) -> None:
+        """
+        Break the connection with no closing handshake, as a failing network does.
+        """
+        if self.protocol is not None:
+            self.protocol.transport.abortConnection()
+
+    async def resume(self) -> dict[str, Any]:
+        """
+        Reconnect and ask to resume the session; the C{resumed} frame, or
+        the C{welcome} of a new session if the server could not resume.
+        """
+        if not self.isClosed:
+            self.drop()
+            await self.closed()
+        self._resuming = True
+        await self._open()
+        self.send({"type": "hello", "version": PROTOCOL_VERSION, "render": False,
+                   "resume": {"session": self.session, "seq": self.receivedSeq,
+                              "streams": dict(self.offsets)}})
+        return await self._welcomed()
 
     # Reading
 
     def calls(self, method: str | None = None) -> list[list[Any]]:
         """
-        The arguments of each call the server made (to C{method}), in order.
+        The arguments of each call the server made (to C{method}), directly
+        or through a stream, in order.
         """
         return [
             f["args"] for f in self.frames
-            if f.get("type") == "call" and (method is None or f.get("method") == method)
+            if f["type"] in ("call", "emit") and (method is None or f.get("method") == method)
         ]
 
     def errors(self) -> list[dict[str, Any]]:
@@ -168,18 +277,44 @@ class LiveTestClient:
         self._connected.callback(None)
 
     def _received(self, payload: bytes, isBinary: bool) -> None:
-        self.raw.append(payload)
         frame = json.loads(payload)
+        if not self._isNew(frame):
+            self.duplicates += 1
+            return
         self.frames.append(frame)
-        if frame.get("type") == "call" and isinstance(frame.get("id"), int):
+        kind = frame.get("type")
+        if kind == "ack":
+            self._acknowledged(frame["seq"])
+        if "seq" in frame and kind != "ack" and kind != "resumed":
+            self.ack()
+        if kind in ("call", "emit") and isinstance(frame.get("id"), int):
             value = self.answer(frame["method"], frame["args"])
-            self.send({"type": "result", "id": frame["id"], "value": value})
+            if value is not HOLD:
+                self.sendNumbered({"type": "result", "id": frame["id"], "value": value})
         self._check()
 
-    def _closed(self, code: int | None, reason: str | None) -> None:
+    def _isNew(self, frame: dict[str, Any]) -> bool:
+        kind = frame.get("type")
+        if kind == "emit":
+            stream, offset = frame["stream"], frame["offset"]
+            if offset <= self.offsets.get(stream, 0):
+                return False
+            self.offsets[stream] = offset
+        elif "seq" in frame and kind not in ("ack", "resumed"):
+            if frame["seq"] <= self.receivedSeq:
+                return False
+            self.receivedSeq = frame["seq"]
+        return True
+
+    def _acknowledged(self, seq: int) -> None:
+        self._outbox = [(s, p) for s, p in self._outbox if s > seq]
+
+    def _closed(self, protocol: _Protocol, code: int | None, reason: str | None) -> None:
+        if protocol is not self.protocol and self.protocol is not None:
+            return
         self.closeCode, self.closeReason = code, reason
         self.protocol = None
-        if not self._connected.called:
+        if self._connected is not None and not self._connected.called:
             self._connected.errback(ConnectionError(f"connection failed: {code} {reason}"))
         self.isClosed = True
         self._check()

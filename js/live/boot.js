@@ -1,6 +1,7 @@
 /**
  * Starts a live page: connects, shows the element's markup, and starts its
- * widget.  Loaded by the page shell (templates/page.html).
+ * widget; shows the connection's state, and starts over when the server
+ * could not resume the page's session.  Loaded by templates/page.html.
  */
 
 import { SocketState } from "./constants.js";
@@ -9,10 +10,12 @@ import { LiveSocket } from "./socket.js";
 const STATUS_TEXT = {
   [SocketState.CONNECTING]: "Connecting…",
   [SocketState.CONNECTED]: "Connected",
-  [SocketState.DISCONNECTED]: "Disconnected from the server. Reload the page to reconnect.",
+  [SocketState.RECONNECTING]: "Connection lost. Reconnecting…",
+  [SocketState.DISCONNECTED]: "Disconnected.",
 };
 
 const status = document.querySelector("[data-live-status]");
+const notice = document.querySelector("[data-live-notice]");
 const container = document.querySelector("[data-live-element]");
 const socket = new LiveSocket();
 
@@ -25,7 +28,12 @@ socket.onStateChange((state) => {
   document.documentElement.dataset.liveStatus = state;
 });
 
-socket.connect().then(async (welcome) => {
+socket.onWelcome(async (welcome) => {
+  if (welcome.expired !== undefined) {
+    notice.textContent = "You were disconnected for too long, so this is a new session. "
+      + "Messages sent while you were away are not shown.";
+    notice.hidden = false;
+  }
   const { html, module, widget } = welcome.element;
   // The server drew this markup from an autoescaped template: trusted.
   container.innerHTML = html ?? "";
@@ -35,9 +43,19 @@ socket.connect().then(async (welcome) => {
     socket.attach(new WidgetClass(container, socket));
   }
   document.documentElement.dataset.liveReady = "true";
-}).catch((error) => {
-  console.error("live: could not start", error);
 });
+
+// Leaving the page is leaving the session: the server says goodbye at once
+// instead of waiting for the grace period of a dropped connection.
+window.addEventListener("pagehide", () => socket.leave());
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) {
+    window.location.reload(); // back from the page cache: the session has ended
+  }
+});
+window.addEventListener("online", () => socket.retryNow());
+
+socket.connect();
 
 /**
  * Wait until the stylesheets linked from `node` have loaded (or failed), so

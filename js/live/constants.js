@@ -11,13 +11,26 @@ export const WEBSOCKET_PATH = "/live";
 export const FrameType = Object.freeze({
   HELLO: "hello",
   WELCOME: "welcome",
+  RESUMED: "resumed",
   CALL: "call",
   RESULT: "result",
   ERROR: "error",
+  EMIT: "emit",
+  ACK: "ack",
+  LEAVE: "leave",
 });
 
 export const SocketState = Object.freeze({
+  /** Opening the first connection. */
   CONNECTING: "connecting",
+  /** Talking to the element. */
   CONNECTED: "connected",
+  /** The connection dropped; trying again, with back-off. */
+  RECONNECTING: "reconnecting",
+  /** Closed on purpose: the page is leaving. */
   DISCONNECTED: "disconnected",
 });
+
+/** Acknowledge the server's numbered frames after this many, or this many ms. */
+export const ACK_EVERY = 16;
+export const ACK_DELAY_MS = 250;

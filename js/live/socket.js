@@ -1,11 +1,25 @@
 /**
- * LiveSocket: the page's one WebSocket to its element, and the calls that
- * flow over it both ways.
+ * LiveSocket: the page's connection to its element, kept alive across
+ * network drops, and the calls that flow over it both ways.
  */
 
-import { FrameType, PROTOCOL_VERSION, SocketState, WEBSOCKET_PATH } from "./constants.js";
+import { Backoff } from "./backoff.js";
+import {
+  ACK_DELAY_MS, ACK_EVERY, FrameType, PROTOCOL_VERSION, SocketState, WEBSOCKET_PATH,
+} from "./constants.js";
 import { ConnectionLost, RemoteError } from "./errors.js";
 
+/**
+ * One page's session with its server-side element.
+ *
+ * Frames the page sends are numbered and kept until the server acknowledges
+ * them; frames the server sends are numbered (or carry their stream's
+ * offset) and run once.  When the WebSocket drops, the socket reconnects by
+ * itself, with back-off, and resumes the session: each side gets what it
+ * missed, exactly once, in order.  If the server no longer has the session,
+ * a new one starts, calls still waiting fail with ConnectionLost, and
+ * `onWelcome` listeners are told, so the page can start over.
+ */
 export class LiveSocket {
   /**
    * The WebSocket address for a page at `location`: same host and port,
@@ -16,17 +30,31 @@ export class LiveSocket {
     return `${scheme}//${location.host}${WEBSOCKET_PATH}`;
   }
 
-  constructor({ url = LiveSocket.urlFor(window.location), page = window.location.pathname } = {}) {
+  constructor({
+    url = LiveSocket.urlFor(window.location),
+    page = window.location.pathname,
+    backoff = new Backoff(),
+  } = {}) {
     this.url = url;
     this.page = page;
+    this.backoff = backoff;
     this.state = SocketState.CONNECTING;
-    this.welcome = null;
+    this.session = null;
     this._ws = null;
     this._widget = null;
+    this._leaving = false;
+    this._retryTimer = null;
     this._nextCallId = 0;
     this._awaitingAnswer = new Map();
     this._callsBeforeWidget = [];
+    this._sentSeq = 0;
+    this._outbox = [];
+    this._receivedSeq = 0;
+    this._unacknowledged = 0;
+    this._ackTimer = null;
+    this._offsets = new Map();
     this._stateListeners = [];
+    this._welcomeListeners = [];
     this._errorListeners = [];
   }
 
@@ -35,39 +63,23 @@ export class LiveSocket {
     this._stateListeners.push(listener);
   }
 
-  /** Call `listener(error)` for each error frame the server sends that answers no call. */
+  /**
+   * Call `listener(welcome)` when a session starts: the first, and any that
+   * replaces one the server could not resume (then `welcome.expired` says why).
+   */
+  onWelcome(listener) {
+    this._welcomeListeners.push(listener);
+  }
+
+  /** Call `listener(error)` for each error frame that answers no call. */
   onError(listener) {
     this._errorListeners.push(listener);
   }
 
-  /**
-   * Open the connection and say hello.
-   * @returns {Promise<object>} the server's welcome frame.
-   */
+  /** Open the connection (and keep it open until `leave()`). */
   connect() {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url);
-      this._ws = ws;
-      ws.addEventListener("open", () => {
-        this._send({ type: FrameType.HELLO, version: PROTOCOL_VERSION, page: this.page });
-      });
-      ws.addEventListener("message", (event) => {
-        const frame = JSON.parse(event.data);
-        if (frame.type === FrameType.WELCOME) {
-          this.welcome = frame;
-          this._setState(SocketState.CONNECTED);
-          resolve(frame);
-        } else {
-          this._receive(frame);
-        }
-      });
-      ws.addEventListener("close", (event) => {
-        this._ws = null;
-        this._setState(SocketState.DISCONNECTED);
-        this._failAll(new ConnectionLost(`the connection closed (code ${event.code})`));
-        reject(new ConnectionLost(`the connection closed (code ${event.code})`));
-      });
-    });
+    this._leaving = false;
+    this._open();
   }
 
   /** Give server calls to `widget` from now on, starting with any that came before it. */
@@ -79,48 +91,161 @@ export class LiveSocket {
   }
 
   /**
-   * Call an exposed method of the element.
+   * Call an exposed method of the element.  While the connection is down
+   * the call waits, and is sent when the session resumes.
    * @returns {Promise} its return value, or a RemoteError / ConnectionLost.
    */
   callRemote(method, ...args) {
-    if (this._ws === null || this.state !== SocketState.CONNECTED) {
-      return Promise.reject(new ConnectionLost("not connected to the server"));
+    if (this._leaving) {
+      return Promise.reject(new ConnectionLost("the page has left"));
     }
     const id = this._nextCallId++;
     return new Promise((resolve, reject) => {
       this._awaitingAnswer.set(id, { resolve, reject });
-      this._send({ type: FrameType.CALL, id, method, args });
+      this._sendNumbered({ type: FrameType.CALL, id, method, args });
     });
   }
 
-  /** Close the connection on purpose. */
-  close() {
-    if (this._ws !== null) {
+  /** Leave on purpose: the server ends the session at once. */
+  leave() {
+    this._leaving = true;
+    clearTimeout(this._retryTimer);
+    if (this._ws !== null && this._ws.readyState === WebSocket.OPEN) {
+      this._ws.send(JSON.stringify({ type: FrameType.LEAVE }));
       this._ws.close(1000, "page closed");
     }
+    this._setState(SocketState.DISCONNECTED);
+  }
+
+  /** If waiting to reconnect, try now (say, when the browser is back online). */
+  retryNow() {
+    if (this.state === SocketState.RECONNECTING && this._ws === null) {
+      clearTimeout(this._retryTimer);
+      this._open();
+    }
+  }
+
+  // The connection
+
+  _open() {
+    const ws = new WebSocket(this.url);
+    this._ws = ws;
+    ws.addEventListener("open", () => {
+      const hello = { type: FrameType.HELLO, version: PROTOCOL_VERSION, page: this.page };
+      if (this.session !== null) {
+        hello.resume = {
+          session: this.session,
+          seq: this._receivedSeq,
+          streams: Object.fromEntries(this._offsets),
+        };
+      }
+      ws.send(JSON.stringify(hello));
+    });
+    ws.addEventListener("message", (event) => {
+      if (this._ws === ws) {
+        this._receive(JSON.parse(event.data));
+      }
+    });
+    ws.addEventListener("close", () => {
+      if (this._ws !== ws) {
+        return;
+      }
+      this._ws = null;
+      clearTimeout(this._ackTimer);
+      this._ackTimer = null;
+      if (this._leaving) {
+        this._setState(SocketState.DISCONNECTED);
+        return;
+      }
+      this._setState(SocketState.RECONNECTING);
+      this._retryTimer = setTimeout(() => this._open(), this.backoff.next());
+    });
   }
 
   _receive(frame) {
     switch (frame.type) {
-      case FrameType.CALL:
-        if (this._widget === null) {
-          this._callsBeforeWidget.push(frame);
-        } else {
-          this._runCall(frame);
+      case FrameType.WELCOME:
+        this._welcomed(frame);
+        break;
+      case FrameType.RESUMED:
+        this._acknowledged(frame.seq);
+        // What waited goes first, in order: the server runs each number once.
+        this._outbox.forEach((entry) => this._ws.send(entry.text));
+        this._connected();
+        break;
+      case FrameType.ACK:
+        this._acknowledged(frame.seq);
+        break;
+      case FrameType.EMIT:
+        if (frame.offset > (this._offsets.get(frame.stream) ?? 0)) {
+          this._offsets.set(frame.stream, frame.offset);
+          this._deliver(frame);
         }
+        break;
+      case FrameType.CALL:
+      case FrameType.RESULT:
+      case FrameType.ERROR:
+        if (frame.seq !== undefined) {
+          if (frame.seq <= this._receivedSeq) {
+            return; // sent again after a reconnection; already run
+          }
+          this._receivedSeq = frame.seq;
+          this._acknowledgeSoon();
+        }
+        this._direct(frame);
+        break;
+      default:
+        console.warn("live: ignoring unknown frame", frame);
+    }
+  }
+
+  _welcomed(frame) {
+    if (this.session !== null) {
+      // The server could not resume our session: what waited for it is lost.
+      const lost = new ConnectionLost(`the session ended: ${frame.expired ?? "expired"}`);
+      const waiting = [...this._awaitingAnswer.values()];
+      this._awaitingAnswer.clear();
+      this._outbox = [];
+      this._widget = null;
+      this._callsBeforeWidget = [];
+      waiting.forEach((call) => call.reject(lost));
+    }
+    this.session = frame.session;
+    this._receivedSeq = 0;
+    this._offsets.clear();
+    // Calls made before the first welcome go to this session, first.
+    this._outbox.forEach((entry) => this._ws.send(entry.text));
+    this._connected();
+    this._welcomeListeners.forEach((listener) => listener(frame));
+  }
+
+  _connected() {
+    this.backoff.reset();
+    this._setState(SocketState.CONNECTED);
+  }
+
+  _direct(frame) {
+    switch (frame.type) {
+      case FrameType.CALL:
+        this._deliver(frame);
         break;
       case FrameType.RESULT:
         this._settle(frame.id, (call) => call.resolve(frame.value));
         break;
-      case FrameType.ERROR: {
+      default: {
         const error = new RemoteError(frame.error.name, frame.error.message);
         if (!this._settle(frame.id, (call) => call.reject(error))) {
           this._errorListeners.forEach((listener) => listener(error));
         }
-        break;
       }
-      default:
-        console.warn("live: ignoring unknown frame", frame);
+    }
+  }
+
+  _deliver(frame) {
+    if (this._widget === null) {
+      this._callsBeforeWidget.push(frame);
+    } else {
+      this._runCall(frame);
     }
   }
 
@@ -134,36 +259,69 @@ export class LiveSocket {
     return true;
   }
 
+  /** Run a server call on the widget; answer it unless it came from a stream. */
   async _runCall(frame) {
     const widget = this._widget;
+    const answered = frame.type === FrameType.CALL;
     const allowed = widget.constructor.remoteMethods || [];
     try {
       if (!allowed.includes(frame.method) || typeof widget[frame.method] !== "function") {
         throw new RemoteError("NoSuchMethod", `${widget.constructor.name} has no remote method ${frame.method}`);
       }
       const value = await widget[frame.method](...frame.args);
-      this._send({ type: FrameType.RESULT, id: frame.id, value: value === undefined ? null : value });
+      if (answered) {
+        this._sendNumbered({ type: FrameType.RESULT, id: frame.id, value: value === undefined ? null : value });
+      }
     } catch (error) {
       const name = (error && error.name) || "Error";
       const message = (error && error.message) || String(error);
-      this._send({ type: FrameType.ERROR, id: frame.id, error: { name, message } });
+      if (answered) {
+        this._sendNumbered({ type: FrameType.ERROR, id: frame.id, error: { name, message } });
+      } else {
+        console.error(`live: ${frame.method} from stream ${frame.stream} failed`, error);
+      }
     }
   }
 
-  _send(frame) {
+  // Numbering and acknowledgement
+
+  _sendNumbered(frame) {
+    this._sentSeq += 1;
+    const text = JSON.stringify({ ...frame, seq: this._sentSeq });
+    this._outbox.push({ seq: this._sentSeq, text });
+    if (this.state === SocketState.CONNECTED && this._ws !== null) {
+      this._ws.send(text);
+    }
+  }
+
+  _acknowledged(seq) {
+    this._outbox = this._outbox.filter((entry) => entry.seq > seq);
+  }
+
+  _acknowledgeSoon() {
+    this._unacknowledged += 1;
+    if (this._unacknowledged >= ACK_EVERY) {
+      this._acknowledge();
+    } else if (this._ackTimer === null) {
+      this._ackTimer = setTimeout(() => this._acknowledge(), ACK_DELAY_MS);
+    }
+  }
+
+  _acknowledge() {
+    clearTimeout(this._ackTimer);
+    this._ackTimer = null;
+    this._unacknowledged = 0;
     if (this._ws !== null && this._ws.readyState === WebSocket.OPEN) {
-      this._ws.send(JSON.stringify(frame));
+      this._ws.send(JSON.stringify({ type: FrameType.ACK, seq: this._receivedSeq }));
     }
-  }
-
-  _failAll(error) {
-    const waiting = [...this._awaitingAnswer.values()];
-    this._awaitingAnswer.clear();
-    waiting.forEach((call) => call.reject(error));
   }
 
   _setState(state) {
+    if (this.state === state) {
+      return;
+    }
     this.state = state;
     this._stateListeners.forEach((listener) => listener(state));
+    this._widget?.connectionChanged?.(state);
   }
 }

@@ -1,0 +1,128 @@
+"""
+L{LiveServerFactory}: makes the connections and the elements, and keeps the
+sessions of the pages connected or coming back.
+"""
+
+import secrets
+from typing import Any, Callable
+
+from autobahn.twisted.websocket import WebSocketServerFactory
+from jinja2 import Environment
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+
+from . import _wire
+from ._element import LiveElement
+from ._protocol import LiveServerProtocol
+from ._session import LiveSession
+from ._settings import LiveSettings
+
+
+class _ExactTimer:
+    """
+    Timers for Autobahn's handshake timeouts and heartbeat, on the reactor,
+    in place of txaio's batched timer, which floors every deadline to a
+    whole second: with it a ping timeout under a second may fire at once
+    (dropping healthy pages), and a 10 s one after 9 s.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+
+    def call_later(self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> "_Timer":
+        return _Timer(self.reactor.callLater(delay, func, *args, **kwargs))
+
+
+class _Timer:
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    def cancel(self) -> None:
+        if self.call.active():
+            self.call.cancel()
+
+
+class LiveServerFactory(WebSocketServerFactory):
+    """
+    Makes one L{LiveServerProtocol} per page connection and one element per
+    new page, by calling C{elementFactory}; keeps each page's session until
+    it ends, so that a page can come back to it.
+
+    @ivar sessions: the sessions not ended, by id.
+    @ivar connections: the open connections.
+    """
+
+    protocol = LiveServerProtocol
+    log = Logger()
+
+    def __init__(
+        self,
+        elementFactory: Callable[[], LiveElement],
+        templates: Environment,
+        settings: LiveSettings = LiveSettings(),
+        reactor: Any = None,
+    ) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.elementFactory = elementFactory
+        self.templates = templates
+        self.settings = settings
+        self.sessions: dict[str, LiveSession] = {}
+        self.connections: dict[LiveServerProtocol, Deferred] = {}
+        self._batched_timer = _ExactTimer(reactor)
+        # failByDrop=False: a connection Autobahn fails (a frame over the hard
+        # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
+        # docs/protocol.md says, instead of the TCP connection being dropped.
+        self.setProtocolOptions(
+            maxMessagePayloadSize=_wire.HARD_MAX_FRAME_BYTES,
+            failByDrop=False,
+            autoPingInterval=settings.pingInterval,
+            autoPingTimeout=settings.pingTimeout,
+            maxConnections=settings.maxConnections,
+        )
+
+    def makeElement(self) -> LiveElement | None:
+        try:
+            element = self.elementFactory()
+        except Exception:
+            self.log.failure("element factory {factory!r} raised", factory=self.elementFactory)
+            return None
+        if not isinstance(element, LiveElement):
+            self.log.error(
+                "element factory {factory!r} returned {element!r}, not a LiveElement",
+                factory=self.elementFactory, element=element,
+            )
+            return None
+        return element
+
+    def startSession(self, element: LiveElement) -> LiveSession:
+        session = LiveSession(secrets.token_urlsafe(16), element, self.settings,
+                              self.reactor, self._sessionEnded)
+        self.sessions[session.ident] = session
+        return session
+
+    def _sessionEnded(self, session: LiveSession) -> None:
+        self.sessions.pop(session.ident, None)
+
+    def connectionOpened(self, connection: LiveServerProtocol) -> None:
+        self.connections[connection] = Deferred()
+
+    def connectionClosed(self, connection: LiveServerProtocol) -> None:
+        closed = self.connections.pop(connection, None)
+        if closed is not None:
+            closed.callback(None)
+
+    def shutDown(self, timeout: float = 3.0) -> Deferred:
+        """
+        Close every connection with "going away"; fires when all have closed,
+        or after C{timeout} seconds.
+        """
+        closing = list(self.connections.values())
+        for connection in list(self.connections):
+            connection.goAway()
+        done = DeferredList(closing)
+        done.addTimeout(timeout, self.reactor)
+        done.addErrback(lambda failure: None)
+        return done

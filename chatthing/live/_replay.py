@@ -1,0 +1,68 @@
+"""
+L{ReplayBuffer}: what one side sent and the other has not yet acknowledged.
+"""
+
+from collections import deque
+
+
+class ReplayOverflow(Exception):
+    """
+    More frames wait for acknowledgement than the buffer may hold.
+    """
+
+
+class ReplayBuffer:
+    """
+    Numbers outgoing frames 1, 2, 3... and keeps each, encoded, until the
+    peer acknowledges it, so that after a reconnection everything the peer
+    missed can be sent again, and nothing else.
+
+    @ivar lastSeq: the number of the latest frame.
+    @ivar ackedSeq: the peer has everything up to and including this.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lastSeq = 0
+        self.ackedSeq = 0
+        self._frames: deque[bytes] = deque()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def nextSeq(self) -> int:
+        """
+        The number the next frame will get.
+        """
+        return self.lastSeq + 1
+
+    def add(self, payload: bytes) -> None:
+        """
+        Keep C{payload}, encoded with number L{nextSeq}.
+
+        @raise ReplayOverflow: if the buffer is full.
+        """
+        if len(self._frames) >= self.limit:
+            raise ReplayOverflow(
+                f"{len(self._frames)} frames are waiting for acknowledgement"
+            )
+        self.lastSeq += 1
+        self._frames.append(payload)
+
+    def ack(self, seq: int) -> None:
+        """
+        The peer has every frame up to C{seq}: forget them.
+        """
+        seq = min(seq, self.lastSeq)
+        while self.ackedSeq < seq:
+            self._frames.popleft()
+            self.ackedSeq += 1
+
+    def since(self, seq: int) -> list[bytes] | None:
+        """
+        The frames after C{seq}, oldest first; L{None} if C{seq} is not one
+        the peer can have seen (forgotten already, or never sent).
+        """
+        if not self.ackedSeq <= seq <= self.lastSeq:
+            return None
+        return list(self._frames)[seq - self.ackedSeq:]

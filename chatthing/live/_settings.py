@@ -1,0 +1,38 @@
+"""
+L{LiveSettings}: the runtime's limits and timings, in one place, with the
+defaults that C{docs/protocol.md} and README document.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """
+    @ivar gracePeriod: seconds a page that dropped abnormally may take to come
+        back to the same element before its session ends.
+    @ivar maxReplayFrames: frames sent to one page and not yet acknowledged
+        that the server keeps for replay; past that the session ends.
+    @ivar maxOutgoingBytes: bytes the server will buffer for a page that does
+        not read; past that its connection is cut (it may resume).
+    @ivar frameRate: frames a second a page may keep sending...
+    @ivar frameBurst: ...after a burst of this many.
+    @ivar maxPendingCalls: calls from one page that may run at once.
+    @ivar maxConnections: WebSocket connections the server accepts at once.
+    @ivar pingInterval: seconds between heartbeat pings to a quiet page.
+    @ivar pingTimeout: seconds a page has to answer a ping before it is taken
+        for dead and dropped.
+    @ivar allowedOrigins: origins (C{https://chat.example.com}) allowed to
+        open the WebSocket besides the page's own.
+    """
+
+    gracePeriod: float = 30.0
+    maxReplayFrames: int = 1000
+    maxOutgoingBytes: int = 1024 * 1024
+    frameRate: float = 20.0
+    frameBurst: int = 40
+    maxPendingCalls: int = 16
+    maxConnections: int = 10000
+    pingInterval: float = 15.0
+    pingTimeout: float = 10.0
+    allowedOrigins: tuple[str, ...] = ()
