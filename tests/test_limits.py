@@ -590,3 +590,15 @@ async def test_gracefulShutdown(startTwistd):
     # sees "terminated by SIGTERM", a clean stop), after a clean shutdown.
     assert code in (0, -signal.SIGTERM), server.log()
     server.waitForLog(r"shutting down: sent the restart alert; closing 2 WebSocket connection")
+
+
+@pytest_twisted.ensureDeferred
+async def test_frameLimitConfigurable(serve):
+    """maxFrameBytes sets the frame limit: a frame over it gets FrameTooLarge, the welcome says the limit, the connection stays."""
+    server = await serve(LiveSettings(maxFrameBytes=2048))
+    alice = await server.login("alice")
+    assert alice.welcome["limits"]["maxFrameBytes"] == 2048
+    alice.sendRaw(json.dumps({"type": "call", "id": 99, "method": "say", "args": ["x" * 3000]}).encode())
+    error = await alice.nextFrame(lambda f: f["type"] == "error", "the FrameTooLarge error")
+    assert error["error"]["name"] == "FrameTooLarge" and "2048" in error["error"]["message"]
+    assert (await alice.call("say", "y" * 1000))["type"] == "result"

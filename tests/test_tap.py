@@ -138,22 +138,23 @@ def test_limitDefaults():
     settings = parse("--element=chatthing.chatterbox.chat")["settings"]
     assert settings == LiveSettings()
     assert (settings.gracePeriod, settings.maxConnections, settings.frameRate, settings.frameBurst,
-            settings.maxPendingCalls, settings.maxOutgoingBytes, settings.pingInterval,
-            settings.pingTimeout, settings.allowedOrigins) == (
-        30, 10000, 20, 40, 16, 1048576, 15, 10, ())
+            settings.maxPendingCalls, settings.maxFrameBytes, settings.maxOutgoingBytes,
+            settings.pingInterval, settings.pingTimeout, settings.allowedOrigins) == (
+        30, 10000, 20, 40, 16, 65536, 1048576, 15, 10, ())
 
 
 def test_limitOptions():
     """Each limit option sets its LiveSettings field; --allowed-origin is repeatable."""
     settings = parse(
         "--element=chatthing.chatterbox.chat", "--grace-period", "2.5", "--max-connections", "3",
-        "--rate", "0.5", "--burst", "7", "--max-pending-calls", "2", "--max-outgoing-bytes", "65536",
+        "--rate", "0.5", "--burst", "7", "--max-pending-calls", "2", "--max-frame-bytes", "4096",
+        "--max-outgoing-bytes", "65536",
         "--ping-interval", "0", "--ping-timeout", "1.5",
         "--allowed-origin", "https://chat.example.com/", "--allowed-origin", "http://localhost:3000",
     )["settings"]
     assert settings == LiveSettings(
         gracePeriod=2.5, maxConnections=3, frameRate=0.5, frameBurst=7, maxPendingCalls=2,
-        maxOutgoingBytes=65536, pingInterval=0, pingTimeout=1.5,
+        maxFrameBytes=4096, maxOutgoingBytes=65536, pingInterval=0, pingTimeout=1.5,
         allowedOrigins=("https://chat.example.com", "http://localhost:3000"),
     )
 
@@ -169,6 +170,7 @@ def test_limitOptions():
     ("burst", "0", "a whole number, 1 or more"),
     ("max-pending-calls", "-3", "a whole number, 1 or more"),
     ("max-outgoing-bytes", "1M", "a whole number of bytes, 1 or more"),
+    ("max-frame-bytes", "100", "a whole number of bytes, 1024 or more"),
     ("ping-interval", "-0.5", "0 (off) or more"),
     ("ping-timeout", "0", "more than 0"),
     ("ping-timeout", "", "more than 0"),
@@ -198,7 +200,8 @@ def test_helpShowsLimitDefaults():
     help = " ".join(str(tap.Options()).split())
     for option, default in [
         ("--grace-period", "30"), ("--max-connections", "10000"), ("--rate", "20"),
-        ("--burst", "40"), ("--max-pending-calls", "16"), ("--max-outgoing-bytes", "1048576"),
+        ("--burst", "40"), ("--max-pending-calls", "16"), ("--max-frame-bytes", "65536"),
+        ("--max-outgoing-bytes", "1048576"),
         ("--ping-interval", "15"), ("--ping-timeout", "10"),
     ]:
         assert option in help

@@ -76,7 +76,7 @@ class LiveServerFactory(WebSocketServerFactory):
         # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
         # docs/protocol.md says, instead of the TCP connection being dropped.
         self.setProtocolOptions(
-            maxMessagePayloadSize=_wire.HARD_MAX_FRAME_BYTES,
+            maxMessagePayloadSize=max(_wire.HARD_MAX_FRAME_BYTES, 4 * settings.maxFrameBytes),
             failByDrop=False,
             autoPingInterval=settings.pingInterval,
             autoPingTimeout=settings.pingTimeout,

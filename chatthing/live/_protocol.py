@@ -90,7 +90,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         frame: dict[str, Any] | None = None
         try:
             try:
-                frame = _wire.decode(payload, isBinary)
+                frame = _wire.decode(payload, isBinary, self.factory.settings.maxFrameBytes)
             except LiveError:
                 # Frames that are not even frames count against the limit
                 # too, or a flood of garbage would be answered and logged
@@ -289,7 +289,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
                 "module": element.jsModule,
                 "widget": element.jsClass,
             },
-            "limits": {"maxFrameBytes": _wire.MAX_FRAME_BYTES,
+            "limits": {"maxFrameBytes": self.factory.settings.maxFrameBytes,
                        "gracePeriod": self.factory.settings.gracePeriod},
         }
         if expired is not None:

@@ -13,6 +13,9 @@ class LiveSettings:
         back to the same element before its session ends.
     @ivar maxReplayFrames: frames sent to one page and not yet acknowledged
         that the server keeps for replay; past that the session ends.
+    @ivar maxFrameBytes: the largest frame a page may send; a larger one gets
+        a C{FrameTooLarge} error (and one over four times this, or 1 MiB if
+        that is more, closes the connection with 1009).
     @ivar maxOutgoingBytes: bytes the server will buffer for a page that does
         not read; past that its connection is cut (it may resume).
     @ivar frameRate: frames a second a page may keep sending...
@@ -28,6 +31,7 @@ class LiveSettings:
 
     gracePeriod: float = 30.0
     maxReplayFrames: int = 1000
+    maxFrameBytes: int = 64 * 1024
     maxOutgoingBytes: int = 1024 * 1024
     frameRate: float = 20.0
     frameBurst: int = 40

@@ -57,7 +57,7 @@ def encode(frame: dict[str, Any]) -> bytes:
         return _asciiEncoder.encode(frame).encode("ascii")
 
 
-def decode(payload: bytes, isBinary: bool) -> dict[str, Any]:
+def decode(payload: bytes, isBinary: bool, maxBytes: int = MAX_FRAME_BYTES) -> dict[str, Any]:
     """
     The frame held by one WebSocket message.
 
@@ -65,10 +65,10 @@ def decode(payload: bytes, isBinary: bool) -> dict[str, Any]:
     """
     if isBinary:
         raise ProtocolError("binary frames are not supported; send JSON text")
-    if len(payload) > MAX_FRAME_BYTES:
+    if len(payload) > maxBytes:
         raise FrameTooLarge(
             f"frame of {len(payload)} bytes exceeds the limit of "
-            f"{MAX_FRAME_BYTES} bytes"
+            f"{maxBytes} bytes"
         )
     try:
         frame = json.loads(payload)
