@@ -27,6 +27,7 @@ setup(
         "twisted>=24.3",
         "autobahn>=24.4",
         "jinja2>=3.1",
+        "prometheus_client>=0.20",
     ],
     entry_points={"console_scripts": ["chatthing = chatthing.cli:main"]},
 )

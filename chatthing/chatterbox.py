@@ -5,167 +5,40 @@ C{chat} is the element factory to run::
 
     twistd -n chat-widget --element=chatthing.chatterbox.chat
 
-It makes one L{ChatterElement} per page and registers it with the one
-module-level L{ChatRoom}, which keeps the users online in memory, fans every
-message out to every page, and sends global alerts.
+It is the bound C{makeChatter} of one module-level L{Lobby}: the runtime
+passes it each page's path, and it makes one L{ChatterElement} in the room
+that path names (C{/} the lobby, C{/room/NAME} another room; see
+L{chatthing.rooms}).  Its C{wall} (what C{chatthing.tap.alertTarget(chat)}
+finds) sends global alerts to every room.
 
-The room's messages go out through a L{Stream}: each is encoded once, sent
-as the same bytes to every page, and numbered, so a page that reconnects
-gets what it missed.
+Each room's messages go out through a L{Stream}: each is encoded once, sent
+as the same bytes to every page of the room, and numbered, so a page that
+reconnects gets what it missed.
 """
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
-from .live import CallRefused, LiveElement, Stream, expose
+from . import commands
+from .live import LiveElement, Stream, expose
+from .rooms import ChatRoom, Lobby
+from .validation import (
+    MAX_MESSAGE_LENGTH,
+    MAX_USERNAME_LENGTH,
+    AlreadyLoggedIn,
+    InvalidMessage,
+    InvalidUsername,
+    NotLoggedIn,
+    UnknownCommand,
+    UsernameTaken,
+    checkMessage,
+    normalizeUsername,
+)
 
-#: Longest username, in characters, after trimming.
-MAX_USERNAME_LENGTH = 32
-
-#: Longest chat message, in characters, after trimming.
-MAX_MESSAGE_LENGTH = 2000
-
-
-class InvalidUsername(CallRefused):
-    """
-    The name is empty, too long, or holds characters that do not print.
-    """
-
-
-class UsernameTaken(CallRefused):
-    """
-    Someone online already has that name (compared case-insensitively).
-    """
-
-
-class AlreadyLoggedIn(CallRefused):
-    """
-    This page has already chosen its name.
-    """
-
-
-class NotLoggedIn(CallRefused):
-    """
-    The page tried to speak before choosing a name.
-    """
-
-
-class InvalidMessage(CallRefused):
-    """
-    The message is empty, blank, or longer than L{MAX_MESSAGE_LENGTH}.
-    """
-
-
-def normalizeUsername(username: str) -> str:
-    """
-    C{username} trimmed, if it is a valid name.
-
-    @raise InvalidUsername: saying what is wrong with it.
-    """
-    name = username.strip()
-    if not name:
-        raise InvalidUsername("Please choose a username.")
-    if len(name) > MAX_USERNAME_LENGTH:
-        raise InvalidUsername(
-            f"Usernames are at most {MAX_USERNAME_LENGTH} characters long."
-        )
-    if not name.isprintable():
-        raise InvalidUsername("Usernames cannot hold control characters.")
-    return name
-
-
-def checkMessage(text: str) -> str:
-    """
-    C{text} trimmed, if it can be said.
-
-    @raise InvalidMessage: saying what is wrong with it.
-    """
-    message = text.strip()
-    if not message:
-        raise InvalidMessage("Messages cannot be empty.")
-    if len(message) > MAX_MESSAGE_LENGTH:
-        raise InvalidMessage(
-            f"Messages are at most {MAX_MESSAGE_LENGTH} characters long "
-            f"(this one has {len(message)})."
-        )
-    return message
-
-
-class ChatRoom:
-    """
-    The room everyone is in: tracks its chatters and who is online, and
-    fans messages out to them.
-
-    @ivar chatters: every page's element, in joining order, until the page
-        has gone for good.
-    @ivar stream: what every page in the room receives.
-    """
-
-    log = Logger()
-
-    def __init__(self, name: str = "room", history: int = 1000) -> None:
-        self.chatters: list[ChatterElement] = []
-        self.stream = Stream(name, history)
-        self._online: dict[str, ChatterElement] = {}
-
-    def makeChatter(self) -> "ChatterElement":
-        """
-        Make the element for a new page and track it until the page goes away.
-        """
-        chatter = ChatterElement(self)
-        self.chatters.append(chatter)
-        chatter.notifyOnDisconnect().addCallback(lambda reason: self.leave(chatter))
-        return chatter
-
-    def online(self) -> list[str]:
-        """
-        The names of the users logged in now.
-        """
-        return [chatter.username for chatter in self._online.values()]
-
-    def login(self, chatter: "ChatterElement", username: str) -> str:
-        """
-        Give C{chatter} the name C{username} and announce it.
-
-        @return: the name as stored (trimmed).
-        @raise InvalidUsername: if the name is not valid.
-        @raise UsernameTaken: if someone online has it.
-        """
-        name = normalizeUsername(username)
-        key = name.casefold()
-        if key in self._online:
-            raise UsernameTaken(f"The name {name!r} is taken; please choose another.")
-        self._online[key] = chatter
-        chatter.username = name
-        self.log.info("{user} joined", user=name)
-        self.wall(f" * user {name} has joined the room")
-        return name
-
-    def leave(self, chatter: "ChatterElement") -> None:
-        """
-        Forget C{chatter}; announce its user's leaving if it had logged in.
-        """
-        if chatter in self.chatters:
-            self.chatters.remove(chatter)
-        if chatter.username is not None:
-            del self._online[chatter.username.casefold()]
-            self.log.info("{user} left", user=chatter.username)
-            self.wall(f" * user {chatter.username} has left the room")
-
-    def wall(self, message: str) -> int:
-        """
-        Send the global alert C{message} to every page.
-
-        @return: how many pages it was sent to.
-        """
-        self.stream.emit("displayMessage", message)
-        return len(self.chatters)
-
-    def tellEverybody(self, who: "ChatterElement", what: str) -> None:
-        """
-        Let every page hear C{who} say C{what}.
-        """
-        self.stream.emit("displayUserMessage", who.username, what)
+__all__ = [
+    "MAX_MESSAGE_LENGTH", "MAX_USERNAME_LENGTH", "AlreadyLoggedIn", "ChatRoom",
+    "ChatterElement", "InvalidMessage", "InvalidUsername", "Lobby", "NotLoggedIn",
+    "UnknownCommand", "UsernameTaken", "chat", "checkMessage", "normalizeUsername",
+]
 
 
 class ChatterElement(LiveElement):
@@ -179,6 +52,8 @@ class ChatterElement(LiveElement):
     jsClass = "ChatterWidget"
 
     username: str | None = None
+    lastTyping: float | None = None
+    private: Stream | None = None
     maxUsernameLength = MAX_USERNAME_LENGTH
     maxMessageLength = MAX_MESSAGE_LENGTH
 
@@ -186,7 +61,7 @@ class ChatterElement(LiveElement):
         self.room = room
 
     def __repr__(self) -> str:
-        return f"<ChatterElement {self.username or '(not logged in)'}>"
+        return f"<ChatterElement {self.username or '(not logged in)'} in {self.room.name}>"
 
     @expose
     def setUsername(self, username: str) -> str:
@@ -198,16 +73,28 @@ class ChatterElement(LiveElement):
         return self.room.login(self, username)
 
     @expose
-    def say(self, message: str) -> None:
+    def say(self, message: str) -> str | None:
         """
-        Say C{message} to everyone in the room.
+        Say C{message} to everyone in the room, or run the slash command it
+        is (see L{chatthing.commands}); returns the new name for C{/nick},
+        else nothing.
         """
         if self.username is None:
             raise NotLoggedIn("Choose a username before you speak.")
-        self.room.tellEverybody(self, checkMessage(message))
+        return commands.run(self, message)
+
+    @expose
+    def typing(self) -> None:
+        """
+        The user is typing: tell the others in the room (at most once per
+        C{room.typingInterval} seconds; more are ignored).
+        """
+        if self.username is None:
+            raise NotLoggedIn("Choose a username before you speak.")
+        self.room.typing(self)
 
     def connected(self) -> None:
-        self.subscribe(self.room.stream)
+        self.room.welcome(self)
 
     def wall(self, message: str) -> Deferred:
         """
@@ -221,6 +108,17 @@ class ChatterElement(LiveElement):
         """
         return self.callRemote("displayUserMessage", username, what)
 
+    def tell(self, message: str) -> None:
+        """
+        Show C{message} on this page only, through its own one-way stream.
+        """
+        if self.private is not None:
+            self.private.emit("displayMessage", message)
 
-# The element factory to run with twistd: one room, one chatter per page.
-chat = ChatRoom().makeChatter
+
+#: The lobby of the server that C{twistd -n chat-widget} runs.
+lobby = Lobby()
+
+# The element factory to run with twistd: one chatter per page, in the room
+# its path names.
+chat = lobby.makeChatter

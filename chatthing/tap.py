@@ -16,6 +16,8 @@ from twisted.python.reflect import namedAny
 from .admin import adminSite, readToken
 from .listening import ListeningService
 from .live import LiveElement, LiveSite
+from .live._health import operatorSite
+from .live._metrics import MetricsResource
 from .live._settings import LiveSettings
 from .shutdown import RESTART_ALERT, GracefulShutdown
 
@@ -64,8 +66,20 @@ class Options(usage.Options):
     longdesc = (
         "Serve a live element to browsers: the page, its JavaScript and its "
         "WebSocket on one port. For the tutorial's chat: "
-        "twistd -n chat-widget --element=chatthing.chatterbox.chat"
+        "twistd -n chat-widget --element=chatthing.chatterbox.chat . "
+        "For operators: /healthz (200 ok, 503 while shutting down) is always served "
+        "on the chat's port; Prometheus /metrics only on --metrics-listen, or on the "
+        "chat's port with --metrics-public. For one JSON object per log line, give "
+        "twistd its own option before the plugin's name: "
+        "twistd --logger chatthing.logs.jsonLogObserver -n chat-widget ..."
     )
+
+    optFlags = [
+        ["metrics-public", None,
+         "Also serve /metrics on the chat's own port(s), to anyone who can reach "
+         "them (only if a proxy in front keeps it private). /healthz is always "
+         "served there."],
+    ]
 
     optParameters = [
         ["element", "e", None,
@@ -78,6 +92,10 @@ class Options(usage.Options):
          "admin endpoint is off."],
         ["admin-listen", None, "tcp:8081:interface=127.0.0.1",
          "Endpoint description for the admin endpoint (used only with --admin-token-file)."],
+        ["metrics-listen", None, None,
+         "Endpoint description for an operator listener serving /metrics (Prometheus) "
+         "and /healthz, with no authentication: bind it to loopback or a private "
+         "network, e.g. tcp:9100:interface=127.0.0.1 [default: off]."],
         ["title", None, "chatthing", "Title of the page."],
         ["grace-period", None, "30",
          "Seconds a page whose connection dropped may take to come back to its "
@@ -209,13 +227,23 @@ def checkOrigin(origin: str) -> str:
 def makeService(config: Options) -> MultiService:
     """
     One listening service per C{--listen} address for the site, plus the
-    admin endpoint's if a token is configured, plus the graceful shutdown:
-    added last so that it is stopped first, while the connections are open.
+    admin endpoint's if a token is configured, plus the operator listener's
+    (C{/metrics}, C{/healthz}) if C{--metrics-listen} is given, plus the
+    graceful shutdown: added last so that it is stopped first, while the
+    connections are open.  C{/healthz} answers 503 once stopping has begun,
+    so that load balancers stop sending pages here.
     """
     service = MultiService()
     site = LiveSite(config["elementFactory"], title=config["title"], settings=config["settings"])
+    site.health.addCheck(lambda: None if service.running else "shutting down")
+    if config["metrics-public"]:
+        site.serveMetrics()
     for description in config["listen"]:
         ListeningService(description, site, "chat").setServiceParent(service)
+    if config["metrics-listen"] is not None:
+        ListeningService(
+            config["metrics-listen"], operatorSite(site.health, MetricsResource(site.metrics)), "metrics"
+        ).setServiceParent(service)
     if config["adminToken"] is not None:
         ListeningService(
             config["admin-listen"], adminSite(config["adminToken"], config["alertTarget"]), "admin"

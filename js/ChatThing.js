@@ -1,12 +1,25 @@
 /**
  * The chat widget: the browser half of chatthing.chatterbox.ChatterElement.
- * Method names are the Nevow Athena tutorial's.
+ * Method names are the Nevow Athena tutorial's (displayMessage,
+ * displayUserMessage, doSetUsername, doSay), plus the room's: history,
+ * actions, presence, typing and the time of each line.
+ *
+ * User text is only ever set as text (textContent, text nodes), never HTML.
  */
 
 import { SocketState, Widget } from "./live/index.js";
 
+/** Send "typing" at most this often, in milliseconds, while typing. */
+export const TYPING_SEND_EVERY_MS = 2000;
+
+/** Forget that someone is typing after this long without news, in ms. */
+export const TYPING_SHOWN_FOR_MS = 4000;
+
 export class ChatterWidget extends Widget {
-  static remoteMethods = ["displayMessage", "displayUserMessage"];
+  static remoteMethods = [
+    "displayMessage", "displayUserMessage", "displayAction", "displayHistory",
+    "messageTime", "updatePresence", "showTyping",
+  ];
 
   constructor(node, socket) {
     super(node, socket);
@@ -18,6 +31,10 @@ export class ChatterWidget extends Widget {
     this.loggedInAs = this.nodeByAttribute("name", "loggedInAs");
     this.loginError = this.nodeByAttribute("name", "loginError");
     this.sendError = this.nodeByAttribute("name", "sendError");
+    this.presenceList = this.nodeByAttribute("name", "presence");
+    this.onlineCount = this.nodeByAttribute("name", "onlineCount");
+    this.typingLine = this.nodeByAttribute("name", "typingLine");
+    this.roomName = this.nodeByAttribute("name", "roomName").textContent;
     this.chooseBox.addEventListener("submit", (event) => {
       event.preventDefault();
       this.doSetUsername();
@@ -26,7 +43,15 @@ export class ChatterWidget extends Widget {
       event.preventDefault();
       this.doSay();
     });
+    this.userMessage.addEventListener("input", () => this.doTyping());
     this.username = null;
+    /** When the server last said the time (ms since the epoch, UTC). */
+    this.serverTime = null;
+    /** Who is typing: name → timer that forgets it. */
+    this.typers = new Map();
+    this.lastTypingSent = -Infinity;
+    // Who was online when the page was drawn; updatePresence keeps it.
+    this.updatePresence([...this.presenceList.children].map((item) => item.textContent));
     this.usernameField.focus();
   }
 
@@ -35,12 +60,9 @@ export class ChatterWidget extends Widget {
     this.loginError.textContent = "";
     try {
       const username = await this.callRemote("setUsername", this.usernameField.value);
-      this.username = username;
+      this._setName(username);
       this.chooseBox.hidden = true;
       this.sendLine.hidden = false;
-      const who = document.createElement("strong");
-      who.textContent = username;
-      this.loggedInAs.appendChild(who);
       this.loggedInAs.hidden = false;
       this._scrollToEnd();
       this.userMessage.focus();
@@ -50,7 +72,7 @@ export class ChatterWidget extends Widget {
     }
   }
 
-  /** Say what is typed in the message field. */
+  /** Say what is typed in the message field (or run its slash command). */
   async doSay() {
     const text = this.userMessage.value;
     if (text.trim() === "") {
@@ -58,43 +80,178 @@ export class ChatterWidget extends Widget {
     }
     this.sendError.textContent = "";
     this.userMessage.value = "";
+    this.lastTypingSent = -Infinity;
     try {
-      await this.callRemote("say", text);
+      const renamed = await this.callRemote("say", text);
+      if (typeof renamed === "string") {
+        this._setName(renamed); // after /nick
+      }
     } catch (error) {
       this.userMessage.value = text;
       this.sendError.textContent = `Not sent: ${error.message}`;
     }
   }
 
-  /** Show an alert: joins, leaves and operator messages. */
+  /** The user typed: tell the room, at most once every 2 seconds. */
+  doTyping() {
+    const now = performance.now();
+    if (this.username === null || this.userMessage.value.trim() === ""
+        || this.userMessage.value.startsWith("/")
+        || now - this.lastTypingSent < TYPING_SEND_EVERY_MS) {
+      return;
+    }
+    this.lastTypingSent = now;
+    this.callRemote("typing").catch(() => {}); // only a hint: losing it is fine
+  }
+
+  /** Show an alert: joins, leaves, renames, answers to commands, operator messages. */
   displayMessage(message) {
-    this._append(["message", "alert"], [document.createTextNode(message)]);
+    this._append(["message", "alert"], [document.createTextNode(message)], this._now());
   }
 
   /** Show what `avatarName` said. */
   displayUserMessage(avatarName, text) {
-    const speaker = document.createElement("span");
-    speaker.className = `speaker speaker-${paletteIndex(avatarName)}`;
-    speaker.textContent = avatarName;
-    const classes = ["message", "user"];
-    const mine = avatarName === this.username;
-    if (mine) {
-      classes.push("mine");
-    }
-    this._append(classes, [speaker, document.createTextNode(`: ${text}`)], mine);
+    this._stopTyping(avatarName);
+    this._appendSpoken(avatarName, `: ${text}`, ["user"], this._now());
+  }
+
+  /** Show what `avatarName` does (/me): "* alice waves". */
+  displayAction(avatarName, text) {
+    this._stopTyping(avatarName);
+    this._appendSpoken(avatarName, ` ${text}`, ["action"], this._now(), "* ");
   }
 
   /**
-   * Add a line to the log.  The log follows the newest line, unless the
+   * Show the room's last messages, said before this page came, each
+   * `[kind, speaker, text, epochMs]`, under an "Earlier messages" divider.
+   */
+  displayHistory(entries) {
+    const divider = document.createElement("div");
+    divider.className = "divider";
+    divider.setAttribute("role", "separator");
+    divider.textContent = "Earlier messages";
+    this.scrollArea.appendChild(divider);
+    for (const [kind, speaker, text, when] of entries) {
+      if (kind === "action") {
+        this._appendSpoken(speaker, ` ${text}`, ["action", "earlier"], when, "* ");
+      } else {
+        this._appendSpoken(speaker, `: ${text}`, ["user", "earlier"], when);
+      }
+    }
+    const end = document.createElement("div");
+    end.className = "divider divider-end";
+    end.setAttribute("role", "separator");
+    end.textContent = "New messages";
+    this.scrollArea.appendChild(end);
+    this._scrollToEnd();
+  }
+
+  /** The server's time now (ms since the epoch): it dates the lines that follow. */
+  messageTime(epochMs) {
+    this.serverTime = epochMs;
+  }
+
+  /** Who is logged in to this room now. */
+  updatePresence(names) {
+    const items = names.map((name) => {
+      const item = document.createElement("li");
+      item.textContent = name;
+      item.className = `speaker-${paletteIndex(name)}`;
+      if (name === this.username) {
+        item.classList.add("me");
+      }
+      return item;
+    });
+    this.presenceList.replaceChildren(...items);
+    this.onlineCount.textContent = `${names.length} online`;
+    document.title = `${this.roomName} (${names.length} online) · chatthing`;
+    for (const name of [...this.typers.keys()]) {
+      if (!names.includes(name)) {
+        this._stopTyping(name);
+      }
+    }
+    this.presence = names;
+  }
+
+  /** `avatarName` is typing: say so for a few seconds. */
+  showTyping(avatarName) {
+    if (avatarName === this.username) {
+      return;
+    }
+    clearTimeout(this.typers.get(avatarName));
+    this.typers.set(avatarName, setTimeout(() => this._stopTyping(avatarName), TYPING_SHOWN_FOR_MS));
+    this._showTypers();
+  }
+
+  _stopTyping(avatarName) {
+    if (this.typers.has(avatarName)) {
+      clearTimeout(this.typers.get(avatarName));
+      this.typers.delete(avatarName);
+      this._showTypers();
+    }
+  }
+
+  _showTypers() {
+    const names = [...this.typers.keys()];
+    let text = "";
+    if (names.length === 1) {
+      text = `${names[0]} is typing…`;
+    } else if (names.length === 2) {
+      text = `${names[0]} and ${names[1]} are typing…`;
+    } else if (names.length > 2) {
+      text = "Several people are typing…";
+    }
+    this.typingLine.textContent = text;
+  }
+
+  _setName(username) {
+    this.username = username;
+    const who = document.createElement("strong");
+    who.textContent = username;
+    this.loggedInAs.replaceChildren(document.createTextNode("Logged in as "), who);
+    this.updatePresence(this.presence ?? []);
+  }
+
+  /** When a line that arrives now was said (the server's last time, or ours). */
+  _now() {
+    return this.serverTime ?? Date.now();
+  }
+
+  _appendSpoken(avatarName, rest, classes, when, before = "") {
+    const speaker = document.createElement("span");
+    speaker.className = `speaker speaker-${paletteIndex(avatarName)}`;
+    speaker.textContent = avatarName;
+    const all = ["message", ...classes];
+    const mine = avatarName === this.username && !classes.includes("earlier");
+    if (mine) {
+      all.push("mine");
+    }
+    const children = [speaker, document.createTextNode(rest)];
+    if (before) {
+      children.unshift(document.createTextNode(before));
+    }
+    this._append(all, children, when, mine);
+  }
+
+  /**
+   * Add a line to the log, dated `when` (ms since the epoch) in the
+   * browser's local time.  The log follows the newest line, unless the
    * reader has scrolled up to read older ones (then only their own lines
    * bring it back down).
    */
-  _append(classes, children, mine = false) {
+  _append(classes, children, when, mine = false) {
     const area = this.scrollArea;
     const following = area.scrollHeight - area.scrollTop - area.clientHeight < FOLLOW_SLACK_PX;
     const line = document.createElement("div");
     line.classList.add(...classes);
     line.append(...children);
+    if (typeof when === "number") {
+      const date = new Date(when);
+      // Shown by CSS (::before), so the time is not part of the line's text.
+      line.dataset.time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      line.dataset.utc = String(when);
+      line.title = date.toLocaleString();
+    }
     area.appendChild(line);
     if (following || mine) {
       this._scrollToEnd();

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 import chatthing
@@ -122,6 +125,81 @@ async def chatServer():
     server = await startChatServer()
     yield server
     await server.stop()
+
+
+#: Seconds a test waits for a condition before it fails.
+DEADLINE = 10.0
+
+
+async def eventually(condition, what: str, deadline: float = DEADLINE):
+    """
+    Wait until C{condition()} (state the test cannot be told about, such as
+    the server's) is true, checking every few milliseconds; its value, or
+    C{TimeoutError} after C{deadline} seconds.
+    """
+    end = reactor.seconds() + deadline
+    while True:
+        value = condition()
+        if value:
+            return value
+        if reactor.seconds() > end:
+            raise TimeoutError(f"waited {deadline}s for {what}")
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+
+async def withDeadline(d: Deferred, deadline: float = DEADLINE):
+    """
+    The result of C{d}, or C{TimeoutError} (a cancelled Deferred) after
+    C{deadline} seconds.
+    """
+    d.addTimeout(deadline, reactor)
+    return await d
+
+
+@pytest.fixture
+def serverLog():
+    """
+    Every log event emitted while the test runs.
+    """
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def logLines(events: list[dict], *words: str) -> list[str]:
+    """
+    The formatted log lines holding every one of C{words}.
+    """
+    lines = [formatEvent(e) or "" for e in events]
+    return [line for line in lines if all(word in line for word in words)]
+
+
+@pytest_twisted.async_yield_fixture
+async def serve():
+    """
+    Start chat servers: C{await serve(settings, elementFactory=None,
+    publicMetrics=False)}, the chat room's element by default.  All are
+    stopped after the test, their connections cut and sessions ended.
+    """
+    servers: list[ChatServer] = []
+
+    async def start(settings: LiveSettings = LiveSettings(), elementFactory=None,
+                    publicMetrics: bool = False) -> ChatServer:
+        server = await startChatServer(settings, elementFactory)
+        if publicMetrics:
+            server.site.serveMetrics()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        for client in server.clients:
+            client.drop()
+        for connection in list(server.connections):
+            connection.transport.abortConnection()
+        await server.stop()
+        await eventually(lambda: not server.connections, "the connections to close")
 
 
 def sourceRoot() -> Path:

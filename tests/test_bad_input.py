@@ -11,23 +11,12 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_twisted
+from conftest import eventually
 from twisted.internet import reactor, task
-from twisted.logger import globalLogPublisher
 
 from chatthing.live.testing import LiveTestClient
 
 _counter = itertools.count()
-
-
-@pytest.fixture
-def serverLog():
-    """
-    Every log event emitted while the test runs.
-    """
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def refusals(events: list[dict]) -> list[dict]:
@@ -39,17 +28,6 @@ def failures(events: list[dict]) -> list[dict]:
     Events that carry a traceback: crashes, which bad input must never cause.
     """
     return [e for e in events if "log_failure" in e or e.get("isError")]
-
-
-async def eventually(condition, what: str, deadline: float = 10.0):
-    """
-    Wait until C{condition()} (server-side state) is true; fail after C{deadline} seconds.
-    """
-    end = reactor.seconds() + deadline
-    while not condition():
-        if reactor.seconds() > end:
-            raise TimeoutError(f"waited {deadline}s for {what}")
-        await task.deferLater(reactor, 0.01, lambda: None)
 
 
 async def bystanders(chatServer) -> tuple[LiveTestClient, LiveTestClient]:

@@ -234,10 +234,12 @@ def test_htmlShowsAsText(openChat):
                 elements: area.querySelectorAll("b, img, i").length,
                 title: document.title,
                 who: document.querySelector('[name="loggedInAs"]').querySelectorAll("i").length,
+                presence: document.querySelector('[name="presence"]').querySelectorAll("i").length,
             };
         }"""
     )
-    assert found == {"elements": 0, "title": "chatthing", "who": 0}
+    # The title is the widget's: the room and how many are online.
+    assert found == {"elements": 0, "title": "#lobby (1 online) · chatthing", "who": 0, "presence": 0}
     assert alice.errors == []
 
 

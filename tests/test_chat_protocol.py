@@ -12,9 +12,8 @@ import json
 
 import pytest
 import pytest_twisted
-from conftest import startChatServer
-from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred
+from conftest import eventually, startChatServer, withDeadline
+from twisted.internet import reactor
 
 from chatthing.live import ElementDetached, LiveSettings, RemoteError
 from chatthing.live.testing import HOLD, LiveTestClient
@@ -43,30 +42,6 @@ def joined(name: str) -> list[str]:
 
 def left(name: str) -> list[str]:
     return [f" * user {name} has left the room"]
-
-
-async def eventually(condition, what: str, deadline: float = DEADLINE):
-    """
-    Wait until C{condition()} (server-side state) is true, checking every
-    few milliseconds; fail after C{deadline} seconds.
-    """
-    end = reactor.seconds() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if reactor.seconds() > end:
-            raise TimeoutError(f"waited {deadline}s for {what}")
-        await task.deferLater(reactor, 0.01, lambda: None)
-
-
-async def withDeadline(d: Deferred, deadline: float = DEADLINE):
-    """
-    The result of C{d}, or C{TimeoutError} (a cancelled Deferred) after
-    C{deadline} seconds.
-    """
-    d.addTimeout(deadline, reactor)
-    return await d
 
 
 def elementOf(chatServer, client: LiveTestClient):

@@ -16,12 +16,16 @@ from chatthing.chatterbox import (
     ChatterElement,
     InvalidMessage,
     InvalidUsername,
+    Lobby,
     NotLoggedIn,
     UsernameTaken,
     chat,
 )
 from chatthing.live import LiveSettings
 from chatthing.live._session import LiveSession
+
+#: Calls that date the next line and update who is online, not lines.
+BOOKKEEPING = ("messageTime", "updatePresence")
 
 
 class Page:
@@ -41,6 +45,17 @@ class Page:
 
     @property
     def shown(self):
+        """
+        The lines shown: calls and stream calls, less the ones that only
+        keep the page's clock and presence list up to date.
+        """
+        return [call for call in self.received if call[0] not in BOOKKEEPING]
+
+    @property
+    def received(self):
+        """
+        Every call made to the page, directly or through a stream.
+        """
         self._answer()
         return [(f["method"], *f["args"]) for f in self.connection.frames
                 if f["type"] in ("call", "emit")]
@@ -57,12 +72,14 @@ class Page:
 
 class ChatRoomTests(SynchronousTestCase):
     def setUp(self):
-        self.room = ChatRoom()
+        # A stopped clock: the room sends its time once, before the first line.
+        self.room = ChatRoom(clock=lambda: 1_700_000_000.0)
 
     def test_moduleLevelFactory(self):
-        """chat is the tutorial's factory: a bound makeChatter of one room."""
-        self.assertIsInstance(chat.__self__, ChatRoom)
-        self.assertEqual(chat.__func__, ChatRoom.makeChatter)
+        """chat is the tutorial's factory: a bound makeChatter of the lobby that holds every room."""
+        self.assertIsInstance(chat.__self__, Lobby)
+        self.assertEqual(chat.__func__, Lobby.makeChatter)
+        self.assertIsInstance(chat.__self__.rooms["lobby"], ChatRoom)
 
     def test_makeChatterTracks(self):
         """Each made chatter is tracked by the room until its page goes away."""
@@ -162,19 +179,23 @@ class ChatRoomTests(SynchronousTestCase):
         a.element.say("still here")
         for page in (a, b):
             self.assertEqual(page.shown[-1], ("displayUserMessage", "alice", "still here"))
-        self.assertEqual(len(self.flushLoggedErrors(ConnectionLost)), 3)  # hello, the join, the say
+        # Each of the room's frames (the time, hello, the join and its
+        # presence, the say) failed once for the broken page, and was logged.
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionLost)), self.room.stream.offset)
+        self.assertEqual(self.room.stream.offset, 5)
 
     def test_sameBytesForEveryPage(self):
         """The room encodes each message once: every page is sent the same prepared frame, numbered by the stream."""
         pages = [Page(self.room) for _ in range(3)]
         pages[0].element.setUsername("alice")
         pages[0].element.say("hi")
+        # The time, the join, the presence list, the message.
         for page in pages:
-            self.assertEqual(len(page.connection.prepared), 2)
+            self.assertEqual(len(page.connection.prepared), 4)
             self.assertEqual(page.connection.frames[-1], {
-                "type": "emit", "stream": "room", "offset": 2,
+                "type": "emit", "stream": "room", "offset": 4,
                 "method": "displayUserMessage", "args": ["alice", "hi"]})
-        for i in range(2):
+        for i in range(4):
             self.assertEqual(len({id(page.connection.prepared[i]) for page in pages}), 1)
 
     def test_awayPageKeepsItsPlace(self):

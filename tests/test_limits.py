@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from conftest import ChatServer, startChatServer
+from conftest import eventually, logLines
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.logger import formatEvent, globalLogPublisher
 
 from chatthing._assets import assetFolder
 from chatthing.chatterbox import MAX_MESSAGE_LENGTH
@@ -39,21 +38,6 @@ EVIL = "http://evil.example"
 
 
 # Helpers
-
-
-async def eventually(condition, what: str, deadline: float = 10.0):
-    """
-    Wait until C{condition()} is true, checking every 10 ms; its value.
-    Fail with C{TimeoutError} after C{deadline} seconds.
-    """
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise TimeoutError(f"waited {deadline}s for {what}")
-        await task.deferLater(reactor, 0.01, lambda: None)
 
 
 def _request(port: int, raw: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
@@ -141,49 +125,6 @@ def openNonReader(port: int) -> socket.socket:
     assert data.startswith(b"HTTP/1.1 101"), data
     s.sendall(maskedTextFrame(json.dumps({"type": "hello", "version": 1, "render": False}).encode()))
     return s
-
-
-@pytest_twisted.async_yield_fixture
-async def serve():
-    """
-    Start a server: C{await serve(settings, elementFactory=None)}; the
-    chat room's element by default.  All are stopped after the test, their
-    connections cut and their sessions ended.
-    """
-    servers: list[ChatServer] = []
-
-    async def start(settings: LiveSettings = LiveSettings(), elementFactory=None) -> ChatServer:
-        server = await startChatServer(settings, elementFactory)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        for client in server.clients:
-            client.drop()
-        for connection in list(server.connections):
-            connection.transport.abortConnection()
-        await server.stop()
-        await eventually(lambda: not server.connections, "the connections to close")
-
-
-@pytest.fixture
-def serverLog():
-    """
-    Every log event emitted while the test runs, formatted.
-    """
-    events: list[dict] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
-
-
-def logLines(events: list[dict], *words: str) -> list[str]:
-    lines = [formatEvent(e) or "" for e in events]
-    return [line for line in lines if all(word in line for word in words)]
-
-
-# Origin
 
 
 @pytest_twisted.ensureDeferred

@@ -26,7 +26,8 @@ from chatthing.live import (
     _wire,
     expose,
 )
-from chatthing.live._session import ACK_DELAY, ACK_EVERY, LiveSession
+from chatthing.live._replay import ACK_DELAY, ACK_EVERY
+from chatthing.live._session import LiveSession
 from chatthing.live._settings import LiveSettings
 
 

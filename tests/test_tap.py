@@ -12,6 +12,8 @@ from chatthing import tap
 from chatthing.chatterbox import ChatterElement, chat
 from chatthing.listening import ListeningService
 from chatthing.live import LiveSite
+from chatthing.live._health import HealthResource
+from chatthing.live._metrics import MetricsResource
 from chatthing.live._settings import LiveSettings
 from chatthing.shutdown import RESTART_ALERT, GracefulShutdown
 
@@ -271,3 +273,55 @@ def test_gracefulShutdownAlertFails():
         globalLogPublisher.removeObserver(events.append)
     assert site.shutDowns == 1
     assert [e for e in events if "log_failure" in e]
+
+
+def test_operatorDefaults():
+    """By default /healthz is on the chat's port, /metrics nowhere, and there is no metrics listener."""
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0")
+    assert options["metrics-listen"] is None and not options["metrics-public"]
+    services = list(tap.makeService(options))
+    assert [s.label for s in services[:-1]] == ["chat"]
+    site = services[0].factory
+    assert isinstance(site.resource.children[b"healthz"], HealthResource)
+    assert b"metrics" not in site.resource.children
+
+
+def test_metricsListen():
+    """--metrics-listen adds a listener serving only the site's /healthz and /metrics, before the shutdown."""
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0",
+                    "--metrics-listen", "tcp:9100:interface=127.0.0.1")
+    services = list(tap.makeService(options))
+    assert [(s.description, s.label) for s in services[:-1]] == [
+        ("tcp:0", "chat"), ("tcp:9100:interface=127.0.0.1", "metrics")]
+    site, operator = services[0].factory, services[1].factory
+    assert set(operator.resource.children) == {b"healthz", b"metrics"}
+    assert operator.resource.children[b"healthz"] is site.health
+    assert operator.resource.children[b"metrics"].metrics is site.metrics
+    assert b"metrics" not in site.resource.children
+    assert isinstance(services[-1], GracefulShutdown)
+
+
+def test_metricsPublic():
+    """--metrics-public serves /metrics on the chat's own port too."""
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--metrics-public")
+    site = list(tap.makeService(options))[0].factory
+    assert isinstance(site.resource.children[b"metrics"], MetricsResource)
+    assert site.resource.children[b"metrics"].metrics is site.metrics
+
+
+def test_healthzWhileStopping():
+    """Once the service starts stopping, /healthz reports "shutting down", so load balancers drain it."""
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0")
+    service = tap.makeService(options)
+    site = list(service)[0].factory
+    service.running = 1  # as startService leaves it, without listening
+    assert site.health.problems() == []
+    service.running = 0  # as stopService leaves it, before its children stop
+    assert site.health.problems() == ["shutting down"]
+
+
+def test_helpShowsOperatorOptions():
+    """--help describes where /metrics and /healthz are served, and the JSON logs."""
+    text = " ".join(str(tap.Options()).split())
+    assert "--metrics-listen" in text and "--metrics-public" in text
+    assert "/healthz" in text and "chatthing.logs.jsonLogObserver" in text

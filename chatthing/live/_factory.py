@@ -3,6 +3,7 @@ L{LiveServerFactory}: makes the connections and the elements, and keeps the
 sessions of the pages connected or coming back.
 """
 
+import inspect
 import secrets
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ from twisted.logger import Logger
 
 from . import _wire
 from ._element import LiveElement
+from ._metrics import LiveMetrics, offerMetrics
 from ._protocol import LiveServerProtocol
 from ._session import LiveSession
 from ._settings import LiveSettings
@@ -42,6 +44,31 @@ class _Timer:
             self.call.cancel()
 
 
+def _acceptsOneArgument(factory: Callable[..., Any]) -> bool:
+    """
+    Whether C{factory} can be called with one positional argument (the
+    page's path); a factory whose signature cannot be read is called with
+    none.
+    """
+    try:
+        inspect.signature(factory).bind("/")
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _pageExistsHook(factory: Callable[..., Any]) -> Callable[[str], Any] | None:
+    """
+    The application's C{pageExists(path)}: the factory's own, or that of the
+    object the factory is a bound method of.
+    """
+    for owner in (factory, getattr(factory, "__self__", None)):
+        hook = getattr(owner, "pageExists", None)
+        if callable(hook):
+            return hook
+    return None
+
+
 class LiveServerFactory(WebSocketServerFactory):
     """
     Makes one L{LiveServerProtocol} per page connection and one element per
@@ -67,11 +94,15 @@ class LiveServerFactory(WebSocketServerFactory):
             from twisted.internet import reactor
         self.reactor = reactor
         self.elementFactory = elementFactory
+        self.factoryTakesPage = _acceptsOneArgument(elementFactory)
+        self._pageExists = _pageExistsHook(elementFactory)
         self.templates = templates
         self.settings = settings
         self.sessions: dict[str, LiveSession] = {}
         self.connections: dict[LiveServerProtocol, Deferred] = {}
         self._batched_timer = _ExactTimer(reactor)
+        self.metrics = LiveMetrics(lambda: len(self.connections), lambda: len(self.sessions))
+        offerMetrics(elementFactory, self.metrics)
         # failByDrop=False: a connection Autobahn fails (a frame over the hard
         # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
         # docs/protocol.md says, instead of the TCP connection being dropped.
@@ -83,9 +114,28 @@ class LiveServerFactory(WebSocketServerFactory):
             maxConnections=settings.maxConnections,
         )
 
-    def makeElement(self) -> LiveElement | None:
+    def pageExists(self, path: str) -> bool:
+        """
+        Whether the page shell is served at C{path}: the application says, if
+        its element factory (or the object it is a bound method of) has a
+        C{pageExists(path)} method; otherwise only C{/} is a page.
+        """
+        if self._pageExists is None:
+            return path == "/"
         try:
-            element = self.elementFactory()
+            return bool(self._pageExists(path))
+        except Exception:
+            self.log.failure("pageExists({path!r}) raised", path=path)
+            return False
+
+    def makeElement(self, page: str = "/") -> LiveElement | None:
+        """
+        A new element for a page at C{page} (the hello frame's "page"), made
+        by the element factory; C{page} is passed to factories that take an
+        argument.  L{None} if it failed.
+        """
+        try:
+            element = self.elementFactory(page) if self.factoryTakesPage else self.elementFactory()
         except Exception:
             self.log.failure("element factory {factory!r} raised", factory=self.elementFactory)
             return None
@@ -100,6 +150,7 @@ class LiveServerFactory(WebSocketServerFactory):
     def startSession(self, element: LiveElement) -> LiveSession:
         session = LiveSession(secrets.token_urlsafe(16), element, self.settings,
                               self.reactor, self._sessionEnded)
+        session.metrics = self.metrics
         self.sessions[session.ident] = session
         return session
 

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from . import _wire
 from ._backlog import bufferedBytes, refusedBytes
 from ._errors import LiveError, ProtocolError, RateLimited
+from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
 from ._session import LiveSession
@@ -204,6 +205,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
             peer=self.peer, backlog=backlog,
         )
         self._cut = True
+        self.factory.metrics.cutOff()
         self.transport.abortConnection()
 
     def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None:
@@ -214,6 +216,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         if not quiet:
             self.liveLog.warn("refused input from {peer}: {kind}: {error}",
                               peer=self.peer, kind=type(error).__name__, error=error)
+        self.factory.metrics.refused(type(error).__name__)
         self.sendLiveFrame(_wire.errorFrameFor(ident, error))
 
     def replaced(self) -> None:
@@ -256,24 +259,30 @@ class LiveServerProtocol(WebSocketServerProtocol):
             expired = self._resume(*resume)
             if expired is None:
                 return
-        self._startSession(frame.get("render", True) is not False, expired)
+        page = frame.get("page", "/")
+        if not isinstance(page, str):
+            page = "/"
+        self._startSession(frame.get("render", True) is not False, expired, page)
 
     def _resume(self, ident: str, seenSeq: int, offsets: dict[str, int]) -> str | None:
         session = self.factory.sessions.get(ident)
         if session is None:
             why = "the session has expired or is unknown to this server"
+            self.factory.metrics.resumed(EXPIRED)
         else:
             why = session.resume(self, seenSeq, offsets)
             if why is None:
                 self.session = session
+                self.factory.metrics.resumed(RESUMED)
                 self.liveLog.info("{session} resumed from {peer}", session=session, peer=self.peer)
                 return None
+            self.factory.metrics.resumed(UNREPLAYABLE)
             session.end(Failure(ConnectionLost(why)))
         self.liveLog.info("{peer} could not resume: {why}", peer=self.peer, why=why)
         return why
 
-    def _startSession(self, render: bool, expired: str | None) -> None:
-        element = self.factory.makeElement()
+    def _startSession(self, render: bool, expired: str | None, page: str = "/") -> None:
+        element = self.factory.makeElement(page)
         if element is None:
             self._closeWithCode(CLOSE_SERVER_ERROR, "the server could not create an element")
             return

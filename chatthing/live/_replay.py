@@ -3,6 +3,7 @@ L{ReplayBuffer}: what one side sent and the other has not yet acknowledged.
 """
 
 from collections import deque
+from typing import Any, Callable
 
 
 class ReplayOverflow(Exception):
@@ -66,3 +67,49 @@ class ReplayBuffer:
         if not self.ackedSeq <= seq <= self.lastSeq:
             return None
         return list(self._frames)[seq - self.ackedSeq:]
+
+
+#: Acknowledge the peer's numbered frames after this many, or this many seconds.
+ACK_EVERY = 16
+ACK_DELAY = 0.25
+
+
+class AckSchedule:
+    """
+    When to acknowledge the peer's numbered frames: after L{ACK_EVERY} of
+    them, or L{ACK_DELAY} seconds after the first one not yet acknowledged,
+    whichever comes first; so a busy peer gets one ack per batch and a quiet
+    one is not kept waiting.  C{acknowledge()} sends the ack.
+    """
+
+    def __init__(self, reactor: Any, acknowledge: Callable[[], None]) -> None:
+        self.reactor = reactor
+        self.acknowledge = acknowledge
+        self._pending = 0
+        self._timer: Any = None
+
+    def received(self) -> None:
+        """
+        One more frame to acknowledge.
+        """
+        self._pending += 1
+        if self._pending >= ACK_EVERY:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self.reactor.callLater(ACK_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """
+        Acknowledge now.
+        """
+        self.cancel()
+        self.acknowledge()
+
+    def cancel(self) -> None:
+        """
+        Forget what was pending (the connection is gone).
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._pending = 0

@@ -22,13 +22,10 @@ from ._errors import (
     TooManyPendingCalls,
 )
 from ._expose import checkArguments, exposedMethod
-from ._replay import ReplayBuffer, ReplayOverflow
+from ._metrics import UNMEASURED, LiveMetrics
+from ._replay import AckSchedule, ReplayBuffer, ReplayOverflow
 from ._settings import LiveSettings
 from ._stream import Stream
-
-#: Acknowledge the page's frames after this many, or this many seconds.
-ACK_EVERY = 16
-ACK_DELAY = 0.25
 
 
 class PageConnection:
@@ -60,6 +57,7 @@ class LiveSession:
     """
 
     log = Logger()
+    metrics: LiveMetrics = UNMEASURED
 
     def __init__(
         self,
@@ -78,8 +76,7 @@ class LiveSession:
         self._onEnded = ended
         self._sent = ReplayBuffer(settings.maxReplayFrames)
         self._receivedSeq = 0
-        self._unacknowledged = 0
-        self._ackTimer: Any = None
+        self._acks = AckSchedule(reactor, self._acknowledge)
         self._graceTimer: Any = None
         self._nextCallId = 0
         self._awaitingAnswer: dict[int, Deferred] = {}
@@ -152,9 +149,10 @@ class LiveSession:
         if self.ended:
             return
         self.ended = True
-        for timer in (self._graceTimer, self._ackTimer):
-            if timer is not None and timer.active():
-                timer.cancel()
+        self._logEnd(reason)
+        self._acks.cancel()
+        if self._graceTimer is not None and self._graceTimer.active():
+            self._graceTimer.cancel()
         for stream, _ in self._streams.values():
             stream.unsubscribe(self)
         waiting, self._awaitingAnswer = self._awaitingAnswer, {}
@@ -162,6 +160,12 @@ class LiveSession:
             d.errback(ElementDetached("the page went away before answering"))
         self.element._liveDetach(reason)
         self._onEnded(self)
+
+    def _logEnd(self, reason: Failure) -> None:
+        why = reason.getErrorMessage()
+        if self._graceTimer is not None and not self._graceTimer.active():
+            why = f"not back within the {self.settings.gracePeriod:g}s grace period ({why})"
+        self.log.info("{session} ended: {why}", session=self, why=why)
 
     # Sending
 
@@ -171,6 +175,7 @@ class LiveSession:
         """
         if stream.name not in self._streams:
             self._streams[stream.name] = (stream, stream.offset)
+            stream.metrics = self.metrics
             stream.subscribe(self)
 
     def unsubscribe(self, stream: Stream) -> None:
@@ -199,11 +204,12 @@ class LiveSession:
         try:
             self._sent.add(payload)
         except ReplayOverflow as e:
-            self.log.warn("{session} ended: {error}", session=self, error=e)
+            self.log.warn("{session} is too far behind: {error}", session=self, error=e)
             if self.connection is not None:
                 self.connection.expel("too many frames unacknowledged")
             self.end(Failure(e))
             return
+        self.metrics.sent()
         if self.connection is not None:
             self.connection.sendPayload(payload)
 
@@ -242,7 +248,7 @@ class LiveSession:
             if seq <= self._receivedSeq:
                 return  # re-sent after a reconnection; already run
             self._receivedSeq = seq
-            self._acknowledgeSoon()
+            self._acks.received()
         if kind == _wire.CALL:
             self._runCall(frame)
         elif kind == _wire.RESULT:
@@ -251,18 +257,7 @@ class LiveSession:
             error = RemoteError(*_wire.parseError(frame))
             self._answer(frame).errback(error)
 
-    def _acknowledgeSoon(self) -> None:
-        self._unacknowledged += 1
-        if self._unacknowledged >= ACK_EVERY:
-            self._acknowledge()
-        elif self._ackTimer is None:
-            self._ackTimer = self.reactor.callLater(ACK_DELAY, self._acknowledge)
-
     def _acknowledge(self) -> None:
-        if self._ackTimer is not None and self._ackTimer.active():
-            self._ackTimer.cancel()
-        self._ackTimer = None
-        self._unacknowledged = 0
         if self.connection is not None:
             self.connection.sendLiveFrame({"type": _wire.ACK, "seq": self._receivedSeq})
 
@@ -276,6 +271,7 @@ class LiveSession:
     def _runCall(self, frame: dict[str, Any]) -> None:
         ident, name, args = _wire.parseCall(frame)
         method = exposedMethod(self.element, name)
+        self.metrics.callReceived(name if method is not None else None)
         if method is None:
             raise NoSuchMethod(f"{type(self.element).__name__} has no exposed method {name!r}")
         checkArguments(method, args)
@@ -303,6 +299,7 @@ class LiveSession:
             self.refuse(ident, failure.value)
         else:
             self.log.failure("{method}() raised", failure, method=name)
+            self.metrics.refused("ServerError")
             self.send(_wire.errorFrameFor(ident, failure.value))
 
     def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None:
@@ -315,6 +312,7 @@ class LiveSession:
                 "refused input from {session}: {kind}: {error}",
                 session=self, kind=type(error).__name__, error=error,
             )
+        self.metrics.refused(type(error).__name__)
         self.send(_wire.errorFrameFor(ident, error))
 
 

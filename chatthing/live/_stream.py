@@ -4,12 +4,14 @@ that a page coming back after a drop can replay from where it was.
 """
 
 from collections import deque
+from time import perf_counter
 from typing import Any, Iterable, Protocol
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.logger import Logger
 
 from . import _wire
+from ._metrics import UNMEASURED, LiveMetrics
 
 
 class StreamSubscriber(Protocol):
@@ -33,6 +35,8 @@ class Stream:
     """
 
     log = Logger()
+    #: The metrics of the site whose sessions subscribe (set as they do).
+    metrics: LiveMetrics = UNMEASURED
 
     def __init__(self, name: str, history: int = 1000) -> None:
         self.name = name
@@ -57,6 +61,7 @@ class Stream:
         Call C{method} with C{args} on every subscriber's widget; nobody
         answers.  Returns the call's offset.
         """
+        started = perf_counter()
         self.offset += 1
         message = _prepare(_wire.emitFrame(self.name, self.offset, method, args))
         self._history.append(message)
@@ -68,6 +73,7 @@ class Stream:
             except Exception:
                 self.log.failure("{stream} could not deliver to {subscriber}",
                                  stream=self, subscriber=subscriber)
+        self.metrics.emitted(len(self._subscribers), perf_counter() - started)
         return self.offset
 
     def since(self, offset: int) -> Iterable[PreparedMessage] | None:

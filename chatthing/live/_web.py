@@ -17,6 +17,8 @@ from twisted.web.static import File
 from .._assets import assetFolder
 from ._element import LiveElement
 from ._factory import LiveServerFactory
+from ._health import HealthResource
+from ._metrics import MetricsResource
 from ._settings import LiveSettings
 
 #: Sent with every response: no inline script or style, nothing from other
@@ -67,25 +69,36 @@ class SiteRoot(Resource):
     other path (not twisted.web's deprecated, unescaped C{NoResource}).
     """
 
+    #: The page shell, also served at the other paths it says are pages.
+    livePage: "LivePage | None" = None
+
     def getChild(self, path: bytes, request: Request) -> Resource:
+        if self.livePage is not None and self.livePage.isPage(request):
+            return self.livePage
         return notFound()
 
 
 class LivePage(Resource):
     """
     The page shell: it loads the runtime, which connects and then shows the
-    element's own markup.  Only the root path is a page.
+    element's own markup.  It is served at the paths C{pageExists} accepts
+    (by default only the root); the page's path goes in its "hello".
     """
 
     isLeaf = True
 
-    def __init__(self, templates: Environment, title: str) -> None:
+    def __init__(self, templates: Environment, title: str,
+                 pageExists: Callable[[str], bool] = lambda path: path == "/") -> None:
         super().__init__()
         self.templates = templates
         self.title = title
+        self.pageExists = pageExists
+
+    def isPage(self, request: Request) -> bool:
+        return self.pageExists(request.path.decode("utf-8", "replace"))
 
     def render_GET(self, request: Request) -> bytes:
-        if request.postpath not in ([], [b""]):
+        if not self.isPage(request):
             return notFound().render(request)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-cache")
@@ -110,6 +123,9 @@ class LiveSite(Site):
 
     @ivar liveFactory: the L{LiveServerFactory}, which knows the connected
         sessions.
+    @ivar metrics: the site's L{LiveMetrics}; C{/metrics} only if
+        L{serveMetrics} is called.
+    @ivar health: C{/healthz}, a L{HealthResource}: add checks to it.
     """
 
     requestFactory = SecureRequest
@@ -123,13 +139,22 @@ class LiveSite(Site):
     ) -> None:
         templates = templateEnvironment()
         self.liveFactory = LiveServerFactory(elementFactory, templates, settings, reactor=reactor)
-        root = LivePage(templates, title)
+        root = LivePage(templates, title, self.liveFactory.pageExists)
         page = SiteRoot()
+        page.livePage = root
         page.putChild(b"", root)
         page.putChild(WEBSOCKET_PATH, WebSocketResource(self.liveFactory))
         page.putChild(b"js", StaticFolder(str(assetFolder("js"))))
         page.putChild(b"css", StaticFolder(str(assetFolder("templates") / "css")))
         super().__init__(page)
+        self.metrics, self.health = self.liveFactory.metrics, HealthResource()
+        page.putChild(b"healthz", self.health)
+
+    def serveMetrics(self) -> None:
+        """
+        Serve C{/metrics} on this site too (C{--metrics-public}).
+        """
+        self.resource.putChild(b"metrics", MetricsResource(self.metrics))
 
     def shutDown(self) -> Deferred:
         """

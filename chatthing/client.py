@@ -1,0 +1,183 @@
+"""
+A Python client for the chat, on Twisted: for bots and other programs.
+
+    from twisted.internet.task import react
+    from chatthing.client import ChatClient
+
+    async def main(reactor):
+        def heard(username, text):
+            print(f"{username}: {text}")
+
+        client = await ChatClient.connect("ws://127.0.0.1:8080/live", "robot", onMessage=heard)
+        await client.say("hello, everyone")
+        ...
+        await client.close()
+
+    react(lambda reactor: defer.ensureDeferred(main(reactor)))
+
+L{ChatClient.connect} logs in; what the room says comes to the callbacks
+C{onMessage(username, text)} and C{onAlert(text)} (joins, leaves, operator
+alerts), and any other widget method the chat calls goes to
+C{onCall(method, args)}.  Pass them to C{connect}, or subclass and override
+them.  When the connection drops, the client reconnects by itself (back-off
+with jitter) and resumes its session, so it misses nothing and hears nothing
+twice; if the session has expired it logs in again under the same name.
+
+From asyncio: install Twisted's asyncio reactor first
+(C{twisted.internet.asyncioreactor.install()}), then in a coroutine
+C{client = await ChatClient.connect(...).asFuture(loop)}, and the same for
+C{say} and C{close}: every method returns a L{Deferred}.
+
+The client speaks the live protocol through L{chatthing.live.client.LiveClient};
+C{docs/protocol.md} documents it, for clients in other languages.
+"""
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+
+from .live import RemoteError
+from .live.client import Backoff, ConnectionLost, LiveClient, State
+
+__all__ = ["ChatClient", "ConnectionLost", "RemoteError", "pagePath"]
+
+
+def pagePath(room: str | None) -> str:
+    """
+    The page path that shows C{room}: C{/} for the default room,
+    C{/room/NAME} for another.
+    """
+    if room is None:
+        return "/"
+    return "/room/" + quote(room, safe="")
+
+
+class ChatClient:
+    """
+    One user in the chat, logged in, across reconnections.
+
+    @ivar username: the name as the server stored it (trimmed).
+    @ivar room: the room joined, or L{None} for the default one.
+    @ivar live: the L{LiveClient} underneath.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, url: str, username: str, room: str | None = None, *,
+        onMessage: Callable[[str, str], Any] | None = None,
+        onAlert: Callable[[str], Any] | None = None,
+        onCall: Callable[[str, list], Any] | None = None,
+        reactor: Any = None, backoff: Backoff | None = None,
+    ) -> None:
+        """
+        Make a client that is not yet connected; L{connect} is the usual way in.
+        """
+        self.username = username
+        self.room = room
+        if onMessage is not None:
+            self.onMessage = onMessage  # type: ignore[method-assign]
+        if onAlert is not None:
+            self.onAlert = onAlert  # type: ignore[method-assign]
+        if onCall is not None:
+            self.onCall = onCall  # type: ignore[method-assign]
+        self.live = LiveClient(url, self._dispatch, page=pagePath(room), reactor=reactor,
+                               backoff=backoff)
+        self.live.onWelcome(self._welcomed)
+        self._loggedIn = False
+
+    @classmethod
+    def connect(cls, url: str, username: str, room: str | None = None,
+                **kwargs: Any) -> Deferred:
+        """
+        Connect to the chat at C{url} (C{ws://host:port/live}) and log in
+        as C{username}, in C{room} if given.  Keyword arguments are
+        L{ChatClient}'s (C{onMessage}, C{onAlert}, C{onCall}, C{reactor}, ...).
+
+        @return: a L{Deferred} firing with the logged-in L{ChatClient}, or
+            failing with L{ConnectionError} (no server) or L{RemoteError}
+            (C{error.name} is C{"UsernameTaken"}, C{"InvalidUsername"}, ...).
+        """
+        client = cls(url, username, room, **kwargs)
+        return ensureDeferred(client._start())
+
+    async def _start(self) -> "ChatClient":
+        await self.live.connect()
+        try:
+            await self._login()
+        except Exception:
+            await self.live.close()
+            raise
+        return self
+
+    async def _login(self) -> None:
+        self.username = await self.live.callRemote("setUsername", self.username)
+        self._loggedIn = True
+
+    def _welcomed(self, welcome: dict[str, Any]) -> None:
+        if not self._loggedIn:
+            return  # the first session: _start logs in
+        # The server could not resume our session (it restarted, or we were
+        # away too long): log in again under the same name.
+        self.log.info("{client}: session expired ({why}); logging in again",
+                      client=self, why=welcome.get("expired"))
+        ensureDeferred(self._login()).addErrback(
+            lambda failure: self.log.failure("{client}: could not log in again", failure,
+                                             client=self))
+
+    def __repr__(self) -> str:
+        return f"<ChatClient {self.username!r} {self.live.state}>"
+
+    @property
+    def connected(self) -> bool:
+        """
+        Whether the connection is up now (it may be reconnecting).
+        """
+        return self.live.state == State.CONNECTED
+
+    def say(self, text: str) -> Deferred:
+        """
+        Say C{text} to the room.  While the connection is down it waits,
+        and is said once when the session resumes.
+
+        @return: a L{Deferred} firing with L{None} once the server has taken
+            it, or failing with L{RemoteError} (C{"InvalidMessage"}, ...) or
+            L{ConnectionLost}.
+        """
+        return self.live.callRemote("say", text)
+
+    def close(self) -> Deferred:
+        """
+        Leave the chat: the others see the leave at once.
+
+        @return: a L{Deferred} firing once the connection has closed.
+        """
+        return self.live.close()
+
+    # Callbacks: override these, or pass them to connect().
+
+    def onMessage(self, username: str, text: str) -> Any:
+        """
+        C{username} said C{text} (this client's own messages included).
+        """
+
+    def onAlert(self, text: str) -> Any:
+        """
+        An alert: someone joined or left, or the operator's global alert.
+        """
+
+    def onCall(self, method: str, args: list) -> Any:
+        """
+        Any other widget method the chat calls; the return value is the
+        answer when the server waits for one.
+        """
+
+    def _dispatch(self, method: str, args: list) -> Any:
+        if method == "displayUserMessage" and len(args) == 2:
+            return self.onMessage(*args)
+        if method == "displayMessage" and len(args) == 1:
+            return self.onAlert(*args)
+        return self.onCall(method, args)

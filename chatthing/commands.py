@@ -1,0 +1,80 @@
+"""
+Slash commands: what C{say} does with a message that starts with C{/}.
+
+C{/me ACTION} shows "* alice ACTION" to the room; C{/nick NAME} renames the
+user; C{/who} and C{/help} answer the asker only.  A message starting with
+C{//} is said as it is, less one slash.
+"""
+
+import re
+from typing import TYPE_CHECKING, Callable
+
+from .validation import InvalidMessage, InvalidUsername, UnknownCommand, checkMessage
+
+if TYPE_CHECKING:
+    from .chatterbox import ChatterElement
+
+_COMMAND = re.compile(r"/(\S*)\s*(.*)", re.DOTALL)
+
+
+def run(chatter: "ChatterElement", text: str) -> str | None:
+    """
+    Say C{text} as C{chatter}, or run the command it is.
+
+    @return: the new username, for C{/nick}; else L{None}.
+    @raise InvalidMessage: if C{text} cannot be said.
+    @raise UnknownCommand: if C{text} is a command the chat does not know.
+    """
+    message = checkMessage(text)
+    if not message.startswith("/"):
+        chatter.room.tellEverybody(chatter, message)
+        return None
+    if message.startswith("//"):
+        chatter.room.tellEverybody(chatter, message[1:])
+        return None
+    match = _COMMAND.fullmatch(message)
+    assert match is not None
+    word, rest = match.group(1), match.group(2).strip()
+    command = COMMANDS.get(word.lower())
+    if command is None:
+        shown = word if len(word) <= 20 and word.isprintable() else "that"
+        raise UnknownCommand(
+            f"Unknown command /{shown}. Commands: {commandList()} "
+            "(start with // to say something that begins with /)."
+        )
+    return command[0](chatter, rest)
+
+
+def me(chatter: "ChatterElement", rest: str) -> None:
+    if not rest:
+        raise InvalidMessage("Usage: /me ACTION, for example /me waves")
+    chatter.room.act(chatter, rest)
+
+
+def nick(chatter: "ChatterElement", rest: str) -> str:
+    if not rest:
+        raise InvalidUsername("Usage: /nick NEWNAME")
+    return chatter.room.rename(chatter, rest)
+
+
+def who(chatter: "ChatterElement", rest: str) -> None:
+    here = chatter.room.presence()
+    chatter.tell(f"In #{chatter.room.name} ({len(here)} online): {', '.join(here)}")
+
+
+def help(chatter: "ChatterElement", rest: str) -> None:
+    lines = [f"{usage} \u2014 {what}" for _, usage, what in COMMANDS.values()]
+    chatter.tell("Commands:\n" + "\n".join(lines))
+
+
+#: Each command: what runs it, its usage, and what it does.
+COMMANDS: dict[str, tuple[Callable[["ChatterElement", str], str | None], str, str]] = {
+    "help": (help, "/help", "list the commands (only you see it)"),
+    "me": (me, "/me ACTION", "show an action, like * alice waves"),
+    "nick": (nick, "/nick NEWNAME", "change your username"),
+    "who": (who, "/who", "list who is in this room (only you see it)"),
+}
+
+
+def commandList() -> str:
+    return ", ".join(f"/{name}" for name in COMMANDS)

@@ -1,0 +1,72 @@
+"""
+C{GET /healthz}: whether this server is fit to be sent pages, for load
+balancers and orchestrators.
+"""
+
+from typing import Callable
+
+from twisted.logger import Logger
+from twisted.web.pages import notFound
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+#: A health check: L{None} when all is well, else a short reason why not
+#: (C{"shutting down"}, C{"backplane unreachable"}).
+HealthCheck = Callable[[], str | None]
+
+
+class HealthResource(Resource):
+    """
+    Asks each of its C{checks} in turn: if none has a problem, C{200} and
+    C{ok}; else C{503} and C{degraded: REASON}, one line per problem (a
+    check that raises is a problem too).  Plain text, never cached.
+
+    @ivar checks: the L{HealthCheck}s; add to it with L{addCheck}.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, checks: list[HealthCheck] | None = None) -> None:
+        super().__init__()
+        self.checks: list[HealthCheck] = list(checks or [])
+
+    def addCheck(self, check: HealthCheck) -> None:
+        self.checks.append(check)
+
+    def problems(self) -> list[str]:
+        found = []
+        for check in self.checks:
+            try:
+                problem = check()
+            except Exception:
+                self.log.failure("health check {check!r} raised", check=check)
+                problem = f"health check {getattr(check, '__name__', 'check')} failed"
+            if problem:
+                found.append(str(problem))
+        return found
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        problems = self.problems()
+        if not problems:
+            return b"ok"
+        request.setResponseCode(503)
+        return "\n".join(f"degraded: {p}" for p in problems).encode("utf-8")
+
+
+class _OperatorRoot(Resource):
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return notFound()
+
+
+def operatorSite(health: HealthResource, metrics: Resource) -> Site:
+    """
+    The site of C{--metrics-listen}: C{/healthz} and C{/metrics}, and a 404
+    for anything else.
+    """
+    root = _OperatorRoot()
+    root.putChild(b"healthz", health)
+    root.putChild(b"metrics", metrics)
+    return Site(root)

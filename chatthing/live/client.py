@@ -1,0 +1,465 @@
+"""
+A program's connection to a live element: the live protocol's client half,
+in Python, for bots, load generators and other programs (the browser's is
+C{js/live/socket.js}, which this follows).
+
+    client = LiveClient("ws://127.0.0.1:8080/live", receiver=lambda method, args: print(method, args))
+    await client.connect()                 # hello, welcome
+    name = await client.callRemote("setUsername", "robot")
+    ...
+    await client.close()                   # leave: the session ends at once
+
+It numbers what it sends and keeps it until the server acknowledges it,
+acknowledges what it receives, drops frames it has already had (by C{seq}
+and by stream offset), and when the connection drops it reconnects by
+itself, with back-off and jitter, and resumes the session: calls made while
+it was down are sent then, and nothing is received twice or missed.  If the
+server no longer has the session, a new one starts: the calls still waiting
+fail with L{ConnectionLost}, and the C{onWelcome} listeners are told so the
+program can start over (log in again, say).
+
+C{docs/protocol.md} is the specification.  For tests that need to break the
+protocol on purpose, use L{chatthing.live.testing.LiveTestClient} instead.
+"""
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._errors import LiveError, RemoteError
+from ._replay import AckSchedule
+from ._wire import PROTOCOL_VERSION
+
+__all__ = ["Backoff", "ConnectionLost", "LiveClient", "State"]
+
+#: Acknowledge the server's numbered frames after this many, or this many seconds.
+
+#: The close code of a connection replaced by a newer one resuming its session.
+SUPERSEDED = 4001
+
+
+class ConnectionLost(LiveError):
+    """
+    The session ended (the client closed, or the server could not resume it)
+    before the call was answered.
+    """
+
+
+class State:
+    """
+    The states of a L{LiveClient}'s connection.
+    """
+
+    #: Opening the first connection.
+    CONNECTING = "connecting"
+    #: Talking to the element.
+    CONNECTED = "connected"
+    #: The connection dropped; trying again, with back-off.
+    RECONNECTING = "reconnecting"
+    #: Closed on purpose, replaced by a newer connection, or never opened.
+    DISCONNECTED = "disconnected"
+
+
+class Backoff:
+    """
+    Exponential back-off with jitter, as the browser's: the n-th delay is
+    drawn from [d/2, d] where d = min(cap, base * 2**n), so the first retry
+    comes within C{base} seconds and the clients of a restarted server do
+    not all knock at once.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 15.0,
+                 random: Callable[[], float] = random.random) -> None:
+        self.base = base
+        self.cap = cap
+        self.random = random
+        self.attempts = 0
+
+    def next(self) -> float:
+        """
+        The delay, in seconds, before the next attempt.
+        """
+        ceiling = min(self.cap, self.base * 2 ** self.attempts)
+        self.attempts += 1
+        return ceiling / 2 + self.random() * ceiling / 2
+
+    def reset(self) -> None:
+        """
+        Start again from the shortest delay (after a successful connection).
+        """
+        self.attempts = 0
+
+
+class _Protocol(WebSocketClientProtocol):
+    def onOpen(self) -> None:
+        self.factory.client._opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.client._received(self, payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.client._closed(self, code, reason)
+
+
+class _Factory(WebSocketClientFactory):
+    protocol = _Protocol
+    client: "LiveClient"
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.client._connectionFailed(self, reason)
+
+
+Receiver = Callable[[str, list], Any]
+
+
+class LiveClient:
+    """
+    One page's session with a live element, kept across reconnections.
+
+    @ivar receiver: called as C{receiver(method, args)} for every call the
+        server makes to the page's widget, directly or through a stream;
+        for a direct call, its return value (or a L{Deferred} of it) is the
+        answer, and an exception it raises is sent back as an error.
+    @ivar state: one of the L{State} names.
+    @ivar session: the session id, once welcomed.
+    @ivar welcome: the latest C{welcome} frame.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, url: str, receiver: Receiver | None = None, *, page: str = "/",
+        reactor: Any = None, backoff: Backoff | None = None, origin: str | None = None,
+        pingInterval: float = 15.0, pingTimeout: float = 10.0,
+    ) -> None:
+        """
+        @param url: the server's WebSocket, C{ws://host:port/live} (or C{wss:}).
+        @param receiver: see L{receiver}; by default calls are answered with C{None}.
+        @param page: the page path sent in C{hello}, which some applications
+            use to choose what the page shows (a room, say).
+        @param pingInterval: seconds of quiet before this client pings the
+            server, and C{pingTimeout} to answer, so a dead server is noticed
+            (and reconnected to) even when TCP says nothing.
+        """
+        self.url = url
+        self.receiver: Receiver = receiver or (lambda method, args: None)
+        self.page = page
+        self.reactor = reactor or _reactor
+        self.backoff = backoff or Backoff()
+        self.origin = origin
+        self.pingInterval = pingInterval
+        self.pingTimeout = pingTimeout
+        self.state = State.CONNECTING
+        self.session: str | None = None
+        self.welcome: dict[str, Any] | None = None
+        self.protocol: _Protocol | None = None
+        self._leaving = False
+        self._retry: Any = None
+        self._nextCallId = 0
+        self._awaiting: dict[int, Deferred] = {}
+        self._sentSeq = 0
+        self._outbox: list[tuple[int, bytes]] = []
+        self._receivedSeq = 0
+        self._acks = AckSchedule(self.reactor, self._acknowledge)
+        self._offsets: dict[str, int] = {}
+        self._firstWelcome: Deferred | None = None
+        self._closeWaiters: list[Deferred] = []
+        self._welcomeListeners: list[Callable[[dict], Any]] = []
+        self._stateListeners: list[Callable[[str], Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<LiveClient {self.url} {self.state}>"
+
+    # The public API
+
+    def connect(self) -> Deferred:
+        """
+        Open the connection, and keep it open until L{close}.
+
+        @return: a L{Deferred} firing with the first C{welcome} frame, or
+            failing with L{ConnectionError} if the first connection cannot
+            be made (later drops are retried by themselves).
+        """
+        self._leaving = False
+        self._firstWelcome = Deferred()
+        self._setState(State.CONNECTING)
+        self._open()
+        return self._firstWelcome
+
+    def callRemote(self, method: str, *args: Any) -> Deferred:
+        """
+        Call the element's exposed C{method}.  While the connection is down
+        the call waits, and is sent when the session resumes.
+
+        @return: a L{Deferred} firing with its return value, or failing with
+            L{RemoteError} (C{name} is the server's error class name, such as
+            C{"UsernameTaken"}) or L{ConnectionLost}.
+        """
+        if self._leaving:
+            return fail(ConnectionLost(f"cannot call {method}(): the client has closed"))
+        ident = self._nextCallId
+        self._nextCallId += 1
+        d: Deferred = Deferred()
+        self._awaiting[ident] = d
+        self._sendNumbered({"type": "call", "id": ident, "method": method, "args": list(args)})
+        return d
+
+    def onWelcome(self, listener: Callable[[dict], Any]) -> None:
+        """
+        Call C{listener(welcome)} when a session starts: the first, and any
+        that replaces one the server could not resume (then
+        C{welcome["expired"]} says why, and the program should start over).
+        """
+        self._welcomeListeners.append(listener)
+
+    def onStateChange(self, listener: Callable[[str], Any]) -> None:
+        """
+        Call C{listener(state)} on every change of L{state}.
+        """
+        self._stateListeners.append(listener)
+
+    def close(self) -> Deferred:
+        """
+        Leave on purpose: the server ends the session at once, and this
+        client does not reconnect.  Calls still waiting fail with
+        L{ConnectionLost}.
+
+        @return: a L{Deferred} firing once the connection has closed.
+        """
+        self._leaving = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        if self.protocol is None:
+            self._stopped(ConnectionLost("the client has closed"))
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._closeWaiters.append(d)
+        self._sendNow({"type": "leave"})
+        self.protocol.sendClose(1000, "client closed")
+        return d
+
+    def retryNow(self) -> None:
+        """
+        If waiting to reconnect, try now rather than when the back-off says.
+        """
+        if self.state == State.RECONNECTING and self._retry is not None and self._retry.active():
+            self._retry.cancel()
+            self._open()
+
+    def drop(self) -> None:
+        """
+        Break the connection with no closing handshake, as a failing network
+        does; the client reconnects and resumes.  For tests and drills.
+        """
+        if self.protocol is not None:
+            self.protocol.transport.abortConnection()
+
+    # The connection
+
+    def _open(self) -> None:
+        self._retry = None
+        factory = _Factory(self.url, origin=self.origin)
+        factory.client = self
+        factory.setProtocolOptions(autoPingInterval=self.pingInterval,
+                                   autoPingTimeout=self.pingTimeout)
+        self._factory = factory
+        parts = urlsplit(self.url)
+        if factory.isSecure:
+            from twisted.internet.ssl import optionsForClientTLS
+
+            self.reactor.connectSSL(factory.host, factory.port, factory,
+                                    optionsForClientTLS(parts.hostname or factory.host))
+        else:
+            self.reactor.connectTCP(factory.host, factory.port, factory)
+
+    def _opened(self, protocol: _Protocol) -> None:
+        self.protocol = protocol
+        if self._leaving:  # closed while this connection was being made
+            protocol.sendClose(1000, "client closed")
+            return
+        hello: dict[str, Any] = {"type": "hello", "version": PROTOCOL_VERSION,
+                                 "page": self.page, "render": False}
+        if self.session is not None:
+            hello["resume"] = {"session": self.session, "seq": self._receivedSeq,
+                               "streams": dict(self._offsets)}
+        self._sendNow(hello)
+
+    def _connectionFailed(self, factory: _Factory, reason: Failure) -> None:
+        if factory is self._factory:
+            self._lost(None, reason.getErrorMessage())
+
+    def _closed(self, protocol: _Protocol, code: int | None, reason: str | None) -> None:
+        if protocol is not self.protocol and self.protocol is not None:
+            return
+        if self.protocol is None and protocol.factory is not self._factory:
+            return
+        self.protocol = None
+        self._lost(code, reason)
+
+    def _lost(self, code: int | None, reason: str | None) -> None:
+        self._acks.cancel()
+        if self._leaving:
+            self._stopped(ConnectionLost("the client has closed"))
+        elif self.session is None:
+            # The first connection failed: say so rather than retry forever.
+            self._stopped(ConnectionError(f"could not connect to {self.url}: {code} {reason}"))
+        elif code == SUPERSEDED:
+            self._stopped(ConnectionLost("the session was resumed by another connection"))
+        else:
+            self._setState(State.RECONNECTING)
+            delay = self.backoff.next()
+            self.log.info("{client}: connection lost ({code} {reason}); retrying in {delay:.2f}s",
+                          client=self, code=code, reason=reason, delay=delay)
+            self._retry = self.reactor.callLater(delay, self._open)
+
+    def _stopped(self, reason: Exception) -> None:
+        self._setState(State.DISCONNECTED)
+        waiting, self._awaiting = self._awaiting, {}
+        self._outbox = []
+        if self._firstWelcome is not None and not self._firstWelcome.called:
+            self._firstWelcome.errback(reason)
+        for d in waiting.values():
+            d.errback(ConnectionLost(str(reason)))
+        closeWaiters, self._closeWaiters = self._closeWaiters, []
+        for d in closeWaiters:
+            d.callback(None)
+
+    # Receiving
+
+    def _received(self, protocol: _Protocol, payload: bytes) -> None:
+        if protocol is not self.protocol:
+            return
+        try:
+            frame = json.loads(payload)
+            kind = frame["type"]
+        except (ValueError, TypeError, KeyError):
+            self.log.warn("{client}: ignoring a malformed frame {payload!r}", client=self,
+                          payload=payload[:200])
+            return
+        if kind == "welcome":
+            self._welcomed(frame)
+        elif kind == "resumed":
+            self._acknowledged(frame["seq"])
+            # What waited goes first, in order: the server runs each number once.
+            for _, data in self._outbox:
+                self._sendBytes(data)
+            self._connected()
+        elif kind == "ack":
+            self._acknowledged(frame["seq"])
+        elif kind == "emit":
+            if frame["offset"] > self._offsets.get(frame["stream"], 0):
+                self._offsets[frame["stream"]] = frame["offset"]
+                self._run(frame, answered=False)
+        elif kind in ("call", "result", "error"):
+            seq = frame.get("seq")
+            if seq is not None:
+                if seq <= self._receivedSeq:
+                    return  # sent again after a reconnection; already run
+                self._receivedSeq = seq
+                self._acks.received()
+            self._direct(frame)
+        else:
+            self.log.debug("{client}: ignoring a {kind!r} frame", client=self, kind=kind)
+
+    def _welcomed(self, frame: dict[str, Any]) -> None:
+        if self.session is not None:
+            # The server could not resume the session: what waited for it is lost.
+            lost = ConnectionLost(f"the session ended: {frame.get('expired', 'expired')}")
+            waiting, self._awaiting = self._awaiting, {}
+            self._outbox = []
+            for d in waiting.values():
+                d.errback(lost)
+        self.session = frame["session"]
+        self.welcome = frame
+        self._receivedSeq = 0
+        self._offsets = {}
+        # Calls made before the first welcome go to this session, first.
+        for _, data in self._outbox:
+            self._sendBytes(data)
+        self._connected()
+        if self._firstWelcome is not None and not self._firstWelcome.called:
+            self._firstWelcome.callback(frame)
+        for listener in list(self._welcomeListeners):
+            try:
+                listener(frame)
+            except Exception:
+                self.log.failure("{client}: welcome listener failed", client=self)
+
+    def _connected(self) -> None:
+        self.backoff.reset()
+        self._setState(State.CONNECTED)
+
+    def _direct(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "call":
+            self._run(frame, answered=True)
+            return
+        d = self._awaiting.pop(frame.get("id"), None)
+        if kind == "result":
+            if d is not None:
+                d.callback(frame.get("value"))
+            return
+        error = frame.get("error") or {}
+        remote = RemoteError(str(error.get("name", "Error")), str(error.get("message", "")))
+        if d is not None:
+            d.errback(remote)
+        else:
+            self.log.warn("{client}: the server reported {error}", client=self, error=remote)
+
+    def _run(self, frame: dict[str, Any], answered: bool) -> None:
+        method, args = frame.get("method"), frame.get("args") or []
+        d = maybeDeferred(self.receiver, method, args)
+        if answered:
+            ident = frame.get("id")
+
+            def answer(value: Any) -> None:
+                self._sendNumbered({"type": "result", "id": ident, "value": value})
+
+            def refuse(failure: Failure) -> None:
+                error = {"name": type(failure.value).__name__,
+                         "message": str(failure.value)}
+                self._sendNumbered({"type": "error", "id": ident, "error": error})
+
+            d.addCallbacks(answer, refuse)
+        d.addErrback(lambda failure: self.log.failure(
+            "{client}: {method}() failed", failure, client=self, method=method))
+
+    # Sending, numbering and acknowledgement
+
+    def _sendNumbered(self, frame: dict[str, Any]) -> None:
+        self._sentSeq += 1
+        data = json.dumps({**frame, "seq": self._sentSeq}).encode("utf-8")
+        self._outbox.append((self._sentSeq, data))
+        if self.state == State.CONNECTED:
+            self._sendBytes(data)
+
+    def _sendNow(self, frame: dict[str, Any]) -> None:
+        self._sendBytes(json.dumps(frame).encode("utf-8"))
+
+    def _sendBytes(self, data: bytes) -> None:
+        if self.protocol is not None:
+            self.protocol.sendMessage(data, isBinary=False)
+
+    def _acknowledged(self, seq: int) -> None:
+        self._outbox = [(s, data) for s, data in self._outbox if s > seq]
+
+    def _acknowledge(self) -> None:
+        self._sendNow({"type": "ack", "seq": self._receivedSeq})
+
+    def _setState(self, state: str) -> None:
+        if self.state == state:
+            return
+        self.state = state
+        for listener in list(self._stateListeners):
+            try:
+                listener(state)
+            except Exception:
+                self.log.failure("{client}: state listener failed", client=self)

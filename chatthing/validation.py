@@ -1,0 +1,110 @@
+"""
+What the chat accepts from a page: usernames, messages and room names, and
+the errors that refuse the rest (each one a L{CallRefused}, so the page is
+told why and the log gets one line).
+"""
+
+import re
+
+from .live import CallRefused
+
+#: Longest username, in characters, after trimming.
+MAX_USERNAME_LENGTH = 32
+
+#: Longest chat message, in characters, after trimming.
+MAX_MESSAGE_LENGTH = 2000
+
+#: A room's name: 1-32 letters, digits, "-" or "_" (compared case-insensitively).
+ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+#: The room at C{/}.
+LOBBY = "lobby"
+
+#: Where the other rooms are: C{/room/NAME}.
+ROOM_PREFIX = "/room/"
+
+
+class InvalidUsername(CallRefused):
+    """
+    The name is empty, too long, or holds characters that do not print.
+    """
+
+
+class UsernameTaken(CallRefused):
+    """
+    Someone online, in any room, already has that name (compared
+    case-insensitively).
+    """
+
+
+class AlreadyLoggedIn(CallRefused):
+    """
+    This page has already chosen its name.
+    """
+
+
+class NotLoggedIn(CallRefused):
+    """
+    The page tried to speak before choosing a name.
+    """
+
+
+class InvalidMessage(CallRefused):
+    """
+    The message is empty, blank, or longer than L{MAX_MESSAGE_LENGTH}.
+    """
+
+
+class UnknownCommand(CallRefused):
+    """
+    The message starts with a slash command the chat does not know.
+    """
+
+
+def normalizeUsername(username: str) -> str:
+    """
+    C{username} trimmed, if it is a valid name.
+
+    @raise InvalidUsername: saying what is wrong with it.
+    """
+    name = username.strip()
+    if not name:
+        raise InvalidUsername("Please choose a username.")
+    if len(name) > MAX_USERNAME_LENGTH:
+        raise InvalidUsername(
+            f"Usernames are at most {MAX_USERNAME_LENGTH} characters long."
+        )
+    if not name.isprintable():
+        raise InvalidUsername("Usernames cannot hold control characters.")
+    return name
+
+
+def checkMessage(text: str) -> str:
+    """
+    C{text} trimmed, if it can be said.
+
+    @raise InvalidMessage: saying what is wrong with it.
+    """
+    message = text.strip()
+    if not message:
+        raise InvalidMessage("Messages cannot be empty.")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise InvalidMessage(
+            f"Messages are at most {MAX_MESSAGE_LENGTH} characters long "
+            f"(this one has {len(message)})."
+        )
+    return message
+
+
+def roomForPath(path: str) -> str | None:
+    """
+    The name of the room whose page is at C{path} (lower case), or L{None}
+    if no room is there: C{/} is the lobby, C{/room/NAME} the room NAME.
+    """
+    if path == "/":
+        return LOBBY
+    if path.startswith(ROOM_PREFIX):
+        name = path[len(ROOM_PREFIX):]
+        if ROOM_NAME.fullmatch(name):
+            return name.lower()
+    return None
