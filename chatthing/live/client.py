@@ -23,7 +23,6 @@ protocol on purpose, use L{chatthing.live.testing.LiveTestClient} instead.
 """
 
 import json
-import random
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,13 +33,12 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._backoff import Backoff
 from ._errors import LiveError, RemoteError
 from ._replay import AckSchedule
 from ._wire import PROTOCOL_VERSION
 
 __all__ = ["Backoff", "ConnectionLost", "LiveClient", "State"]
-
-#: Acknowledge the server's numbered frames after this many, or this many seconds.
 
 #: The close code of a connection replaced by a newer one resuming its session.
 SUPERSEDED = 4001
@@ -66,36 +64,6 @@ class State:
     RECONNECTING = "reconnecting"
     #: Closed on purpose, replaced by a newer connection, or never opened.
     DISCONNECTED = "disconnected"
-
-
-class Backoff:
-    """
-    Exponential back-off with jitter, as the browser's: the n-th delay is
-    drawn from [d/2, d] where d = min(cap, base * 2**n), so the first retry
-    comes within C{base} seconds and the clients of a restarted server do
-    not all knock at once.
-    """
-
-    def __init__(self, base: float = 0.5, cap: float = 15.0,
-                 random: Callable[[], float] = random.random) -> None:
-        self.base = base
-        self.cap = cap
-        self.random = random
-        self.attempts = 0
-
-    def next(self) -> float:
-        """
-        The delay, in seconds, before the next attempt.
-        """
-        ceiling = min(self.cap, self.base * 2 ** self.attempts)
-        self.attempts += 1
-        return ceiling / 2 + self.random() * ceiling / 2
-
-    def reset(self) -> None:
-        """
-        Start again from the shortest delay (after a successful connection).
-        """
-        self.attempts = 0
 
 
 class _Protocol(WebSocketClientProtocol):
