@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.logger import Logger
 
-from .live import Stream
+from .live import CallRefused, Stream
 from .validation import LOBBY, UsernameTaken, normalizeUsername, roomForPath
 
 if TYPE_CHECKING:
@@ -41,9 +41,15 @@ TYPING_INTERVAL = 1.5
 MAX_ROOMS = 1000
 
 
-class TooManyRooms(Exception):
+class TooManyRooms(CallRefused):
     """
     Every room is in use and there are L{MAX_ROOMS}: no new one can open.
+    """
+
+
+class NoSuchRoom(CallRefused):
+    """
+    The page's path names no room.
     """
 
 
@@ -334,11 +340,11 @@ class Lobby:
         """
         The element for a new page at C{page}, in that page's room.
 
-        @raise ValueError: if no room is there.
+        @raise NoSuchRoom: if no room is there.
         """
         name = roomForPath(page) if isinstance(page, str) else None
         if name is None:
-            raise ValueError(f"no room at {page!r}")
+            raise NoSuchRoom(f"there is no room at {page!r}")
         return self.room(name).makeChatter(page)
 
     def leave(self, chatter: "ChatterElement") -> None:

@@ -246,10 +246,12 @@ async def test_roomPagesAndInvalidPaths(roomServer):
 
 @pytest_twisted.ensureDeferred
 async def test_helloForNoRoomIsRefused(roomServer):
-    """A hello naming a path where no room is gets close code 1011; the server goes on."""
+    """A hello naming a path where no room is gets a NoSuchRoom error and close code 1011; the server goes on."""
     client = await roomServer.connect(hello=False)
     client.send({"type": "hello", "version": 1, "page": "/room/no way", "render": False})
     assert await client.closed() == 1011
+    [error] = client.errors()
+    assert error["error"]["name"] == "NoSuchRoom" and "/room/no way" in error["error"]["message"]
     assert await result(await enter(roomServer, "/room/fine"), "setUsername", "ok") == "ok"
 
 

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from . import _wire
 from ._element import LiveElement
+from ._errors import LiveError
 from ._metrics import LiveMetrics, offerMetrics
 from ._protocol import LiveServerProtocol
 from ._session import LiveSession
@@ -133,9 +134,14 @@ class LiveServerFactory(WebSocketServerFactory):
         A new element for a page at C{page} (the hello frame's "page"), made
         by the element factory; C{page} is passed to factories that take an
         argument.  L{None} if it failed.
+
+        @raise LiveError: the factory's own refusal (no such page...), for the
+            page to be told.
         """
         try:
             element = self.elementFactory(page) if self.factoryTakesPage else self.elementFactory()
+        except LiveError:
+            raise
         except Exception:
             self.log.failure("element factory {factory!r} raised", factory=self.elementFactory)
             return None

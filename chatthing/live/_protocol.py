@@ -282,7 +282,13 @@ class LiveServerProtocol(WebSocketServerProtocol):
         return why
 
     def _startSession(self, render: bool, expired: str | None, page: str = "/") -> None:
-        element = self.factory.makeElement(page)
+        try:
+            element = self.factory.makeElement(page)
+        except LiveError as e:
+            # The application refused this page (no such room...): say why.
+            self.refuse(None, e)
+            self._closeWithCode(CLOSE_SERVER_ERROR, str(e))
+            return
         if element is None:
             self._closeWithCode(CLOSE_SERVER_ERROR, "the server could not create an element")
             return
