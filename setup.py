@@ -28,6 +28,7 @@ setup(
         "autobahn>=24.4",
         "jinja2>=3.1",
         "prometheus_client>=0.20",
+        "txredisapi>=1.4.10",
     ],
     entry_points={"console_scripts": ["chatthing = chatthing.cli:main"]},
 )

@@ -20,7 +20,8 @@ from twisted.internet.defer import Deferred
 
 from . import commands
 from .live import LiveElement, Stream, expose
-from .rooms import ChatRoom, Lobby
+from .lobby import Lobby, NoSuchRoom, TooManyRooms
+from .rooms import ChatRoom
 from .validation import (
     MAX_MESSAGE_LENGTH,
     MAX_USERNAME_LENGTH,
@@ -35,7 +36,8 @@ from .validation import (
 )
 
 __all__ = [
-    "MAX_MESSAGE_LENGTH", "MAX_USERNAME_LENGTH", "AlreadyLoggedIn", "ChatRoom",
+    "MAX_MESSAGE_LENGTH", "MAX_USERNAME_LENGTH", "AlreadyLoggedIn", "ChatRoom", "NoSuchRoom",
+    "TooManyRooms",
     "ChatterElement", "InvalidMessage", "InvalidUsername", "Lobby", "NotLoggedIn",
     "UnknownCommand", "UsernameTaken", "chat", "checkMessage", "normalizeUsername",
 ]
@@ -64,16 +66,20 @@ class ChatterElement(LiveElement):
         return f"<ChatterElement {self.username or '(not logged in)'} in {self.room.name}>"
 
     @expose
-    def setUsername(self, username: str) -> str:
+    def setUsername(self, username: str) -> Deferred | str:
         """
         Log in as C{username}; returns the name as stored.
         """
         if self.username is not None:
+            if username.strip() == self.username:
+                # The same call again (its page sent it again after moving
+                # to this process): the same answer.
+                return self.username
             raise AlreadyLoggedIn(f"You are already logged in as {self.username}.")
         return self.room.login(self, username)
 
     @expose
-    def say(self, message: str) -> str | None:
+    def say(self, message: str) -> Deferred | None:
         """
         Say C{message} to everyone in the room, or run the slash command it
         is (see L{chatthing.commands}); returns the new name for C{/nick},
@@ -95,6 +101,16 @@ class ChatterElement(LiveElement):
 
     def connected(self) -> None:
         self.room.welcome(self)
+
+    def sessionState(self) -> dict:
+        """
+        What another process needs to carry on this page: who is logged in.
+        """
+        return {"username": self.username}
+
+    def restore(self, state: dict) -> None:
+        username = state.get("username") if isinstance(state, dict) else None
+        self.room.restore(self, username if isinstance(username, str) else None)
 
     def wall(self, message: str) -> Deferred:
         """

@@ -7,7 +7,7 @@ C{//} is said as it is, less one slash.
 """
 
 import re
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .validation import InvalidMessage, InvalidUsername, UnknownCommand, checkMessage
 
@@ -17,21 +17,20 @@ if TYPE_CHECKING:
 _COMMAND = re.compile(r"/(\S*)\s*(.*)", re.DOTALL)
 
 
-def run(chatter: "ChatterElement", text: str) -> str | None:
+def run(chatter: "ChatterElement", text: str) -> Any:
     """
     Say C{text} as C{chatter}, or run the command it is.
 
-    @return: the new username, for C{/nick}; else L{None}.
+    @return: the new username, for C{/nick}; else L{None}; or a L{Deferred}
+        firing with it once the room's backplane has taken what was said.
     @raise InvalidMessage: if C{text} cannot be said.
     @raise UnknownCommand: if C{text} is a command the chat does not know.
     """
     message = checkMessage(text)
     if not message.startswith("/"):
-        chatter.room.tellEverybody(chatter, message)
-        return None
+        return chatter.room.tellEverybody(chatter, message)
     if message.startswith("//"):
-        chatter.room.tellEverybody(chatter, message[1:])
-        return None
+        return chatter.room.tellEverybody(chatter, message[1:])
     match = _COMMAND.fullmatch(message)
     assert match is not None
     word, rest = match.group(1), match.group(2).strip()
@@ -45,10 +44,10 @@ def run(chatter: "ChatterElement", text: str) -> str | None:
     return command[0](chatter, rest)
 
 
-def me(chatter: "ChatterElement", rest: str) -> None:
+def me(chatter: "ChatterElement", rest: str) -> Any:
     if not rest:
         raise InvalidMessage("Usage: /me ACTION, for example /me waves")
-    chatter.room.act(chatter, rest)
+    return chatter.room.act(chatter, rest)
 
 
 def nick(chatter: "ChatterElement", rest: str) -> str:

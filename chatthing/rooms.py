@@ -5,19 +5,20 @@ A L{ChatRoom} keeps its pages, who is logged in there, its last messages
 (the history a joining page is shown) and two streams: C{room}, the
 messages, alerts and presence every page of the room receives (and gets
 again, exactly once, if it resumes after a drop), and C{typing}, who is
-typing, which is not replayed.  A L{Lobby} holds every room of a server,
-makes each page's element in the room its path names, keeps usernames
-unique across all of them, and sends global alerts to all.
+typing, which is not replayed.  The L{chatthing.lobby.Lobby} holds them.
 """
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from .live import CallRefused, Stream
-from .validation import LOBBY, UsernameTaken, normalizeUsername, roomForPath
+from .backplane import Backplane, Call, MemoryBackplane, NameTaken
+from .live import SessionMoved, Stream
+from .validation import LOBBY, UsernameTaken, normalizeUsername
 
 if TYPE_CHECKING:
     from .chatterbox import ChatterElement
@@ -36,72 +37,18 @@ PRIVATE_HISTORY = 100
 #: (the page itself sends at most one every 2 s).
 TYPING_INTERVAL = 1.5
 
-#: How many rooms a lobby keeps; past this, the one unused the longest and
-#: empty is forgotten (with its history) to make way for a new one.
-MAX_ROOMS = 1000
-
-
-class TooManyRooms(CallRefused):
-    """
-    Every room is in use and there are L{MAX_ROOMS}: no new one can open.
-    """
-
-
-class NoSuchRoom(CallRefused):
-    """
-    The page's path names no room.
-    """
-
-
-class Usernames:
-    """
-    The names logged in on a server, compared case-insensitively: who owns
-    each.
-    """
-
-    def __init__(self) -> None:
-        self._owners: dict[str, Any] = {}
-
-    def claim(self, name: str, owner: Any) -> None:
-        """
-        Give C{name} to C{owner}.
-
-        @raise UsernameTaken: if someone else has it.
-        """
-        key = name.casefold()
-        current = self._owners.get(key)
-        if current is not None and current is not owner:
-            raise UsernameTaken(f"The name {name!r} is taken; please choose another.")
-        self._owners[key] = owner
-
-    def release(self, name: str, owner: Any) -> None:
-        """
-        C{owner} no longer has C{name}.
-        """
-        if self._owners.get(name.casefold()) is owner:
-            del self._owners[name.casefold()]
-
-
-class PassingStream(Stream):
-    """
-    A stream of passing events (who is typing now): a page that comes back
-    after a drop is not sent the ones it missed, which would be stale, and
-    they take no room in a replay history.
-    """
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name, history=1)
-
-    def since(self, offset: int) -> list:
-        return []
-
 
 class ChatRoom:
     """
     One room: its pages, who is logged in, its history, and its streams.
 
-    @ivar chatters: every page's element, in joining order, until the page
-        has gone for good.
+    The room's streams and roster come from its backplane (its own memory,
+    or Redis shared with other processes: L{chatthing.backplane}).  Its
+    history and presence list are views of its C{room} stream, kept from
+    the calls it delivers, so they are the same in every process.
+
+    @ivar chatters: this process's pages of the room, in joining order,
+        until each has gone for good.
     @ivar stream: what every page in the room receives, replayed on resume.
     @ivar typingStream: who is typing; not replayed.
     @ivar history: the last messages said here, oldest first, as
@@ -115,23 +62,28 @@ class ChatRoom:
         self,
         name: str = LOBBY,
         history: int = DEFAULT_HISTORY,
-        usernames: Usernames | None = None,
+        backplane: Backplane | None = None,
         streamHistory: int = STREAM_HISTORY,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.monotonic,
         typingInterval: float = TYPING_INTERVAL,
+        alerts: Stream | None = None,
     ) -> None:
         self.name = name
+        self.backplane = backplane if backplane is not None else MemoryBackplane()
         self.chatters: list[ChatterElement] = []
-        self.stream = Stream("room", streamHistory)
-        self.typingStream = PassingStream("typing")
+        self.stream = self.backplane.stream(f"room:{name}", "room", streamHistory)
+        self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")
+        self.alerts = alerts
         self.history: deque[list] = deque(maxlen=history)
-        self.usernames = usernames if usernames is not None else Usernames()
         self.clock = clock
         self.timer = timer
         self.typingInterval = typingInterval
         self._online: dict[str, ChatterElement] = {}
+        self._presence: list[str] = []
         self._stampedSecond: int | None = None
+        self._lastStamp = 0
+        self.stream.observe(self._heard)
 
     def __repr__(self) -> str:
         return f"<ChatRoom {self.name} ({len(self.chatters)} pages)>"
@@ -145,20 +97,22 @@ class ChatRoom:
 
         chatter = ChatterElement(self)
         self.chatters.append(chatter)
-        chatter.notifyOnDisconnect().addCallback(lambda reason: self.leave(chatter))
+        chatter.notifyOnDisconnect().addCallback(lambda reason: self.leave(chatter, reason))
         return chatter
 
     def online(self) -> list[str]:
         """
-        The names of the users logged in here now, in joining order.
+        The names of the users logged in here, on this process, in joining
+        order.
         """
         return [chatter.username for chatter in self._online.values()]
 
     def presence(self) -> list[str]:
         """
-        The names of the users logged in here, sorted as people read them.
+        The names of the users logged in here (on every process), sorted as
+        people read them.
         """
-        return sorted(self.online(), key=lambda name: (name.casefold(), name))
+        return list(self._presence)
 
     def welcome(self, chatter: "ChatterElement") -> None:
         """
@@ -170,88 +124,149 @@ class ChatRoom:
         """
         chatter.private = Stream("private", PRIVATE_HISTORY)
         chatter.subscribe(chatter.private)
-        if self.history:
+        self.stream.ready().addCallback(lambda _: self._subscribe(chatter, showHistory=True))
+
+    def restore(self, chatter: "ChatterElement", username: str | None) -> None:
+        """
+        A page's session has come here from another process: take up where
+        it was, without showing the history again or announcing anything.
+        """
+        chatter.private = Stream("private", PRIVATE_HISTORY)
+        chatter.subscribe(chatter.private)
+        self._subscribe(chatter, showHistory=False)
+        if username is not None:
+            chatter.username = username
+            self._online[username.casefold()] = chatter
+            self.backplane.roster.restore(chatter, username, self.name, self.stream,
+                                          self._onLeave(username))
+            self.log.info("{user} came back to {room}", user=username, room=self.name)
+
+    def _subscribe(self, chatter: "ChatterElement", showHistory: bool) -> None:
+        if chatter.private is None:
+            return  # gone already
+        if showHistory and self.history:
             chatter.private.emit("displayHistory", list(self.history))
         chatter.subscribe(self.stream)
         chatter.subscribe(self.typingStream)
+        if self.alerts is not None:
+            chatter.subscribe(self.alerts)
 
-    def login(self, chatter: "ChatterElement", username: str) -> str:
+    def login(self, chatter: "ChatterElement", username: str) -> Deferred:
         """
         Give C{chatter} the name C{username} and announce it.
 
-        @return: the name as stored (trimmed).
+        @return: a L{Deferred} firing with the name as stored (trimmed).
         @raise InvalidUsername: if the name is not valid.
-        @raise UsernameTaken: if someone online, in any room, has it.
+        @raise UsernameTaken: (in the L{Deferred}) if someone online, in any
+            room of any process, has it.
         """
         name = normalizeUsername(username)
-        self.usernames.claim(name, chatter)
-        self._online[name.casefold()] = chatter
-        chatter.username = name
-        self.log.info("{user} joined {room}", user=name, room=self.name)
-        self.wall(f" * user {name} has joined the room")
-        self._presenceChanged()
-        return name
 
-    def rename(self, chatter: "ChatterElement", username: str) -> str:
+        def held(_: Any) -> str:
+            self._online[name.casefold()] = chatter
+            chatter.username = name
+            chatter.sessionStateChanged()
+            self.log.info("{user} joined {room}", user=name, room=self.name)
+            return name
+
+        return self._hold(chatter, name, f" * user {name} has joined the room").addCallback(held)
+
+    def rename(self, chatter: "ChatterElement", username: str) -> Deferred:
         """
         Change the logged-in C{chatter}'s name to C{username} and announce it.
 
-        @return: the new name as stored.
+        @return: a L{Deferred} firing with the new name as stored.
         """
         name = normalizeUsername(username)
         old = chatter.username
         assert old is not None
         if name == old:
-            return name
-        self.usernames.claim(name, chatter)
-        if name.casefold() != old.casefold():
-            self.usernames.release(old, chatter)
-        self._online = {
-            (name.casefold() if element is chatter else key): element
-            for key, element in self._online.items()
-        }
-        chatter.username = name
-        self.log.info("{old} is now {new} in {room}", old=old, new=name, room=self.name)
-        self.wall(f" * user {old} is now known as {name}")
-        self._presenceChanged()
-        return name
+            return succeed(name)
 
-    def leave(self, chatter: "ChatterElement") -> None:
+        def held(_: Any) -> str:
+            self._online = {
+                (name.casefold() if element is chatter else key): element
+                for key, element in self._online.items()
+            }
+            chatter.username = name
+            chatter.sessionStateChanged()
+            self.log.info("{old} is now {new} in {room}", old=old, new=name, room=self.name)
+            return name
+
+        return self._hold(chatter, name, f" * user {old} is now known as {name}").addCallback(held)
+
+    def _hold(self, chatter: "ChatterElement", name: str, announcement: str) -> Deferred:
+        # Once the room's stream is ready: a page that opened the room on
+        # this process is subscribed by then (it asked first), so it gets
+        # its own announcement.
+        d = self.stream.ready()
+        d.addCallback(lambda _: self.backplane.roster.hold(
+            chatter, name, self.name, self.stream,
+            announce=self._stamped("displayMessage", announcement),
+            onLeave=self._onLeave(name),
+        ))
+
+        def taken(failure: Failure) -> None:
+            failure.trap(NameTaken)
+            raise UsernameTaken(f"The name {name!r} is taken; please choose another.")
+
+        return d.addErrback(taken)
+
+    def _onLeave(self, name: str) -> list[Call]:
         """
-        Forget C{chatter}; announce its user's leaving if it had logged in.
+        What to tell the room if C{name}'s process dies and its page does
+        not come back.
+        """
+        return [("displayMessage", [f" * user {name} has left the room"])]
+
+    def leave(self, chatter: "ChatterElement", reason: BaseException | None = None) -> None:
+        """
+        Forget C{chatter}; announce its user's leaving if it had logged in
+        (unless its session has only moved to another process).
         """
         if chatter in self.chatters:
             self.chatters.remove(chatter)
-        if chatter.username is not None and self._online.get(chatter.username.casefold()) is chatter:
-            del self._online[chatter.username.casefold()]
-            self.usernames.release(chatter.username, chatter)
-            self.log.info("{user} left {room}", user=chatter.username, room=self.name)
-            self.wall(f" * user {chatter.username} has left the room")
-            self._presenceChanged()
+        name = chatter.username
+        if name is not None and self._online.get(name.casefold()) is chatter:
+            del self._online[name.casefold()]
+            if isinstance(reason, SessionMoved):
+                return
+            self.log.info("{user} left {room}", user=name, room=self.name)
+            self.backplane.roster.release(
+                chatter, self._stamped("displayMessage", f" * user {name} has left the room")
+            ).addErrback(lambda failure: self.log.failure(
+                "could not announce that {user} left", failure, user=name))
+
+    def tellHere(self, message: str) -> None:
+        """
+        Show C{message} to the room's pages on this process only.
+        """
+        stream = self.stream.fallback or self.stream
+        stream.publish(self._stamped("displayMessage", message))
 
     def wall(self, message: str) -> int:
         """
         Send the alert C{message} to every page of the room.
 
-        @return: how many pages it was sent to.
+        @return: how many pages of this process it was sent to.
         """
-        self._stamp()
-        self.stream.emit("displayMessage", message)
+        self.stream.publish(self._stamped("displayMessage", message))
         return len(self.chatters)
 
-    def tellEverybody(self, who: "ChatterElement", what: str) -> None:
+    def tellEverybody(self, who: "ChatterElement", what: str) -> Deferred | None:
         """
         Let every page of the room hear C{who} say C{what}.
-        """
-        self._remember("message", who.username, what)
-        self.stream.emit("displayUserMessage", who.username, what)
 
-    def act(self, who: "ChatterElement", what: str) -> None:
+        @return: L{None}, or a L{Deferred} that fires when a shared stream
+            has taken the message.
+        """
+        return self.stream.publish(self._stamped("displayUserMessage", who.username, what))
+
+    def act(self, who: "ChatterElement", what: str) -> Deferred | None:
         """
         Show every page of the room that C{who} does C{what} (C{/me}).
         """
-        self._remember("action", who.username, what)
-        self.stream.emit("displayAction", who.username, what)
+        return self.stream.publish(self._stamped("displayAction", who.username, what))
 
     def typing(self, who: "ChatterElement") -> bool:
         """
@@ -267,111 +282,29 @@ class ChatRoom:
         self.typingStream.emit("showTyping", who.username)
         return True
 
-    def _remember(self, kind: str, speaker: str | None, text: str) -> None:
-        when = self._stamp()
-        self.history.append([kind, speaker, text, when])
-
-    def _stamp(self) -> int:
+    def _stamped(self, method: str, *args: Any) -> list[Call]:
         """
-        The time now, in milliseconds since the epoch (UTC).  The pages learn
-        it from a C{messageTime} call on the stream before the line it
-        dates, sent at most once a second: a page dates each line with the
-        last time it was sent.
+        The call C{method(*args)}, dated: the pages learn the time from a
+        C{messageTime} call before the line it dates, sent at most once a
+        second (a page dates each line with the last time it was sent).
         """
         now = self.clock()
-        millis = int(now * 1000)
+        calls: list[Call] = []
         if int(now) != self._stampedSecond:
             self._stampedSecond = int(now)
-            self.stream.emit("messageTime", millis)
-        return millis
+            calls.append(("messageTime", [int(now * 1000)]))
+        calls.append((method, list(args)))
+        return calls
 
-    def _presenceChanged(self) -> None:
-        self.stream.emit("updatePresence", self.presence())
-
-
-class Lobby:
-    """
-    Every room of a server: C{/} is the lobby, C{/room/NAME} the room NAME,
-    opened when a page first asks for it.  Its L{makeChatter} is the element
-    factory to serve: the runtime passes it each page's path.
-
-    @ivar rooms: the open rooms by name, least recently joined first.
-    """
-
-    log = Logger()
-
-    def __init__(self, history: int = DEFAULT_HISTORY, maxRooms: int = MAX_ROOMS,
-                 **roomOptions: Any) -> None:
-        self.usernames = Usernames()
-        self.maxRooms = maxRooms
-        self._roomOptions = dict(roomOptions, history=history)
-        self.rooms: OrderedDict[str, ChatRoom] = OrderedDict()
-        self.room(LOBBY)
-
-    def room(self, name: str) -> ChatRoom:
+    def _heard(self, method: str, args: list) -> None:
         """
-        The room called C{name} (lower case), opened if need be.
-
-        @raise TooManyRooms: if it would be one too many.
+        Keep the room's history and presence list from what its stream
+        delivers.
         """
-        room = self.rooms.get(name)
-        if room is None:
-            if len(self.rooms) >= self.maxRooms:
-                self._forgetOneRoom()
-            room = self.rooms[name] = ChatRoom(name, usernames=self.usernames, **self._roomOptions)
-            self.log.info("opened room {room}", room=name)
-        self.rooms.move_to_end(name)
-        return room
-
-    def _forgetOneRoom(self) -> None:
-        for name, room in self.rooms.items():
-            if name != LOBBY and not room.chatters:
-                del self.rooms[name]
-                return
-        raise TooManyRooms(f"all {self.maxRooms} rooms are in use")
-
-    def pageExists(self, path: str) -> bool:
-        """
-        Whether C{path} is a room's page (the runtime serves the page there).
-        """
-        return roomForPath(path) is not None
-
-    def makeChatter(self, page: str = "/") -> "ChatterElement":
-        """
-        The element for a new page at C{page}, in that page's room.
-
-        @raise NoSuchRoom: if no room is there.
-        """
-        name = roomForPath(page) if isinstance(page, str) else None
-        if name is None:
-            raise NoSuchRoom(f"there is no room at {page!r}")
-        return self.room(name).makeChatter(page)
-
-    def leave(self, chatter: "ChatterElement") -> None:
-        """
-        Forget C{chatter} (its page has gone), in whichever room it is.
-        """
-        chatter.room.leave(chatter)
-
-    def online(self) -> list[str]:
-        """
-        The names of the users logged in, in any room.
-        """
-        return [name for room in self.rooms.values() for name in room.online()]
-
-    def registerMetrics(self, metrics: Any) -> None:
-        """
-        Add the chat's own numbers to a site's metrics (the runtime calls
-        this once per site): users logged in, and rooms open.
-        """
-        metrics.addGauge("chat_users", "Users logged in, in all rooms.",
-                         lambda: len(self.online()))
-        metrics.addGauge("chat_rooms", "Rooms open.", lambda: len(self.rooms))
-
-    def wall(self, message: str) -> int:
-        """
-        Send the global alert C{message} to every page of every room.
-
-        @return: how many pages it was sent to.
-        """
-        return sum(room.wall(message) for room in list(self.rooms.values()) if room.chatters)
+        if method == "messageTime" and args and isinstance(args[0], int):
+            self._lastStamp = args[0]
+        elif method in ("displayUserMessage", "displayAction") and len(args) == 2:
+            kind = "message" if method == "displayUserMessage" else "action"
+            self.history.append([kind, args[0], args[1], self._lastStamp])
+        elif method == "updatePresence" and args and isinstance(args[0], list):
+            self._presence = args[0]

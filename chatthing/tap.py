@@ -14,6 +14,8 @@ from twisted.python import usage
 from twisted.python.reflect import namedAny
 
 from .admin import adminSite, readToken
+from .backplane import MemoryBackplane
+from .backplane.redis import RedisURL
 from .listening import ListeningService
 from .live import LiveElement, LiveSite
 from .live._health import operatorSite
@@ -67,7 +69,8 @@ class Options(usage.Options):
         "Serve a live element to browsers: the page, its JavaScript and its "
         "WebSocket on one port. For the tutorial's chat: "
         "twistd -n chat-widget --element=chatthing.chatterbox.chat . "
-        "For operators: /healthz (200 ok, 503 while shutting down) is always served "
+        "For operators: /healthz (200 ok; 200 degraded while Redis is unreachable; 503 "
+        "while shutting down) is always served "
         "on the chat's port; Prometheus /metrics only on --metrics-listen, or on the "
         "chat's port with --metrics-public. For one JSON object per log line, give "
         "twistd its own option before the plugin's name: "
@@ -97,6 +100,10 @@ class Options(usage.Options):
          "and /healthz, with no authentication: bind it to loopback or a private "
          "network, e.g. tcp:9100:interface=127.0.0.1 [default: off]."],
         ["title", None, "chatthing", "Title of the page."],
+        ["redis", None, None,
+         "redis://host:port/db of a Redis server through which several processes share "
+         "the chat (rooms, names, history, alerts, sessions); see docs/scaling.md "
+         "[default: none, this process alone, in memory]."],
         ["grace-period", None, "30",
          "Seconds a page whose connection dropped may take to come back to its "
          "session (and get what it missed) before the session ends; 0 or more."],
@@ -168,6 +175,13 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--port must be a number from 0 to 65535, not {self['port']!r}")
             self["listen"] = [f"tcp:{port}"]
         self["settings"] = self.makeSettings()
+        if self["redis"] is not None:
+            try:
+                RedisURL(self["redis"])
+            except ValueError:
+                raise usage.UsageError(
+                    f"--redis must be a URL like redis://127.0.0.1:6379/0, not {self['redis']!r}"
+                ) from None
         self["adminToken"] = None
         if self["admin-token-file"] is not None:
             self["adminToken"] = readToken(self["admin-token-file"])
@@ -224,6 +238,31 @@ def checkOrigin(origin: str) -> str:
     return origin.strip().rstrip("/")
 
 
+def makeBackplane(config: Options) -> Any:
+    """
+    The backplane C{--redis} asks for, or the in-memory one.
+    """
+    if config["redis"] is None:
+        return MemoryBackplane()
+    from .backplane.redis import RedisBackplane
+
+    return RedisBackplane(config["redis"], gracePeriod=config["settings"].gracePeriod)
+
+
+def offerBackplane(factory: Any, backplane: Any) -> None:
+    """
+    Call C{useBackplane(backplane)} on the object the element factory is a
+    bound method of (C{Lobby().makeChatter}), or on the factory itself, if
+    it has one.
+    """
+    owner = getattr(factory, "__self__", factory)
+    use = getattr(owner, "useBackplane", None)
+    if callable(use):
+        use(backplane)
+    elif not isinstance(backplane, MemoryBackplane):
+        raise usage.UsageError("--redis was given, but the element factory cannot use a backplane")
+
+
 def makeService(config: Options) -> MultiService:
     """
     One listening service per C{--listen} address for the site, plus the
@@ -234,8 +273,13 @@ def makeService(config: Options) -> MultiService:
     so that load balancers stop sending pages here.
     """
     service = MultiService()
-    site = LiveSite(config["elementFactory"], title=config["title"], settings=config["settings"])
+    backplane = makeBackplane(config)
+    backplane.setServiceParent(service)
+    offerBackplane(config["elementFactory"], backplane)
+    site = LiveSite(config["elementFactory"], title=config["title"], settings=config["settings"],
+                    sessionStore=backplane.sessions)
     site.health.addCheck(lambda: None if service.running else "shutting down")
+    site.health.addCheck(backplane.problem, critical=False)
     if config["metrics-public"]:
         site.serveMetrics()
     for description in config["listen"]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian machine, then runs them
-# all: Debian's Chromium for the browser tests, and a fresh virtual environment
+# all: Debian's Chromium for the browser tests, Debian's redis-server for the
+# cluster tests (they start their own), and a fresh virtual environment
 # (.venv-test) with chatthing installed from this checkout by `pip install .`.
 # Extra arguments go to pytest.
 set -euo pipefail
@@ -10,6 +11,7 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq

@@ -91,7 +91,7 @@ class ChatRoomTests(SynchronousTestCase):
     def test_loginAnnounces(self):
         """Logging in announces the user to every page, the new one included."""
         a, b = Page(self.room), Page(self.room)
-        self.assertEqual(b.element.setUsername("  bob "), "bob")
+        self.assertEqual(self.successResultOf(b.element.setUsername("  bob ")), "bob")
         for page in (a, b):
             self.assertEqual(page.shown, [("displayMessage", " * user bob has joined the room")])
         self.assertEqual(self.room.online(), ["bob"])
@@ -101,22 +101,22 @@ class ChatRoomTests(SynchronousTestCase):
         Page(self.room).element.setUsername("Alice")
         other = Page(self.room).element
         for name in ["alice", " ALICE ", "Alice"]:
-            self.assertRaises(UsernameTaken, other.setUsername, name)
-        self.assertEqual(other.setUsername("alice2"), "alice2")
+            self.failureResultOf(other.setUsername(name), UsernameTaken)
+        self.assertEqual(self.successResultOf(other.setUsername("alice2")), "alice2")
 
     def test_nameFreedOnLeave(self):
         """A name is free again once its owner's page goes away."""
         first = Page(self.room)
         first.element.setUsername("alice")
         first.leave()
-        self.assertEqual(Page(self.room).element.setUsername("ALICE"), "ALICE")
+        self.assertEqual(self.successResultOf(Page(self.room).element.setUsername("ALICE")), "ALICE")
 
     def test_invalidNames(self):
         """Empty, blank, over-long and control-character names are refused."""
         element = Page(self.room).element
         for name in ["", "   ", "x" * 33, "a\x00b", "a\nb", "tab\there", "\x1b[31mred"]:
             self.assertRaises(InvalidUsername, element.setUsername, name)
-        self.assertEqual(element.setUsername("x" * 32), "x" * 32)
+        self.assertEqual(self.successResultOf(element.setUsername("x" * 32)), "x" * 32)
 
     def test_loginTwice(self):
         """A page cannot log in a second time."""

@@ -358,7 +358,7 @@ def test_twistdJsonLogsAndMetricsListener(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_chatGauges(serve):
     """The chat's own gauges, users logged in and rooms open, move as pages log in and open rooms."""
-    from chatthing.rooms import Lobby
+    from chatthing.lobby import Lobby
 
     lobby = Lobby()
     server = await serve(elementFactory=lobby.makeChatter, publicMetrics=True)

@@ -9,6 +9,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from chatthing import tap
+from chatthing.backplane import MemoryBackplane
 from chatthing.chatterbox import ChatterElement, chat
 from chatthing.listening import ListeningService
 from chatthing.live import LiveSite
@@ -107,13 +108,23 @@ def test_adminNeedsWall(tmp_path):
         parse("--element=chatthing.live.LiveElement", "--admin-token-file", str(token))
 
 
+def serving(service):
+    """
+    The services of C{makeService}'s after the backplane, which comes first
+    (so that it stops last).
+    """
+    children = list(service)
+    assert isinstance(children[0], MemoryBackplane)
+    return children[1:]
+
+
 def test_makeService(tmp_path):
     """makeService listens once per --listen address, plus the admin endpoint if configured."""
     token = tmp_path / "token"
     token.write_text("t")
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--listen", "tcp:1",
                     "--admin-token-file", str(token), "--admin-listen", "tcp:2")
-    services = list(tap.makeService(options))
+    services = serving(tap.makeService(options))
     assert [(s.description, s.label) for s in services[:-1]] == [
         ("tcp:0", "chat"), ("tcp:1", "chat"), ("tcp:2", "admin")]
     assert all(isinstance(s, ListeningService) for s in services[:-1])
@@ -123,7 +134,7 @@ def test_makeService(tmp_path):
 def test_makeServiceSettingsAndShutdown():
     """The site gets the options' LiveSettings; the shutdown, added last (stopped first), alerts the room."""
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--rate", "5")
-    services = list(tap.makeService(options))
+    services = serving(tap.makeService(options))
     site = services[0].factory
     assert isinstance(site, LiveSite)
     assert site.liveFactory.settings is options["settings"]
@@ -279,7 +290,7 @@ def test_operatorDefaults():
     """By default /healthz is on the chat's port, /metrics nowhere, and there is no metrics listener."""
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0")
     assert options["metrics-listen"] is None and not options["metrics-public"]
-    services = list(tap.makeService(options))
+    services = serving(tap.makeService(options))
     assert [s.label for s in services[:-1]] == ["chat"]
     site = services[0].factory
     assert isinstance(site.resource.children[b"healthz"], HealthResource)
@@ -290,7 +301,7 @@ def test_metricsListen():
     """--metrics-listen adds a listener serving only the site's /healthz and /metrics, before the shutdown."""
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0",
                     "--metrics-listen", "tcp:9100:interface=127.0.0.1")
-    services = list(tap.makeService(options))
+    services = serving(tap.makeService(options))
     assert [(s.description, s.label) for s in services[:-1]] == [
         ("tcp:0", "chat"), ("tcp:9100:interface=127.0.0.1", "metrics")]
     site, operator = services[0].factory, services[1].factory
@@ -304,7 +315,7 @@ def test_metricsListen():
 def test_metricsPublic():
     """--metrics-public serves /metrics on the chat's own port too."""
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--metrics-public")
-    site = list(tap.makeService(options))[0].factory
+    site = serving(tap.makeService(options))[0].factory
     assert isinstance(site.resource.children[b"metrics"], MetricsResource)
     assert site.resource.children[b"metrics"].metrics is site.metrics
 
@@ -313,7 +324,7 @@ def test_healthzWhileStopping():
     """Once the service starts stopping, /healthz reports "shutting down", so load balancers drain it."""
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0")
     service = tap.makeService(options)
-    site = list(service)[0].factory
+    site = serving(service)[0].factory
     service.running = 1  # as startService leaves it, without listening
     assert site.health.problems() == []
     service.running = 0  # as stopService leaves it, before its children stop
@@ -325,3 +336,32 @@ def test_helpShowsOperatorOptions():
     text = " ".join(str(tap.Options()).split())
     assert "--metrics-listen" in text and "--metrics-public" in text
     assert "/healthz" in text and "chatthing.logs.jsonLogObserver" in text
+
+
+@pytest.mark.parametrize("url", ["nope", "http://127.0.0.1:6379/0", "redis://", "redis://host:6379/db"])
+def test_redisOptionMustBeARedisURL(url):
+    """--redis takes redis://host:port/db; anything else is a usage error naming the option."""
+    with pytest.raises(usage.UsageError, match="--redis must be a URL like redis://"):
+        parse("--element=chatthing.chatterbox.chat", "--redis", url)
+
+
+def test_redisOptionSharesTheChat():
+    """With --redis the backplane is Redis's, the lobby and the session store use it, and /healthz
+    answers 200 "degraded: backplane unreachable" until it connects (the process still serves)."""
+    from chatthing.backplane.redis import RedisBackplane
+
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0",
+                    "--redis", "redis://:secret@127.0.0.1:1/3", "--grace-period", "7")
+    service = tap.makeService(options)
+    backplane, site = list(service)[0], list(service)[1].factory
+    try:
+        assert isinstance(backplane, RedisBackplane)
+        assert (backplane.url.host, backplane.url.port, backplane.url.db) == ("127.0.0.1", 1, 3)
+        assert backplane.url.password == "secret" and backplane.gracePeriod == 7
+        assert chat.__self__.backplane is backplane
+        assert site.liveFactory.sessionStore is backplane.sessions
+        service.running = 1
+        assert site.health.problems() == ["backplane unreachable (redis://127.0.0.1:1/3)"]
+        assert site.health.problems(critical=True) == []
+    finally:
+        chat.__self__.useBackplane(MemoryBackplane())

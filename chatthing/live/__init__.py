@@ -17,11 +17,12 @@ from ._errors import (
     ProtocolError,
     RateLimited,
     RemoteError,
+    SessionMoved,
     TooManyPendingCalls,
 )
 from ._expose import expose
 from ._settings import LiveSettings
-from ._stream import Stream
+from ._stream import PassingStream, Stream
 from ._web import LiveSite
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
@@ -35,10 +36,12 @@ __all__ = [
     "LiveSite",
     "MAX_FRAME_BYTES",
     "NoSuchMethod",
+    "PassingStream",
     "PROTOCOL_VERSION",
     "ProtocolError",
     "RateLimited",
     "RemoteError",
+    "SessionMoved",
     "Stream",
     "TooManyPendingCalls",
     "expose",

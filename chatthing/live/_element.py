@@ -34,6 +34,8 @@ class LiveElement:
     jsClass: ClassVar[str | None] = None
 
     _liveSession: Any = None
+    #: The id of the page's session, once attached (kept after it ends).
+    sessionId: str | None = None
     _liveDetachReason: Failure | None = None
     _liveDisconnectWaiters: list[Deferred] | None = None
 
@@ -80,6 +82,32 @@ class LiveElement:
         Called once the page is attached and calls may flow both ways.
         """
 
+    def sessionState(self) -> Any:
+        """
+        What another process needs, besides the page's path, to carry on
+        this element's session if this process dies or the page's next
+        connection reaches another one: JSON data given to that process's
+        new element's L{restore}.  L{None} (the default): the session cannot
+        move, and a page that comes back elsewhere starts a new one.
+        Call L{sessionStateChanged} when it changes.
+        """
+        return None
+
+    def sessionStateChanged(self) -> None:
+        """
+        Record the element's new L{sessionState} for other processes.
+        """
+        if self._liveSession is not None:
+            self._liveSession.stateChanged()
+
+    def restore(self, state: Any) -> None:
+        """
+        Called instead of L{connected} on an element made to carry on a
+        session from another process, with the L{sessionState} it recorded:
+        take it up, and subscribe to the same streams (the page is then sent
+        what it missed of them).
+        """
+
     def disconnected(self, reason: Failure) -> None:
         """
         Called once when the page goes away; the element is detached by then.
@@ -104,7 +132,13 @@ class LiveElement:
 
     def _liveAttach(self, session: Any) -> None:
         self._liveSession = session
+        self.sessionId = session.ident
         self._liveRunHook(self.connected)
+
+    def _liveRestore(self, session: Any, state: Any) -> None:
+        self._liveSession = session
+        self.sessionId = session.ident
+        self._liveRunHook(self.restore, state)
 
     def _liveDetach(self, reason: Failure) -> None:
         if self._liveDetachReason is not None:

@@ -69,3 +69,11 @@ class TooManyPendingCalls(LiveError):
     """
     The page has as many calls running as it may; wait for their answers.
     """
+
+
+class SessionMoved(Exception):
+    """
+    Why a session ended in this process: another process took it over (its
+    page came back there).  The session goes on; an application should not
+    treat its user as gone.
+    """

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from jinja2 import Environment
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.logger import Logger
 
 from . import _wire
@@ -18,6 +18,7 @@ from ._errors import LiveError
 from ._metrics import LiveMetrics, offerMetrics
 from ._protocol import LiveServerProtocol
 from ._session import LiveSession
+from ._sessionstore import LocalSessions, SessionRecord, SessionStore
 from ._settings import LiveSettings
 
 
@@ -89,6 +90,7 @@ class LiveServerFactory(WebSocketServerFactory):
         templates: Environment,
         settings: LiveSettings = LiveSettings(),
         reactor: Any = None,
+        sessionStore: SessionStore | None = None,
     ) -> None:
         super().__init__()
         if reactor is None:
@@ -100,6 +102,8 @@ class LiveServerFactory(WebSocketServerFactory):
         self.templates = templates
         self.settings = settings
         self.sessions: dict[str, LiveSession] = {}
+        self.sessionStore = sessionStore if sessionStore is not None else LocalSessions()
+        self.sessionStore.movedAway = self._sessionMovedAway
         self.connections: dict[LiveServerProtocol, Deferred] = {}
         self._batched_timer = _ExactTimer(reactor)
         self.metrics = LiveMetrics(lambda: len(self.connections), lambda: len(self.sessions))
@@ -153,12 +157,55 @@ class LiveServerFactory(WebSocketServerFactory):
             return None
         return element
 
-    def startSession(self, element: LiveElement) -> LiveSession:
-        session = LiveSession(secrets.token_urlsafe(16), element, self.settings,
+    def startSession(self, element: LiveElement, page: str = "/", ident: str | None = None) -> LiveSession:
+        """
+        A new session for C{element}, the page at C{page}'s; recorded in the
+        session store unless it is one taken over (C{ident} given).
+        """
+        session = LiveSession(ident or secrets.token_urlsafe(16), element, self.settings,
                               self.reactor, self._sessionEnded)
+        session.page = page
         session.metrics = self.metrics
+        session.store = self.sessionStore
         self.sessions[session.ident] = session
+        if ident is None:
+            self.sessionStore.save(session)
         return session
+
+    def adoptSession(self, ident: str) -> Deferred:
+        """
+        Take over the session C{ident}, which another process had, if the
+        session store has it: make its element again for its page, restore
+        the element's state, and wait for its streams to be ready.
+
+        @return: a L{Deferred} firing with the L{LiveSession} (no page
+            attached yet), or L{None} if there is no such session to take.
+        """
+        def adopted(record: SessionRecord | None) -> Any:
+            if record is None or ident in self.sessions:
+                return self.sessions.get(ident)
+            try:
+                element = self.makeElement(record.page)
+            except LiveError as e:
+                self.log.info("cannot take over session {ident}: {error}", ident=ident[:6], error=e)
+                return None
+            if element is None:
+                return None
+            session = self.startSession(element, record.page, ident)
+            session.adopted = True
+            element._liveRestore(session, record.state)
+            ready = gatherResults([stream.ready() for stream in session.streams()], consumeErrors=True)
+            return ready.addCallback(lambda _: session)
+
+        d = self.sessionStore.adopt(ident)
+        d.addCallback(adopted)
+        return d
+
+    def _sessionMovedAway(self, ident: str) -> None:
+        session = self.sessions.get(ident)
+        if session is not None:
+            self.log.info("{session} moved to another server", session=session)
+            session.moveAway()
 
     def _sessionEnded(self, session: LiveSession) -> None:
         self.sessions.pop(session.ident, None)

@@ -18,10 +18,13 @@ HealthCheck = Callable[[], str | None]
 class HealthResource(Resource):
     """
     Asks each of its C{checks} in turn: if none has a problem, C{200} and
-    C{ok}; else C{503} and C{degraded: REASON}, one line per problem (a
-    check that raises is a problem too).  Plain text, never cached.
+    C{ok}; else C{degraded: REASON}, one line per problem (a check that
+    raises is a problem too), with C{503} if a critical check has one (the
+    server should not be sent pages: shutting down) and C{200} if not (it
+    serves, with less: the backplane is down).  Plain text, never cached.
 
-    @ivar checks: the L{HealthCheck}s; add to it with L{addCheck}.
+    @ivar checks: the L{HealthCheck}s and whether each is critical; add to
+        it with L{addCheck}.
     """
 
     isLeaf = True
@@ -29,14 +32,19 @@ class HealthResource(Resource):
 
     def __init__(self, checks: list[HealthCheck] | None = None) -> None:
         super().__init__()
-        self.checks: list[HealthCheck] = list(checks or [])
+        self.checks: list[tuple[HealthCheck, bool]] = [(check, True) for check in checks or []]
 
-    def addCheck(self, check: HealthCheck) -> None:
-        self.checks.append(check)
+    def addCheck(self, check: HealthCheck, critical: bool = True) -> None:
+        self.checks.append((check, critical))
 
-    def problems(self) -> list[str]:
+    def problems(self, critical: bool = False) -> list[str]:
+        """
+        What is wrong now (only with the critical checks, if C{critical}).
+        """
         found = []
-        for check in self.checks:
+        for check, isCritical in self.checks:
+            if critical and not isCritical:
+                continue
             try:
                 problem = check()
             except Exception:
@@ -52,7 +60,8 @@ class HealthResource(Resource):
         problems = self.problems()
         if not problems:
             return b"ok"
-        request.setResponseCode(503)
+        if self.problems(critical=True):
+            request.setResponseCode(503)
         return "\n".join(f"degraded: {p}" for p in problems).encode("utf-8")
 
 

@@ -65,6 +65,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
     _cut = False
     _backlogCheck: Any = None
     _floodReported = False
+    _adopting = False
     _bucket: TokenBucket
 
     def onConnect(self, request: Any) -> None:
@@ -101,6 +102,8 @@ class LiveServerProtocol(WebSocketServerProtocol):
             if not _isAck(frame):
                 self._throttle()
             if self.session is None:
+                if self._adopting:
+                    raise ProtocolError("wait for the answer to hello before sending more")
                 self._hello(frame)
             else:
                 self.session.receive(frame)
@@ -254,15 +257,62 @@ class LiveServerProtocol(WebSocketServerProtocol):
             return
         resume = _wire.parseResume(frame)
         self._helloTimeout.cancel()
-        expired = None
-        if resume is not None:
-            expired = self._resume(*resume)
-            if expired is None:
-                return
         page = frame.get("page", "/")
         if not isinstance(page, str):
             page = "/"
-        self._startSession(frame.get("render", True) is not False, expired, page)
+        render = frame.get("render", True) is not False
+        if resume is None:
+            self._startSession(render, None, page)
+        elif resume[0] in self.factory.sessions:
+            expired = self._resume(*resume)
+            if expired is not None:
+                self._startSession(render, expired, page)
+        else:
+            # Perhaps another process had the session: ask the store.
+            self._adopting = True
+            d = self.factory.adoptSession(resume[0])
+            d.addCallback(self._adopted, resume, render, page)
+            d.addErrback(self._notAdopted, render, page)
+
+    def _adopted(self, session: LiveSession | None, resume: tuple, render: bool, page: str) -> None:
+        self._adopting = False
+        ident, seenSeq, offsets = resume
+        if self.state != self.STATE_OPEN:
+            if session is not None:
+                session.awaitPage()
+            return
+        if session is None:
+            self.factory.metrics.resumed(EXPIRED)
+            why = "the session has expired or is unknown to this server"
+        elif session.moved:
+            # Already here: taken over for an earlier connection of the page.
+            why = self._resume(ident, seenSeq, offsets)
+            if why is not None:
+                self._startSession(render, why, page)
+            return
+        else:
+            why = session.resumeMoved(self, seenSeq, offsets)
+            if why is None:
+                self.session = session
+                self.factory.metrics.resumed(RESUMED)
+                self.liveLog.info("{session} taken over from another server by {peer}",
+                                  session=session, peer=self.peer)
+                return
+            self.factory.metrics.resumed(UNREPLAYABLE)
+            session.end(Failure(ConnectionLost(why)))
+        self.liveLog.info("{peer} could not resume: {why}", peer=self.peer, why=why)
+        self._startSession(render, why, page)
+
+    def _notAdopted(self, failure: Failure, render: bool, page: str) -> None:
+        self._adopting = False
+        if failure.check(LiveError):
+            self.liveLog.info("{peer} could not resume: {why}", peer=self.peer,
+                              why=failure.getErrorMessage())
+        else:
+            self.liveLog.failure("could not take over a session for {peer}", failure, peer=self.peer)
+        self.factory.metrics.resumed(EXPIRED)
+        if self.state == self.STATE_OPEN:
+            self._startSession(render, "the session could not be taken over", page)
 
     def _resume(self, ident: str, seenSeq: int, offsets: dict[str, int]) -> str | None:
         session = self.factory.sessions.get(ident)
@@ -292,7 +342,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         if element is None:
             self._closeWithCode(CLOSE_SERVER_ERROR, "the server could not create an element")
             return
-        session = self.factory.startSession(element)
+        session = self.factory.startSession(element, page)
         self.session = session
         session.attach(self)
         welcome = {

@@ -31,6 +31,14 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return len(self._frames)
 
+    def startAfter(self, seq: int) -> None:
+        """
+        Number the next frame C{seq + 1} (an empty buffer taking over from
+        one the peer has everything of, up to C{seq}).
+        """
+        assert not self._frames, "only an empty buffer can be renumbered"
+        self.lastSeq = self.ackedSeq = seq
+
     def nextSeq(self) -> int:
         """
         The number the next frame will get.

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
+from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -19,13 +20,15 @@ from ._errors import (
     NoSuchMethod,
     ProtocolError,
     RemoteError,
+    SessionMoved,
     TooManyPendingCalls,
 )
 from ._expose import checkArguments, exposedMethod
 from ._metrics import UNMEASURED, LiveMetrics
 from ._replay import AckSchedule, ReplayBuffer, ReplayOverflow
+from ._sessionstore import LocalSessions, SessionStore
 from ._settings import LiveSettings
-from ._stream import Stream
+from ._stream import Stream, runningCall
 
 
 class PageConnection:
@@ -58,6 +61,14 @@ class LiveSession:
 
     log = Logger()
     metrics: LiveMetrics = UNMEASURED
+    #: Where the session is recorded for other processes (set by the factory).
+    store: SessionStore = LocalSessions()
+    #: Whether this process is taking the session over from another one,
+    #: and whether the page has resumed it here.
+    adopted = False
+    moved = False
+    #: The path of the session's page.
+    page = "/"
 
     def __init__(
         self,
@@ -104,6 +115,8 @@ class LiveSession:
 
         @return: L{None} if resumed, else why the session cannot be resumed.
         """
+        if self.adopted and not self.moved:
+            return self.resumeMoved(connection, seenSeq, offsets)
         missedFrames = self._sent.since(seenSeq)
         if missedFrames is None:
             return f"frame {seenSeq} is not one this session can replay from"
@@ -117,14 +130,78 @@ class LiveSession:
         if self.connection is not None:
             self.connection.replaced()
         self.attach(connection)
-        connection.sendLiveFrame({"type": _wire.RESUMED, "session": self.ident,
-                                  "seq": self._receivedSeq})
+        self._sendResumed(connection, {"type": _wire.RESUMED, "session": self.ident,
+                                       "seq": self._receivedSeq}, missedFrames, missedStreams)
+        return None
+
+    def resumeMoved(self, connection: PageConnection, seenSeq: int, offsets: dict[str, int]) -> str | None:
+        """
+        Carry on, through C{connection}, with a session that another process
+        had (this one has just made its element again): send the page what
+        it missed of each stream after its offset in C{offsets}, and number
+        the frames sent from now on after C{seenSeq}, the last it had.  What
+        the other process sent the page directly and the page did not get
+        is lost with it; so the page is asked to send again every call
+        still waiting for an answer ("rerun"), and they run here.
+
+        @return: L{None} if resumed, else why the session cannot be resumed.
+        """
+        missedStreams = []
+        for name, (stream, subscribedAt) in self._streams.items():
+            # A stream the page has had nothing from: only what comes next.
+            offset = offsets.get(name, stream.offset)
+            if offset > stream.offset and not stream.offset:
+                # A stream of this process that has said nothing yet (the
+                # element's own): it takes up the numbering where the
+                # page's left off.
+                stream.skipTo(offset)
+            missed = stream.since(offset)
+            if missed is None:
+                return f"too much of {name} was missed to replay it"
+            missedStreams.append(missed)
+        self.moved = True
+        self._sent.startAfter(seenSeq)
+        self.attach(connection)
+        self._sendResumed(connection, {"type": _wire.RESUMED, "session": self.ident,
+                                       "seq": 0, "rerun": True}, [], missedStreams)
+        return None
+
+    def _sendResumed(self, connection: PageConnection, resumed: dict[str, Any],
+                     missedFrames: list[bytes], missedStreams: list) -> None:
+        connection.sendLiveFrame(resumed)
         for payload in missedFrames:
             connection.sendPayload(payload)
         for messages in missedStreams:
             for message in messages:
                 connection.sendPrepared(message)
-        return None
+
+    def awaitPage(self) -> None:
+        """
+        No page is attached yet: give one L{LiveSettings.gracePeriod}
+        seconds to come.
+        """
+        if self.connection is None and not self.ended and self._graceTimer is None:
+            self._graceTimer = self.reactor.callLater(
+                self.settings.gracePeriod, self.end, Failure(ConnectionLost("no page came back"))
+            )
+
+    def moveAway(self) -> None:
+        """
+        Another process has taken this session over: let go of it here,
+        without ending it for the application (the element is told with a
+        L{SessionMoved} reason).
+        """
+        if self.connection is not None:
+            self.connection.expel("the session moved to another server")
+            self.connection = None
+        self.end(Failure(SessionMoved("the session moved to another server")))
+
+    def stateChanged(self) -> None:
+        """
+        The element's state has changed: record it for other processes.
+        """
+        if not self.ended:
+            self.store.save(self)
 
     def connectionLost(self, connection: PageConnection, reason: Failure, intentional: bool) -> None:
         """
@@ -150,6 +227,8 @@ class LiveSession:
             return
         self.ended = True
         self._logEnd(reason)
+        if not reason.check(SessionMoved):
+            self.store.forget(self)
         self._acks.cancel()
         if self._graceTimer is not None and self._graceTimer.active():
             self._graceTimer.cancel()
@@ -177,10 +256,20 @@ class LiveSession:
             self._streams[stream.name] = (stream, stream.offset)
             stream.metrics = self.metrics
             stream.subscribe(self)
+        if stream.fallback is not None:
+            self.subscribe(stream.fallback)
+
+    def streams(self) -> list[Stream]:
+        """
+        The streams the page is subscribed to.
+        """
+        return [stream for stream, _ in self._streams.values()]
 
     def unsubscribe(self, stream: Stream) -> None:
         if self._streams.pop(stream.name, None) is not None:
             stream.unsubscribe(self)
+        if stream.fallback is not None:
+            self.unsubscribe(stream.fallback)
 
     def deliverStream(self, stream: Stream, offset: int, message: PreparedMessage) -> None:
         if self.connection is not None:
@@ -250,7 +339,14 @@ class LiveSession:
             self._receivedSeq = seq
             self._acks.received()
         if kind == _wire.CALL:
-            self._runCall(frame)
+            token = runningCall.set(f"{self.ident}:{seq}" if seq is not None else None)
+            try:
+                self._runCall(frame)
+            finally:
+                runningCall.reset(token)
+        elif self.moved and frame.get("id") not in self._awaitingAnswer:
+            # An answer to a call of the process this session moved from.
+            return
         elif kind == _wire.RESULT:
             self._answer(frame).callback(frame.get("value"))
         else:

@@ -1,17 +1,30 @@
 """
 L{Stream}: a broadcast that every subscribed page receives in one order, and
 that a page coming back after a drop can replay from where it was.
+L{PassingStream}: one that is not replayed.
 """
 
 from collections import deque
+from contextvars import ContextVar
 from time import perf_counter
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from autobahn.websocket.protocol import PreparedMessage
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from . import _wire
 from ._metrics import UNMEASURED, LiveMetrics
+
+#: While a page's call runs: C{"SESSION:SEQ"}, naming that call for as long
+#: as the page may send it again.  A stream shared between processes uses it
+#: to publish what a call emits once, even if the call runs again elsewhere
+#: after its process died (see L{chatthing.backplane}).
+runningCall: ContextVar[str | None] = ContextVar("runningCall", default=None)
+
+#: Something told of every call a stream delivers, in order, before the
+#: pages are: C{observer(method, args)}.
+StreamObserver = Callable[[str, list], None]
 
 
 class StreamSubscriber(Protocol):
@@ -29,23 +42,34 @@ class Stream:
     C{history} frames are kept, so a page that reconnects saying "I have
     everything up to offset N" can be sent what it missed, in order.
 
+    A stream shared by several processes (L{chatthing.backplane}) numbers
+    its calls in the shared log and delivers them here with L{deliver} as
+    they come back, in order; offsets may then skip numbers.
+
     @ivar name: identifies the stream in frames; unique among the streams a
         page subscribes to.
     @ivar offset: the offset of the latest call, 0 before the first.
+    @ivar fallback: a stream of this process only that pages subscribed to
+        this one also receive, and that carries what this one cannot while
+        it is cut off from the processes it is shared with; L{None} for a
+        stream of one process.
     """
 
     log = Logger()
     #: The metrics of the site whose sessions subscribe (set as they do).
     metrics: LiveMetrics = UNMEASURED
+    fallback: "Stream | None" = None
 
     def __init__(self, name: str, history: int = 1000) -> None:
         self.name = name
         self.offset = 0
-        self._history: deque[PreparedMessage] = deque(maxlen=history)
+        self._history: deque[tuple[int, PreparedMessage]] = deque(maxlen=history)
+        self._complete = 0
         self._subscribers: dict[Any, None] = {}
+        self._observers: list[StreamObserver] = []
 
     def __repr__(self) -> str:
-        return f"<Stream {self.name!r} at {self.offset}>"
+        return f"<{type(self).__name__} {self.name!r} at {self.offset}>"
 
     def subscribe(self, subscriber: StreamSubscriber) -> None:
         self._subscribers[subscriber] = None
@@ -56,25 +80,90 @@ class Stream:
     def subscribers(self) -> list[StreamSubscriber]:
         return list(self._subscribers)
 
-    def emit(self, method: str, *args: Any) -> int:
+    def observe(self, observer: StreamObserver) -> None:
+        """
+        Tell C{observer} of every call delivered from now on (for views kept
+        from a stream, such as a room's history).
+        """
+        self._observers.append(observer)
+
+    def ready(self) -> Deferred:
+        """
+        Fires once the stream knows its offset and history (at once, here;
+        a shared stream first reads them from the shared log).
+        """
+        return succeed(self)
+
+    def emit(self, method: str, *args: Any) -> int | None:
         """
         Call C{method} with C{args} on every subscriber's widget; nobody
-        answers.  Returns the call's offset.
+        answers.  Returns the call's offset (L{None} from a shared stream,
+        where the shared log numbers it later).
+        """
+        self.deliver(self.offset + 1, method, list(args))
+        return self.offset
+
+    def publish(self, calls: Iterable[tuple[str, list]]) -> Deferred | None:
+        """
+        Emit each of C{calls}, C{(method, args)}, one after the other, with
+        nothing between them.  A shared stream numbers them together, and
+        returns a L{Deferred} that fires (with L{None}) once the shared log
+        has them, or they were delivered on its fallback.
+        """
+        for method, args in calls:
+            self.emit(method, *args)
+
+    def close(self) -> None:
+        """
+        Nothing will be emitted or subscribed any more (a shared stream
+        stops listening to the others).
+        """
+
+    def deliver(self, offset: int, method: str, args: list) -> None:
+        """
+        Send every subscriber the call numbered C{offset}, which must be
+        after L{offset}.
         """
         started = perf_counter()
-        self.offset += 1
-        message = _prepare(_wire.emitFrame(self.name, self.offset, method, args))
-        self._history.append(message)
+        message = self.prepare(offset, method, args)
+        self.offset = offset
+        if len(self._history) == self._history.maxlen:
+            self._complete = self._history[0][0]
+        self._history.append((offset, message))
+        self._tellObservers(method, args)
+        self.fanOut(offset, message)
+        self.metrics.emitted(len(self._subscribers), perf_counter() - started)
+
+    def skipTo(self, offset: int) -> None:
+        """
+        Number the next call after C{offset} (used where the log has entries
+        that carry no call for pages).
+        """
+        if offset > self.offset:
+            self.offset = offset
+            if not self._history:
+                self._complete = offset
+
+    def prepare(self, offset: int, method: str, args: list) -> PreparedMessage:
+        return _prepare(_wire.emitFrame(self.name, offset, method, args))
+
+    def fanOut(self, offset: int, message: PreparedMessage) -> None:
         for subscriber in list(self._subscribers):
             # One page's broken connection must not keep the call from the
             # pages after it, nor fail the emitter.
             try:
-                subscriber.deliverStream(self, self.offset, message)
+                subscriber.deliverStream(self, offset, message)
             except Exception:
                 self.log.failure("{stream} could not deliver to {subscriber}",
                                  stream=self, subscriber=subscriber)
-        self.metrics.emitted(len(self._subscribers), perf_counter() - started)
-        return self.offset
+
+    def _tellObservers(self, method: str, args: list) -> None:
+        for observer in self._observers:
+            try:
+                observer(method, args)
+            except Exception:
+                self.log.failure("{stream}: observer {observer!r} raised",
+                                 stream=self, observer=observer)
 
     def since(self, offset: int) -> Iterable[PreparedMessage] | None:
         """
@@ -82,12 +171,30 @@ class Stream:
         no longer kept (or C{offset} is in the future), so the gap cannot be
         filled.
         """
-        missed = self.offset - offset
-        if missed < 0 or missed > len(self._history):
+        if offset > self.offset or offset < self._complete:
             return None
-        if missed == 0:
-            return []
-        return list(self._history)[-missed:]
+        return [message for (at, message) in self._history if at > offset]
+
+
+class PassingStream(Stream):
+    """
+    A stream of passing events (who is typing now): its frames carry no
+    offset, a page that comes back after a drop is not sent the ones it
+    missed, which would be stale, and they take no room in a history.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, history=1)
+
+    def deliver(self, offset: int, method: str, args: list) -> None:
+        started = perf_counter()
+        self.offset = offset
+        self._tellObservers(method, args)
+        self.fanOut(offset, _prepare(_wire.passingFrame(self.name, method, args)))
+        self.metrics.emitted(len(self._subscribers), perf_counter() - started)
+
+    def since(self, offset: int) -> list:
+        return []
 
 
 def _prepare(frame: dict[str, Any]) -> PreparedMessage:

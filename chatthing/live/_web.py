@@ -136,9 +136,11 @@ class LiveSite(Site):
         title: str = "chatthing",
         settings: LiveSettings = LiveSettings(),
         reactor: Any = None,
+        sessionStore: Any = None,
     ) -> None:
         templates = templateEnvironment()
-        self.liveFactory = LiveServerFactory(elementFactory, templates, settings, reactor=reactor)
+        self.liveFactory = LiveServerFactory(elementFactory, templates, settings, reactor=reactor,
+                                             sessionStore=sessionStore)
         root = LivePage(templates, title, self.liveFactory.pageExists)
         page = SiteRoot()
         page.livePage = root

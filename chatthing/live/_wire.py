@@ -166,6 +166,14 @@ def emitFrame(stream: str, offset: int, method: str, args: tuple | list) -> dict
     return {"type": EMIT, "stream": stream, "offset": offset, "method": method, "args": list(args)}
 
 
+def passingFrame(stream: str, method: str, args: tuple | list) -> dict[str, Any]:
+    """
+    An emit frame of a stream that is not replayed: it has no offset, and
+    the page runs it whenever it comes.
+    """
+    return {"type": EMIT, "stream": stream, "method": method, "args": list(args)}
+
+
 def callFrame(ident: int, method: str, args: tuple | list) -> dict[str, Any]:
     return {"type": CALL, "id": ident, "method": method, "args": list(args)}
 

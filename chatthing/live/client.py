@@ -133,6 +133,7 @@ class LiveClient:
         self._retry: Any = None
         self._nextCallId = 0
         self._awaiting: dict[int, Deferred] = {}
+        self._callFrames: dict[int, tuple[int, bytes]] = {}
         self._sentSeq = 0
         self._outbox: list[tuple[int, bytes]] = []
         self._receivedSeq = 0
@@ -177,8 +178,14 @@ class LiveClient:
         self._nextCallId += 1
         d: Deferred = Deferred()
         self._awaiting[ident] = d
-        self._sendNumbered({"type": "call", "id": ident, "method": method, "args": list(args)})
+        self._callFrames[ident] = self._sendNumbered(
+            {"type": "call", "id": ident, "method": method, "args": list(args)})
+        d.addBoth(self._forgetCall, ident)
         return d
+
+    def _forgetCall(self, result: Any, ident: int) -> Any:
+        self._callFrames.pop(ident, None)
+        return result
 
     def onWelcome(self, listener: Callable[[dict], Any]) -> None:
         """
@@ -316,14 +323,21 @@ class LiveClient:
             self._welcomed(frame)
         elif kind == "resumed":
             self._acknowledged(frame["seq"])
-            # What waited goes first, in order: the server runs each number once.
-            for _, data in self._outbox:
-                self._sendBytes(data)
+            # What waited goes first, in order: the server runs each number
+            # once.  A session that moved to another server ("rerun") lost
+            # the answers to the calls still waiting: send those again too.
+            again = dict(self._outbox)
+            if frame.get("rerun") is True:
+                again.update(self._callFrames.values())
+            for seq in sorted(again):
+                self._sendBytes(again[seq])
             self._connected()
         elif kind == "ack":
             self._acknowledged(frame["seq"])
         elif kind == "emit":
-            if frame["offset"] > self._offsets.get(frame["stream"], 0):
+            if "offset" not in frame:
+                self._run(frame, answered=False)  # a passing event, never replayed
+            elif frame["offset"] > self._offsets.get(frame["stream"], 0):
                 self._offsets[frame["stream"]] = frame["offset"]
                 self._run(frame, answered=False)
         elif kind in ("call", "result", "error"):
@@ -402,12 +416,13 @@ class LiveClient:
 
     # Sending, numbering and acknowledgement
 
-    def _sendNumbered(self, frame: dict[str, Any]) -> None:
+    def _sendNumbered(self, frame: dict[str, Any]) -> tuple[int, bytes]:
         self._sentSeq += 1
         data = json.dumps({**frame, "seq": self._sentSeq}).encode("utf-8")
         self._outbox.append((self._sentSeq, data))
         if self.state == State.CONNECTED:
             self._sendBytes(data)
+        return (self._sentSeq, data)
 
     def _sendNow(self, frame: dict[str, Any]) -> None:
         self._sendBytes(json.dumps(frame).encode("utf-8"))

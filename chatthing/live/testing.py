@@ -76,6 +76,7 @@ class LiveTestClient:
         self.offsets: dict[str, int] = {}
         self._sentSeq = 0
         self._outbox: list[tuple[int, bytes]] = []
+        self._unanswered: dict[Any, tuple[int, bytes]] = {}
         self._nextId = 0
         self._resuming = False
         self._waiters: list[tuple[Callable[[], Any], Deferred]] = []
@@ -120,14 +121,20 @@ class LiveTestClient:
             self.receivedSeq = 0
             self.offsets = {}
             self._outbox = []
+            self._unanswered = {}
         else:
             self._acknowledged(frame["seq"])
         # Frames kept while resuming go first, in order; then new ones are
         # sent as they come.
         self._resuming = False
         if frame["type"] == "resumed":
-            for seq, payload in self._outbox:
-                self.sendRaw(payload)
+            again = dict(self._outbox)
+            if frame.get("rerun") is True:
+                # The session moved to another server: the answers to the
+                # calls still waiting died with the first one.
+                again.update(self._unanswered.values())
+            for seq in sorted(again):
+                self.sendRaw(again[seq])
         return frame
 
     # Sending
@@ -146,6 +153,8 @@ class LiveTestClient:
         self._sentSeq += 1
         payload = json.dumps({**frame, "seq": self._sentSeq}).encode("utf-8")
         self._outbox.append((self._sentSeq, payload))
+        if frame.get("type") == "call":
+            self._unanswered[frame.get("id")] = (self._sentSeq, payload)
         # While a resume is under way, the kept frames must be re-sent first:
         # the session runs each number once, so a newer frame arriving before
         # them would make it skip them.
@@ -295,7 +304,9 @@ class LiveTestClient:
 
     def _isNew(self, frame: dict[str, Any]) -> bool:
         kind = frame.get("type")
-        if kind == "emit":
+        if kind in ("result", "error"):
+            self._unanswered.pop(frame.get("id"), None)
+        if kind == "emit" and "offset" in frame:
             stream, offset = frame["stream"], frame["offset"]
             if offset <= self.offsets.get(stream, 0):
                 return False

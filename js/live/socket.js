@@ -101,8 +101,9 @@ export class LiveSocket {
     }
     const id = this._nextCallId++;
     return new Promise((resolve, reject) => {
-      this._awaitingAnswer.set(id, { resolve, reject });
-      this._sendNumbered({ type: FrameType.CALL, id, method, args });
+      const call = { resolve, reject, sent: null };
+      this._awaitingAnswer.set(id, call);
+      call.sent = this._sendNumbered({ type: FrameType.CALL, id, method, args });
     });
   }
 
@@ -170,14 +171,16 @@ export class LiveSocket {
       case FrameType.RESUMED:
         this._acknowledged(frame.seq);
         // What waited goes first, in order: the server runs each number once.
-        this._outbox.forEach((entry) => this._ws.send(entry.text));
+        this._resend(frame.rerun === true);
         this._connected();
         break;
       case FrameType.ACK:
         this._acknowledged(frame.seq);
         break;
       case FrameType.EMIT:
-        if (frame.offset > (this._offsets.get(frame.stream) ?? 0)) {
+        if (frame.offset === undefined) {
+          this._deliver(frame); // a passing event, never replayed
+        } else if (frame.offset > (this._offsets.get(frame.stream) ?? 0)) {
           this._offsets.set(frame.stream, frame.offset);
           this._deliver(frame);
         }
@@ -287,11 +290,25 @@ export class LiveSocket {
 
   _sendNumbered(frame) {
     this._sentSeq += 1;
-    const text = JSON.stringify({ ...frame, seq: this._sentSeq });
-    this._outbox.push({ seq: this._sentSeq, text });
+    const entry = { seq: this._sentSeq, text: JSON.stringify({ ...frame, seq: this._sentSeq }) };
+    this._outbox.push(entry);
     if (this.state === SocketState.CONNECTED && this._ws !== null) {
-      this._ws.send(text);
+      this._ws.send(entry.text);
     }
+    return entry;
+  }
+
+  /**
+   * After a resume, send again what the server has not acknowledged; after
+   * one that moved the session to another server (`rerun`), also every call
+   * still waiting for its answer, which died with the first server.
+   */
+  _resend(rerun) {
+    const entries = new Map(this._outbox.map((entry) => [entry.seq, entry]));
+    if (rerun) {
+      this._awaitingAnswer.forEach((call) => entries.set(call.sent.seq, call.sent));
+    }
+    [...entries.values()].sort((a, b) => a.seq - b.seq).forEach((entry) => this._ws.send(entry.text));
   }
 
   _acknowledged(seq) {

@@ -1,0 +1,195 @@
+"""
+The roster and the session store of the Redis backplane.
+"""
+
+import json
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..live import Stream
+from ..live._sessionstore import SessionRecord
+from . import BackplaneDown, Call, NameTaken, _lua
+
+if TYPE_CHECKING:
+    from ..live._session import LiveSession
+    from .redis import RedisBackplane
+
+#: The widget method that receives a group's member list.
+PRESENCE_METHOD = json.dumps("updatePresence")
+
+
+def encodeCalls(calls: list[Call]) -> list[str]:
+    return [json.dumps([method, list(args)], separators=(",", ":"), ensure_ascii=False)
+            for method, args in calls]
+
+
+def holderId(holder: Any) -> str:
+    """
+    The id of a holder in Redis: its session's, which stays the same when
+    the session moves to another process.
+    """
+    if holder.sessionId is None:
+        raise BackplaneDown("the page is not attached")
+    return holder.sessionId
+
+
+class RedisRoster:
+    """
+    Names held across the cluster, in Redis (see L{_lua.HOLD}).  Remembers
+    what this process's holders hold, to record it again in a Redis that
+    lost it.
+    """
+
+    log = Logger()
+
+    def __init__(self, backplane: "RedisBackplane") -> None:
+        self.backplane = backplane
+        self.held: dict[str, tuple[str, str, Stream, list[Call]]] = {}
+
+    def hold(self, holder: Any, name: str, group: str, stream: Stream,
+             announce: list[Call], onLeave: list[Call]) -> Deferred:
+        if not self.backplane.connected:
+            return fail(BackplaneDown(
+                "Logins are paused while this server is cut off from the others; "
+                "try again in a moment."))
+        try:
+            ident = holderId(holder)
+        except BackplaneDown as e:
+            return fail(e)
+        d = self._hold(ident, name, group, stream, onLeave, announce, quiet=False)
+
+        def held(result: Any) -> None:
+            if result == 0:
+                raise NameTaken(f"the name {name!r} is taken")
+            self.held[ident] = (name, group, stream, onLeave)
+
+        return d.addCallback(held)
+
+    def _hold(self, ident: str, name: str, group: str, stream: Any, onLeave: list[Call],
+              announce: list[Call], quiet: bool) -> Deferred:
+        prefix = self.backplane.prefix
+        key = name.casefold()
+        return self.backplane.script(
+            _lua.HOLD,
+            [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],
+            [prefix, key, name, ident, group, json.dumps(encodeCalls(onLeave)), stream.maxlen,
+             self.backplane.nextOrigin(), PRESENCE_METHOD, "1" if quiet else "0",
+             *encodeCalls(announce)],
+        )
+
+    def restore(self, holder: Any, name: str, group: str, stream: Stream,
+                onLeave: list[Call]) -> None:
+        """
+        C{holder}'s session, which holds C{name}, has moved to this process.
+        """
+        self.held[holderId(holder)] = (name, group, stream, onLeave)
+
+    def release(self, holder: Any, announce: list[Call]) -> Deferred:
+        ident = holder.sessionId
+        held = self.held.pop(ident, None) if ident is not None else None
+        if ident is None:
+            return fail(BackplaneDown("the page was never attached"))
+        if not self.backplane.connected:
+            # Only this process's pages can be told now; Redis is told
+            # when it is back (see RedisSessions.resync).
+            if held is not None:
+                held[2].fallback.publish(announce)
+            return fail(BackplaneDown("Redis cannot be reached"))
+        prefix = self.backplane.prefix
+        return self.backplane.script(
+            _lua.RELEASE, [],
+            [prefix, ident, held[2].maxlen if held else 1000, self.backplane.nextOrigin(),
+             PRESENCE_METHOD, *encodeCalls(announce)],
+        )
+
+    def resync(self) -> Deferred:
+        """
+        Record again what this process's holders hold, quietly (a Redis
+        that restarted lost it); a name someone else took meanwhile is
+        logged and kept here.
+        """
+        from twisted.internet.defer import gatherResults
+
+        def checked(result: Any, ident: str, name: str) -> None:
+            if result == 0:
+                self.log.warn("after Redis came back, {name} is held by someone else too", name=name)
+
+        work = []
+        for ident, (name, group, stream, onLeave) in list(self.held.items()):
+            d = self._hold(ident, name, group, stream, onLeave, [], quiet=True)
+            work.append(d.addCallback(checked, ident, name))
+        return gatherResults(work, consumeErrors=True)
+
+
+class RedisSessions:
+    """
+    The session store in Redis: what another process needs to carry on
+    each page's session, and which process has it.
+    """
+
+    log = Logger()
+    movedAway: Callable[[str], None] = staticmethod(lambda ident: None)  # type: ignore[assignment]
+
+    def __init__(self, backplane: "RedisBackplane") -> None:
+        self.backplane = backplane
+        self.live: dict[str, "LiveSession"] = {}
+
+    def _keys(self, ident: str) -> list[str]:
+        prefix = self.backplane.prefix
+        return [f"{prefix}session:{ident}", f"{prefix}proc:{self.backplane.proc}:sessions"]
+
+    def save(self, session: "LiveSession") -> None:
+        self.live[session.ident] = session
+        if self.backplane.connected:
+            self._save(session).addErrback(self._failed, "record", session)
+
+    def _save(self, session: "LiveSession") -> Deferred:
+        state = json.dumps(session.element.sessionState())
+        return self.backplane.script(_lua.SAVE_SESSION, self._keys(session.ident),
+                                     [session.page, state, self.backplane.proc])
+
+    def forget(self, session: "LiveSession") -> None:
+        self.live.pop(session.ident, None)
+        if self.backplane.connected:
+            d = self.backplane.script(_lua.FORGET_SESSION, self._keys(session.ident),
+                                      [self.backplane.proc])
+            d.addErrback(self._failed, "forget", session)
+
+    def adopt(self, ident: str) -> Deferred:
+        if not self.backplane.connected:
+            return fail(BackplaneDown("Redis cannot be reached"))
+        prefix = self.backplane.prefix
+        d = self.backplane.script(
+            _lua.ADOPT_SESSION, [f"{prefix}session:{ident}", f"{prefix}procs"],
+            [prefix, self.backplane.proc, int(self.backplane.deadAfter * 1000)],
+        )
+
+        def adopted(record: Any) -> SessionRecord | None:
+            if not record:
+                return None
+            page, state = record
+            return SessionRecord(page, json.loads(state) if state else None)
+
+        return d.addCallback(adopted)
+
+    def resync(self) -> Deferred:
+        """
+        Record this process's sessions again, and end in Redis those that
+        ended here while it could not be told.
+        """
+        from twisted.internet.defer import gatherResults
+
+        prefix = self.backplane.prefix
+        work = [self._save(session) for session in list(self.live.values())]
+        work.append(self.backplane.script(
+            _lua.END_STALE, [],
+            [prefix, self.backplane.proc, 1000, PRESENCE_METHOD, *self.live],
+        ))
+        return gatherResults(work, consumeErrors=True)
+
+    def _failed(self, failure: Failure, what: str, session: "LiveSession") -> None:
+        self.log.warn("could not {what} {session} in Redis: {error}", what=what,
+                      session=session, error=failure.getErrorMessage())

@@ -1,0 +1,229 @@
+"""
+Streams shared by several processes through Redis: L{SharedStream} (a
+room's log, numbered by Redis) and L{SharedPassingStream} (typing).
+"""
+
+import json
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Iterable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..live import PassingStream, Stream
+from ..live._stream import runningCall
+from . import _lua
+
+if TYPE_CHECKING:
+    from .redis import RedisBackplane
+
+#: How many (call, stream) pairs remember how often the call published on
+#: the stream, to name each publication of a call uniquely.
+_RECENT_CALLS = 1000
+
+
+class SharedStream(Stream):
+    """
+    A stream whose calls every process subscribed to it delivers, in the
+    order Redis numbered them.
+
+    L{publish} appends calls to the Redis stream (and publishes them on its
+    channel) in one script; every process, this one included, delivers them
+    when they come back on the channel, in offset order, reading any it
+    missed from the Redis stream first.  While Redis cannot be reached,
+    calls go to the L{fallback} stream instead: this process's pages get
+    them, the others do not.
+    """
+
+    log = Logger()
+
+    def __init__(self, backplane: "RedisBackplane", key: str, name: str, history: int) -> None:
+        super().__init__(name, history)
+        self.backplane = backplane
+        self.key = key
+        self.maxlen = history
+        self.fallback = Stream(f"{name}.here", history)
+        self.fallback.observe(self._tellObservers)
+        self.loaded = False
+        self._catchingUp = False
+        self._generation = 0
+        self._waiting: list[Deferred] = []
+        self._early: dict[int, tuple[str, str]] = {}
+        self._fellBack: set[str] = set()
+        self._published: OrderedDict[str, int] = OrderedDict()
+
+    def ready(self) -> Deferred:
+        if self.loaded or not self.backplane.connected:
+            return succeed(self)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def emit(self, method: str, *args: Any) -> None:  # type: ignore[override]
+        self.publish([(method, list(args))])
+        return None
+
+    def publish(self, calls: Iterable[tuple[str, list]]) -> Deferred:
+        calls = [(method, list(args)) for method, args in calls]
+        if not self.backplane.connected:
+            self.fallback.publish(calls)
+            return succeed(None)
+        origin = self.backplane.nextOrigin()
+        encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
+                   for method, args in calls]
+        d = self.backplane.script(_lua.PUBLISH, [self.key, self._dedupeKey()],
+                                  [self.maxlen, origin, *encoded])
+        d.addCallback(lambda _: None)
+        d.addErrback(self._notPublished, origin, calls)
+        return d
+
+    def _dedupeKey(self) -> str:
+        """
+        A name for this publication, the same if the page's call that
+        makes it runs again on another process (after this one died before
+        it could answer), so that Redis publishes it once.
+        """
+        call = runningCall.get()
+        if call is None:
+            return ""
+        mark = f"{call}:{self.key}"
+        count = self._published.get(mark, 0)
+        self._published[mark] = count + 1
+        self._published.move_to_end(mark)
+        while len(self._published) > _RECENT_CALLS:
+            self._published.popitem(last=False)
+        return f"{self.backplane.prefix}dedupe:{mark}:{count}"
+
+    def _notPublished(self, failure: Failure, origin: str, calls: list) -> None:
+        self.log.warn("{stream}: Redis did not take a publication ({error}); "
+                      "delivering it on this process only", stream=self,
+                      error=failure.getErrorMessage())
+        self._fellBack.add(origin)
+        self.fallback.publish(calls)
+
+    # Receiving
+
+    def received(self, seq: int, origin: str, call: str) -> None:
+        """
+        A call came on the stream's channel.
+        """
+        if self._catchingUp or not self.loaded or seq > self.offset + 1:
+            self._early[seq] = (origin, call)
+            if self.loaded and not self._catchingUp:
+                self.catchUp()
+            return
+        self._accept(seq, origin, call)
+
+    def _accept(self, seq: int, origin: str, call: str) -> None:
+        if seq <= self.offset:
+            return
+        if not call or origin in self._fellBack:
+            # A floor marker, or a call this process already delivered on
+            # its fallback: numbered, not for the pages.
+            self._fellBack.discard(origin)
+            self.skipTo(seq)
+            return
+        try:
+            method, args = json.loads(call)
+        except (ValueError, TypeError):
+            self.log.error("{stream}: skipping a malformed entry {seq}: {call!r}",
+                           stream=self, seq=seq, call=call[:200])
+            self.skipTo(seq)
+            return
+        self.deliver(seq, method, args)
+
+    def catchUp(self) -> Deferred:
+        """
+        Read from the Redis stream what came after this process's offset
+        (the last C{history} calls, the first time), deliver it, then what
+        came on the channel meanwhile.
+        """
+        if self._catchingUp:
+            return succeed(None)
+        self._catchingUp = True
+        generation = self._generation
+        if self.loaded:
+            d = self.backplane.call("XRANGE", self.key, f"(0-{self.offset}", "+")
+        else:
+            d = self.backplane.call("XREVRANGE", self.key, "+", "-", "COUNT", self.maxlen)
+            d.addCallback(lambda entries: list(reversed(entries or [])))
+        d.addCallback(self._caughtUp, generation)
+        d.addErrback(self._notCaughtUp, generation)
+        return d
+
+    def _caughtUp(self, entries: list, generation: int) -> None:
+        if generation != self._generation:
+            return
+        if entries and not self.loaded:
+            # What came before the first entry read is not kept here.
+            self.skipTo(int(entries[0][0].split("-")[1]) - 1)
+        for ident, fields in entries or []:
+            values = dict(zip(fields[::2], fields[1::2])) if isinstance(fields, list) else fields
+            self._accept(int(ident.split("-")[1]), values.get("o", ""), values.get("c", ""))
+        self._catchingUp = False
+        self.loaded = True
+        early, self._early = self._early, {}
+        for seq in sorted(early):
+            if seq > self.offset + 1:
+                # Still a gap: the calls between were trimmed from Redis.
+                self.log.warn("{stream}: calls {first} to {last} are no longer in Redis",
+                              stream=self, first=self.offset + 1, last=seq - 1)
+            self._accept(seq, *early[seq])
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(self)
+
+    def _notCaughtUp(self, failure: Failure, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self._catchingUp = False
+        self.log.warn("{stream}: could not read from Redis: {error}", stream=self,
+                      error=failure.getErrorMessage())
+        # Pages waiting for the stream are served what this process has.
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(self)
+
+    def interrupted(self) -> None:
+        """
+        The connection to Redis was lost: a catch-up under way will not
+        finish; the next one starts from this process's offset.
+        """
+        if self._catchingUp:
+            self._catchingUp = False
+            self._generation += 1
+
+    def close(self) -> None:
+        self.backplane.forgetStream(self)
+
+
+class SharedPassingStream(PassingStream):
+    """
+    Passing events published to every process through Redis pub/sub (not
+    kept in Redis); on this process only while Redis cannot be reached.
+    """
+
+    def __init__(self, backplane: "RedisBackplane", key: str, name: str) -> None:
+        super().__init__(name)
+        self.backplane = backplane
+        self.key = key
+
+    def emit(self, method: str, *args: Any) -> None:  # type: ignore[override]
+        call = [method, list(args)]
+        if not self.backplane.connected:
+            self.deliver(0, method, call[1])
+            return None
+        d = self.backplane.call("PUBLISH", self.key, json.dumps(call, ensure_ascii=False))
+        d.addErrback(lambda failure: self.deliver(0, method, call[1]))
+        return None
+
+    def received(self, message: str) -> None:
+        try:
+            method, args = json.loads(message)
+        except (ValueError, TypeError):
+            return
+        self.deliver(0, method, args)
+
+    def close(self) -> None:
+        self.backplane.forgetStream(self)

@@ -1,0 +1,88 @@
+"""
+L{MemoryBackplane}: the backplane of a server that runs alone.
+"""
+
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+
+from ..live import Stream
+from ..live._sessionstore import LocalSessions
+from ..live._stream import PassingStream
+from . import Call, NameTaken, memberList
+
+
+class MemoryRoster:
+    """
+    The names held in this process.
+    """
+
+    def __init__(self) -> None:
+        self._holders: dict[str, Any] = {}
+        self._held: dict[Any, tuple[str, str, Stream]] = {}
+        self._groups: dict[str, dict[str, str]] = {}
+
+    def hold(self, holder: Any, name: str, group: str, stream: Stream,
+             announce: list[Call], onLeave: list[Call]) -> Deferred:
+        key = name.casefold()
+        current = self._holders.get(key)
+        if current is not None and current is not holder:
+            return fail(NameTaken(f"the name {name!r} is taken"))
+        self._letGo(holder)
+        self._holders[key] = holder
+        self._held[holder] = (name, group, stream)
+        self._groups.setdefault(group, {})[key] = name
+        self._publish(group, stream, announce)
+        return succeed(None)
+
+    def restore(self, holder: Any, name: str, group: str, stream: Stream,
+                onLeave: list[Call]) -> None:
+        self._letGo(holder)
+        self._holders[name.casefold()] = holder
+        self._held[holder] = (name, group, stream)
+        self._groups.setdefault(group, {})[name.casefold()] = name
+
+    def release(self, holder: Any, announce: list[Call]) -> Deferred:
+        held = self._letGo(holder)
+        if held is not None:
+            name, group, stream = held
+            self._publish(group, stream, announce)
+        return succeed(None)
+
+    def _letGo(self, holder: Any) -> tuple[str, str, Stream] | None:
+        held = self._held.pop(holder, None)
+        if held is not None:
+            name, group, _ = held
+            self._holders.pop(name.casefold(), None)
+            self._groups.get(group, {}).pop(name.casefold(), None)
+        return held
+
+    def _publish(self, group: str, stream: Stream, announce: list[Call]) -> None:
+        stream.publish([*announce,
+                        ("updatePresence", [memberList(self._groups.get(group, {}).values())])])
+
+
+class MemoryBackplane(Service):
+    """
+    Streams, roster and sessions in this process's memory: nothing is
+    shared, nothing can fail.
+    """
+
+    name = "backplane"
+
+    def __init__(self) -> None:
+        self.roster = MemoryRoster()
+        self.sessions = LocalSessions()
+
+    def stream(self, key: str, name: str, history: int) -> Stream:
+        return Stream(name, history)
+
+    def passingStream(self, key: str, name: str) -> Stream:
+        return PassingStream(name)
+
+    def problem(self) -> str | None:
+        return None
+
+    def onStatusChange(self, listener: Callable[[bool], None]) -> None:
+        pass

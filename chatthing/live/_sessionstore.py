@@ -1,0 +1,76 @@
+"""
+Where sessions are kept so that a page can take its session to another
+process: L{SessionStore} is what the runtime asks of it, L{LocalSessions}
+the store of a server that runs alone (sessions live in its memory only).
+"""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred, succeed
+
+if TYPE_CHECKING:
+    from ._session import LiveSession
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """
+    What another process needs to carry on a page's session: the page's
+    path (to make its element) and the element's L{sessionState
+    <chatthing.live.LiveElement.sessionState>}.
+    """
+
+    page: str
+    state: Any
+
+
+class SessionStore(Protocol):
+    """
+    Keeps a record of each session outside this process, so that a page
+    whose process died, or that its balancer sent elsewhere, can resume its
+    session on another process.
+
+    @ivar movedAway: set by the runtime: called with a session's id when
+        another process has taken that session over, so that this one lets
+        go of it without ending it.
+    """
+
+    movedAway: Callable[[str], None]
+
+    def save(self, session: "LiveSession") -> None:
+        """
+        Record C{session} (its page and its element's state) as this
+        process's.
+        """
+
+    def forget(self, session: "LiveSession") -> None:
+        """
+        C{session} has ended: no other process may take it over.
+        """
+
+    def adopt(self, ident: str) -> Deferred:
+        """
+        Take the session C{ident} over from the process that had it.
+
+        @return: a L{Deferred} firing with its L{SessionRecord}, or L{None}
+            if there is no such session to take over.
+        """
+
+
+class LocalSessions:
+    """
+    The store of a process that runs alone: nothing to record, nothing to
+    adopt.
+    """
+
+    movedAway: Callable[[str], None] = staticmethod(lambda ident: None)  # type: ignore[assignment]
+
+    def save(self, session: "LiveSession") -> None:
+        pass
+
+    def forget(self, session: "LiveSession") -> None:
+        pass
+
+    def adopt(self, ident: str) -> Deferred:
+        return succeed(None)

@@ -1,0 +1,158 @@
+"""
+The L{Lobby}: every room of a server.  It makes each page's element in the
+room its path names, keeps usernames unique across all of them (through its
+backplane's roster), and sends global alerts to all.
+"""
+
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from .backplane import Backplane, MemoryBackplane
+from .live import CallRefused
+from .rooms import DEFAULT_HISTORY, ChatRoom
+from .validation import LOBBY, roomForPath
+
+if TYPE_CHECKING:
+    from .chatterbox import ChatterElement
+
+#: How many global alerts are kept for pages that resume.
+ALERT_HISTORY = 100
+
+#: What a room's pages are told when the backplane is lost, and when it is
+#: back (only with C{--redis}: see L{chatthing.backplane}).
+LOST_TOUCH = (" * This server has lost touch with the others: until it is back, your messages "
+              "reach only the people on this server, and new users cannot log in.")
+BACK_IN_TOUCH = " * This server is back in touch with the others."
+
+#: How many rooms a lobby keeps; past this, the one unused the longest and
+#: empty is forgotten (with its history) to make way for a new one.
+MAX_ROOMS = 1000
+
+
+class TooManyRooms(CallRefused):
+    """
+    Every room is in use and there are L{MAX_ROOMS}: no new one can open.
+    """
+
+
+class NoSuchRoom(CallRefused):
+    """
+    The page's path names no room.
+    """
+
+
+class Lobby:
+    """
+    Every room of a server: C{/} is the lobby, C{/room/NAME} the room NAME,
+    opened when a page first asks for it.  Its L{makeChatter} is the element
+    factory to serve: the runtime passes it each page's path.
+
+    @ivar rooms: the open rooms by name, least recently joined first.
+    """
+
+    log = Logger()
+
+    def __init__(self, history: int = DEFAULT_HISTORY, maxRooms: int = MAX_ROOMS,
+                 backplane: Backplane | None = None, **roomOptions: Any) -> None:
+        self.maxRooms = maxRooms
+        self._roomOptions = dict(roomOptions, history=history)
+        self.rooms: OrderedDict[str, ChatRoom] = OrderedDict()
+        self.useBackplane(backplane if backplane is not None else MemoryBackplane())
+
+    def useBackplane(self, backplane: Backplane) -> None:
+        """
+        Share rooms, names and alerts through C{backplane} (the plugin calls
+        this at start-up, before any page comes, with C{--redis}): the rooms
+        open so far are opened again on it.
+        """
+        self.backplane = backplane
+        self.alerts = backplane.stream("alerts", "alerts", ALERT_HISTORY)
+        backplane.onStatusChange(self._backplaneChanged)
+        for room in self.rooms.values():
+            room.stream.close()
+        self.rooms.clear()
+        self.room(LOBBY)
+
+    def _backplaneChanged(self, connected: bool) -> None:
+        notice = BACK_IN_TOUCH if connected else LOST_TOUCH
+        for room in self.rooms.values():
+            if room.chatters:
+                room.tellHere(notice)
+
+    def room(self, name: str) -> ChatRoom:
+        """
+        The room called C{name} (lower case), opened if need be.
+
+        @raise TooManyRooms: if it would be one too many.
+        """
+        room = self.rooms.get(name)
+        if room is None:
+            if len(self.rooms) >= self.maxRooms:
+                self._forgetOneRoom()
+            room = self.rooms[name] = ChatRoom(name, backplane=self.backplane, alerts=self.alerts,
+                                               **self._roomOptions)
+            self.log.info("opened room {room}", room=name)
+        self.rooms.move_to_end(name)
+        return room
+
+    def _forgetOneRoom(self) -> None:
+        for name, room in self.rooms.items():
+            if name != LOBBY and not room.chatters:
+                del self.rooms[name]
+                room.stream.close()
+                return
+        raise TooManyRooms(f"all {self.maxRooms} rooms are in use")
+
+    def pageExists(self, path: str) -> bool:
+        """
+        Whether C{path} is a room's page (the runtime serves the page there).
+        """
+        return roomForPath(path) is not None
+
+    def makeChatter(self, page: str = "/") -> "ChatterElement":
+        """
+        The element for a new page at C{page}, in that page's room.
+
+        @raise NoSuchRoom: if no room is there.
+        """
+        name = roomForPath(page) if isinstance(page, str) else None
+        if name is None:
+            raise NoSuchRoom(f"there is no room at {page!r}")
+        return self.room(name).makeChatter(page)
+
+    def leave(self, chatter: "ChatterElement") -> None:
+        """
+        Forget C{chatter} (its page has gone), in whichever room it is.
+        """
+        chatter.room.leave(chatter)
+
+    def online(self) -> list[str]:
+        """
+        The names of the users logged in, in any room.
+        """
+        return [name for room in self.rooms.values() for name in room.online()]
+
+    def registerMetrics(self, metrics: Any) -> None:
+        """
+        Add the chat's own numbers to a site's metrics (the runtime calls
+        this once per site): users logged in, and rooms open.
+        """
+        metrics.addGauge("chat_users", "Users logged in, in all rooms.",
+                         lambda: len(self.online()))
+        metrics.addGauge("chat_rooms", "Rooms open.", lambda: len(self.rooms))
+        metrics.addGauge("chat_backplane_up",
+                         "1 while the backplane (Redis, with --redis) can be used, else 0.",
+                         lambda: 0 if self.backplane.problem() else 1)
+
+    def wall(self, message: str) -> int:
+        """
+        Send the global alert C{message} to every page of every room, on
+        every process.
+
+        @return: how many pages of this process it was sent to.
+        """
+        self.alerts.publish([("messageTime", [int(time.time() * 1000)]), ("displayMessage", [message])])
+        return sum(len(room.chatters) for room in self.rooms.values())

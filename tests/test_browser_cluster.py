@@ -1,0 +1,53 @@
+"""
+A real browser on a chat of two twistd processes sharing one Redis: a page
+whose process is killed moves to the other through the balancer (a proxy
+that switches its target) and carries on, as the same user, losing nothing.
+"""
+
+import signal
+
+from cluster import redisServer  # noqa: F401 (a fixture)
+from playwright.sync_api import expect
+from test_browser import FlakyProxy, browser, openChat, unexpectedErrors  # noqa: F401 (fixtures)
+
+
+def test_pageMovesToAnotherProcessWhenItsOwnDies(openChat, startTwistd, redisServer):  # noqa: F811
+    """
+    Kill the process a page is on (SIGKILL) while the other process's user
+    talks: the page comes back on the other process, still logged in,
+    shows every line once and in order, and can talk; nobody sees it leave.
+    """
+    shared = ("--redis", redisServer.url, "--grace-period", "20")
+    first, second = startTwistd(*shared), startTwistd(*shared)
+    proxy = FlakyProxy(first.port)
+    try:
+        alice = openChat(url=proxy.url)
+        alice.login("alice")
+        bob = openChat(url=second.url)
+        bob.login("bob")
+        alice.expectLine("user bob has joined the room")
+        alice.say("said on the first process")
+        bob.expectLine("said on the first process")
+
+        # The balancer sends new connections to the second process from now
+        # on; the first dies without a word.
+        proxy._do(lambda: setattr(proxy, "targetPort", second.port))
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
+        bob.say("said while alice moves")
+        alice.expectLine("said while alice moves")
+
+        expect(alice.page.locator('[name="loggedInAs"]')).to_have_text("Logged in as alice")
+        alice.say("said on the second process")
+        bob.expectLine("said on the second process")
+        alice.expectLine("said on the second process")
+        second.waitForLog(r"taken over from another server")
+
+        said = ["said on the first process", "said while alice moves", "said on the second process"]
+        for page in (alice, bob):
+            texts = [line for line in page.lines.all_inner_texts() if "said " in line]
+            assert [next(s for s in said if s in line) for line in texts] == said, texts
+        expect(bob.lines.filter(has_text="has left")).to_have_count(0)
+        assert unexpectedErrors(alice) == [] and unexpectedErrors(bob) == []
+    finally:
+        proxy.stop()

@@ -1,0 +1,187 @@
+"""
+The Redis backplane in one test process: two L{RedisBackplane}s (standing
+for two processes) on one real redis-server, their streams and rosters
+watched directly.
+"""
+
+import json
+
+import pytest
+import pytest_twisted
+from cluster import redisServer  # noqa: F401 (a fixture)
+from conftest import eventually
+from test_live_units import preparedPayload
+
+from chatthing.backplane import BackplaneDown, NameTaken
+from chatthing.backplane.redis import RedisBackplane
+from chatthing.live._stream import runningCall
+
+
+class Page:
+    """
+    A stream subscriber that decodes what it is sent.
+    """
+
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+
+    def deliverStream(self, stream, offset, message) -> None:
+        self.frames.append(json.loads(preparedPayload(message)))
+
+    def calls(self, stream: str = "room") -> list:
+        return [(f["offset"], f["method"], f["args"]) for f in self.frames if f["stream"] == stream]
+
+
+class Holder:
+    """
+    What the roster needs of an element: its session's id.
+    """
+
+    def __init__(self, sessionId: str) -> None:
+        self.sessionId = sessionId
+
+
+async def startBackplane(redis, gracePeriod: float = 30.0) -> RedisBackplane:
+    backplane = RedisBackplane(redis.url, gracePeriod=gracePeriod)
+    backplane.startService()
+    await eventually(lambda: backplane.connected, "the backplane to connect")
+    return backplane
+
+
+@pytest.fixture
+def backplanes():
+    started: list[RedisBackplane] = []
+    yield started
+    for backplane in started:
+        if backplane.running:
+            backplane.stopService()
+
+
+async def openStream(backplane: RedisBackplane, key: str = "room:r") -> tuple:
+    stream = backplane.stream(key, "room", 1000)
+    await stream.ready()
+    await eventually(lambda: stream.loaded, "the stream to load")
+    page = Page()
+    stream.subscribe(page)  # as a session does: the stream and its fallback
+    stream.fallback.subscribe(page)
+    return stream, page
+
+
+@pytest_twisted.ensureDeferred
+async def test_twoProcessesDeliverOneOrder(redisServer, backplanes):  # noqa: F811
+    """Calls published by two processes at once reach both in one order, numbered alike."""
+    a, b = await startBackplane(redisServer), await startBackplane(redisServer)
+    backplanes += [a, b]
+    (sa, pa), (sb, pb) = await openStream(a), await openStream(b)
+    for i in range(20):
+        sa.emit("said", "a", i)
+        sb.emit("said", "b", i)
+    await eventually(lambda: len(pa.calls()) == 40 and len(pb.calls()) == 40, "40 calls on each")
+    assert pa.calls() == pb.calls()
+    assert [offset for offset, _, _ in pa.calls()] == list(range(1, 41))
+    assert sorted(args[1] for _, _, args in pa.calls() if args[0] == "a") == list(range(20))
+
+
+@pytest_twisted.ensureDeferred
+async def test_aCallRunTwiceIsPublishedOnce(redisServer, backplanes):  # noqa: F811
+    """A page's call that runs again on another process (same session and seq) publishes once."""
+    a, b = await startBackplane(redisServer), await startBackplane(redisServer)
+    backplanes += [a, b]
+    (sa, _), (sb, pb) = await openStream(a), await openStream(b)
+    token = runningCall.set("session1:7")
+    try:
+        await sa.publish([("said", ["once"])])
+        await sb.publish([("said", ["once"])])
+    finally:
+        runningCall.reset(token)
+    await sa.publish([("said", ["after"])])
+    await eventually(lambda: len(pb.calls()) == 2, "two calls")
+    assert [args for _, _, args in pb.calls()] == [["once"], ["after"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_aLateProcessReadsHistoryAndResumesFromIt(redisServer, backplanes):  # noqa: F811
+    """A process that opens a stream later reads its last calls from Redis, and can replay them."""
+    a = await startBackplane(redisServer)
+    backplanes.append(a)
+    sa, pa = await openStream(a)
+    for i in range(5):
+        await sa.publish([("said", [i])])
+    b = await startBackplane(redisServer)
+    backplanes.append(b)
+    sb, pb = await openStream(b)
+    assert sb.offset == 5 and pb.calls() == []
+    assert [json.loads(preparedPayload(m))["args"] for m in sb.since(2)] == [[2], [3], [4]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_numberingGoesOnAfterRedisRestartsEmpty(redisServer, backplanes):  # noqa: F811
+    """Redis restarting with nothing kept: offsets go on after those delivered, not from 1; health says so meanwhile."""
+    a = await startBackplane(redisServer)
+    backplanes.append(a)
+    notices = []
+    a.onStatusChange(notices.append)
+    sa, pa = await openStream(a)
+    for i in range(3):
+        await sa.publish([("said", [i])])
+    await eventually(lambda: len(pa.calls()) == 3, "three calls")
+    redisServer.stop()
+    await eventually(lambda: not a.connected, "the backplane to notice")
+    assert a.problem().startswith("backplane unreachable")
+    sa.emit("said", "alone")  # delivered here only, on the fallback
+    assert pa.calls("room.here")[-1][2] == ["alone"]
+    redisServer.start()
+    await eventually(lambda: a.connected, "the backplane to come back", deadline=20)
+    assert notices == [False, True] and a.problem() is None
+    await sa.publish([("said", ["back"])])
+    await eventually(lambda: pa.calls()[-1][2] == ["back"], f"the call after the restart {pa.calls()} {sa._catchingUp} {sa._early} {sa.offset}")
+    assert pa.calls()[-1][0] > 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_namesAreUniqueAcrossProcesses(redisServer, backplanes):  # noqa: F811
+    """A name held on one process is refused on another, case-insensitively, until it is released."""
+    a, b = await startBackplane(redisServer), await startBackplane(redisServer)
+    backplanes += [a, b]
+    (sa, _), (sb, pb) = await openStream(a), await openStream(b)
+    alice = Holder("s-alice")
+    await a.roster.hold(alice, "Alice", "r", sa, [("joined", ["Alice"])], [("left", ["Alice"])])
+    with pytest.raises(NameTaken):
+        await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [], [])
+    await eventually(lambda: ("updatePresence", [["Alice"]]) in [(m, a) for _, m, a in pb.calls()],
+                     "presence on the other process")
+    await a.roster.release(alice, [("left", ["Alice"])])
+    await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [], [])
+    await eventually(lambda: pb.calls()[-1][1:] == ("updatePresence", [["ALICE"]]), "the new holder")
+
+
+@pytest_twisted.ensureDeferred
+async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, backplanes):  # noqa: F811
+    """When a process stops beating, another ends its sessions after the grace period: their leave is announced."""
+    a = await startBackplane(redisServer, gracePeriod=0.5)
+    b = await startBackplane(redisServer, gracePeriod=0.5)
+    backplanes += [a, b]
+    a.deadAfter = b.deadAfter = 1.0
+    (sa, _), (_, pb) = await openStream(a), await openStream(b)
+
+    class Session:
+        ident = "s-bob"
+        page = "/room/r"
+        element = type("E", (), {"sessionState": lambda self: {"username": "bob"}})()
+
+    a.sessions.save(Session())
+    await a.roster.hold(Holder("s-bob"), "bob", "r", sa, [], [("displayMessage", [" * bob left"])])
+    a._heartbeat.stop()  # the process freezes: no more heartbeats
+    await eventually(lambda: ("displayMessage", [" * bob left"]) in [(m, x) for _, m, x in pb.calls()],
+                     "bob's leave announced by the other process", deadline=15)
+    assert pb.calls()[-1][1:] == ("updatePresence", [[]])
+    assert await b.sessions.adopt("s-bob") is None
+
+
+def test_downBackplaneRefusesNames():
+    """Without Redis, names cannot be taken: BackplaneDown, with a message for the user."""
+    backplane = RedisBackplane("redis://127.0.0.1:1/0", gracePeriod=1)
+    failure = backplane.roster.hold(Holder("s"), "x", "r", backplane.stream("k", "room", 10), [], [])
+    error = []
+    failure.addErrback(lambda f: error.append(f.value))
+    assert isinstance(error[0], BackplaneDown) and "try again" in str(error[0])
