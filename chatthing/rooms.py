@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .backplane import Backplane, Call, MemoryBackplane, NameTaken
+from .backplane import JOINED, LEFT, Backplane, Call, MemoryBackplane, NameTaken, memberList
 from .live import SessionMoved, Stream
 from .validation import LOBBY, UsernameTaken, normalizeUsername
 
@@ -80,10 +80,15 @@ class ChatRoom:
         self.timer = timer
         self.typingInterval = typingInterval
         self._online: dict[str, ChatterElement] = {}
-        self._presence: list[str] = []
+        self._presence: dict[str, str] = {}
+        self._presenceChanges: deque[tuple[int, str, str]] = deque(maxlen=streamHistory)
         self._stampedSecond: int | None = None
         self._lastStamp = 0
         self.stream.observe(self._heard)
+        self.backplane.roster.members(name, self.stream).addCallbacks(
+            self._startPresence,
+            lambda failure: self.log.warn("{room}: could not read who is here: {error}",
+                                          room=self, error=failure.getErrorMessage()))
 
     def __repr__(self) -> str:
         return f"<ChatRoom {self.name} ({len(self.chatters)} pages)>"
@@ -112,7 +117,7 @@ class ChatRoom:
         The names of the users logged in here (on every process), sorted as
         people read them.
         """
-        return list(self._presence)
+        return memberList(self._presence.values())
 
     def welcome(self, chatter: "ChatterElement") -> None:
         """
@@ -144,8 +149,11 @@ class ChatRoom:
     def _subscribe(self, chatter: "ChatterElement", showHistory: bool) -> None:
         if chatter.private is None:
             return  # gone already
-        if showHistory and self.history:
-            chatter.private.emit("displayHistory", list(self.history))
+        if showHistory:
+            if self.history:
+                chatter.private.emit("displayHistory", list(self.history))
+            # The whole list once; then the room's stream says who comes and goes.
+            chatter.private.emit("updatePresence", self.presence())
         chatter.subscribe(self.stream)
         chatter.subscribe(self.typingStream)
         if self.alerts is not None:
@@ -306,5 +314,24 @@ class ChatRoom:
         elif method in ("displayUserMessage", "displayAction") and len(args) == 2:
             kind = "message" if method == "displayUserMessage" else "action"
             self.history.append([kind, args[0], args[1], self._lastStamp])
-        elif method == "updatePresence" and args and isinstance(args[0], list):
-            self._presence = args[0]
+        elif method in (JOINED, LEFT) and len(args) == 1 and isinstance(args[0], str):
+            self._presenceChanges.append((self.stream.offset, method, args[0]))
+            self._changePresence(method, args[0])
+
+    def _changePresence(self, method: str, name: str) -> None:
+        if method == JOINED:
+            self._presence[name.casefold()] = name
+        elif self._presence.get(name.casefold()) == name:
+            del self._presence[name.casefold()]
+
+    def _startPresence(self, snapshot: tuple[list[str], int]) -> None:
+        """
+        Who was in the room at offset C{offset} of its stream (read when it
+        opened here, from the backplane): the presence list is that, with
+        the changes after it.
+        """
+        names, offset = snapshot
+        self._presence = {name.casefold(): name for name in names}
+        for at, method, name in self._presenceChanges:
+            if at > offset:
+                self._changePresence(method, name)

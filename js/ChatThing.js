@@ -18,7 +18,7 @@ export const TYPING_SHOWN_FOR_MS = 4000;
 export class ChatterWidget extends Widget {
   static remoteMethods = [
     "displayMessage", "displayUserMessage", "displayAction", "displayHistory",
-    "messageTime", "updatePresence", "showTyping",
+    "messageTime", "updatePresence", "presenceJoined", "presenceLeft", "showTyping",
   ];
 
   constructor(node, socket) {
@@ -173,6 +173,17 @@ export class ChatterWidget extends Widget {
     this.presence = names;
   }
 
+  /** `name` has logged in to this room (or taken this name). */
+  presenceJoined(name) {
+    const others = (this.presence ?? []).filter((known) => known.toLowerCase() !== name.toLowerCase());
+    this.updatePresence(sortNames([...others, name]));
+  }
+
+  /** `name` has left this room (or given up this name). */
+  presenceLeft(name) {
+    this.updatePresence((this.presence ?? []).filter((known) => known !== name));
+  }
+
   /** `avatarName` is typing: say so for a few seconds. */
   showTyping(avatarName) {
     if (avatarName === this.username) {
@@ -284,4 +295,10 @@ function paletteIndex(name) {
     hash = Math.imul(hash ^ char.codePointAt(0), 0x01000193) >>> 0;
   }
   return hash % PALETTE_SIZE;
+}
+
+/** Names in the order the server sorts them: ignoring case, then by case. */
+export function sortNames(names) {
+  const key = (name) => name.toLowerCase();
+  return [...names].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : a < b ? -1 : a > b ? 1 : 0));
 }

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from conftest import TwistdServer, withDeadline
+from conftest import TwistdServer, presenceShown, withDeadline
 from test_admin import _request
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -402,8 +402,7 @@ class Heard:
         """
         The latest presence list, or L{None} if none came.
         """
-        lists = self.called("updatePresence")
-        return lists[-1][0] if lists else None
+        return presenceShown(self.calls)
 
     @property
     def history(self) -> list[list] | None:

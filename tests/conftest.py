@@ -305,3 +305,32 @@ def startTwistd(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+def presenceShown(calls: list[tuple[str, list]]) -> list[str] | None:
+    """
+    The presence list a chat page shows after the calls C{(method, args)}
+    it received, in order, as C{js/ChatThing.js} keeps it: a whole list
+    (C{updatePresence}), then who joins and leaves.  L{None} before any.
+    """
+    shown: dict[str, str] | None = None
+    for method, args in calls:
+        if method == "updatePresence":
+            shown = {name.casefold(): name for name in args[0]}
+        elif method in ("presenceJoined", "presenceLeft") and shown is not None:
+            name = args[0]
+            if method == "presenceJoined":
+                shown[name.casefold()] = name
+            elif shown.get(name.casefold()) == name:
+                del shown[name.casefold()]
+    if shown is None:
+        return None
+    return sorted(shown.values(), key=lambda name: (name.casefold(), name))
+
+
+def presenceOf(client) -> list[str] | None:
+    """
+    L{presenceShown} for a L{LiveTestClient}'s page.
+    """
+    return presenceShown([(f["method"], f["args"]) for f in client.frames
+                          if f["type"] in ("call", "emit")])

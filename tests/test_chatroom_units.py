@@ -25,7 +25,7 @@ from chatthing.live import LiveSettings
 from chatthing.live._session import LiveSession
 
 #: Calls that date the next line and update who is online, not lines.
-BOOKKEEPING = ("messageTime", "updatePresence")
+BOOKKEEPING = ("messageTime", "updatePresence", "presenceJoined", "presenceLeft")
 
 
 class Page:
@@ -189,13 +189,14 @@ class ChatRoomTests(SynchronousTestCase):
         pages = [Page(self.room) for _ in range(3)]
         pages[0].element.setUsername("alice")
         pages[0].element.say("hi")
-        # The time, the join, the presence list, the message.
+        # The page's own presence list; then on the room's stream the time,
+        # the join, the presence change, the message.
         for page in pages:
-            self.assertEqual(len(page.connection.prepared), 4)
+            self.assertEqual(len(page.connection.prepared), 5)
             self.assertEqual(page.connection.frames[-1], {
                 "type": "emit", "stream": "room", "offset": 4,
                 "method": "displayUserMessage", "args": ["alice", "hi"]})
-        for i in range(4):
+        for i in range(1, 5):
             self.assertEqual(len({id(page.connection.prepared[i]) for page in pages}), 1)
 
     def test_awayPageKeepsItsPlace(self):
@@ -209,8 +210,8 @@ class ChatRoomTests(SynchronousTestCase):
         self.assertEqual(self.room.online(), ["alice", "bob"])
         self.assertEqual(self.room.chatters, [a.element, b.element])
         back = FakeConnection()
-        offset = b.connection.frames[-1]["offset"]
-        self.assertIsNone(b.session.resume(back, 0, {"room": offset}))
+        offsets = {f["stream"]: f["offset"] for f in b.connection.frames if f["type"] == "emit"}
+        self.assertIsNone(b.session.resume(back, 0, offsets))
         self.assertEqual([(f["type"], f.get("args")) for f in back.frames], [
             ("resumed", None),
             ("emit", ["alice", "while you were away"]),

@@ -11,7 +11,7 @@ application asks its backplane for:
     pages of every process subscribed to it, numbered in one order for all;
   - L{Backplane.passingStream}: the same for passing events, not replayed;
   - L{Backplane.roster}: names held by sessions, unique across the cluster,
-    each in a group (a room) whose presence list it publishes;
+    each in a group (a room) whose joins and leaves it publishes;
   - L{Backplane.sessions}: the session store of the live runtime, so that a
     page can take its session to another process.
 """
@@ -25,6 +25,12 @@ from ..live._sessionstore import SessionStore
 
 #: One remote call to publish: C{(method, args)}.
 Call = tuple[str, list]
+
+#: The calls a roster publishes on a group's stream when a name joins the
+#: group, or leaves it (a rename is both): changes, not whole lists, so
+#: that a join costs the same in a room of ten or of ten thousand.
+JOINED = "presenceJoined"
+LEFT = "presenceLeft"
 
 
 class NameTaken(CallRefused):
@@ -42,16 +48,16 @@ class BackplaneDown(CallRefused):
 class Roster(Protocol):
     """
     Names held by sessions, compared case-insensitively and unique across
-    every process, each in a group whose members' list is published on that
-    group's stream after each change.
+    every process, each in a group whose changes (L{JOINED}, L{LEFT}) are
+    published on that group's stream.
     """
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
              announce: list[Call], onLeave: list[Call]) -> Deferred:
         """
         Give C{holder} (a L{chatthing.live.LiveElement}) the C{name} in
-        C{group}, letting go of any name it held, then publish C{announce}
-        and the group's new members on C{stream}.  C{onLeave} is what to
+        C{group}, letting go of any name it held, then publish on C{stream}
+        C{announce}, C{LEFT(old name)} if it had one, and C{JOINED(name)}.  C{onLeave} is what to
         publish if the holder's process dies and the session does not come
         back.
 
@@ -68,8 +74,14 @@ class Roster(Protocol):
 
     def release(self, holder: Any, announce: list[Call]) -> Deferred:
         """
-        C{holder} no longer holds its name: publish C{announce} and the
-        group's new members.
+        C{holder} no longer holds its name: publish C{announce}, then
+        C{LEFT(name)}.
+        """
+
+    def members(self, group: str, stream: Stream) -> Deferred:
+        """
+        The names in C{group} now, and the offset of C{stream} they are
+        true at: a L{Deferred} firing with C{(names, offset)}.
         """
 
 
@@ -109,5 +121,5 @@ def memberList(names: Any) -> list[str]:
 
 from .memory import MemoryBackplane  # noqa: E402
 
-__all__ = ["Backplane", "BackplaneDown", "Call", "MemoryBackplane", "NameTaken", "Roster",
-           "memberList"]
+__all__ = ["JOINED", "LEFT", "Backplane", "BackplaneDown", "Call", "MemoryBackplane", "NameTaken",
+           "Roster", "memberList"]

@@ -11,14 +11,15 @@ from twisted.python.failure import Failure
 
 from ..live import Stream
 from ..live._sessionstore import SessionRecord
-from . import BackplaneDown, Call, NameTaken, _lua
+from . import JOINED, LEFT, BackplaneDown, Call, NameTaken, _lua
 
 if TYPE_CHECKING:
     from ..live._session import LiveSession
     from .redis import RedisBackplane
 
-#: The widget method that receives a group's member list.
-PRESENCE_METHOD = json.dumps("updatePresence")
+#: The widget methods told that someone joined a group, or left it.
+JOINED_METHOD = json.dumps(JOINED)
+LEFT_METHOD = json.dumps(LEFT)
 
 
 def encodeCalls(calls: list[Call]) -> list[str]:
@@ -76,7 +77,7 @@ class RedisRoster:
             _lua.HOLD,
             [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],
             [prefix, key, name, ident, group, json.dumps(encodeCalls(onLeave)), stream.maxlen,
-             self.backplane.nextOrigin(), PRESENCE_METHOD, "1" if quiet else "0",
+             self.backplane.nextOrigin(), JOINED_METHOD, LEFT_METHOD, "1" if quiet else "0",
              *encodeCalls(announce)],
         )
 
@@ -87,6 +88,10 @@ class RedisRoster:
         """
         self.held[holderId(holder)] = (name, group, stream, onLeave)
 
+    def members(self, group: str, stream: Any) -> Deferred:
+        d = self.backplane.script(_lua.MEMBERS, [f"{self.backplane.prefix}group:{group}", stream.key], [])
+        return d.addCallback(lambda reply: (reply[1], int(reply[0])))
+
     def release(self, holder: Any, announce: list[Call]) -> Deferred:
         ident = holder.sessionId
         held = self.held.pop(ident, None) if ident is not None else None
@@ -96,13 +101,13 @@ class RedisRoster:
             # Only this process's pages can be told now; Redis is told
             # when it is back (see RedisSessions.resync).
             if held is not None:
-                held[2].fallback.publish(announce)
+                held[2].fallback.publish([*announce, (LEFT, [held[0]])])
             return fail(BackplaneDown("Redis cannot be reached"))
         prefix = self.backplane.prefix
         return self.backplane.script(
             _lua.RELEASE, [],
             [prefix, ident, held[2].maxlen if held else 1000, self.backplane.nextOrigin(),
-             PRESENCE_METHOD, *encodeCalls(announce)],
+             LEFT_METHOD, *encodeCalls(announce)],
         )
 
     def resync(self) -> Deferred:
@@ -186,7 +191,7 @@ class RedisSessions:
         work = [self._save(session) for session in list(self.live.values())]
         work.append(self.backplane.script(
             _lua.END_STALE, [],
-            [prefix, self.backplane.proc, 1000, PRESENCE_METHOD, *self.live],
+            [prefix, self.backplane.proc, 1000, LEFT_METHOD, *self.live],
         ))
         return gatherResults(work, consumeErrors=True)
 

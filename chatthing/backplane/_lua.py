@@ -21,24 +21,17 @@ local function append(stream, maxlen, origin, call)
   return seq
 end
 
-local function presence(prefix, group, stream, maxlen, origin, method)
-  local names = redis.call('HVALS', prefix .. 'group:' .. group)
-  table.sort(names, function(a, b)
-    local la, lb = string.lower(a), string.lower(b)
-    if la == lb then return a < b end
-    return la < lb
-  end)
-  local parts = {}
-  for i, name in ipairs(names) do parts[i] = cjson.encode(name) end
-  append(stream, maxlen, origin, '[' .. method .. ',[[' .. table.concat(parts, ',') .. ']]]')
+local function presenceChange(stream, maxlen, origin, method, name)
+  append(stream, maxlen, origin, '[' .. method .. ',[' .. cjson.encode(name) .. ']]')
 end
 
-local function release(prefix, holder, maxlen, origin, method, announce)
+local function release(prefix, holder, maxlen, origin, leftMethod, announce)
   local h = prefix .. 'holder:' .. holder
   local key = redis.call('HGET', h, 'key')
   if not key then return 0 end
   local group = redis.call('HGET', h, 'group')
   local stream = redis.call('HGET', h, 'stream')
+  local name = redis.call('HGET', h, 'name')
   if redis.call('HGET', prefix .. 'names', key) == holder then
     redis.call('HDEL', prefix .. 'names', key)
   end
@@ -46,7 +39,7 @@ local function release(prefix, holder, maxlen, origin, method, announce)
   if announce == nil then announce = cjson.decode(redis.call('HGET', h, 'onLeave')) end
   redis.call('DEL', h)
   for _, call in ipairs(announce) do append(stream, maxlen, origin, call) end
-  presence(prefix, group, stream, maxlen, origin, method)
+  presenceChange(stream, maxlen, origin, leftMethod, name)
   return 1
 end
 """
@@ -77,14 +70,17 @@ return seq
 """
 
 #: KEYS: names, holder:H, group:G, stream.  ARGV: prefix, key, name, holder,
-#: group, onLeave JSON, maxlen, origin, presence method JSON, quiet ("1": no
-#: announcement, for a resync), announce call...
-#: Returns 0 if someone else holds the name, 1 if held now, 2 if held already.
+#: group, onLeave JSON, maxlen, origin, joined method JSON, left method JSON,
+#: quiet ("1": no announcement, for a resync), announce call...
+#: Publishes the announcement, then who left (a renamed holder's old name)
+#: and who joined.  Returns 0 if someone else holds the name, 1 if held
+#: now, 2 if held already.
 HOLD = _APPEND + """
 local owner = redis.call('HGET', KEYS[1], ARGV[2])
 if owner and owner ~= ARGV[4] then return 0 end
 if owner == ARGV[4] and redis.call('HGET', KEYS[2], 'name') == ARGV[3] then return 2 end
 local oldKey = redis.call('HGET', KEYS[2], 'key')
+local oldName = redis.call('HGET', KEYS[2], 'name')
 if oldKey then
   redis.call('HDEL', KEYS[1], oldKey)
   redis.call('HDEL', ARGV[1] .. 'group:' .. redis.call('HGET', KEYS[2], 'group'), oldKey)
@@ -93,14 +89,15 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
 redis.call('HSET', KEYS[2], 'key', ARGV[2], 'name', ARGV[3], 'group', ARGV[5],
            'stream', KEYS[4], 'onLeave', ARGV[6])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-if ARGV[10] ~= '1' then
-  for i = 11, #ARGV do append(KEYS[4], ARGV[7], ARGV[8], ARGV[i]) end
+if ARGV[11] ~= '1' then
+  for i = 12, #ARGV do append(KEYS[4], ARGV[7], ARGV[8], ARGV[i]) end
 end
-presence(ARGV[1], ARGV[5], KEYS[4], ARGV[7], ARGV[8], ARGV[9])
+if oldName then presenceChange(KEYS[4], ARGV[7], ARGV[8], ARGV[10], oldName) end
+presenceChange(KEYS[4], ARGV[7], ARGV[8], ARGV[9], ARGV[3])
 return 1
 """
 
-#: ARGV: prefix, holder, maxlen, origin, presence method JSON, announce call...
+#: ARGV: prefix, holder, maxlen, origin, left method JSON, announce call...
 #: Returns 1 if the holder held a name, else 0.
 RELEASE = _APPEND + """
 local announce = {}
@@ -149,7 +146,7 @@ return {record[1], record[2]}
 """
 
 #: KEYS: procs.  ARGV: prefix, proc, deadAfter ms, grace ms, maxlen,
-#: presence method JSON.  Records this process's heartbeat, and ends the
+#: left method JSON.  Records this process's heartbeat, and ends the
 #: sessions (and names) of processes dead for longer than the grace period.
 #: Returns the ids of the sessions ended.
 HEARTBEAT = _APPEND + """
@@ -176,7 +173,7 @@ end
 return ended
 """
 
-#: ARGV: prefix, proc, maxlen, presence method JSON, then the ids of this
+#: ARGV: prefix, proc, maxlen, left method JSON, then the ids of this
 #: process's live sessions.  Ends the sessions recorded as this process's
 #: that it no longer has (they ended while Redis could not be told).
 #: Returns their ids.
@@ -197,4 +194,14 @@ for _, s in ipairs(redis.call('SMEMBERS', set)) do
   end
 end
 return ended
+"""
+
+#: KEYS: group:G, stream.  The group's members now, and the offset of the
+#: stream's last entry: a process opening a room starts its presence list
+#: from them, then applies the stream's changes after that offset.
+MEMBERS = """
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local seq = '0'
+if #last > 0 then seq = string.match(last[1][1], '%-(%d+)$') end
+return {seq, redis.call('HVALS', KEYS[1])}
 """

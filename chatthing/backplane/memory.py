@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from ..live import Stream
 from ..live._sessionstore import LocalSessions
 from ..live._stream import PassingStream
-from . import Call, NameTaken, memberList
+from . import JOINED, LEFT, Call, NameTaken, memberList
 
 
 class MemoryRoster:
@@ -29,12 +29,16 @@ class MemoryRoster:
         current = self._holders.get(key)
         if current is not None and current is not holder:
             return fail(NameTaken(f"the name {name!r} is taken"))
-        self._letGo(holder)
+        old = self._letGo(holder)
         self._holders[key] = holder
         self._held[holder] = (name, group, stream)
         self._groups.setdefault(group, {})[key] = name
-        self._publish(group, stream, announce)
+        left = [(LEFT, [old[0]])] if old is not None else []
+        stream.publish([*announce, *left, (JOINED, [name])])
         return succeed(None)
+
+    def members(self, group: str, stream: Stream) -> Deferred:
+        return succeed((memberList(self._groups.get(group, {}).values()), stream.offset))
 
     def restore(self, holder: Any, name: str, group: str, stream: Stream,
                 onLeave: list[Call]) -> None:
@@ -47,7 +51,7 @@ class MemoryRoster:
         held = self._letGo(holder)
         if held is not None:
             name, group, stream = held
-            self._publish(group, stream, announce)
+            stream.publish([*announce, (LEFT, [name])])
         return succeed(None)
 
     def _letGo(self, holder: Any) -> tuple[str, str, Stream] | None:
@@ -57,10 +61,6 @@ class MemoryRoster:
             self._holders.pop(name.casefold(), None)
             self._groups.get(group, {}).pop(name.casefold(), None)
         return held
-
-    def _publish(self, group: str, stream: Stream, announce: list[Call]) -> None:
-        stream.publish([*announce,
-                        ("updatePresence", [memberList(self._groups.get(group, {}).values())])])
 
 
 class MemoryBackplane(Service):

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from ..live import Stream
 from . import BackplaneDown, _lua
-from ._cluster import PRESENCE_METHOD, RedisRoster, RedisSessions
+from ._cluster import LEFT_METHOD, RedisRoster, RedisSessions
 from ._shared import SharedPassingStream, SharedStream
 
 #: Seconds between heartbeats; a process whose last heartbeat is older than
@@ -298,7 +298,7 @@ class RedisBackplane(MultiService):
         d = self.script(
             _lua.HEARTBEAT, [f"{self.prefix}procs"],
             [self.prefix, self.proc, int(self.deadAfter * 1000), int(self.gracePeriod * 1000),
-             1000, PRESENCE_METHOD],
+             1000, LEFT_METHOD],
         )
 
         def reaped(ended: Any) -> None:
