@@ -11,6 +11,7 @@ import pytest_twisted
 from cluster import redisServer  # noqa: F401 (a fixture)
 from conftest import eventually
 from test_live_units import preparedPayload
+from twisted.internet.task import Clock
 
 from chatthing.backplane import BackplaneDown, NameTaken
 from chatthing.backplane.redis import RedisBackplane
@@ -180,10 +181,15 @@ async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, ba
     assert await b.sessions.adopt("s-bob") is None
 
 
-def test_downBackplaneRefusesNames():
-    """Without Redis, names cannot be taken: BackplaneDown, with a message for the user."""
-    backplane = RedisBackplane("redis://127.0.0.1:1/0", gracePeriod=1)
-    failure = backplane.roster.hold(Holder("s"), "x", "r", backplane.stream("k", "room", 10), [], [])
+def test_downBackplaneRefusesNamesAfterAWhile():
+    """Without Redis, a name waits a little for it (a process starting, a blip), then is refused:
+    BackplaneDown, with a message for the user."""
+    clock = Clock()
+    backplane = RedisBackplane("redis://127.0.0.1:1/0", gracePeriod=1, reactor=clock)
+    held = backplane.roster.hold(Holder("s"), "x", "r", backplane.stream("k", "room", 10), [], [])
     error = []
-    failure.addErrback(lambda f: error.append(f.value))
+    held.addErrback(lambda f: error.append(f.value))
+    clock.advance(backplane.loginWait - 0.1)
+    assert error == []
+    clock.advance(0.2)
     assert isinstance(error[0], BackplaneDown) and "try again" in str(error[0])

@@ -52,15 +52,19 @@ class RedisRoster:
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
              announce: list[Call], onLeave: list[Call]) -> Deferred:
-        if not self.backplane.connected:
-            return fail(BackplaneDown(
-                "Logins are paused while this server is cut off from the others; "
-                "try again in a moment."))
         try:
             ident = holderId(holder)
         except BackplaneDown as e:
             return fail(e)
-        d = self._hold(ident, name, group, stream, onLeave, announce, quiet=False)
+        d = self.backplane.whenConnected(timeout=self.backplane.loginWait)
+
+        def connected(up: bool) -> Deferred:
+            if not up:
+                raise BackplaneDown("Logins are paused while this server is cut off from the "
+                                    "others; try again in a moment.")
+            return self._hold(ident, name, group, stream, onLeave, announce, quiet=False)
+
+        d.addCallback(connected)
 
         def held(result: Any) -> None:
             if result == 0:
@@ -89,7 +93,12 @@ class RedisRoster:
         self.held[holderId(holder)] = (name, group, stream, onLeave)
 
     def members(self, group: str, stream: Any) -> Deferred:
-        d = self.backplane.script(_lua.MEMBERS, [f"{self.backplane.prefix}group:{group}", stream.key], [])
+        """
+        The group's members, once Redis can be reached.
+        """
+        d = self.backplane.whenConnected()
+        d.addCallback(lambda _: self.backplane.script(
+            _lua.MEMBERS, [f"{self.backplane.prefix}group:{group}", stream.key], []))
         return d.addCallback(lambda reply: (reply[1], int(reply[0])))
 
     def release(self, holder: Any, announce: list[Call]) -> Deferred:

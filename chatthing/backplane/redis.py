@@ -39,6 +39,10 @@ DEAD_AFTER = 3.0
 #: Seconds a command may take before the connection is taken for broken.
 COMMAND_TIMEOUT = 5.0
 
+#: Seconds a login waits for Redis (while the process starts, or Redis is
+#: back in a moment) before it is refused.
+LOGIN_WAIT = 3.0
+
 
 class RedisURL:
     """
@@ -101,6 +105,7 @@ class RedisBackplane(MultiService):
         self.url = RedisURL(url)
         self.gracePeriod = gracePeriod
         self.deadAfter = DEAD_AFTER
+        self.loginWait = LOGIN_WAIT
         self.prefix = prefix
         self.proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.connected = False
@@ -108,6 +113,7 @@ class RedisBackplane(MultiService):
         self.sessions = RedisSessions(self)
         self._streams: dict[str, Any] = {}
         self._listeners: list[Callable[[bool], None]] = []
+        self._connecting: list[Deferred] = []
         self._commands: _Commands | None = None
         self._subscriber: _Subscriber | None = None
         self._everConnected = False
@@ -148,6 +154,20 @@ class RedisBackplane(MultiService):
 
     def onStatusChange(self, listener: Callable[[bool], None]) -> None:
         self._listeners.append(listener)
+
+    def whenConnected(self, timeout: float | None = None) -> Deferred:
+        """
+        A L{Deferred} firing with C{True} once Redis can be used (at once if
+        it can now), or with C{False} after C{timeout} seconds.
+        """
+        if self.connected:
+            return succeed(True)
+        d: Deferred = Deferred()
+        self._connecting.append(d)
+        if timeout is not None:
+            timer = self.reactor.callLater(timeout, lambda: d.called or d.callback(False))
+            d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return d
 
     def nextOrigin(self) -> str:
         """
@@ -256,6 +276,10 @@ class RedisBackplane(MultiService):
                 return
             self.connected = True
             self.log.info("connected to Redis at {url} as {proc}", url=self.url.text, proc=self.proc)
+            waiting, self._connecting = self._connecting, []
+            for d in waiting:
+                if not d.called:
+                    d.callback(True)
             if self._everConnected:
                 self._tell(True)
             self._everConnected = True
