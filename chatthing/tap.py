@@ -78,6 +78,9 @@ class Options(usage.Options):
     )
 
     optFlags = [
+        ["nagle", None,
+         "Leave Nagle's algorithm on for page connections (TCP_NODELAY off), so that "
+         "small frames may wait to be sent together; by default they go out at once."],
         ["metrics-public", None,
          "Also serve /metrics on the chat's own port(s), to anyone who can reach "
          "them (only if a proxy in front keeps it private). /healthz is always "
@@ -213,6 +216,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{option} must be {must}, not {self[option]!r}")
             values[field] = value
         values["allowedOrigins"] = tuple(checkOrigin(o) for o in self["allowed-origin"])
+        values["noDelay"] = not self["nagle"]
         return LiveSettings(**values)
 
 

@@ -235,9 +235,12 @@ async def test_concurrentMessagesSameOrderEverywhere(chatServer):
         # Each speaker's messages arrive whole, prefixed and in the order said.
         said = [text for speaker, text in transcript if speaker == name]
         assert said == [f"{name} says {i}" for i in range(perUser)]
-        answers = [f for f in client.frames if f.get("type") in ("result", "error")
-                   and f.get("id", 0) >= 1000]
-        assert answers == [{"type": "result", "seq": 2 + i, "id": 1000 + i, "value": None}
+        def answers(client=client):
+            return [f for f in client.frames if f.get("type") in ("result", "error")
+                    and f.get("id", 0) >= 1000]
+
+        await client.waitFor(lambda: len(answers()) >= perUser, f"{perUser} answers")
+        assert answers() == [{"type": "result", "seq": 2 + i, "id": 1000 + i, "value": None}
                            for i in range(perUser)]
         assert client.duplicates == 0
 

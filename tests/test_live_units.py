@@ -513,3 +513,52 @@ def test_parseCallChecksFields():
         with pytest.raises(ProtocolError):
             _wire.parseCall(frame)
     assert _wire.parseCall({"type": "call", "id": 3, "method": "m"}) == (3, "m", [])
+
+
+class WriteNowTests(SynchronousTestCase):
+    """
+    L{writeNow}: a frame goes straight to the socket when nothing waits
+    before it, through the transport's buffer otherwise, in order.
+    """
+
+    def setUp(self):
+        import socket as socketModule
+
+        self.near, self.far = socketModule.socketpair()
+        self.near.setblocking(False)
+        self.addCleanup(self.near.close)
+        self.addCleanup(self.far.close)
+        self.written = []
+        transport = self.transport = type("Transport", (), {})()
+        transport.socket, transport.connected, transport.disconnecting = self.near, True, False
+        transport.dataBuffer, transport.offset, transport._tempDataLen = b"", 0, 0
+
+        def write(data):
+            self.written.append(data)
+            transport._tempDataLen += len(data)
+
+        transport.write = write
+
+    def test_straightToTheSocket(self):
+        from chatthing.live._sending import writeNow
+
+        self.assertEqual(writeNow(self.transport, b"hello"), 0)
+        self.assertEqual(self.far.recv(100), b"hello")
+        self.assertEqual(self.written, [])
+
+    def test_behindBufferedBytes(self):
+        """Bytes already buffered go first: the frame joins them, in order."""
+        from chatthing.live._sending import writeNow
+
+        self.transport.write(b"first")
+        self.assertEqual(writeNow(self.transport, b"second"), len(b"firstsecond"))
+        self.assertEqual(self.written, [b"first", b"second"])
+
+    def test_whatTheKernelRefusesIsBuffered(self):
+        """A socket that takes part of a frame: the rest waits in the transport."""
+        from chatthing.live._sending import writeNow
+
+        big = b"x" * (16 * 1024 * 1024)
+        left = writeNow(self.transport, big)
+        self.assertTrue(0 < left < len(big))
+        self.assertEqual(b"".join(self.written), big[len(big) - left:])

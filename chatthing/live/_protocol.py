@@ -19,6 +19,7 @@ from ._errors import LiveError, ProtocolError, RateLimited
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
+from ._sending import writeNow
 from ._session import LiveSession
 
 #: Seconds a new connection has to send its "hello".
@@ -79,6 +80,12 @@ class LiveServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         factory = self.factory
+        # Autobahn tries this before it has read its own options, and gives
+        # up silently: Nagle's algorithm would stay on.
+        try:
+            self.transport.setTcpNoDelay(factory.settings.noDelay)
+        except (AttributeError, OSError):
+            pass  # not a TCP connection
         self._bucket = TokenBucket(factory.settings.frameRate, factory.settings.frameBurst,
                                    factory.reactor.seconds)
         self._helloTimeout = factory.reactor.callLater(
@@ -166,11 +173,13 @@ class LiveServerProtocol(WebSocketServerProtocol):
 
     def sendPrepared(self, message: PreparedMessage) -> None:
         """
-        Send one frame prepared for many connections.
+        Send one frame prepared for many connections: its bytes as they are
+        (it is never compressed), straight to the socket if it can take them
+        (see L{writeNow}): this is the fan-out's hot path.
         """
         if self.state == self.STATE_OPEN and not self._cut:
-            self.sendPreparedMessage(message)
-            self._checkBacklog()
+            if writeNow(self.transport, message.payloadHybi) > self.factory.settings.maxOutgoingBytes:
+                self._checkBacklog()
 
     def sendLiveFrame(self, frame: dict[str, Any]) -> None:
         """

@@ -27,6 +27,9 @@ class LiveSettings:
         for dead and dropped.
     @ivar allowedOrigins: origins (C{https://chat.example.com}) allowed to
         open the WebSocket besides the page's own.
+    @ivar noDelay: whether frames go out at once (C{TCP_NODELAY}), rather
+        than small ones being held by Nagle's algorithm until the page
+        acknowledges earlier bytes.
     """
 
     gracePeriod: float = 30.0
@@ -40,3 +43,4 @@ class LiveSettings:
     pingInterval: float = 15.0
     pingTimeout: float = 10.0
     allowedOrigins: tuple[str, ...] = ()
+    noDelay: bool = True
