@@ -30,5 +30,8 @@ setup(
         "prometheus_client>=0.20",
         "txredisapi>=1.4.10",
     ],
+    # `chatthing bench --plot` draws with matplotlib, which the server does
+    # not need.
+    extras_require={"bench": ["matplotlib"]},
     entry_points={"console_scripts": ["chatthing = chatthing.cli:main"]},
 )

@@ -2,6 +2,7 @@
 The C{chatthing} command, for operators::
 
     chatthing alert "Server restarts in 5 minutes" --token-file admin.token
+    chatthing bench --json bench.json --plot bench.png
 """
 
 import getopt
@@ -58,9 +59,83 @@ class AlertOptions(usage.Options):
         self["token"] = readToken(self["token-file"])
 
 
+class BenchOptions(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Measure a chat server on this machine: start chatthing on a loopback port (and two "
+        "processes sharing a Redis of their own, and a minimal Autobahn broadcast server as "
+        "the baseline), connect pages from a load generator in another process, and report "
+        "deliveries a second, CPU per delivery, latency, memory per connection and losses, "
+        "ours as ratios to the baseline. --url measures a server already running instead."
+    )
+    optFlags = [
+        ["no-redis", None, "Skip the two processes sharing a Redis."],
+        ["no-baseline", None, "Skip the baseline server (and the ratios to it)."],
+    ]
+    optParameters = [
+        ["receivers", None, 1000, "Pages that listen in the fanout and latency room.", int],
+        ["senders", None, 10, "Pages that say the messages.", int],
+        ["fanout-messages", None, 30, "Messages each sender says in the fanout scenario.", int],
+        ["latency-rate", None, 50.0, "Messages a second, all senders together, for latency.", float],
+        ["latency-seconds", None, 20.0, "How long the latency scenario sends.", float],
+        ["probes", None, 50, "Receivers that time every message they get.", int],
+        ["idle", None, 10000, "Idle logged-in pages for the memory scenario.", int],
+        ["idle-room-size", None, 20,
+         "Idle pages to a room (its presence list goes to all its pages at each login).", int],
+        ["scenarios", None, "fanout,latency,idle", "Which scenarios, comma-separated."],
+        ["url", None, None,
+         "ws://HOST:PORT/live of a running server to measure instead (no Redis pair, no baseline)."],
+        ["server-pid", None, None, "With --url: the server's process id, for its CPU and memory.", int],
+        ["json", None, None, "Write every figure to this JSON file."],
+        ["plot", None, None,
+         "Draw latency and throughput to this PNG (needs: pip install 'chatthing[bench]')."],
+    ]
+
+    def postOptions(self) -> None:
+        from .bench.scenarios import ALL_SCENARIOS
+
+        scenarios = [name.strip() for name in self["scenarios"].split(",") if name.strip()]
+        unknown = [name for name in scenarios if name not in ALL_SCENARIOS]
+        if unknown or not scenarios:
+            raise usage.UsageError(f"--scenarios must be some of {','.join(ALL_SCENARIOS)}, "
+                                   f"not {self['scenarios']!r}")
+        self["scenarios"] = tuple(name for name in ALL_SCENARIOS if name in scenarios)
+        for name in ("receivers", "fanout-messages", "idle", "probes"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be 0 or more")
+        for name in ("senders", "idle-room-size"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be 1 or more")
+        for name in ("latency-rate", "latency-seconds"):
+            if not self[name] > 0:
+                raise usage.UsageError(f"--{name} must be more than 0")
+        if self["url"] is not None and not self["url"].startswith("ws://"):
+            raise usage.UsageError(f"--url must be ws://HOST:PORT/live, not {self['url']!r}")
+        if self["server-pid"] is not None and self["url"] is None:
+            raise usage.UsageError("--server-pid goes with --url")
+
+    def settings(self):
+        """
+        The L{BenchSettings} these options ask for.
+        """
+        from .bench.scenarios import BenchSettings
+
+        return BenchSettings(
+            receivers=self["receivers"], senders=self["senders"], probes=self["probes"],
+            fanoutMessages=self["fanout-messages"], latencyRate=self["latency-rate"],
+            latencySeconds=self["latency-seconds"], idle=self["idle"],
+            idleRoomSize=self["idle-room-size"], scenarios=self["scenarios"],
+            redis=not self["no-redis"], baseline=not self["no-baseline"], url=self["url"],
+            serverPids=[self["server-pid"]] if self["server-pid"] is not None else [],
+        )
+
+
 class Options(usage.Options):
     synopsis = "Usage: chatthing [options]"
-    subCommands = [["alert", None, AlertOptions, "Send a global alert to every page."]]
+    subCommands = [
+        ["alert", None, AlertOptions, "Send a global alert to every page."],
+        ["bench", None, BenchOptions, "Measure a chat server's throughput, latency and memory."],
+    ]
 
     def opt_version(self) -> None:
         """
@@ -95,14 +170,46 @@ def main(argv: list[str] | None = None) -> int:
     except usage.UsageError as e:
         print(f"{options}\nchatthing: {e}", file=sys.stderr)
         return 2
-    alert = options.subOptions
+    if options.subCommand == "bench":
+        return bench(options.subOptions)
+    return alert(options.subOptions)
+
+
+def bench(options: BenchOptions) -> int:
+    """
+    Run the bench, print its report, and write the JSON and the plot asked
+    for.
+    """
+    from .bench import plot, report
+    from .bench.scenarios import runBench
+
+    missing = plot.matplotlibMissing() if options["plot"] is not None else None
+    if missing:
+        print(f"chatthing: {missing}; the bench runs without the plot", file=sys.stderr)
+    results = report.compare(runBench(options.settings()))
+    if missing:
+        results["notes"].append(missing)
+    print(report.text(results))
+    if options["json"] is not None:
+        report.writeJSON(options["json"], results)
+        print(f"figures written to {options['json']}")
+    if options["plot"] is not None and not missing:
+        plot.draw(options["plot"], results)
+        print(f"plot drawn in {options['plot']}")
+    return 0
+
+
+def alert(options: AlertOptions) -> int:
+    """
+    Send the alert; say how many pages it reached, or why it was not sent.
+    """
     try:
-        answer = sendAlert(alert["url"], alert["token"], alert["text"])
+        answer = sendAlert(options["url"], options["token"], options["text"])
     except urllib.error.HTTPError as e:
         print(f"chatthing: alert refused ({e.code}): {e.read().decode('utf-8', 'replace')}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as e:
-        print(f"chatthing: cannot reach {alert['url']}: {e}", file=sys.stderr)
+        print(f"chatthing: cannot reach {options['url']}: {e}", file=sys.stderr)
         return 1
     print(f"alert sent to {answer['delivered']} pages")
     return 0

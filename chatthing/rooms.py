@@ -16,7 +16,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .backplane import JOINED, LEFT, Backplane, Call, MemoryBackplane, NameTaken, memberList
+from .backplane import (
+    JOINED,
+    LEFT,
+    Backplane,
+    Call,
+    MemoryBackplane,
+    NameTaken,
+    memberList,
+)
 from .live import SessionMoved, Stream
 from .validation import LOBBY, UsernameTaken, normalizeUsername
 

@@ -66,8 +66,12 @@ class RedisURL:
 
 
 class _Commands(txredisapi.RedisProtocol):
+    # No replyTimeout: txredisapi drops the whole connection when one reply
+    # is late (seen under 10,000 logins at once); each call has its own
+    # timeout instead, and a connection that stops answering is found by
+    # the heartbeat.
     def __init__(self) -> None:
-        super().__init__(convertNumbers=False, replyTimeout=COMMAND_TIMEOUT)
+        super().__init__(convertNumbers=False)
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):

@@ -1,0 +1,168 @@
+"""
+The load generator: a process of its own, so that its CPU is not the
+server's and the bench can pin it to another core.
+
+    python -m chatthing.bench.load --url ws://127.0.0.1:8080/live --scenario fanout ...
+
+It opens its pages, runs the scenarios it is given, and writes what it
+measured as one JSON object on standard output; its progress bars go to
+standard error.  C{chatthing bench} starts it; it can be run by hand too.
+"""
+
+import gc
+import json
+import secrets
+import string
+import sys
+
+from twisted.internet import task
+from twisted.internet.defer import ensureDeferred
+from twisted.python import usage
+
+from . import traffic
+from .crowd import Crowd, PagePlan, Target, openCrowd
+from .procstat import raiseFileLimit
+
+#: What the load generator knows how to run.
+SCENARIOS = ("fanout", "latency", "idle")
+
+
+class LoadOptions(usage.Options):
+    synopsis = "--url ws://HOST:PORT/live [--url ...] --scenario NAME [--scenario ...] [options]"
+    longdesc = ("Open pages on live chat servers, run load scenarios, and print what was "
+                "measured as JSON on standard output.")
+    optParameters = [
+        ["receivers", None, 1000, "Pages that only listen, for fanout and latency.", int],
+        ["senders", None, 10, "Pages that say the messages.", int],
+        ["probes", None, 50, "Receivers that time each message (latency).", int],
+        ["fanout-messages", None, 30, "Messages each sender says in the fanout scenario.", int],
+        ["in-flight", None, 8, "Calls each fanout sender keeps waiting for an answer.", int],
+        ["latency-rate", None, 50.0, "Messages a second, all senders together.", float],
+        ["latency-seconds", None, 20.0, "How long the latency scenario sends.", float],
+        ["idle", None, 10000, "Idle pages to open.", int],
+        ["idle-room-size", None, 20, "Idle pages in each room.", int],
+        ["concurrency", None, 50, "Pages being opened at once (fanout, latency).", int],
+        ["idle-concurrency", None, 64, "Pages being opened at once (idle).", int],
+        ["names", None, None, "Prefix of the usernames [default: random]."],
+        ["redis-pid", None, None, "Process id of the servers' Redis, to measure its CPU.", int],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["url"] = []
+        self["scenario"] = []
+        self["server-pid"] = []
+
+    def opt_url(self, url: str) -> None:
+        """
+        The WebSocket of a server (ws://HOST:PORT/live), repeatable: pages
+        are spread over them in turn.
+        """
+        try:
+            self["url"].append(Target.fromURL(url))
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
+    def opt_scenario(self, name: str) -> None:
+        """
+        fanout, latency or idle; repeatable, run in that order.
+        """
+        if name not in SCENARIOS:
+            raise usage.UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {name!r}")
+        self["scenario"].append(name)
+
+    def opt_server_pid(self, pid: str) -> None:
+        """
+        Process id of a server, to measure its CPU and memory; repeatable.
+        """
+        try:
+            self["server-pid"].append(int(pid))
+        except ValueError:
+            raise usage.UsageError(f"--server-pid must be a process id, not {pid!r}") from None
+
+    def postOptions(self) -> None:
+        if not self["url"]:
+            raise usage.UsageError("give at least one --url")
+        if not self["scenario"]:
+            raise usage.UsageError("give at least one --scenario")
+        if self["senders"] < 1 and {"fanout", "latency"} & set(self["scenario"]):
+            raise usage.UsageError("--senders must be 1 or more")
+        if self["names"] is None:
+            self["names"] = "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
+
+
+def roomPlans(options: LoadOptions) -> list[PagePlan]:
+    """
+    The pages of the fanout and latency scenarios: the receivers (the first
+    C{probes} of them probes, the others read in bulk), then the senders,
+    all in the lobby, spread over the servers in turn.
+    """
+    targets, prefix = options["url"], options["names"]
+    receivers = [PagePlan(targets[index % len(targets)], "/", f"{prefix}r{index}",
+                          probe=index < options["probes"], bulk=index >= options["probes"])
+                 for index in range(options["receivers"])]
+    senders = [PagePlan(targets[index % len(targets)], "/", f"{prefix}s{index}")
+               for index in range(options["senders"])]
+    return receivers + senders
+
+
+async def runScenarios(reactor, options: LoadOptions) -> dict:
+    serverPids = options["server-pid"]
+    helperPids = [options["redis-pid"]] if options["redis-pid"] else []
+    results: dict = {"scenarios": {}}
+    roomScenarios = [name for name in options["scenario"] if name != "idle"]
+    if roomScenarios:
+        crowd: Crowd = await openCrowd(reactor, roomPlans(options), options["concurrency"],
+                                       "connecting and logging in")
+        results["login"] = crowd.summary()
+        settled = await traffic.settle(reactor, crowd, "login: announcements")
+        results["login"]["settleSeconds"] = settled["seconds"]
+        results["login"]["stillSending"] = settled["stillSending"]
+        # Nothing allocated so far will be freed before the end: keep the
+        # collector from walking it during the measured windows.
+        gc.freeze()
+        senders = [page for page in crowd.slots[options["receivers"]:] if page is not None]
+        probes = [page for page in crowd.pages if page.probe]
+        for index, name in enumerate(roomScenarios):
+            if not senders:
+                results["scenarios"][name] = {"error": "the pages could not be opened",
+                                              "login": crowd.summary()}
+                continue
+            if index:
+                await traffic.settle(reactor, crowd, "settling")
+            if name == "fanout":
+                results["scenarios"][name] = await traffic.fanout(
+                    reactor, crowd, senders, options["fanout-messages"], options["in-flight"],
+                    serverPids, helperPids)
+            else:
+                results["scenarios"][name] = await traffic.latency(
+                    reactor, crowd, senders, probes, options["latency-rate"],
+                    options["latency-seconds"], serverPids, helperPids)
+        await crowd.close(reactor, deadline=2.0)
+        gc.unfreeze()
+    if "idle" in options["scenario"]:
+        results["scenarios"]["idle"] = await traffic.idle(
+            reactor, options["url"], options["idle"], options["idle-room-size"],
+            options["idle-concurrency"], options["names"], serverPids, helperPids)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = LoadOptions()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        print(f"{options}\nchatthing.bench.load: {e}", file=sys.stderr)
+        sys.exit(2)
+    raiseFileLimit()
+
+    async def run(reactor) -> None:
+        results = await runScenarios(reactor, options)
+        sys.stdout.write(json.dumps(results) + "\n")
+        sys.stdout.flush()
+
+    task.react(lambda reactor: ensureDeferred(run(reactor)))
+
+
+if __name__ == "__main__":
+    main()

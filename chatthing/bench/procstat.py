@@ -1,0 +1,64 @@
+"""
+What a process has used, read from Linux's C{/proc}: the server's CPU time
+over a window (its own accounting, so whatever else runs on the machine is
+not counted) and its resident memory.
+"""
+
+import os
+
+#: Clock ticks a second, the unit of C{/proc/PID/stat}'s CPU times.
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpuSeconds(pid: int) -> float:
+    """
+    CPU time (user and system) process C{pid} has used since it started.
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    # The command name, in parentheses, may hold spaces: count the fields
+    # after its closing one.  utime and stime are fields 14 and 15.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def residentBytes(pid: int) -> int:
+    """
+    Process C{pid}'s resident set size (C{VmRSS}).
+    """
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+def available() -> bool:
+    """
+    Whether this system has C{/proc} to read from.
+    """
+    return os.path.exists(f"/proc/{os.getpid()}/stat")
+
+
+def totalCpuSeconds(pids: list[int]) -> float:
+    return sum(cpuSeconds(pid) for pid in pids)
+
+
+def totalResidentBytes(pids: list[int]) -> int:
+    return sum(residentBytes(pid) for pid in pids)
+
+
+def raiseFileLimit() -> None:
+    """
+    Allow this process as many open files as the system lets it have: ten
+    thousand connections need more than the usual soft limit of 1,024.
+    (Also run in each server's process before it starts.)
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass

@@ -1,0 +1,194 @@
+"""
+What the bench reports: every figure of each system, chatthing's as a ratio
+to the baseline's, the two processes on Redis against one, warnings where a
+figure cannot be trusted, as a table, and as JSON.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: A load generator busy this much of a window was the bottleneck.
+LOAD_BOTTLENECK = 0.9
+
+
+@dataclass(frozen=True)
+class Figure:
+    """
+    One line of the table: where its number is in a system's results, and
+    how to show it.
+    """
+
+    path: str
+    label: str
+    scale: float = 1.0
+    digits: int = 0
+
+    def value(self, run: dict) -> float | None:
+        found: Any = run
+        for key in self.path.split("."):
+            if not isinstance(found, dict) or found.get(key) is None:
+                return None
+            found = found[key]
+        return found * self.scale if isinstance(found, (int, float)) else None
+
+    def show(self, value: float | None) -> str:
+        return "-" if value is None else f"{value:,.{self.digits}f}"
+
+
+FIGURES = [
+    Figure("login.seconds", "login: all room pages answered, s", digits=1),
+    Figure("login.settleSeconds", "login: then announcements sent for, s", digits=1),
+    Figure("fanout.deliveriesPerSecond", "fanout: deliveries/s"),
+    Figure("fanout.serverCpuMicrosPerDelivery", "fanout: server CPU us/delivery", digits=1),
+    Figure("fanout.redisCpuMicrosPerDelivery", "fanout: Redis CPU us/delivery", digits=1),
+    Figure("fanout.lost", "fanout: deliveries lost"),
+    Figure("fanout.loadCpuFraction", "fanout: load generator CPU %", scale=100),
+    Figure("latency.latencyMs.p50", "latency: p50 ms", digits=1),
+    Figure("latency.latencyMs.p90", "latency: p90 ms", digits=1),
+    Figure("latency.latencyMs.p99", "latency: p99 ms", digits=1),
+    Figure("latency.latencyMs.max", "latency: max ms", digits=1),
+    Figure("latency.serverCpuMicrosPerDelivery", "latency: server CPU us/delivery", digits=1),
+    Figure("latency.lost", "latency: deliveries lost"),
+    Figure("idle.connections", "idle: connections"),
+    Figure("idle.connectSeconds", "idle: time to connect all, s", digits=1),
+    Figure("idle.bytesPerConnection", "idle: server memory/connection, KiB", scale=1 / 1024, digits=1),
+    Figure("idle.serverCpuMicrosPerConnection", "idle: server CPU us/connection"),
+]
+
+#: Figures compared between two processes on Redis and one.
+SCALING = ["fanout.deliveriesPerSecond", "fanout.serverCpuMicrosPerDelivery",
+           "latency.latencyMs.p50", "latency.latencyMs.p99", "idle.bytesPerConnection"]
+
+OURS = ("chatthing", "chatthing-redis", "server")
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or theirs == 0:
+        return None
+    return ours / theirs
+
+
+def compare(results: dict) -> dict:
+    """
+    Add to C{results} the ratios of our figures to the baseline's, the
+    two-process figures to the one-process ones, and the warnings.
+    """
+    runs = results["runs"]
+    baseline = runs.get("baseline")
+    results["ratiosToBaseline"] = {
+        system: {figure.path: ratio(figure.value(run), figure.value(baseline)) for figure in FIGURES}
+        for system, run in runs.items() if system in OURS and baseline is not None
+    }
+    if "chatthing" in runs and "chatthing-redis" in runs:
+        byPath = {figure.path: figure for figure in FIGURES}
+        results["twoProcessesToOne"] = {
+            path: ratio(byPath[path].value(runs["chatthing-redis"]), byPath[path].value(runs["chatthing"]))
+            for path in SCALING
+        }
+    results["warnings"] = warnings(runs)
+    return results
+
+
+def warnings(runs: dict) -> list[str]:
+    """
+    What makes a figure doubtful: a busy load generator, losses, refusals,
+    pages that could not connect or were cut off, processes that failed.
+    """
+    found = []
+    for system, run in runs.items():
+        for error in run.get("errors", []):
+            found.append(f"{system}: {error}")
+        if run.get("login", {}).get("stillSending"):
+            found.append(f"{system}: the server was still sending the logins' announcements "
+                         f"{run['login']['settleSeconds']:.0f}s after the last login was answered; "
+                         "the scenarios began anyway, and their figures include that work")
+        if run.get("login", {}).get("failed"):
+            login = run["login"]
+            found.append(f"{system}: {login['failed']} pages could not log in "
+                         f"({'; '.join(login['reasons'])})")
+        for scenario in ("fanout", "latency", "idle"):
+            figures = run.get(scenario)
+            if not figures:
+                continue
+            where = f"{system}, {scenario}"
+            if "error" in figures:
+                found.append(f"{where}: {figures['error']}")
+                continue
+            busy = figures.get("loadCpuFraction") or 0
+            if busy >= LOAD_BOTTLENECK:
+                found.append(f"{where}: the load generator was busy {busy:.0%} of the time: it, not "
+                             "the server, was the bottleneck, and the figures measure it")
+            if figures.get("lost"):
+                found.append(f"{where}: {figures['lost']:,} deliveries lost")
+            if figures.get("extra"):
+                found.append(f"{where}: {figures['extra']:,} deliveries more than were sent")
+            if figures.get("refused"):
+                hint = (" (the server's per-page limit: start it with --rate 100000 --burst 100000)"
+                        if "RateLimited" in (figures.get("refusedReasons") or {}) else "")
+                found.append(f"{where}: {figures['refused']:,} messages refused "
+                             f"{figures.get('refusedReasons')}{hint}")
+            if figures.get("failed"):
+                found.append(f"{where}: {figures['failed']:,} pages could not connect "
+                             f"({'; '.join(figures.get('failedReasons', []))})")
+            if figures.get("droppedConnections"):
+                found.append(f"{where}: the server cut {figures['droppedConnections']:,} connections")
+    return found
+
+
+def table(results: dict) -> str:
+    """
+    The figures as a text table: a column for each system, and beside each
+    of ours its ratio to the baseline (and to one process, for Redis).
+    """
+    runs = results["runs"]
+    ratios = results.get("ratiosToBaseline", {})
+    scaling = results.get("twoProcessesToOne", {})
+    columns: list[tuple[str, Any]] = []
+    for system in runs:
+        columns.append((system, lambda figure, s=system: figure.show(figure.value(runs[s]))))
+        if system in ratios:
+            columns.append(("x baseline", lambda figure, s=system: showRatio(ratios[s].get(figure.path))))
+        if system == "chatthing-redis" and scaling:
+            columns.append(("x 1 process", lambda figure: showRatio(scaling.get(figure.path))))
+    rows = [[figure.label] + [cell(figure) for _, cell in columns] for figure in FIGURES
+            if any(figure.value(run) is not None for run in runs.values())]
+    header = ["figure"] + [title for title, _ in columns]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def showRatio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def text(results: dict) -> str:
+    """
+    The whole report: the load, the table, the notes and warnings.
+    """
+    settings = results["settings"]
+    lines = [(
+        f"chatthing bench: {settings['receivers']:,} receivers and {settings['senders']} senders "
+        f"in one room ({settings['fanoutMessagesPerSender']} messages each for fanout; "
+        f"{settings['latencyRate']:g} messages/s for {settings['latencySeconds']:g}s for latency), "
+        f"{settings['idle']:,} idle pages in rooms of {settings['idleRoomSize']}."
+    )]
+    if settings.get("chatOptions"):
+        lines.append(f"chatthing runs with {' '.join(settings['chatOptions'])} (its per-page limits "
+                     "raised so that the senders are not refused).")
+    lines.append(f"Pinning: {results['machine']['pinning']}.  Wall time: {results['wallSeconds']:.0f}s.")
+    lines += ["", table(results)]
+    for note in results.get("notes", []):
+        lines.append(f"note: {note}")
+    for warning in results.get("warnings", []):
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)
+
+
+def writeJSON(path: str | Path, results: dict) -> None:
+    Path(path).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

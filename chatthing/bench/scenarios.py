@@ -1,0 +1,211 @@
+"""
+Which servers the bench runs, and which load each gets.
+
+Each I{system} is measured in turn, under the same load:
+
+- C{chatthing}: one C{twistd chat-widget} process;
+- C{chatthing-redis}: two of them sharing the chat through a Redis the
+  bench starts, the pages spread over both;
+- C{baseline}: the minimal Autobahn broadcast server
+  (L{chatthing.bench.baseline});
+- or C{server}: a server already running at C{--url}.
+
+Each system is started afresh for the room scenarios (fanout, then latency,
+on the same logged-in pages) and again for the idle scenario, whose memory
+figure must start from a server that has held no pages yet.
+"""
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .servers import (
+    CHAT_OPTIONS,
+    CoreLayout,
+    RedisProcess,
+    ServerProcess,
+    StartFailed,
+    redisExecutable,
+    runLoadGenerator,
+    startBaseline,
+    startChats,
+    stop,
+)
+
+ROOM_SCENARIOS = ("fanout", "latency")
+ALL_SCENARIOS = (*ROOM_SCENARIOS, "idle")
+
+#: Seconds the load generator may take for one system's scenarios.
+LOAD_DEADLINE = 900.0
+
+
+@dataclass
+class BenchSettings:
+    """
+    The load, and what is measured: the issue's sizes by default.
+    """
+
+    receivers: int = 1000
+    senders: int = 10
+    probes: int = 50
+    fanoutMessages: int = 30
+    inFlight: int = 8
+    latencyRate: float = 50.0
+    latencySeconds: float = 20.0
+    idle: int = 10000
+    idleRoomSize: int = 20
+    scenarios: tuple[str, ...] = ALL_SCENARIOS
+    redis: bool = True
+    baseline: bool = True
+    url: str | None = None
+    serverPids: list[int] = field(default_factory=list)
+
+    def loadArguments(self, scenarios: list[str]) -> list[str]:
+        arguments = [
+            "--receivers", str(self.receivers), "--senders", str(self.senders),
+            "--probes", str(min(self.probes, self.receivers)),
+            "--fanout-messages", str(self.fanoutMessages), "--in-flight", str(self.inFlight),
+            "--latency-rate", str(self.latencyRate), "--latency-seconds", str(self.latencySeconds),
+            "--idle", str(self.idle), "--idle-room-size", str(self.idleRoomSize),
+        ]
+        for name in scenarios:
+            arguments += ["--scenario", name]
+        return arguments
+
+    def systems(self) -> list[str]:
+        if self.url is not None:
+            return ["server"]
+        return (["chatthing"] + (["chatthing-redis"] if self.redis else [])
+                + (["baseline"] if self.baseline else []))
+
+    def describe(self) -> dict:
+        return {
+            "receivers": self.receivers, "senders": self.senders, "probes": self.probes,
+            "fanoutMessagesPerSender": self.fanoutMessages, "inFlightPerSender": self.inFlight,
+            "latencyRate": self.latencyRate, "latencySeconds": self.latencySeconds,
+            "idle": self.idle, "idleRoomSize": self.idleRoomSize,
+            "scenarios": list(self.scenarios), "systems": self.systems(),
+            "url": self.url, "serverPids": self.serverPids,
+            "chatOptions": CHAT_OPTIONS if self.url is None else None,
+        }
+
+
+@dataclass
+class Running:
+    """
+    The processes of one system while it runs.
+    """
+
+    servers: list[ServerProcess]
+    redis: RedisProcess | None = None
+
+    def loadArguments(self) -> list[str]:
+        arguments: list[str] = []
+        for server in self.servers:
+            arguments += ["--url", server.url, "--server-pid", str(server.pid)]
+        if self.redis is not None:
+            arguments += ["--redis-pid", str(self.redis.pid)]
+        return arguments
+
+
+@contextmanager
+def running(system: str, directory: Path, layout: CoreLayout) -> Iterator[Running]:
+    """
+    Start C{system}'s processes, and stop every one of them afterwards.
+    """
+    redis: RedisProcess | None = None
+    servers: list[ServerProcess] = []
+    try:
+        if system == "baseline":
+            servers.append(startBaseline(directory, layout.server))
+        elif system == "chatthing":
+            servers += startChats(directory, ["chatthing"], layout.server)
+        else:
+            redis = RedisProcess.start(directory, layout.server)
+            servers += startChats(directory, ["chatthing-redis-1", "chatthing-redis-2"],
+                                  layout.server, redis.url)
+        yield Running(servers, redis)
+    finally:
+        stop(*(server.process for server in servers))
+        if redis is not None:
+            redis.stop()
+
+
+def measure(settings: BenchSettings, system: str, scenarios: list[str], directory: Path,
+            layout: CoreLayout) -> dict:
+    """
+    Run the load generator's C{scenarios} against C{system}: what it
+    measured.
+    """
+    arguments = settings.loadArguments(scenarios)
+    if system == "server":
+        arguments += ["--url", settings.url]
+        for pid in settings.serverPids:
+            arguments += ["--server-pid", str(pid)]
+        return json.loads(runLoadGenerator(arguments, None, LOAD_DEADLINE))
+    started = time.monotonic()
+    with running(system, directory, layout) as processes:
+        loadStarted = time.monotonic()
+        measured = json.loads(runLoadGenerator(arguments + processes.loadArguments(), layout.load,
+                                               LOAD_DEADLINE))
+        stopping = time.monotonic()
+    measured["timeline"] = {"start": loadStarted - started, "load": stopping - loadStarted,
+                            "stop": time.monotonic() - stopping}
+    return measured
+
+
+def measureSystem(settings: BenchSettings, system: str, directory: Path, layout: CoreLayout) -> dict:
+    """
+    Every scenario asked for, on C{system}: its figures by scenario, and
+    how long its pages took to log in.
+    """
+    figures: dict = {"processes": 2 if system == "chatthing-redis" else 1}
+    room = [name for name in settings.scenarios if name in ROOM_SCENARIOS]
+    groups = [room] if room else []
+    if "idle" in settings.scenarios:
+        groups.append(["idle"])
+    for group in groups:
+        try:
+            measured = measure(settings, system, group, directory, layout)
+        except StartFailed as e:
+            figures.setdefault("errors", []).append(str(e))
+            continue
+        figures.update(measured["scenarios"])
+        figures.setdefault("timeline", {})["+".join(group)] = measured.get("timeline")
+        if "login" in measured:
+            figures["login"] = measured["login"]
+    return figures
+
+
+def announce(text: str) -> None:
+    """
+    Say which system is being measured, among the progress bars.
+    """
+    print(text, file=sys.stderr, flush=True)
+
+
+def runBench(settings: BenchSettings) -> dict:
+    """
+    Measure every system under the same load: the report's figures, before
+    comparison (see L{chatthing.bench.report}).
+    """
+    started = time.monotonic()
+    layout = CoreLayout.forThisMachine() if settings.url is None else CoreLayout(None, None)
+    results: dict = {"settings": settings.describe(), "runs": {}, "notes": []}
+    results["machine"] = {"pinning": layout.describe()}
+    if settings.url is None and settings.redis and redisExecutable() is None:
+        settings.redis = False
+        results["notes"].append("redis-server is not installed: the two-process run on Redis "
+                                "was skipped (apt-get install redis-server)")
+        results["settings"]["systems"] = settings.systems()
+    with tempfile.TemporaryDirectory(prefix="chatthing-bench-") as directory:
+        for system in settings.systems():
+            announce(f"== {system}")
+            results["runs"][system] = measureSystem(settings, system, Path(directory), layout)
+    results["wallSeconds"] = time.monotonic() - started
+    return results
