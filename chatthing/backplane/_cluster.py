@@ -5,7 +5,7 @@ The roster and the session store of the Redis backplane.
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -125,8 +125,6 @@ class RedisRoster:
         that restarted lost it); a name someone else took meanwhile is
         logged and kept here.
         """
-        from twisted.internet.defer import gatherResults
-
         def checked(result: Any, ident: str, name: str) -> None:
             if result == 0:
                 self.log.warn("after Redis came back, {name} is held by someone else too", name=name)
@@ -194,8 +192,6 @@ class RedisSessions:
         Record this process's sessions again, and end in Redis those that
         ended here while it could not be told.
         """
-        from twisted.internet.defer import gatherResults
-
         prefix = self.backplane.prefix
         work = [self._save(session) for session in list(self.live.values())]
         work.append(self.backplane.script(
