@@ -165,12 +165,12 @@ def test_baselineSendsChatthingsBytes():
     assert theirs == ours
 
 
-def fakeRun(deliveriesPerSecond: float, lost: int = 0, busy: float = 0.2) -> dict:
+def fakeRun(deliveriesPerSecond: float, lost: int = 0, busy: float = 0.2, other: float = 0.0) -> dict:
     return {
         "processes": 1,
         "login": {"opened": 22, "failed": 0, "seconds": 0.5, "reasons": []},
         "fanout": {"deliveriesPerSecond": deliveriesPerSecond, "serverCpuMicrosPerDelivery": 10.0,
-                   "lost": lost, "loadCpuFraction": busy},
+                   "lost": lost, "loadCpuFraction": busy, "otherCpuFraction": other},
         "latency": {"latencyMs": {"p50": 2.0, "p90": 3.0, "p99": 4.0, "max": 5.0}, "lost": 0},
         "idle": {"connections": 200, "connectSeconds": 1.0, "bytesPerConnection": 10240.0},
     }
@@ -180,7 +180,7 @@ def test_reportComparesToBaselineAndOneProcess():
     """Ours are divided by the baseline's, two processes by one; doubtful figures are warned of."""
     results = report.compare({
         "settings": {}, "machine": {},
-        "runs": {"chatthing": fakeRun(50_000), "chatthing-redis": fakeRun(25_000, lost=3),
+        "runs": {"chatthing": fakeRun(50_000, other=0.5), "chatthing-redis": fakeRun(25_000, lost=3),
                  "baseline": fakeRun(100_000, busy=0.95)},
     })
     assert results["ratiosToBaseline"]["chatthing"]["fanout.deliveriesPerSecond"] == 0.5
@@ -188,6 +188,8 @@ def test_reportComparesToBaselineAndOneProcess():
     assert results["twoProcessesToOne"]["fanout.deliveriesPerSecond"] == 0.5
     assert any("chatthing-redis, fanout: 3 deliveries lost" in w for w in results["warnings"])
     assert any("baseline, fanout: the load generator was busy 95%" in w for w in results["warnings"])
+    assert any("chatthing, fanout: other programs used 50% of a CPU" in w for w in results["warnings"])
+    assert len(results["warnings"]) == 3
     table = report.table(results)
     assert "x baseline" in table and "x 1 process" in table
     assert "fanout: deliveries/s" in table and "50,000" in table

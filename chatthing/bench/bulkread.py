@@ -7,13 +7,14 @@ wakes every page's socket once per message.  Twisted then spends, for each
 socket and each wake-up, more on its own dispatch (logging context, the
 transport's bookkeeping) than the page spends on the frame, and at 50,000
 frames a second the load generator, not the server, would be the
-bottleneck.  So, once a page is logged in, its socket leaves the reactor's
-reading set for an epoll set of our own, whose descriptor the reactor
-watches instead: when it is readable, L{BulkReader.doRead} reads every ready
-socket with one C{recv} each and hands the bytes to its page, then leaves
-them for L{SWEEP_INTERVAL}, so that each read takes several frames.  Only
-pages that just count are read so: probes, which time each message, and
-senders, whose answers pace them, are read by the reactor as they come.
+bottleneck.  So, as soon as a page is connected, its socket leaves the
+reactor's reading set for an epoll set of our own, whose descriptor the
+reactor watches instead: when it is readable, L{BulkReader.doRead} reads
+every ready socket with one C{recv} each and hands the bytes to its page;
+while a scenario sends, it then leaves them for L{SWEEP_INTERVAL}, so that
+each read takes several frames.  Only pages that just count are read so:
+probes, which time each message, and senders, whose answers pace them, are
+read by the reactor as they come.
 
 Writing (calls, acks, pongs) still goes through each page's transport.
 When a socket is closed, or the page is let go, it goes back to the
@@ -36,11 +37,12 @@ READ_SIZE = 65536
 #: The most sockets read in one sweep (the others wait for the next).
 MAX_EVENTS = 4096
 
-#: Seconds between two sweeps: frames that arrive meanwhile are read
-#: together, with one C{recv} for each socket instead of one for each
-#: frame.  A page's count is late by as much (the scenarios read at once
-#: while they wait for the last messages), and latency is timed only by
-#: probe pages, which the reactor reads as soon as their data comes.
+#: Seconds between two sweeps while a scenario sends: frames that arrive
+#: meanwhile are read together, with one C{recv} for each socket instead
+#: of one for each frame.  A page's count is late by as much (the scenarios
+#: read at once while they wait for the last messages), and latency is
+#: timed only by probe pages, which the reactor reads as soon as their data
+#: comes.
 SWEEP_INTERVAL = 0.1
 
 
@@ -52,13 +54,14 @@ def available() -> bool:
 class BulkReader:
     """
     Reads the sockets of the pages given to it, in bulk, on C{reactor}, at
-    most once every C{interval} seconds.
+    most once every C{interval} seconds (at first, as soon as they have
+    data).
 
     @ivar interval: how long the sockets are left to gather frames between
         two sweeps; C{0} reads them as soon as they have data.
     """
 
-    def __init__(self, reactor, interval: float = SWEEP_INTERVAL) -> None:
+    def __init__(self, reactor, interval: float = 0.0) -> None:
         self.reactor = reactor
         self.interval = interval
         self._epoll = select.epoll()
@@ -103,10 +106,12 @@ class BulkReader:
         if page.isOpen:
             page.transport.startReading()
 
-    def readNow(self, interval: float = 0.0) -> None:
+    def sweepEvery(self, interval: float) -> None:
         """
-        Sweep as soon as there is data, and from now on every C{interval}
-        seconds: when what the pages heard must be counted without delay.
+        From now on, leave the sockets C{interval} seconds between sweeps
+        (while a scenario sends), or read them as soon as they have data
+        (C{0}: while pages log in, each waiting for its answers, and while
+        the last messages are counted); a sweep due later is made now.
         """
         self.interval = interval
         if self._resuming is not None and self._resuming.active():

@@ -138,7 +138,7 @@ async def runScenarios(reactor, options: LoadOptions) -> dict:
                 results["scenarios"][name] = await traffic.latency(
                     reactor, crowd, senders, probes, options["latency-rate"],
                     options["latency-seconds"], serverPids, helperPids)
-        await crowd.close(reactor, deadline=2.0)
+        await crowd.close(reactor, deadline=1.0)
         gc.unfreeze()
     if "idle" in options["scenario"]:
         results["scenarios"]["idle"] = await traffic.idle(

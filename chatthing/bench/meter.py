@@ -26,6 +26,7 @@ class Reading:
     own: float
     server: float | None
     helper: float | None
+    machine: float | None
 
 
 @dataclass
@@ -53,7 +54,8 @@ class Meter:
 
     def read(self) -> Reading:
         return Reading(time.monotonic(), time.process_time(), self._cpu(self.serverPids),
-                       self._cpu(self.helperPids))
+                       self._cpu(self.helperPids),
+                       procstat.machineBusySeconds() if self._measurable else None)
 
     def stop(self, end: Reading | None = None) -> dict:
         """
@@ -68,12 +70,22 @@ class Meter:
         def spent(before: float | None, after: float | None) -> float | None:
             return after - before if before is not None and after is not None else None
 
+        server = spent(start.server, end.server)
+        helper = spent(start.helper, end.helper)
+        machine = spent(start.machine, end.machine)
+        # What the machine's CPUs did besides the load generator and the
+        # servers (and the kernel's work for them that no process is
+        # charged with): another program competing for the CPUs makes every
+        # figure of the window doubtful.
+        other = (machine - own - (server or 0) - (helper or 0)
+                 if machine is not None and server is not None else None)
         return {
             "seconds": wall,
             "loadCpuSeconds": own,
             "loadCpuFraction": own / wall,
-            "serverCpuSeconds": spent(start.server, end.server),
-            "redisCpuSeconds": spent(start.helper, end.helper),
+            "serverCpuSeconds": server,
+            "redisCpuSeconds": helper,
+            "otherCpuFraction": max(0.0, other) / wall if other is not None else None,
         }
 
 

@@ -33,6 +33,18 @@ def residentBytes(pid: int) -> int:
     raise ValueError(f"no VmRSS for process {pid}")
 
 
+def machineBusySeconds() -> float:
+    """
+    CPU time every CPU of the machine has spent on anything but idling and
+    waiting, together, since it booted (the first line of C{/proc/stat}):
+    what is left after our own processes' is what something else used.
+    """
+    with open("/proc/stat", "rb") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
 def available() -> bool:
     """
     Whether this system has C{/proc} to read from.

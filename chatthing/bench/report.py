@@ -12,6 +12,10 @@ from typing import Any
 #: A load generator busy this much of a window was the bottleneck.
 LOAD_BOTTLENECK = 0.9
 
+#: Other programs using this much of a CPU during a window make its
+#: figures doubtful.
+OTHER_LOAD = 0.25
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -120,6 +124,10 @@ def warnings(runs: dict) -> list[str]:
             if busy >= LOAD_BOTTLENECK:
                 found.append(f"{where}: the load generator was busy {busy:.0%} of the time: it, not "
                              "the server, was the bottleneck, and the figures measure it")
+            other = figures.get("otherCpuFraction") or 0
+            if other >= OTHER_LOAD:
+                found.append(f"{where}: other programs used {other:.0%} of a CPU meanwhile: "
+                             "the figures are doubtful; run the bench on a quiet machine")
             if figures.get("lost"):
                 found.append(f"{where}: {figures['lost']:,} deliveries lost")
             if figures.get("extra"):
@@ -181,7 +189,14 @@ def text(results: dict) -> str:
     if settings.get("chatOptions"):
         lines.append(f"chatthing runs with {' '.join(settings['chatOptions'])} (its per-page limits "
                      "raised so that the senders are not refused).")
-    lines.append(f"Pinning: {results['machine']['pinning']}.  Wall time: {results['wallSeconds']:.0f}s.")
+    bySystem = ", ".join(f"{system} {run['wallSeconds']:.0f}s" for system, run in results["runs"].items()
+                         if run.get("wallSeconds") is not None)
+    machine = results["machine"]
+    lines.append(f"Pinning: {machine['pinning']}.  Wall time: {results['wallSeconds']:.0f}s"
+                 + (f" ({bySystem})." if bySystem else "."))
+    if machine.get("cpus") is not None:
+        lines.append(f"Machine: {machine['cpus']} CPUs, load average {machine['loadAverageBefore']:.2f} "
+                     f"before the bench, {machine['loadAverageAfter']:.2f} after.")
     lines += ["", table(results)]
     for note in results.get("notes", []):
         lines.append(f"note: {note}")

@@ -16,6 +16,7 @@ figure must start from a server that has held no pages yet.
 """
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -104,6 +105,16 @@ class Running:
     servers: list[ServerProcess]
     redis: RedisProcess | None = None
 
+    def checkAlive(self) -> None:
+        """
+        @raise StartFailed: with the end of its log, if a server exited
+            (which is why the load generator failed, if it did).
+        """
+        for server in self.servers:
+            if server.process.poll() is not None:
+                raise StartFailed(f"{server.label} exited during the run (status "
+                                  f"{server.process.returncode}); its log ends:\n{server.logTail()}")
+
     def loadArguments(self) -> list[str]:
         arguments: list[str] = []
         for server in self.servers:
@@ -151,8 +162,12 @@ def measure(settings: BenchSettings, system: str, scenarios: list[str], director
     started = time.monotonic()
     with running(system, directory, layout) as processes:
         loadStarted = time.monotonic()
-        measured = json.loads(runLoadGenerator(arguments + processes.loadArguments(), layout.load,
-                                               LOAD_DEADLINE))
+        try:
+            output = runLoadGenerator(arguments + processes.loadArguments(), layout.load,
+                                      LOAD_DEADLINE)
+        finally:
+            processes.checkAlive()
+        measured = json.loads(output)
         stopping = time.monotonic()
     measured["timeline"] = {"start": loadStarted - started, "load": stopping - loadStarted,
                             "stop": time.monotonic() - stopping}
@@ -197,7 +212,8 @@ def runBench(settings: BenchSettings) -> dict:
     started = time.monotonic()
     layout = CoreLayout.forThisMachine() if settings.url is None else CoreLayout(None, None)
     results: dict = {"settings": settings.describe(), "runs": {}, "notes": []}
-    results["machine"] = {"pinning": layout.describe()}
+    results["machine"] = {"pinning": layout.describe(), "cpus": os.cpu_count(),
+                          "loadAverageBefore": os.getloadavg()[0]}
     if settings.url is None and settings.redis and redisExecutable() is None:
         settings.redis = False
         results["notes"].append("redis-server is not installed: the two-process run on Redis "
@@ -206,6 +222,9 @@ def runBench(settings: BenchSettings) -> dict:
     with tempfile.TemporaryDirectory(prefix="chatthing-bench-") as directory:
         for system in settings.systems():
             announce(f"== {system}")
+            systemStarted = time.monotonic()
             results["runs"][system] = measureSystem(settings, system, Path(directory), layout)
+            results["runs"][system]["wallSeconds"] = time.monotonic() - systemStarted
     results["wallSeconds"] = time.monotonic() - started
+    results["machine"]["loadAverageAfter"] = os.getloadavg()[0]
     return results

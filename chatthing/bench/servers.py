@@ -34,7 +34,7 @@ START_DEADLINE = 30.0
 
 #: Seconds a process may take to stop after SIGTERM before it is killed:
 #: short, since nothing the bench measures happens while servers stop.
-STOP_DEADLINE = 3.0
+STOP_DEADLINE = 1.0
 
 _LISTENING = re.compile(r"listening on http://([^/:\s]+):(\d+)/")
 

@@ -52,6 +52,15 @@ def pause(reactor, seconds: float) -> Deferred:
     return task.deferLater(reactor, seconds, lambda: None)
 
 
+def sweepEvery(crowd: Crowd, interval: float) -> None:
+    """
+    Read the crowd's counting pages every C{interval} seconds (see
+    L{chatthing.bench.bulkread}).
+    """
+    if crowd.reader is not None:
+        crowd.reader.sweepEvery(interval)
+
+
 class Tally:
     """
     How the calls of a scenario were answered.
@@ -124,8 +133,7 @@ async def drain(reactor, crowd: Crowd, expected: int, meter: Meter) -> tuple[int
     the messages may be queued behind them), or L{DRAIN_DEADLINE} passed:
     how many they heard, and the meter's reading when the last arrived.
     """
-    if crowd.reader is not None:
-        crowd.reader.readNow()  # count the last ones as they come
+    sweepEvery(crowd, 0)  # count the last ones as they come
     heard, lastHeard = crowd.deliveries(), meter.read()
     frames, lastFrame = crowd.frames(), time.monotonic()
     deadline = time.monotonic() + DRAIN_DEADLINE
@@ -139,8 +147,6 @@ async def drain(reactor, crowd: Crowd, expected: int, meter: Meter) -> tuple[int
             frames, lastFrame = count, time.monotonic()
         elif time.monotonic() - lastFrame > STALL_SECONDS:
             break
-    if crowd.reader is not None:
-        crowd.reader.readNow(SWEEP_INTERVAL)
     return heard, lastHeard
 
 
@@ -198,6 +204,7 @@ async def fanout(reactor, crowd: Crowd, senders: list[RawPage], perSender: int, 
     Every sender says C{perSender} messages, as fast as the server answers.
     """
     crowd.resetDeliveries()
+    sweepEvery(crowd, SWEEP_INTERVAL)
     progress = ProgressBar("fanout: sending", perSender * len(senders))
     tally = Tally(progress)
     loops = [SenderLoop(page, f"s{index}", perSender, inFlight, tally)
@@ -220,6 +227,7 @@ async def latency(reactor, crowd: Crowd, senders: list[RawPage], probes: list[Ra
     for probe in probes:
         probe.latencies = []
     total = max(1, round(rate * seconds))
+    sweepEvery(crowd, SWEEP_INTERVAL)
     progress = ProgressBar("latency: sending", total)
     tally = Tally(progress)
     answers: list[Deferred] = []
@@ -276,7 +284,8 @@ async def idle(reactor, targets: list[Target], count: int, roomSize: int, concur
                                          if window["serverCpuSeconds"] is not None and opened
                                          else None),
         "loadCpuFraction": window["loadCpuFraction"],
+        "otherCpuFraction": window["otherCpuFraction"],
         "droppedConnections": crowd.dropped(),
     }
-    await crowd.close(reactor, deadline=1.0)
+    await crowd.close(reactor, deadline=0.5)
     return figures
