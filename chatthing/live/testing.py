@@ -102,6 +102,11 @@ class LiveTestClient:
     async def _open(self) -> None:
         factory = WebSocketClientFactory(self.url, origin=self.origin)
         factory.protocol = _Protocol
+        # A browser waits for the server's closing reply; Autobahn's default
+        # of one second aborts the connection instead, and an abort (a RST)
+        # can discard the close frame still unread at the server, which then
+        # takes a page that left on purpose for a dropped one.
+        factory.setProtocolOptions(closeHandshakeTimeout=DEFAULT_DEADLINE)
         factory.client = self
         self._connected = Deferred()
         self.isClosed = False
