@@ -17,6 +17,7 @@ reconnects gets what it missed.
 """
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from . import commands
 from .live import LiveElement, Stream, expose
@@ -101,6 +102,9 @@ class ChatterElement(LiveElement):
 
     def connected(self) -> None:
         self.room.welcome(self)
+
+    def disconnected(self, reason: Failure) -> None:
+        self.room.leave(self, reason.value)
 
     def sessionState(self) -> dict:
         """

@@ -110,7 +110,6 @@ class ChatRoom:
 
         chatter = ChatterElement(self)
         self.chatters.append(chatter)
-        chatter.notifyOnDisconnect().addCallback(lambda reason: self.leave(chatter, reason))
         return chatter
 
     def online(self) -> list[str]:

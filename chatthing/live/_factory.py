@@ -38,6 +38,8 @@ class _ExactTimer:
 
 
 class _Timer:
+    __slots__ = ("call",)
+
     def __init__(self, call: Any) -> None:
         self.call = call
 
@@ -104,7 +106,10 @@ class LiveServerFactory(WebSocketServerFactory):
         self.sessions: dict[str, LiveSession] = {}
         self.sessionStore = sessionStore if sessionStore is not None else LocalSessions()
         self.sessionStore.movedAway = self._sessionMovedAway
-        self.connections: dict[LiveServerProtocol, Deferred] = {}
+        # Each open connection, and what fires once it has closed while the
+        # server shuts down (L{None} until then: a Deferred a page is too
+        # much to keep for the one time it is wanted).
+        self.connections: dict[LiveServerProtocol, Deferred | None] = {}
         self._batched_timer = _ExactTimer(reactor)
         self.metrics = LiveMetrics(lambda: len(self.connections), lambda: len(self.sessions))
         offerMetrics(elementFactory, self.metrics)
@@ -211,7 +216,7 @@ class LiveServerFactory(WebSocketServerFactory):
         self.sessions.pop(session.ident, None)
 
     def connectionOpened(self, connection: LiveServerProtocol) -> None:
-        self.connections[connection] = Deferred()
+        self.connections[connection] = None
 
     def connectionClosed(self, connection: LiveServerProtocol) -> None:
         closed = self.connections.pop(connection, None)
@@ -223,7 +228,11 @@ class LiveServerFactory(WebSocketServerFactory):
         Close every connection with "going away"; fires when all have closed,
         or after C{timeout} seconds.
         """
-        closing = list(self.connections.values())
+        closing = []
+        for connection, closed in list(self.connections.items()):
+            if closed is None:
+                self.connections[connection] = closed = Deferred()
+            closing.append(closed)
         for connection in list(self.connections):
             connection.goAway()
         done = DeferredList(closing)

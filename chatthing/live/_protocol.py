@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from . import _wire
 from ._backlog import bufferedBytes, refusedBytes
 from ._errors import LiveError, ProtocolError, RateLimited
+from ._footprint import forgetHandshake, readOptionsFromFactory
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
@@ -52,6 +53,7 @@ def _isAck(frame: dict[str, Any]) -> bool:
             and seq >= 0)
 
 
+@readOptionsFromFactory
 class LiveServerProtocol(WebSocketServerProtocol):
     """
     Reads frames from one page connection, answers bad ones with an error
@@ -80,6 +82,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         factory = self.factory
+        forgetHandshake(self)
         # Autobahn tries this before it has read its own options, and gives
         # up silently: Nagle's algorithm would stay on.
         try:

@@ -13,6 +13,8 @@ class TokenBucket:
     until tokens come back.
     """
 
+    __slots__ = ("rate", "burst", "clock", "tokens", "_updated")
+
     def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
         self.rate = rate
         self.burst = burst

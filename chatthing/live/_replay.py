@@ -2,7 +2,6 @@
 L{ReplayBuffer}: what one side sent and the other has not yet acknowledged.
 """
 
-from collections import deque
 from typing import Any, Callable
 
 
@@ -22,11 +21,15 @@ class ReplayBuffer:
     @ivar ackedSeq: the peer has everything up to and including this.
     """
 
+    # One per page: no instance dictionary, and a list rather than a deque,
+    # which allocates a block of 64 entries however few it holds.
+    __slots__ = ("limit", "lastSeq", "ackedSeq", "_frames")
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.lastSeq = 0
         self.ackedSeq = 0
-        self._frames: deque[bytes] = deque()
+        self._frames: list[bytes] = []
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -63,9 +66,9 @@ class ReplayBuffer:
         The peer has every frame up to C{seq}: forget them.
         """
         seq = min(seq, self.lastSeq)
-        while self.ackedSeq < seq:
-            self._frames.popleft()
-            self.ackedSeq += 1
+        if seq > self.ackedSeq:
+            del self._frames[:seq - self.ackedSeq]
+            self.ackedSeq = seq
 
     def since(self, seq: int) -> list[bytes] | None:
         """
@@ -74,7 +77,7 @@ class ReplayBuffer:
         """
         if not self.ackedSeq <= seq <= self.lastSeq:
             return None
-        return list(self._frames)[seq - self.ackedSeq:]
+        return self._frames[seq - self.ackedSeq:]
 
 
 #: Acknowledge the peer's numbered frames after this many, or this many seconds.
@@ -89,6 +92,8 @@ class AckSchedule:
     whichever comes first; so a busy peer gets one ack per batch and a quiet
     one is not kept waiting.  C{acknowledge()} sends the ack.
     """
+
+    __slots__ = ("reactor", "acknowledge", "_pending", "_timer")
 
     def __init__(self, reactor: Any, acknowledge: Callable[[], None]) -> None:
         self.reactor = reactor

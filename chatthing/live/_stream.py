@@ -4,7 +4,6 @@ that a page coming back after a drop can replay from where it was.
 L{PassingStream}: one that is not replayed.
 """
 
-from collections import deque
 from contextvars import ContextVar
 from time import perf_counter
 from typing import Any, Callable, Iterable, Protocol
@@ -63,7 +62,10 @@ class Stream:
     def __init__(self, name: str, history: int = 1000) -> None:
         self.name = name
         self.offset = 0
-        self._history: deque[tuple[int, PreparedMessage]] = deque(maxlen=history)
+        # A list, not a deque: a page's own stream holds a frame or two,
+        # and a deque allocates room for 64 however few it holds.
+        self._history: list[tuple[int, PreparedMessage]] = []
+        self._keep = history
         self._complete = 0
         self._subscribers: dict[Any, None] = {}
         self._observers: list[StreamObserver] = []
@@ -127,9 +129,9 @@ class Stream:
         started = perf_counter()
         message = self.prepare(offset, method, args)
         self.offset = offset
-        if len(self._history) == self._history.maxlen:
-            self._complete = self._history[0][0]
         self._history.append((offset, message))
+        if len(self._history) > self._keep:
+            self._complete = self._history.pop(0)[0]
         self._tellObservers(method, args)
         self.fanOut(offset, message)
         self.metrics.emitted(len(self._subscribers), perf_counter() - started)

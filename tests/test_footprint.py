@@ -1,0 +1,55 @@
+"""
+What an open page connection keeps (see C{chatthing.live._footprint}): not
+twisted.web's request and channel, not the handshake's bytes and headers,
+not a copy of every Autobahn option; and the options it reads from its
+factory still work.
+"""
+
+import gc
+
+import pytest_twisted
+from conftest import eventually
+from twisted.web.http import HTTPChannel, Request
+
+from chatthing.live._footprint import FactoryOption
+
+
+def _liveRequests() -> list:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, Request) and b"live" in (o.uri or b"")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_webRequestLetGoOnceTheWebSocketOpens(chatServer):
+    """The HTTP channel and request of the upgrade are not kept alive by the open WebSocket."""
+    alice = await chatServer.login("alice")
+    connection = chatServer.serverSide(alice)
+    assert connection.transport.producer is None
+    assert _liveRequests() == []
+    assert not [c for c in gc.get_objects() if isinstance(c, HTTPChannel) and c.transport is None]
+    # The page still works both ways.
+    await alice.call("say", "still here")
+    await alice.waitFor(lambda: ["alice", "still here"] in alice.calls("displayUserMessage"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_handshakeForgottenOptionsFromFactory(chatServer):
+    """An open connection holds no handshake bytes and no copies of the factory's options, yet follows them."""
+    alice = await chatServer.login("alice")
+    connection = chatServer.serverSide(alice)
+    factory = chatServer.site.liveFactory
+    assert connection.http_request_data == b"" and connection.http_response_data == b""
+    assert dict(connection.http_headers) == {}
+    assert not set(connection.CONFIG_ATTRS) & set(vars(connection))
+    assert isinstance(type(connection).__dict__["autoPingInterval"], FactoryOption)
+    # Under the 86 entries at which Python doubles an instance's table.
+    assert len(vars(connection)) <= 85, sorted(vars(connection))
+    assert connection.closeHandshakeTimeout == factory.closeHandshakeTimeout
+    factory.setProtocolOptions(closeHandshakeTimeout=7)
+    assert connection.closeHandshakeTimeout == 7
+    connection.closeHandshakeTimeout = 3  # set on one connection: its own
+    assert connection.closeHandshakeTimeout == 3 and factory.closeHandshakeTimeout == 7
+    # The page can still leave cleanly (the close handshake uses the options).
+    alice.close()
+    assert await alice.closed() == 1000
+    await eventually(lambda: not chatServer.connections, "the connection to go")
