@@ -749,3 +749,16 @@ async def test_resumeThatCannotBeReplayedEndsSession(chatServer):
     await bob.waitFor(lambda: left("alice") in bob.calls("displayMessage"), "alice's leave alert")
     assert chatServer.room.online() == ["bob"]
     assert elementOf(chatServer, alice).username is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_answerComesAfterTheBroadcastItCaused(chatServer):
+    """Room frames gathered for the end of the turn still reach the speaker before the answer to "say"."""
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    for n in range(3):
+        await alice.call("say", f"message {n}")
+    await bob.waitFor(lambda: len(bob.calls("displayUserMessage")) == 3, "bob to hear all three")
+    kinds = [(f["type"], f.get("method")) for f in alice.frames if f["type"] in ("emit", "result")]
+    said = [kind for kind in kinds if kind in (("emit", "displayUserMessage"), ("result", None))]
+    assert said[-6:] == [("emit", "displayUserMessage"), ("result", None)] * 3, kinds

@@ -562,3 +562,53 @@ class WriteNowTests(SynchronousTestCase):
         left = writeNow(self.transport, big)
         self.assertTrue(0 < left < len(big))
         self.assertEqual(b"".join(self.written), big[len(big) - left:])
+
+
+class _Gathering:
+    """A connection that records what a L{WriteCoalescer} writes to it."""
+
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def writeCoalesced(self, data):
+        self.log.append((self.name, data))
+
+
+class WriteCoalescerTests(SynchronousTestCase):
+    """
+    L{WriteCoalescer}: what one reactor turn produces for a connection goes
+    out in one write at the turn's end, in order; a connection's other
+    writes flush it first.
+    """
+
+    def setUp(self):
+        from chatthing.live._sending import WriteCoalescer
+
+        self.clock = Clock()
+        self.coalescer = WriteCoalescer(self.clock)
+        self.writes = []
+        self.alice, self.bob = _Gathering(self.writes, "alice"), _Gathering(self.writes, "bob")
+
+    def test_oneWritePerConnectionPerTurn(self):
+        for frame in (b"1", b"2", b"3"):
+            self.coalescer.add(self.alice, frame)
+            self.coalescer.add(self.bob, frame)
+        self.assertEqual(self.writes, [])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [("alice", b"123"), ("bob", b"123")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # The next turn starts afresh.
+        self.coalescer.add(self.bob, b"4")
+        self.clock.advance(0)
+        self.assertEqual(self.writes[-1], ("bob", b"4"))
+
+    def test_flushOneConnectionFirst(self):
+        """A connection's own write (an answer, a close frame) comes after its gathered frames."""
+        self.coalescer.add(self.alice, b"1")
+        self.coalescer.add(self.bob, b"1")
+        self.coalescer.flush(self.alice)
+        self.assertEqual(self.writes, [("alice", b"1")])
+        self.coalescer.flush(self.alice)  # nothing more
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [("alice", b"1"), ("bob", b"1")])

@@ -17,6 +17,7 @@ from ._element import LiveElement
 from ._errors import LiveError
 from ._metrics import LiveMetrics, offerMetrics
 from ._protocol import LiveServerProtocol
+from ._sending import WriteCoalescer
 from ._session import LiveSession
 from ._sessionstore import LocalSessions, SessionRecord, SessionStore
 from ._settings import LiveSettings
@@ -111,6 +112,7 @@ class LiveServerFactory(WebSocketServerFactory):
         # much to keep for the one time it is wanted).
         self.connections: dict[LiveServerProtocol, Deferred | None] = {}
         self._batched_timer = _ExactTimer(reactor)
+        self.coalescer = WriteCoalescer(reactor)
         self.metrics = LiveMetrics(lambda: len(self.connections), lambda: len(self.sessions))
         offerMetrics(elementFactory, self.metrics)
         # failByDrop=False: a connection Autobahn fails (a frame over the hard

@@ -177,12 +177,22 @@ class LiveServerProtocol(WebSocketServerProtocol):
     def sendPrepared(self, message: PreparedMessage) -> None:
         """
         Send one frame prepared for many connections: its bytes as they are
-        (it is never compressed), straight to the socket if it can take them
-        (see L{writeNow}): this is the fan-out's hot path.
+        (it is never compressed), with the others of this reactor turn (see
+        L{WriteCoalescer}): this is the fan-out's hot path.
         """
         if self.state == self.STATE_OPEN and not self._cut:
-            if writeNow(self.transport, message.payloadHybi) > self.factory.settings.maxOutgoingBytes:
+            self.factory.coalescer.add(self, message.payloadHybi)
+
+    def writeCoalesced(self, data: bytes) -> None:
+        if self.state == self.STATE_OPEN and not self._cut:
+            if writeNow(self.transport, data) > self.factory.settings.maxOutgoingBytes:
                 self._checkBacklog()
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # Every other frame (answers, pings, close) after the stream frames
+        # gathered before it.
+        self.factory.coalescer.flush(self)
+        super().sendData(data, sync, chopsize)
 
     def sendLiveFrame(self, frame: dict[str, Any]) -> None:
         """

@@ -1,15 +1,20 @@
 """
-Writing a frame to a page's connection without a trip through the reactor.
+Writing frames to page connections: at most one system call per connection
+per reactor turn, and none through the reactor when the socket can take the
+bytes.
 
 Twisted's C{transport.write} appends to the transport's buffer and asks the
 reactor to watch the socket for writability; the next reactor turn sends
-the bytes and stops watching.  For a broadcast to many pages that is three
-system calls and a buffer per page per frame.  When nothing is waiting in
-the transport's buffer, the socket can usually take the frame at once: send
-it now, and hand only what the kernel refused to C{transport.write}.
+the bytes and stops watching: three system calls and a buffer per page.
+Sending each frame straight to the socket avoids that but costs one
+C{send()} per frame, and a busy room gives each page several frames in one
+turn.  So a L{WriteCoalescer} gathers what one turn produces for each
+connection, and at the end of the turn L{writeNow} sends each connection's
+frames in one C{send()}, handing only what the kernel refused to the
+transport.
 """
 
-from typing import Any
+from typing import Any, Protocol
 
 from ._backlog import bufferedBytes
 
@@ -39,3 +44,55 @@ def writeNow(transport: Any, data: bytes) -> int:
         transport.write(data[sent:])
         return len(data) - sent
     return 0
+
+
+class CoalescedConnection(Protocol):
+    def writeCoalesced(self, data: bytes) -> None:
+        """
+        Write C{data}, the frames gathered for this connection in one turn.
+        """
+
+
+class WriteCoalescer:
+    """
+    Frames for many connections, gathered during one reactor turn and
+    written at its end, each connection's in one piece.
+
+    Everything else a connection writes must come after what is gathered
+    for it: call L{flush} with it first (the connection does, for every
+    frame it writes otherwise, close frames included).
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._gathered: dict[CoalescedConnection, list[bytes]] = {}
+        self._endOfTurn: Any = None
+
+    def add(self, connection: CoalescedConnection, data: bytes) -> None:
+        """
+        Write C{data} to C{connection} at the end of this reactor turn.
+        """
+        frames = self._gathered.get(connection)
+        if frames is not None:
+            frames.append(data)
+            return
+        self._gathered[connection] = [data]
+        if self._endOfTurn is None:
+            self._endOfTurn = self.reactor.callLater(0, self.flushAll)
+
+    def flush(self, connection: CoalescedConnection) -> None:
+        """
+        Write what is gathered for C{connection} now.
+        """
+        frames = self._gathered.pop(connection, None)
+        if frames:
+            connection.writeCoalesced(b"".join(frames))
+
+    def flushAll(self) -> None:
+        """
+        Write what is gathered for every connection (the turn is over).
+        """
+        self._endOfTurn = None
+        gathered, self._gathered = self._gathered, {}
+        for connection, frames in gathered.items():
+            connection.writeCoalesced(frames[0] if len(frames) == 1 else b"".join(frames))
