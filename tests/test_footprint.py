@@ -40,6 +40,7 @@ async def test_handshakeForgottenOptionsFromFactory(chatServer):
     factory = chatServer.site.liveFactory
     assert connection.http_request_data == b"" and connection.http_response_data == b""
     assert dict(connection.http_headers) == {}
+    assert len(connection.send_queue) == 0 and not hasattr(connection.send_queue, "append")
     assert not set(connection.CONFIG_ATTRS) & set(vars(connection))
     assert isinstance(type(connection).__dict__["autoPingInterval"], FactoryOption)
     # Under the 86 entries at which Python doubles an instance's table.
@@ -53,3 +54,17 @@ async def test_handshakeForgottenOptionsFromFactory(chatServer):
     alice.close()
     assert await alice.closed() == 1000
     await eventually(lambda: not chatServer.connections, "the connection to go")
+
+
+@pytest_twisted.ensureDeferred
+async def test_tricklingGetsItsOwnSendQueue(chatServer):
+    """A write trickled out over several turns (Autobahn's sendFrame with a chopsize) gets a real queue and arrives whole."""
+    alice = await chatServer.login("alice")
+    bob = await chatServer.login("bob")
+    connection = chatServer.serverSide(alice)
+    payload = b'{"type":"emit","stream":"x","method":"m","args":["' + b"y" * 100 + b'"]}'
+    connection.sendFrame(opcode=1, payload=payload, chopsize=16)
+    assert hasattr(connection.send_queue, "append")
+    assert hasattr(chatServer.serverSide(bob).send_queue, "append") is False
+    await alice.waitFor(lambda: [["y" * 100]] == [f["args"] for f in alice.frames if f.get("stream") == "x"],
+                        "the trickled frame")

@@ -9,12 +9,17 @@ Autobahn does cost more than everything the runtime adds:
   connection's attribute table past 85 entries, where Python doubles it
   (1.7 KiB more a page);
 - it keeps the opening handshake's bytes and headers for the life of the
-  connection (L{forgetHandshake} lets go of them once it is open).
+  connection, and a queue for writes trickled out over several turns,
+  which allocates room for 64 entries however few it holds
+  (L{forgetHandshake} lets go of the first; L{shareEmptySendQueue} gives
+  every connection one empty queue until it asks to trickle:
+  L{keepSendQueue}).
 
 (The third, twisted.web's request and channel staying alive behind a
 WebSocket, is let go by L{chatthing.live._web.LiveSocketResource}.)
 """
 
+from collections import deque
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +28,10 @@ _UNSET = object()
 #: What the handshake's headers read as once forgotten (read-only: nothing
 #: may add to one map shared by every connection).
 _NO_HEADERS: Any = MappingProxyType({})
+
+#: The send queue of a connection that trickles nothing (Autobahn only asks
+#: its length unless told to trickle; an empty tuple cannot be added to).
+_NO_QUEUE: Any = ()
 
 
 class FactoryOption:
@@ -70,3 +79,21 @@ def forgetHandshake(connection: Any) -> None:
     connection.http_request_data = connection.http_response_data = b""
     connection.http_status_line = connection.http_request_uri = ""
     connection.http_headers = connection.http_request_params = _NO_HEADERS
+
+
+def shareEmptySendQueue(connection: Any) -> None:
+    """
+    Replace C{connection}'s empty send queue by one shared empty queue,
+    until L{keepSendQueue} gives it its own.
+    """
+    if not connection.send_queue:
+        connection.send_queue = _NO_QUEUE
+
+
+def keepSendQueue(connection: Any) -> None:
+    """
+    Give C{connection} a send queue of its own: it is about to trickle a
+    write out (Autobahn's C{sendData} with C{sync} or C{chopsize}).
+    """
+    if connection.send_queue is _NO_QUEUE:
+        connection.send_queue = deque()

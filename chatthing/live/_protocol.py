@@ -16,7 +16,12 @@ from twisted.python.failure import Failure
 from . import _wire
 from ._backlog import bufferedBytes, refusedBytes
 from ._errors import LiveError, ProtocolError, RateLimited
-from ._footprint import forgetHandshake, readOptionsFromFactory
+from ._footprint import (
+    forgetHandshake,
+    keepSendQueue,
+    readOptionsFromFactory,
+    shareEmptySendQueue,
+)
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
@@ -83,6 +88,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         factory = self.factory
         forgetHandshake(self)
+        shareEmptySendQueue(self)
         # Autobahn tries this before it has read its own options, and gives
         # up silently: Nagle's algorithm would stay on.
         try:
@@ -185,13 +191,16 @@ class LiveServerProtocol(WebSocketServerProtocol):
 
     def writeCoalesced(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN and not self._cut:
-            if writeNow(self.transport, data) > self.factory.settings.maxOutgoingBytes:
+            left = writeNow(self.transport, data)
+            if left and left > self.factory.settings.maxOutgoingBytes:
                 self._checkBacklog()
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # Every other frame (answers, pings, close) after the stream frames
         # gathered before it.
         self.factory.coalescer.flush(self)
+        if sync or chopsize:
+            keepSendQueue(self)
         super().sendData(data, sync, chopsize)
 
     def sendLiveFrame(self, frame: dict[str, Any]) -> None:

@@ -29,7 +29,9 @@ def writeNow(transport: Any, data: bytes) -> int:
         socket took them all).
     """
     sock = getattr(transport, "socket", None)
-    if sock is None or not transport.connected or transport.disconnecting or bufferedBytes(transport):
+    # (bufferedBytes, inlined: this runs once per page per turn.)
+    if (sock is None or not transport.connected or transport.disconnecting
+            or transport._tempDataLen or len(transport.dataBuffer) > transport.offset):
         transport.write(data)
         return bufferedBytes(transport)
     try:
