@@ -186,6 +186,12 @@ def test_reportComparesToBaselineAndOneProcess():
     assert results["ratiosToBaseline"]["chatthing"]["fanout.deliveriesPerSecond"] == 0.5
     assert results["ratiosToBaseline"]["chatthing"]["fanout.lost"] is None
     assert results["twoProcessesToOne"]["fanout.deliveriesPerSecond"] == 0.5
+    # Both spend 10 us a delivery: two cores deliver twice what one does.
+    assert results["twoCoresToOne"] == 2.0
+    settings = {"receivers": 20, "senders": 2, "fanoutMessagesPerSender": 3, "latencyRate": 5,
+                "latencySeconds": 1, "idle": 200, "idleRoomSize": 20}
+    assert "each on a core of its own (from CPU per delivery, Redis's included): 2.00x" in report.text(
+        {**results, "settings": settings, "machine": {"pinning": "none"}, "wallSeconds": 1.0})
     assert any("chatthing-redis, fanout: 3 deliveries lost" in w for w in results["warnings"])
     assert any("baseline, fanout: the load generator was busy 95%" in w for w in results["warnings"])
     assert any("chatthing, fanout: other programs used 50% of a CPU" in w for w in results["warnings"])

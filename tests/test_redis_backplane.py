@@ -193,3 +193,25 @@ def test_downBackplaneRefusesNamesAfterAWhile():
     assert error == []
     clock.advance(0.2)
     assert isinstance(error[0], BackplaneDown) and "try again" in str(error[0])
+
+
+def test_subscriberDeliversAReadInOneTurn():
+    """Every pub/sub message of one read reaches the backplane at once, not one per reactor turn (see _Subscriber)."""
+    from twisted.internet.protocol import Factory
+    from twisted.internet.testing import StringTransport
+
+    from chatthing.backplane.redis import _Subscriber
+
+    heard = []
+    factory = Factory()
+    factory.backplane = type("Backplane", (), {"messageReceived": lambda self, c, m: heard.append((c, m))})()
+    subscriber = _Subscriber()
+    subscriber.factory = factory
+    subscriber.makeConnection(StringTransport())
+
+    def message(channel: str, text: str) -> bytes:
+        parts = [b"message", channel.encode(), text.encode()]
+        return b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+    subscriber.dataReceived(b"".join(message("room", f"{n} origin call") for n in range(3)))
+    assert heard == [("room", f"{n} origin call") for n in range(3)]

@@ -75,6 +75,10 @@ class _Commands(txredisapi.RedisProtocol):
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
+    # On hiredis (a dependency), so that every message of one read is
+    # delivered in the same reactor turn: txredisapi's own parser defers
+    # the rest of a read after each reply, and a page would then get one
+    # send() per message instead of one per turn (chatthing.live._sending).
     def __init__(self) -> None:
         super().__init__(convertNumbers=False)
 

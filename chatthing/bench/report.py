@@ -91,8 +91,24 @@ def compare(results: dict) -> dict:
             path: ratio(byPath[path].value(runs["chatthing-redis"]), byPath[path].value(runs["chatthing"]))
             for path in SCALING
         }
+        results["twoCoresToOne"] = twoCoresToOne(runs["chatthing"], runs["chatthing-redis"])
     results["warnings"] = warnings(runs)
     return results
+
+
+def twoCoresToOne(one: dict, two: dict) -> float | None:
+    """
+    How many times one process's fan-out two processes on Redis would
+    deliver with a core each, from what a delivery costs in CPU: the bench
+    cannot show it directly, since on a 2-core machine the load generator
+    needs one core and the servers and Redis share the other.  Redis's CPU
+    counts against the two cores too.
+    """
+    single = (one.get("fanout") or {}).get("serverCpuMicrosPerDelivery")
+    pair = (two.get("fanout") or {}).get("serverCpuMicrosPerDelivery")
+    if not single or not pair:
+        return None
+    return 2 * single / (pair + ((two.get("fanout") or {}).get("redisCpuMicrosPerDelivery") or 0))
 
 
 def warnings(runs: dict) -> list[str]:
@@ -198,6 +214,9 @@ def text(results: dict) -> str:
         lines.append(f"Machine: {machine['cpus']} CPUs, load average {machine['loadAverageBefore']:.2f} "
                      f"before the bench, {machine['loadAverageAfter']:.2f} after.")
     lines += ["", table(results)]
+    if results.get("twoCoresToOne") is not None:
+        lines.append(f"Fan-out of two processes on Redis, each on a core of its own (from CPU per delivery, "
+                     f"Redis's included): {results['twoCoresToOne']:.2f}x one process's.")
     for note in results.get("notes", []):
         lines.append(f"note: {note}")
     for warning in results.get("warnings", []):
