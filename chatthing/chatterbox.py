@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from . import commands
-from .live import LiveElement, Stream, expose
+from .live import LiveElement, expose
 from .lobby import Lobby, NoSuchRoom, TooManyRooms
 from .rooms import ChatRoom
 from .validation import (
@@ -56,7 +56,6 @@ class ChatterElement(LiveElement):
 
     username: str | None = None
     lastTyping: float | None = None
-    private: Stream | None = None
     maxUsernameLength = MAX_USERNAME_LENGTH
     maxMessageLength = MAX_MESSAGE_LENGTH
 
@@ -130,10 +129,9 @@ class ChatterElement(LiveElement):
 
     def tell(self, message: str) -> None:
         """
-        Show C{message} on this page only, through its own one-way stream.
+        Show C{message} on this page only (one-way: the page does not answer).
         """
-        if self.private is not None:
-            self.private.emit("displayMessage", message)
+        self.notifyRemote("displayMessage", message)
 
 
 #: The lobby of the server that C{twistd -n chat-widget} runs.

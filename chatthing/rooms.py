@@ -37,10 +37,6 @@ DEFAULT_HISTORY = 50
 #: How many frames of its C{room} stream a room keeps for pages that resume.
 STREAM_HISTORY = 1000
 
-#: How many frames of its C{private} stream a page's element keeps for
-#: when the page resumes.
-PRIVATE_HISTORY = 100
-
 #: Seconds during which a page's further "typing" calls are not passed on
 #: (the page itself sends at most one every 2 s).
 TYPING_INTERVAL = 1.5
@@ -130,12 +126,10 @@ class ChatRoom:
         """
         A page has connected: show it the room's last messages, then send it
         what the room says from now on.  What is for this page only (the
-        history, answers to C{/who} and C{/help}) goes on a stream of its
-        own, C{private}: like the room's, it is one-way (the page sends no
-        answer) and replayed if the page resumes.
+        history, who is here, answers to C{/who} and C{/help}) goes to it
+        alone with C{notifyRemote}: one-way, and replayed if the page
+        resumes, like the room's stream (and before it).
         """
-        chatter.private = Stream("private", PRIVATE_HISTORY)
-        chatter.subscribe(chatter.private)
         self.stream.ready().addCallback(lambda _: self._subscribe(chatter, showHistory=True))
 
     def restore(self, chatter: "ChatterElement", username: str | None) -> None:
@@ -143,8 +137,6 @@ class ChatRoom:
         A page's session has come here from another process: take up where
         it was, without showing the history again or announcing anything.
         """
-        chatter.private = Stream("private", PRIVATE_HISTORY)
-        chatter.subscribe(chatter.private)
         self._subscribe(chatter, showHistory=False)
         if username is not None:
             chatter.username = username
@@ -154,13 +146,13 @@ class ChatRoom:
             self.log.info("{user} came back to {room}", user=username, room=self.name)
 
     def _subscribe(self, chatter: "ChatterElement", showHistory: bool) -> None:
-        if chatter.private is None:
+        if chatter not in self.chatters:
             return  # gone already
         if showHistory:
             if self.history:
-                chatter.private.emit("displayHistory", list(self.history))
+                chatter.notifyRemote("displayHistory", list(self.history))
             # The whole list once; then the room's stream says who comes and goes.
-            chatter.private.emit("updatePresence", self.presence())
+            chatter.notifyRemote("updatePresence", self.presence())
         chatter.subscribe(self.stream)
         chatter.subscribe(self.typingStream)
         if self.alerts is not None:

@@ -131,7 +131,7 @@ BAD_FRAMES = [
     *[
         Bad(f"unexposed-{name}", call(7, name, "x"), "NoSuchMethod", f"no exposed method {name!r}", 7)
         for name in ["wall", "hear", "room", "__init__", "_liveSession", "callRemote", "render",
-                     "notifyOnDisconnect", "connected", "disconnected", "username",
+                     "notifyOnDisconnect", "notifyRemote", "connected", "disconnected", "username",
                      "maxMessageLength", "__class__", "_liveAttach", "_liveDetach", "template"]
     ],
     # Wrong arguments
@@ -278,7 +278,7 @@ async def test_firstFrameNotHello(chatServer, serverLog, first):
     mallory.send({"type": "hello", "version": 1, "render": False})
     await mallory.nextFrame(lambda f: f["type"] == "welcome")
     answer = await mallory.call("setUsername", "mallory")
-    assert answer == {"type": "result", "seq": 1, "id": 0, "value": "mallory"}
+    assert answer == {"type": "result", "seq": 2, "id": 0, "value": "mallory"}
     await stillChatting(alice, bob, mallory)
     assert len(refusals(serverLog)) == 1
     assert failures(serverLog) == []

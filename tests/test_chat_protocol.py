@@ -195,7 +195,7 @@ async def test_messageReachesEveryone(chatServer):
     bob = await chatServer.login("bob")
     lurker = await chatServer.connect()
     answer = await alice.call("say", "hello bob")
-    assert answer == {"type": "result", "seq": 2, "id": 1, "value": None}
+    assert answer == {"type": "result", "seq": 3, "id": 1, "value": None}
     for client in (alice, bob, lurker):
         await client.waitFor(lambda c=client: ["alice", "hello bob"] in c.calls("displayUserMessage"))
 
@@ -240,7 +240,7 @@ async def test_concurrentMessagesSameOrderEverywhere(chatServer):
                     and f.get("id", 0) >= 1000]
 
         await client.waitFor(lambda: len(answers()) >= perUser, f"{perUser} answers")
-        assert answers() == [{"type": "result", "seq": 2 + i, "id": 1000 + i, "value": None}
+        assert answers() == [{"type": "result", "seq": 3 + i, "id": 1000 + i, "value": None}
                            for i in range(perUser)]
         assert client.duplicates == 0
 
@@ -595,7 +595,7 @@ async def test_sayWhileDisconnectedDeliveredOnce(chatServer):
     resumed = await alice.resume()
     assert resumed["seq"] == 1  # the server had only the setUsername
     answer = await alice.answerTo(ident)
-    assert answer == {"type": "result", "seq": 2, "id": ident, "value": None}
+    assert answer == {"type": "result", "seq": 3, "id": ident, "value": None}
     await expectResult(alice, "say", "marker")
     for client in (alice, bob):
         await said(client, "alice", "marker")
@@ -625,7 +625,7 @@ async def test_sayWhoseResultWasLostRunsOnce(chatServer):
     alice.sendRaw(json.dumps({"type": "call", "id": ident, "method": "say",
                               "args": ["said once"], "seq": 2}).encode())
     answer = await alice.answerTo(ident)
-    assert answer == {"type": "result", "seq": 2, "id": ident, "value": None}
+    assert answer == {"type": "result", "seq": 3, "id": ident, "value": None}
     await expectResult(alice, "say", "marker")
     for client in (alice, bob):
         await said(client, "alice", "marker")

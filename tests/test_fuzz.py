@@ -80,7 +80,7 @@ APPLICATION_ERRORS = {"InvalidUsername", "UsernameTaken", "AlreadyLoggedIn", "No
 #: Method names to call: the exposed ones, and real attributes that are not.
 METHOD_NAMES = [
     "say", "setUsername", "wall", "hear", "room", "username", "render", "connected",
-    "disconnected", "callRemote", "subscribe", "notifyOnDisconnect", "template", "jsModule",
+    "disconnected", "callRemote", "notifyRemote", "subscribe", "notifyOnDisconnect", "template", "jsModule",
     "jsClass", "maxUsernameLength", "maxMessageLength", "_liveSession", "_liveAttach",
     "_liveDetach", "_liveRunHook", "__class__", "__init__", "__dict__", "__getattribute__",
     "__reduce_ex__", "__del__", "constructor", "toString", "", " say", "say ", "SAY",

@@ -39,8 +39,8 @@ _EMIT_PREFIX = b'{"type":"emit"'
 _USER_MESSAGE = b'"method":"displayUserMessage"'
 
 #: The frames the server numbers (its C{ack} frames carry a C{seq} too, but
-#: theirs is ours).
-_NUMBERED = frozenset({"call", "result", "error"})
+#: theirs is ours; of its emits, only those for one page are numbered).
+_NUMBERED = frozenset({"call", "result", "error", "emit"})
 
 #: Acknowledge the server's numbered frames after this many, as the
 #: browser's runtime does.

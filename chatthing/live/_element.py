@@ -68,6 +68,16 @@ class LiveElement:
             return fail(ElementDetached(f"cannot call {methodName}(): {reason}"))
         return self._liveSession.callRemote(methodName, args)
 
+    def notifyRemote(self, methodName: str, *args: Any) -> None:
+        """
+        Call C{methodName} on this page's widget, wanting no answer (what is
+        for this page only: a greeting, the answer to a command).  It
+        reaches the page once, in order with everything else sent to it,
+        even across a reconnection; nothing is sent if the page is gone.
+        """
+        if self._liveSession is not None:
+            self._liveSession.notify(methodName, args)
+
     def subscribe(self, stream: Any) -> None:
         """
         Have the page receive every call that C{stream} (a L{Stream}) emits,

@@ -302,6 +302,13 @@ class LiveSession:
         if self.connection is not None:
             self.connection.sendPayload(payload)
 
+    def notify(self, method: str, args: tuple) -> None:
+        """
+        Call C{method} on the page's widget, wanting no answer: kept until
+        the page acknowledges it, like a call.
+        """
+        self.send(_wire.notifyFrame(method, args))
+
     def callRemote(self, method: str, args: tuple) -> Deferred:
         if self.ended:
             return fail(ElementDetached(f"cannot call {method}(): the page has gone away"))

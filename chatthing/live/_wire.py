@@ -174,6 +174,14 @@ def passingFrame(stream: str, method: str, args: tuple | list) -> dict[str, Any]
     return {"type": EMIT, "stream": stream, "method": method, "args": list(args)}
 
 
+def notifyFrame(method: str, args: tuple | list) -> dict[str, Any]:
+    """
+    An emit frame for one page: no stream, numbered (C{seq}) by its
+    session when sent, so replayed like a call, but never answered.
+    """
+    return {"type": EMIT, "method": method, "args": list(args)}
+
+
 def callFrame(ident: int, method: str, args: tuple | list) -> dict[str, Any]:
     return {"type": CALL, "id": ident, "method": method, "args": list(args)}
 

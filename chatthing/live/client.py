@@ -335,21 +335,32 @@ class LiveClient:
         elif kind == "ack":
             self._acknowledged(frame["seq"])
         elif kind == "emit":
-            if "offset" not in frame:
+            if "seq" in frame:
+                # For this page only, numbered like a call; never answered.
+                if self._isNewNumbered(frame["seq"]):
+                    self._run(frame, answered=False)
+            elif "offset" not in frame:
                 self._run(frame, answered=False)  # a passing event, never replayed
             elif frame["offset"] > self._offsets.get(frame["stream"], 0):
                 self._offsets[frame["stream"]] = frame["offset"]
                 self._run(frame, answered=False)
         elif kind in ("call", "result", "error"):
             seq = frame.get("seq")
-            if seq is not None:
-                if seq <= self._receivedSeq:
-                    return  # sent again after a reconnection; already run
-                self._receivedSeq = seq
-                self._acks.received()
-            self._direct(frame)
+            if seq is None or self._isNewNumbered(seq):
+                self._direct(frame)
         else:
             self.log.debug("{client}: ignoring a {kind!r} frame", client=self, kind=kind)
+
+    def _isNewNumbered(self, seq: int) -> bool:
+        """
+        Whether the numbered frame C{seq} is new (not sent again after a
+        reconnection); to be acknowledged if so.
+        """
+        if seq <= self._receivedSeq:
+            return False
+        self._receivedSeq = seq
+        self._acks.received()
+        return True
 
     def _welcomed(self, frame: dict[str, Any]) -> None:
         if self.session is not None:
@@ -428,7 +439,9 @@ class LiveClient:
         self._sendBytes(json.dumps(frame).encode("utf-8"))
 
     def _sendBytes(self, data: bytes) -> None:
-        if self.protocol is not None:
+        # Not once closing (what is numbered is kept, and sent again after
+        # a reconnection).
+        if self.protocol is not None and self.protocol.state == self.protocol.STATE_OPEN:
             self.protocol.sendMessage(data, isBinary=False)
 
     def _acknowledged(self, seq: int) -> None:

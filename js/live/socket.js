@@ -178,7 +178,12 @@ export class LiveSocket {
         this._acknowledged(frame.seq);
         break;
       case FrameType.EMIT:
-        if (frame.offset === undefined) {
+        if (frame.seq !== undefined) {
+          // For this page only, numbered like a call; never answered.
+          if (this._isNewNumbered(frame)) {
+            this._deliver(frame);
+          }
+        } else if (frame.offset === undefined) {
           this._deliver(frame); // a passing event, never replayed
         } else if (frame.offset > (this._offsets.get(frame.stream) ?? 0)) {
           this._offsets.set(frame.stream, frame.offset);
@@ -188,18 +193,23 @@ export class LiveSocket {
       case FrameType.CALL:
       case FrameType.RESULT:
       case FrameType.ERROR:
-        if (frame.seq !== undefined) {
-          if (frame.seq <= this._receivedSeq) {
-            return; // sent again after a reconnection; already run
-          }
-          this._receivedSeq = frame.seq;
-          this._acknowledgeSoon();
+        if (frame.seq === undefined || this._isNewNumbered(frame)) {
+          this._direct(frame);
         }
-        this._direct(frame);
         break;
       default:
         console.warn("live: ignoring unknown frame", frame);
     }
+  }
+
+  /** Whether a numbered frame is new (not sent again after a reconnection); acknowledged soon if so. */
+  _isNewNumbered(frame) {
+    if (frame.seq <= this._receivedSeq) {
+      return false;
+    }
+    this._receivedSeq = frame.seq;
+    this._acknowledgeSoon();
+    return true;
   }
 
   _welcomed(frame) {
