@@ -9,6 +9,7 @@ numbers that must be positive are, and that nothing was lost.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -292,3 +293,13 @@ def test_benchRunningServer(startTwistd):
                       "--receivers", "10", "--senders", "2", "--fanout-messages", "10")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "server" in result.stdout and "x baseline" not in result.stdout
+
+
+def test_sendFloorMeasures():
+    """The send() floor runs at tiny sizes, cleans up its reader, and gives a positive cost."""
+    from chatthing.bench import sendfloor
+
+    cpus = os.sched_getaffinity(0)
+    floor = sendfloor.measure(20, 3)
+    assert floor["connections"] == 20 and floor["cpuMicrosPerSend"] > 0
+    assert os.sched_getaffinity(0) == cpus  # this process is not left pinned

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -42,9 +43,11 @@ _USER_MESSAGE = b'"method":"displayUserMessage"'
 #: theirs is ours; of its emits, only those for one page are numbered).
 _NUMBERED = frozenset({"call", "result", "error", "emit"})
 
-#: Acknowledge the server's numbered frames after this many, as the
-#: browser's runtime does.
+#: Acknowledge the server's numbered frames after this many, or this many
+#: seconds after the first one not acknowledged, as the browser's runtime
+#: does (so the server can let go of them).
 ACK_EVERY = 16
+ACK_DELAY = 0.25
 
 
 class CallFailed(Exception):
@@ -135,6 +138,7 @@ class RawPage(Protocol):
         self._sentSeq = 0
         self._receivedSeq = 0
         self._unacknowledged = 0
+        self._ackTimer: Any = None
         self._nextId = 0
         self._waiting: dict[int, Deferred] = {}
 
@@ -280,6 +284,8 @@ class RawPage(Protocol):
             self._unacknowledged += 1
             if self._unacknowledged >= ACK_EVERY:
                 self.acknowledge()
+            elif self._ackTimer is None:
+                self._ackTimer = _reactor.callLater(ACK_DELAY, self.acknowledge)
         if kind == "result":
             d = self._waiting.pop(frame.get("id"), None)
             if d is not None:
@@ -306,9 +312,15 @@ class RawPage(Protocol):
         """
         Tell the server every numbered frame so far has arrived.
         """
-        if self._unacknowledged:
+        self._cancelAck()
+        if self._unacknowledged and self.isOpen:
             self._unacknowledged = 0
             self.sendFrame({"type": "ack", "seq": self._receivedSeq})
+
+    def _cancelAck(self) -> None:
+        if self._ackTimer is not None and self._ackTimer.active():
+            self._ackTimer.cancel()
+        self._ackTimer = None
 
     # Closing
 
@@ -318,6 +330,7 @@ class RawPage(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.isOpen = False
+        self._cancelAck()
         if self.whenLost is not None:
             self.whenLost()
         self._fail(PageClosed(f"connection closed before the welcome: {reason.getErrorMessage()}"))
