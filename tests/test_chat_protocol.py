@@ -741,7 +741,7 @@ async def test_resumeThatCannotBeReplayedEndsSession(chatServer):
     alice = await chatServer.login("alice")
     bob = await chatServer.login("bob")
     session = await dropAndWait(chatServer, alice)
-    alice.receivedSeq = 99  # claims frames the server never sent
+    alice.ledger.receivedSeq = 99  # claims frames the server never sent
     welcome = await alice.resume()
     assert welcome["type"] == "welcome", welcome
     assert "frame 99" in welcome["expired"]

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from ._backoff import Backoff
 from ._errors import LiveError, RemoteError
+from ._ledger import SessionLedger
 from ._replay import AckSchedule
 from ._wire import PROTOCOL_VERSION
 
@@ -97,7 +98,7 @@ class LiveClient:
         for a direct call, its return value (or a L{Deferred} of it) is the
         answer, and an exception it raises is sent back as an error.
     @ivar state: one of the L{State} names.
-    @ivar session: the session id, once welcomed.
+    @ivar ledger: the session's numbering (L{SessionLedger}), for reconnections.
     @ivar welcome: the latest C{welcome} frame.
     """
 
@@ -126,19 +127,14 @@ class LiveClient:
         self.pingInterval = pingInterval
         self.pingTimeout = pingTimeout
         self.state = State.CONNECTING
-        self.session: str | None = None
+        self.ledger = SessionLedger()
         self.welcome: dict[str, Any] | None = None
         self.protocol: _Protocol | None = None
         self._leaving = False
         self._retry: Any = None
         self._nextCallId = 0
         self._awaiting: dict[int, Deferred] = {}
-        self._callFrames: dict[int, tuple[int, bytes]] = {}
-        self._sentSeq = 0
-        self._outbox: list[tuple[int, bytes]] = []
-        self._receivedSeq = 0
         self._acks = AckSchedule(self.reactor, self._acknowledge)
-        self._offsets: dict[str, int] = {}
         self._firstWelcome: Deferred | None = None
         self._closeWaiters: list[Deferred] = []
         self._welcomeListeners: list[Callable[[dict], Any]] = []
@@ -146,6 +142,13 @@ class LiveClient:
 
     def __repr__(self) -> str:
         return f"<LiveClient {self.url} {self.state}>"
+
+    @property
+    def session(self) -> str | None:
+        """
+        The session's id, once welcomed.
+        """
+        return self.ledger.session
 
     # The public API
 
@@ -178,14 +181,8 @@ class LiveClient:
         self._nextCallId += 1
         d: Deferred = Deferred()
         self._awaiting[ident] = d
-        self._callFrames[ident] = self._sendNumbered(
-            {"type": "call", "id": ident, "method": method, "args": list(args)})
-        d.addBoth(self._forgetCall, ident)
+        self._sendNumbered({"type": "call", "id": ident, "method": method, "args": list(args)})
         return d
-
-    def _forgetCall(self, result: Any, ident: int) -> Any:
-        self._callFrames.pop(ident, None)
-        return result
 
     def onWelcome(self, listener: Callable[[dict], Any]) -> None:
         """
@@ -263,8 +260,7 @@ class LiveClient:
         hello: dict[str, Any] = {"type": "hello", "version": PROTOCOL_VERSION,
                                  "page": self.page, "render": False}
         if self.session is not None:
-            hello["resume"] = {"session": self.session, "seq": self._receivedSeq,
-                               "streams": dict(self._offsets)}
+            hello["resume"] = self.ledger.resumeRequest()
         self._sendNow(hello)
 
     def _connectionFailed(self, factory: _Factory, reason: Failure) -> None:
@@ -298,7 +294,7 @@ class LiveClient:
     def _stopped(self, reason: Exception) -> None:
         self._setState(State.DISCONNECTED)
         waiting, self._awaiting = self._awaiting, {}
-        self._outbox = []
+        self.ledger.forgetSent()
         if self._firstWelcome is not None and not self._firstWelcome.called:
             self._firstWelcome.errback(reason)
         for d in waiting.values():
@@ -322,60 +318,37 @@ class LiveClient:
         if kind == "welcome":
             self._welcomed(frame)
         elif kind == "resumed":
-            self._acknowledged(frame["seq"])
-            # What waited goes first, in order: the server runs each number
-            # once.  A session that moved to another server ("rerun") lost
-            # the answers to the calls still waiting: send those again too.
-            again = dict(self._outbox)
-            if frame.get("rerun") is True:
-                again.update(self._callFrames.values())
-            for seq in sorted(again):
-                self._sendBytes(again[seq])
+            # What waited goes first, in order (see SessionLedger.resumed).
+            for data in self.ledger.resumed(frame):
+                self._sendBytes(data)
             self._connected()
         elif kind == "ack":
-            self._acknowledged(frame["seq"])
-        elif kind == "emit":
+            self.ledger.acknowledged(frame["seq"])
+        elif kind in ("emit", "call", "result", "error"):
+            if not self.ledger.accept(frame):
+                return  # sent again after a reconnection; already run
             if "seq" in frame:
-                # For this page only, numbered like a call; never answered.
-                if self._isNewNumbered(frame["seq"]):
-                    self._run(frame, answered=False)
-            elif "offset" not in frame:
-                self._run(frame, answered=False)  # a passing event, never replayed
-            elif frame["offset"] > self._offsets.get(frame["stream"], 0):
-                self._offsets[frame["stream"]] = frame["offset"]
+                self._acks.received()
+            if kind == "emit":
+                # One-way: a stream's, a passing event, or for this page only.
                 self._run(frame, answered=False)
-        elif kind in ("call", "result", "error"):
-            seq = frame.get("seq")
-            if seq is None or self._isNewNumbered(seq):
+            else:
                 self._direct(frame)
         else:
             self.log.debug("{client}: ignoring a {kind!r} frame", client=self, kind=kind)
-
-    def _isNewNumbered(self, seq: int) -> bool:
-        """
-        Whether the numbered frame C{seq} is new (not sent again after a
-        reconnection); to be acknowledged if so.
-        """
-        if seq <= self._receivedSeq:
-            return False
-        self._receivedSeq = seq
-        self._acks.received()
-        return True
 
     def _welcomed(self, frame: dict[str, Any]) -> None:
         if self.session is not None:
             # The server could not resume the session: what waited for it is lost.
             lost = ConnectionLost(f"the session ended: {frame.get('expired', 'expired')}")
             waiting, self._awaiting = self._awaiting, {}
-            self._outbox = []
+            self.ledger.forgetSent()
             for d in waiting.values():
                 d.errback(lost)
-        self.session = frame["session"]
+        self.ledger.welcomed(frame["session"])
         self.welcome = frame
-        self._receivedSeq = 0
-        self._offsets = {}
         # Calls made before the first welcome go to this session, first.
-        for _, data in self._outbox:
+        for data in self.ledger.kept():
             self._sendBytes(data)
         self._connected()
         if self._firstWelcome is not None and not self._firstWelcome.called:
@@ -427,13 +400,10 @@ class LiveClient:
 
     # Sending, numbering and acknowledgement
 
-    def _sendNumbered(self, frame: dict[str, Any]) -> tuple[int, bytes]:
-        self._sentSeq += 1
-        data = json.dumps({**frame, "seq": self._sentSeq}).encode("utf-8")
-        self._outbox.append((self._sentSeq, data))
+    def _sendNumbered(self, frame: dict[str, Any]) -> None:
+        data = self.ledger.number(frame)
         if self.state == State.CONNECTED:
             self._sendBytes(data)
-        return (self._sentSeq, data)
 
     def _sendNow(self, frame: dict[str, Any]) -> None:
         self._sendBytes(json.dumps(frame).encode("utf-8"))
@@ -444,11 +414,8 @@ class LiveClient:
         if self.protocol is not None and self.protocol.state == self.protocol.STATE_OPEN:
             self.protocol.sendMessage(data, isBinary=False)
 
-    def _acknowledged(self, seq: int) -> None:
-        self._outbox = [(s, data) for s, data in self._outbox if s > seq]
-
     def _acknowledge(self) -> None:
-        self._sendNow({"type": "ack", "seq": self._receivedSeq})
+        self._sendNow({"type": "ack", "seq": self.ledger.receivedSeq})
 
     def _setState(self, state: str) -> None:
         if self.state == state:

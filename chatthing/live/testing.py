@@ -25,6 +25,7 @@ from autobahn.twisted.websocket import (
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 
+from ._ledger import SessionLedger
 from ._wire import PROTOCOL_VERSION
 
 #: Seconds a test waits for a condition before it fails.
@@ -54,6 +55,8 @@ class LiveTestClient:
         sent twice (which it never should) are left out and counted in
         C{duplicates}.
     @ivar welcome: the latest welcome frame.
+    @ivar ledger: the session's numbering (L{SessionLedger}); C{session},
+        C{receivedSeq} and C{offsets} read from it.
     @ivar closeCode: the latest connection's close code once closed.
     @ivar answer: called with C{(method, args)} for each server call; its
         return value is sent back as the call's result (L{HOLD}: no answer).
@@ -69,18 +72,25 @@ class LiveTestClient:
         self.closeReason: str | None = None
         self.isClosed = False
         self.welcome: dict[str, Any] | None = None
-        self.session: str | None = None
         self.answer: Callable[[str, list], Any] = lambda method, args: None
         self.protocol: _Protocol | None = None
-        self.receivedSeq = 0
-        self.offsets: dict[str, int] = {}
-        self._sentSeq = 0
-        self._outbox: list[tuple[int, bytes]] = []
-        self._unanswered: dict[Any, tuple[int, bytes]] = {}
+        self.ledger = SessionLedger()
         self._nextId = 0
         self._resuming = False
         self._waiters: list[tuple[Callable[[], Any], Deferred]] = []
         self._connected: Deferred | None = None
+
+    @property
+    def session(self) -> str | None:
+        return self.ledger.session
+
+    @property
+    def receivedSeq(self) -> int:
+        return self.ledger.receivedSeq
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        return self.ledger.offsets
 
     @classmethod
     async def connect(
@@ -120,26 +130,18 @@ class LiveTestClient:
                      or [None])[0],
             "a welcome",
         )
+        again = []
         if frame["type"] == "welcome":
             self.welcome = frame
-            self.session = frame["session"]
-            self.receivedSeq = 0
-            self.offsets = {}
-            self._outbox = []
-            self._unanswered = {}
+            self.ledger.welcomed(frame["session"])
+            self.ledger.forgetSent()
         else:
-            self._acknowledged(frame["seq"])
+            again = self.ledger.resumed(frame)
         # Frames kept while resuming go first, in order; then new ones are
         # sent as they come.
         self._resuming = False
-        if frame["type"] == "resumed":
-            again = dict(self._outbox)
-            if frame.get("rerun") is True:
-                # The session moved to another server: the answers to the
-                # calls still waiting died with the first one.
-                again.update(self._unanswered.values())
-            for seq in sorted(again):
-                self.sendRaw(again[seq])
+        for payload in again:
+            self.sendRaw(payload)
         return frame
 
     # Sending
@@ -155,11 +157,7 @@ class LiveTestClient:
         Number C{frame} and keep it until the server acknowledges it, so it
         is sent again after a reconnection.
         """
-        self._sentSeq += 1
-        payload = json.dumps({**frame, "seq": self._sentSeq}).encode("utf-8")
-        self._outbox.append((self._sentSeq, payload))
-        if frame.get("type") == "call":
-            self._unanswered[frame.get("id")] = (self._sentSeq, payload)
+        payload = self.ledger.number(frame)
         # While a resume is under way, the kept frames must be re-sent first:
         # the session runs each number once, so a newer frame arriving before
         # them would make it skip them.
@@ -203,7 +201,7 @@ class LiveTestClient:
         # Not once closing: a frame that arrives after our close frame is
         # not acknowledged (a browser drops what it sends then).
         if self.protocol is not None and self.protocol.state == self.protocol.STATE_OPEN:
-            self.send({"type": "ack", "seq": self.receivedSeq})
+            self.send({"type": "ack", "seq": self.ledger.receivedSeq})
 
     def close(self, code: int = 1000) -> None:
         """
@@ -230,8 +228,7 @@ class LiveTestClient:
         self._resuming = True
         await self._open()
         self.send({"type": "hello", "version": PROTOCOL_VERSION, "render": False,
-                   "resume": {"session": self.session, "seq": self.receivedSeq,
-                              "streams": dict(self.offsets)}})
+                   "resume": self.ledger.resumeRequest()})
         return await self._welcomed()
 
     # Reading
@@ -294,13 +291,13 @@ class LiveTestClient:
 
     def _received(self, payload: bytes, isBinary: bool) -> None:
         frame = json.loads(payload)
-        if not self._isNew(frame):
+        if not self.ledger.accept(frame):
             self.duplicates += 1
             return
         self.frames.append(frame)
         kind = frame.get("type")
         if kind == "ack":
-            self._acknowledged(frame["seq"])
+            self.ledger.acknowledged(frame["seq"])
         if "seq" in frame and kind != "ack" and kind != "resumed":
             self.ack()
         if kind in ("call", "emit") and isinstance(frame.get("id"), int):
@@ -308,24 +305,6 @@ class LiveTestClient:
             if value is not HOLD:
                 self.sendNumbered({"type": "result", "id": frame["id"], "value": value})
         self._check()
-
-    def _isNew(self, frame: dict[str, Any]) -> bool:
-        kind = frame.get("type")
-        if kind in ("result", "error"):
-            self._unanswered.pop(frame.get("id"), None)
-        if kind == "emit" and "offset" in frame:
-            stream, offset = frame["stream"], frame["offset"]
-            if offset <= self.offsets.get(stream, 0):
-                return False
-            self.offsets[stream] = offset
-        elif "seq" in frame and kind not in ("ack", "resumed"):
-            if frame["seq"] <= self.receivedSeq:
-                return False
-            self.receivedSeq = frame["seq"]
-        return True
-
-    def _acknowledged(self, seq: int) -> None:
-        self._outbox = [(s, p) for s, p in self._outbox if s > seq]
 
     def _closed(self, protocol: _Protocol, code: int | None, reason: str | None) -> None:
         if protocol is not self.protocol and self.protocol is not None:
