@@ -612,3 +612,27 @@ class WriteCoalescerTests(SynchronousTestCase):
         self.coalescer.flush(self.alice)  # nothing more
         self.clock.advance(0)
         self.assertEqual(self.writes, [("alice", b"1"), ("bob", b"1")])
+
+
+class _Broken:
+    def writeCoalesced(self, data):
+        raise RuntimeError("broken connection")
+
+
+def test_coalescerKeepsOthersFramesWhenOneConnectionFails():
+    """A connection whose write raises is logged; the frames of the connections after it still go out."""
+    from twisted.logger import globalLogPublisher
+
+    from chatthing.live._sending import WriteCoalescer
+
+    clock, writes, events = Clock(), [], []
+    coalescer = WriteCoalescer(clock)
+    coalescer.add(_Broken(), b"1")
+    coalescer.add(_Gathering(writes, "bob"), b"1")
+    globalLogPublisher.addObserver(events.append)
+    try:
+        clock.advance(0)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert writes == [("bob", b"1")]
+    assert any("could not write" in e.get("log_format", "") for e in events)

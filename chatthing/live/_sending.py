@@ -16,7 +16,11 @@ transport.
 
 from typing import Any, Protocol
 
+from twisted.logger import Logger
+
 from ._backlog import bufferedBytes
+
+log = Logger()
 
 
 def writeNow(transport: Any, data: bytes) -> int:
@@ -97,4 +101,8 @@ class WriteCoalescer:
         self._endOfTurn = None
         gathered, self._gathered = self._gathered, {}
         for connection, frames in gathered.items():
-            connection.writeCoalesced(frames[0] if len(frames) == 1 else b"".join(frames))
+            # One connection's failure must not keep the others' frames.
+            try:
+                connection.writeCoalesced(frames[0] if len(frames) == 1 else b"".join(frames))
+            except Exception:
+                log.failure("could not write to {connection}", connection=connection)
