@@ -75,7 +75,7 @@ class BenchOptions(usage.Options):
     optParameters = [
         ["receivers", None, 1000, "Pages that listen in the fanout and latency room.", int],
         ["senders", None, 10, "Pages that say the messages.", int],
-        ["fanout-messages", None, 30, "Messages each sender says in the fanout scenario.", int],
+        ["fanout-messages", None, 200, "Messages each sender says in the fanout scenario.", int],
         ["latency-rate", None, 50.0, "Messages a second, all senders together, for latency.", float],
         ["latency-seconds", None, 20.0, "How long the latency scenario sends.", float],
         ["probes", None, 50, "Receivers that time every message they get.", int],

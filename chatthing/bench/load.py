@@ -35,7 +35,7 @@ class LoadOptions(usage.Options):
         ["receivers", None, 1000, "Pages that only listen, for fanout and latency.", int],
         ["senders", None, 10, "Pages that say the messages.", int],
         ["probes", None, 50, "Receivers that time each message (latency).", int],
-        ["fanout-messages", None, 30, "Messages each sender says in the fanout scenario.", int],
+        ["fanout-messages", None, 200, "Messages each sender says in the fanout scenario.", int],
         ["in-flight", None, 8, "Calls each fanout sender keeps waiting for an answer.", int],
         ["latency-rate", None, 50.0, "Messages a second, all senders together.", float],
         ["latency-seconds", None, 20.0, "How long the latency scenario sends.", float],

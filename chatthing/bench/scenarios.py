@@ -54,7 +54,7 @@ class BenchSettings:
     receivers: int = 1000
     senders: int = 10
     probes: int = 50
-    fanoutMessages: int = 30
+    fanoutMessages: int = 200
     inFlight: int = 8
     latencyRate: float = 50.0
     latencySeconds: float = 20.0
