@@ -127,7 +127,12 @@ class ChatPage:
         field_ = self.page.locator('[name="userMessage"]')
         field_.fill(text)
         field_.press("Enter")
-        expect(field_).to_have_value("")
+        try:
+            expect(field_).to_have_value("")
+        except AssertionError as e:
+            # The page puts the text back when the call fails: say why.
+            why = self.page.locator('[name="sendError"]').text_content()
+            raise AssertionError(f"{text!r} was not sent: {why!r}") from e
 
     def expectLine(self, text: str | re.Pattern) -> None:
         """
