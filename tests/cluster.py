@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from conftest import TwistdServer, presenceShown, withDeadline
+from conftest import LoopbackAddress, TwistdServer, presenceShown, withDeadline
 from test_admin import _request
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -274,7 +274,7 @@ class _Outbound(Protocol):
         self.inbound.transport.loseConnection()
 
 
-class FailoverProxy:
+class FailoverProxy(LoopbackAddress):
     """
     A TCP balancer on C{127.0.0.1} in front of C{backends} (C{(host, port)}
     pairs): each connection goes to the next backend, round-robin; if that
@@ -303,14 +303,6 @@ class FailoverProxy:
         self._listening = await endpoint.listen(Factory.forProtocol(lambda: _Inbound(self)))
         self.port = self._listening.getHost().port
         return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def wsUrl(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/live"
 
     def _route(self, inbound: _Inbound) -> None:
         count = len(self.backends)

@@ -41,8 +41,25 @@ from chatthing.live.testing import LiveTestClient
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+class LoopbackAddress:
+    """
+    Where a test's server or proxy listens: C{port} on C{127.0.0.1}; its
+    page's and its WebSocket's URLs.
+    """
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def wsUrl(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/live"
+
+
 @dataclass
-class ChatServer:
+class ChatServer(LoopbackAddress):
     """
     A chat server running in the test process.
     """
@@ -52,14 +69,6 @@ class ChatServer:
     service: ListeningService
     port: int
     clients: list = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def wsUrl(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/live"
 
     @property
     def connections(self) -> dict:
@@ -212,14 +221,10 @@ def sourceRoot() -> Path:
 
 
 @dataclass
-class TwistdServer:
+class TwistdServer(LoopbackAddress):
     process: subprocess.Popen
     port: int
     logLines: list
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
 
     def log(self) -> str:
         return "".join(self.logLines)

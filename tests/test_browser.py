@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import TwistdServer, _collectLines, runTwistd
+from conftest import LoopbackAddress, TwistdServer, _collectLines, runTwistd
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -420,7 +420,7 @@ def resetAndClose(sock: socket.socket) -> None:
     sock.close()
 
 
-class FlakyProxy:
+class FlakyProxy(LoopbackAddress):
     """
     A TCP proxy on a loopback port to C{targetPort}, in a thread of its own
     (the reactor is blocked while a browser test runs), which can break every
@@ -445,10 +445,6 @@ class FlakyProxy:
         self._running = True
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
 
     def cut(self) -> None:
         """
@@ -642,7 +638,7 @@ def test_leavingPageIsAnnouncedPromptly(openChat, server, how):
     assert alice.errors == []
 
 
-class RestartableServer:
+class RestartableServer(LoopbackAddress):
     """
     The chat under twistd on one fixed loopback port, which can be stopped
     and started again there (as after a deployment).
@@ -654,10 +650,6 @@ class RestartableServer:
             self.port = probe.getsockname()[1]
         self.running: TwistdServer | None = None
         self.started: list[TwistdServer] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> TwistdServer:
         process = runTwistd(
