@@ -15,6 +15,7 @@ from twisted.python import usage
 
 from . import __version__
 from .admin import readToken
+from .commandline import parseCommandLine
 
 
 class AlertOptions(usage.Options):
@@ -165,10 +166,7 @@ def sendAlert(url: str, token: str, text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        print(f"{options}\nchatthing: {e}", file=sys.stderr)
+    if not parseCommandLine(options, argv, "chatthing"):
         return 2
     if options.subCommand == "bench":
         return bench(options.subOptions)

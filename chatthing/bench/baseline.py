@@ -30,6 +30,8 @@ from twisted.internet import endpoints, task
 from twisted.internet.defer import Deferred
 from twisted.python import usage
 
+from ..commandline import parseCommandLine
+
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -111,10 +113,7 @@ class BaselineOptions(usage.Options):
 
 def main(argv: list[str] | None = None) -> None:
     options = BaselineOptions()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        print(f"{options}\nchatthing.bench.baseline: {e}", file=sys.stderr)
+    if not parseCommandLine(options, argv, "chatthing.bench.baseline"):
         sys.exit(2)
 
     def serve(reactor) -> Deferred:

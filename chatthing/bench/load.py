@@ -19,6 +19,7 @@ from twisted.internet import task
 from twisted.internet.defer import ensureDeferred
 from twisted.python import usage
 
+from ..commandline import parseCommandLine
 from . import traffic
 from .crowd import Crowd, PagePlan, Target, openCrowd
 from .procstat import raiseFileLimit
@@ -149,10 +150,7 @@ async def runScenarios(reactor, options: LoadOptions) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     options = LoadOptions()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        print(f"{options}\nchatthing.bench.load: {e}", file=sys.stderr)
+    if not parseCommandLine(options, argv, "chatthing.bench.load"):
         sys.exit(2)
     raiseFileLimit()
 

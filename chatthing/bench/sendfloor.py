@@ -20,6 +20,8 @@ import time
 
 from twisted.python import usage
 
+from ..commandline import parseCommandLine
+
 FRAME = b"x" * 100
 
 
@@ -96,10 +98,8 @@ def measure(count: int, rounds: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     options = FloorOptions()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        raise SystemExit(f"{e}\n{options}") from None
+    if not parseCommandLine(options, argv, "chatthing.bench.sendfloor"):
+        sys.exit(2)
     floor = measure(options["connections"], options["rounds"])
     print(f"send() floor: {floor['cpuMicrosPerSend']:.1f} us of CPU per 100-byte frame "
           f"({floor['connections']:,} loopback connections, median of {floor['rounds']} rounds)")
