@@ -105,10 +105,11 @@ def twoCoresToOne(one: dict, two: dict) -> float | None:
     counts against the two cores too.
     """
     single = (one.get("fanout") or {}).get("serverCpuMicrosPerDelivery")
-    pair = (two.get("fanout") or {}).get("serverCpuMicrosPerDelivery")
+    pairFanout = two.get("fanout") or {}
+    pair = pairFanout.get("serverCpuMicrosPerDelivery")
     if not single or not pair:
         return None
-    return 2 * single / (pair + ((two.get("fanout") or {}).get("redisCpuMicrosPerDelivery") or 0))
+    return 2 * single / (pair + (pairFanout.get("redisCpuMicrosPerDelivery") or 0))
 
 
 def warnings(runs: dict) -> list[str]:

@@ -33,9 +33,7 @@ def writeNow(transport: Any, data: bytes) -> int:
         socket took them all).
     """
     sock = getattr(transport, "socket", None)
-    # (bufferedBytes, inlined: this runs once per page per turn.)
-    if (sock is None or not transport.connected or transport.disconnecting
-            or transport._tempDataLen or len(transport.dataBuffer) > transport.offset):
+    if sock is None or not transport.connected or transport.disconnecting or bufferedBytes(transport):
         transport.write(data)
         return bufferedBytes(transport)
     try:
@@ -103,6 +101,6 @@ class WriteCoalescer:
         for connection, frames in gathered.items():
             # One connection's failure must not keep the others' frames.
             try:
-                connection.writeCoalesced(frames[0] if len(frames) == 1 else b"".join(frames))
+                connection.writeCoalesced(b"".join(frames))
             except Exception:
                 log.failure("could not write to {connection}", connection=connection)
