@@ -202,6 +202,36 @@ def test_reportComparesToBaselineAndOneProcess():
     assert "fanout: deliveries/s" in table and "50,000" in table
 
 
+def fakeRound(oneMicros: float, pairMicros: float, lost: int = 0) -> dict:
+    return {"one": {"deliveriesPerSecond": 100.0, "serverCpuMicrosPerDelivery": oneMicros, "lost": 0},
+            "pair": {"deliveriesPerSecond": 150.0, "serverCpuMicrosPerDelivery": pairMicros,
+                     "redisCpuMicrosPerDelivery": 0.0, "lost": lost}}
+
+
+def test_reportTakesTheMedianRoundSideBySide():
+    """Side by side, the two-process figure is the median round's, with the range; rounds are warned of."""
+    runs = {"chatthing": fakeRun(50_000), "chatthing-redis": fakeRun(25_000)}
+    results = report.compare({
+        "settings": {}, "machine": {}, "runs": runs,
+        "scaling": {"rounds": [fakeRound(2.0, 2.0), fakeRound(2.0, 4.0, lost=7), fakeRound(3.0, 1.0)]},
+    })
+    assert results["twoCoresToOneRounds"] == [2.0, 1.0, 6.0]
+    assert results["twoCoresToOne"] == 2.0
+    assert report.medianRoundIndex(results["scaling"]) == 0
+    # The fanout ratios compare the two sides of that round, not the separate runs.
+    assert results["twoProcessesToOne"]["fanout.deliveriesPerSecond"] == 1.5
+    assert results["twoProcessesToOne"]["fanout.serverCpuMicrosPerDelivery"] == 1.0
+    assert results["warnings"] == ["side by side, round 2, pair: 7 deliveries lost"]
+    settings = {"receivers": 20, "senders": 2, "fanoutMessagesPerSender": 3, "latencyRate": 5,
+                "latencySeconds": 1, "idle": 200, "idleRoomSize": 20}
+    assert "2.00x one process's (the median of 3 rounds side by side with one process; " \
+           "1.00x to 6.00x)" in report.text(
+               {**results, "settings": settings, "machine": {"pinning": "none"}, "wallSeconds": 1.0})
+    # Rounds too short for the CPU clock: the last one, and no figure.
+    assert report.medianRoundIndex({"rounds": [fakeRound(0.0, 1.0), fakeRound(1.0, 0.0)]}) == 1
+    assert report.medianRoundIndex({"rounds": []}) is None
+
+
 def test_benchOptions(tmp_path):
     """The bench's options parse to its settings, bad ones are refused, and alert still parses."""
     options = cli.Options()
@@ -210,8 +240,14 @@ def test_benchOptions(tmp_path):
     assert (settings.receivers, settings.senders, settings.idle) == (20, 10, 10000)
     assert settings.scenarios == ("fanout", "idle")
     assert settings.systems() == ["chatthing", "baseline"]
+    assert not settings.sideBySide()
+    options.parseOptions(["bench", "--scaling-rounds", "5"])
+    settings = options.subOptions.settings()
+    assert settings.scalingRounds == 5 and settings.sideBySide()
+    options.parseOptions(["bench", "--scaling-rounds", "0"])
+    assert not options.subOptions.settings().sideBySide()
     for bad in (["--scenarios", "nope"], ["--senders", "0"], ["--server-pid", "1"],
-                ["--url", "http://x/"]):
+                ["--url", "http://x/"], ["--scaling-rounds", "-1"]):
         with pytest.raises(usage.UsageError):
             cli.Options().parseOptions(["bench", *bad])
     token = tmp_path / "admin.token"
@@ -274,6 +310,15 @@ def test_benchEndToEnd(tmp_path):
     for system, run in figures["runs"].items():
         checkRun(system, run, ("fanout", "latency", "idle"))
     assert figures["runs"]["chatthing-redis"]["fanout"]["redisCpuSeconds"] is not None
+    # The two processes' fanout was measured side by side with one process's, in turn.
+    rounds = figures["scaling"]["rounds"]
+    assert len(rounds) == 3 and all(set(measured) == {"one", "pair"} for measured in rounds)
+    for index, measured in enumerate(rounds):
+        for side, window in measured.items():
+            checkRun(f"round {index + 1}, {side}", {"login": figures["scaling"]["login"][side],
+                                                   "fanout": window}, ("fanout",))
+    assert figures["runs"]["chatthing-redis"]["fanout"] in [measured["pair"] for measured in rounds]
+    assert "round 3: pair" in result.stderr and "side by side" in result.stdout
     for system in ("chatthing", "chatthing-redis"):
         assert set(figures["ratiosToBaseline"][system]) == {f.path for f in report.FIGURES}
         assert figures["ratiosToBaseline"][system]["fanout.deliveriesPerSecond"] > 0

@@ -72,6 +72,8 @@ class Crowd:
     @ivar slots: the page opened for each plan, in plan order, or L{None}
         where it failed.
     @ivar reader: what reads the pages' sockets, if not the reactor.
+    @ivar login: how their logins went (L{summary}, and how long the
+        server went on announcing them), once the room has settled.
     """
 
     pages: list[RawPage] = field(default_factory=list)
@@ -80,6 +82,7 @@ class Crowd:
     failed: int = 0
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    login: dict = field(default_factory=dict)
 
     def deliveries(self) -> int:
         return sum(page.deliveries for page in self.pages)

@@ -20,12 +20,12 @@ from twisted.internet.defer import ensureDeferred
 from twisted.python import usage
 
 from ..commandline import parseCommandLine
-from . import traffic
+from . import scaling, traffic
 from .crowd import Crowd, PagePlan, Target, openCrowd
 from .procstat import raiseFileLimit
 
 #: What the load generator knows how to run.
-SCENARIOS = ("fanout", "latency", "idle")
+SCENARIOS = ("fanout", "latency", "idle", "scaling")
 
 
 class LoadOptions(usage.Options):
@@ -46,6 +46,10 @@ class LoadOptions(usage.Options):
         ["idle-concurrency", None, 64, "Pages being opened at once (idle).", int],
         ["names", None, None, "Prefix of the usernames [default: random]."],
         ["redis-pid", None, None, "Process id of the servers' Redis, to measure its CPU.", int],
+        ["one-url", None, None, "scaling: the one server that the --url servers are measured "
+         "against (ws://HOST:PORT/live)."],
+        ["one-server-pid", None, None, "scaling: the process id of --one-url's server.", int],
+        ["rounds", None, 3, "scaling: rounds of fanout on each side.", int],
     ]
 
     def __init__(self) -> None:
@@ -66,7 +70,8 @@ class LoadOptions(usage.Options):
 
     def opt_scenario(self, name: str) -> None:
         """
-        fanout, latency or idle; repeatable, run in that order.
+        fanout, latency, idle or scaling; repeatable, run in that order
+        (scaling: fanout on --one-url and on the --url servers in turn).
         """
         if name not in SCENARIOS:
             raise usage.UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {name!r}")
@@ -88,17 +93,27 @@ class LoadOptions(usage.Options):
             raise usage.UsageError("give at least one --scenario")
         if self["senders"] < 1 and {"fanout", "latency"} & set(self["scenario"]):
             raise usage.UsageError("--senders must be 1 or more")
+        if "scaling" in self["scenario"]:
+            if len(self["scenario"]) > 1:
+                raise usage.UsageError("scaling runs alone")
+            if self["one-url"] is None:
+                raise usage.UsageError("scaling needs --one-url")
+            try:
+                self["one-url"] = Target.fromURL(self["one-url"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+            if self["rounds"] < 1:
+                raise usage.UsageError("--rounds must be 1 or more")
         if self["names"] is None:
             self["names"] = "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
 
 
-def roomPlans(options: LoadOptions) -> list[PagePlan]:
+def roomPlans(options: LoadOptions, targets: list[Target], prefix: str) -> list[PagePlan]:
     """
     The pages of the fanout and latency scenarios: the receivers (the first
     C{probes} of them probes, the others read in bulk), then the senders,
-    all in the lobby, spread over the servers in turn.
+    all in the lobby, spread over C{targets} in turn.
     """
-    targets, prefix = options["url"], options["names"]
     receivers = [PagePlan(targets[index % len(targets)], "/", f"{prefix}r{index}",
                           probe=index < options["probes"], bulk=index >= options["probes"])
                  for index in range(options["receivers"])]
@@ -107,22 +122,31 @@ def roomPlans(options: LoadOptions) -> list[PagePlan]:
     return receivers + senders
 
 
+async def openRoom(reactor, options: LoadOptions, targets: list[Target], prefix: str,
+                   label: str = "connecting and logging in") -> tuple[Crowd, list]:
+    """
+    Open the room's pages on C{targets}, and wait for the announcements of
+    their logins to end: the crowd, and its senders.
+    """
+    crowd: Crowd = await openCrowd(reactor, roomPlans(options, targets, prefix),
+                                   options["concurrency"], label)
+    settled = await traffic.settle(reactor, crowd, "login: announcements")
+    crowd.login = {**crowd.summary(), "settleSeconds": settled["seconds"],
+                   "stillSending": settled["stillSending"]}
+    return crowd, [page for page in crowd.slots[options["receivers"]:] if page is not None]
+
+
 async def runScenarios(reactor, options: LoadOptions) -> dict:
     serverPids = options["server-pid"]
     helperPids = [options["redis-pid"]] if options["redis-pid"] else []
     results: dict = {"scenarios": {}}
-    roomScenarios = [name for name in options["scenario"] if name != "idle"]
+    roomScenarios = [name for name in options["scenario"] if name in ("fanout", "latency")]
     if roomScenarios:
-        crowd: Crowd = await openCrowd(reactor, roomPlans(options), options["concurrency"],
-                                       "connecting and logging in")
-        results["login"] = crowd.summary()
-        settled = await traffic.settle(reactor, crowd, "login: announcements")
-        results["login"]["settleSeconds"] = settled["seconds"]
-        results["login"]["stillSending"] = settled["stillSending"]
+        crowd, senders = await openRoom(reactor, options, options["url"], options["names"])
+        results["login"] = crowd.login
         # Nothing allocated so far will be freed before the end: keep the
         # collector from walking it during the measured windows.
         gc.freeze()
-        senders = [page for page in crowd.slots[options["receivers"]:] if page is not None]
         probes = [page for page in crowd.pages if page.probe]
         for index, name in enumerate(roomScenarios):
             if not senders:
@@ -145,6 +169,21 @@ async def runScenarios(reactor, options: LoadOptions) -> dict:
         results["scenarios"]["idle"] = await traffic.idle(
             reactor, options["url"], options["idle"], options["idle-room-size"],
             options["idle-concurrency"], options["names"], serverPids, helperPids)
+    if "scaling" in options["scenario"]:
+        one, oneSenders = await openRoom(reactor, options, [options["one-url"]],
+                                         options["names"] + "o", "one process: logging in")
+        pair, pairSenders = await openRoom(reactor, options, options["url"],
+                                           options["names"] + "p", "two processes: logging in")
+        onePids = [options["one-server-pid"]] if options["one-server-pid"] else []
+        gc.freeze()
+        results["scenarios"]["scaling"] = await scaling.sideBySide(
+            reactor, [scaling.Side("one", one, oneSenders, onePids, []),
+                      scaling.Side("pair", pair, pairSenders, serverPids, helperPids)],
+            options["rounds"], options["fanout-messages"], options["in-flight"])
+        results["login"] = {"one": one.login, "pair": pair.login}
+        for crowd in (one, pair):
+            await crowd.close(reactor, deadline=1.0)
+        gc.unfreeze()
     return results
 
 

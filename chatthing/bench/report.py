@@ -80,19 +80,29 @@ def compare(results: dict) -> dict:
     two-process figures to the one-process ones, and the warnings.
     """
     runs = results["runs"]
+    byPath = {figure.path: figure for figure in FIGURES}
     baseline = runs.get("baseline")
     results["ratiosToBaseline"] = {
         system: {figure.path: ratio(figure.value(run), figure.value(baseline)) for figure in FIGURES}
         for system, run in runs.items() if system in OURS and baseline is not None
     }
     if "chatthing" in runs and "chatthing-redis" in runs:
-        byPath = {figure.path: figure for figure in FIGURES}
         results["twoProcessesToOne"] = {
             path: ratio(byPath[path].value(runs["chatthing-redis"]), byPath[path].value(runs["chatthing"]))
             for path in SCALING
         }
         results["twoCoresToOne"] = twoCoresToOne(runs["chatthing"], runs["chatthing-redis"])
-    results["warnings"] = warnings(runs)
+    scaling = results.get("scaling")
+    if scaling and medianRoundIndex(scaling) is not None:
+        # Side by side: the fanout of each side in the same round.
+        median = scaling["rounds"][medianRoundIndex(scaling)]
+        for path in SCALING:
+            if path.startswith("fanout."):
+                results["twoProcessesToOne"][path] = ratio(byPath[path].value({"fanout": median["pair"]}),
+                                                           byPath[path].value({"fanout": median["one"]}))
+        results["twoCoresToOneRounds"] = roundFigures(scaling)
+        results["twoCoresToOne"] = twoCoresToOne({"fanout": median["one"]}, {"fanout": median["pair"]})
+    results["warnings"] = warnings(runs) + scalingWarnings(scaling or {})
     return results
 
 
@@ -110,6 +120,27 @@ def twoCoresToOne(one: dict, two: dict) -> float | None:
     if not single or not pair:
         return None
     return 2 * single / (pair + (pairFanout.get("redisCpuMicrosPerDelivery") or 0))
+
+
+def roundFigures(scaling: dict) -> list[float | None]:
+    """
+    The two-process figure of each side-by-side round (L{twoCoresToOne}).
+    """
+    return [twoCoresToOne({"fanout": measured["one"]}, {"fanout": measured["pair"]})
+            for measured in scaling.get("rounds", [])]
+
+
+def medianRoundIndex(scaling: dict) -> int | None:
+    """
+    The side-by-side round whose two-process figure is the median (the
+    lower of the middle two, for an even number); the last round if none
+    has one (too short for the CPU clock to move); L{None} if none ran.
+    """
+    rounds = roundFigures(scaling)
+    figures = sorted((figure, index) for index, figure in enumerate(rounds) if figure is not None)
+    if not figures:
+        return len(rounds) - 1 if rounds else None
+    return figures[(len(figures) - 1) // 2][1]
 
 
 def warnings(runs: dict) -> list[str]:
@@ -130,35 +161,55 @@ def warnings(runs: dict) -> list[str]:
             found.append(f"{system}: {login['failed']} pages could not log in "
                          f"({'; '.join(login['reasons'])})")
         for scenario in ("fanout", "latency", "idle"):
-            figures = run.get(scenario)
-            if not figures:
-                continue
-            where = f"{system}, {scenario}"
-            if "error" in figures:
-                found.append(f"{where}: {figures['error']}")
-                continue
-            busy = figures.get("loadCpuFraction") or 0
-            if busy >= LOAD_BOTTLENECK:
-                found.append(f"{where}: the load generator was busy {busy:.0%} of the time: it, not "
-                             "the server, was the bottleneck, and the figures measure it")
-            other = figures.get("otherCpuFraction") or 0
-            if other >= OTHER_LOAD:
-                found.append(f"{where}: other programs used {other:.0%} of a CPU meanwhile: "
-                             "the figures are doubtful; run the bench on a quiet machine")
-            if figures.get("lost"):
-                found.append(f"{where}: {figures['lost']:,} deliveries lost")
-            if figures.get("extra"):
-                found.append(f"{where}: {figures['extra']:,} deliveries more than were sent")
-            if figures.get("refused"):
-                hint = (" (the server's per-page limit: start it with --rate 100000 --burst 100000)"
-                        if "RateLimited" in (figures.get("refusedReasons") or {}) else "")
-                found.append(f"{where}: {figures['refused']:,} messages refused "
-                             f"{figures.get('refusedReasons')}{hint}")
-            if figures.get("failed"):
-                found.append(f"{where}: {figures['failed']:,} pages could not connect "
-                             f"({'; '.join(figures.get('failedReasons', []))})")
-            if figures.get("droppedConnections"):
-                found.append(f"{where}: the server cut {figures['droppedConnections']:,} connections")
+            if run.get(scenario):
+                found += windowWarnings(f"{system}, {scenario}", run[scenario])
+    return found
+
+
+def scalingWarnings(scaling: dict) -> list[str]:
+    """
+    L{warnings} of the side-by-side rounds.
+    """
+    found = [f"side by side: {error}" for error in scaling.get("errors", [])]
+    for side, login in (scaling.get("login") or {}).items():
+        if login.get("failed"):
+            found.append(f"side by side, {side}: {login['failed']} pages could not log in "
+                         f"({'; '.join(login['reasons'])})")
+    for index, measured in enumerate(scaling.get("rounds", [])):
+        for side, figures in measured.items():
+            found += windowWarnings(f"side by side, round {index + 1}, {side}", figures)
+    return found
+
+
+def windowWarnings(where: str, figures: dict) -> list[str]:
+    """
+    What makes one scenario's figures doubtful.
+    """
+    found: list[str] = []
+    if "error" in figures:
+        return [f"{where}: {figures['error']}"]
+    busy = figures.get("loadCpuFraction") or 0
+    if busy >= LOAD_BOTTLENECK:
+        found.append(f"{where}: the load generator was busy {busy:.0%} of the time: it, not "
+                     "the server, was the bottleneck, and the figures measure it")
+    other = figures.get("otherCpuFraction") or 0
+    if other >= OTHER_LOAD:
+        found.append(f"{where}: other programs used {other:.0%} of a CPU meanwhile: "
+                     "the figures are doubtful; run the bench on a quiet machine")
+    if figures.get("lost"):
+        found.append(f"{where}: {figures['lost']:,} deliveries lost")
+    if figures.get("extra"):
+        found.append(f"{where}: {figures['extra']:,} deliveries more than were sent")
+    if figures.get("refused"):
+        hint = (" (the server's per-page limit: start it with --rate 100000 --burst 100000)"
+                if "RateLimited" in (figures.get("refusedReasons") or {}) else "")
+        found.append(f"{where}: {figures['refused']:,} messages refused "
+                     f"{figures.get('refusedReasons')}{hint}")
+    if figures.get("failed"):
+        found.append(f"{where}: {figures['failed']:,} pages could not connect "
+                     f"({'; '.join(figures.get('failedReasons', []))})")
+    if figures.get("droppedConnections"):
+        found.append(f"{where}: the server cut {figures['droppedConnections']:,} connections")
     return found
 
 
@@ -208,6 +259,8 @@ def text(results: dict) -> str:
                      "raised so that the senders are not refused).")
     bySystem = ", ".join(f"{system} {run['wallSeconds']:.0f}s" for system, run in results["runs"].items()
                          if run.get("wallSeconds") is not None)
+    if (results.get("scaling") or {}).get("wallSeconds") is not None:
+        bySystem += f", side by side {results['scaling']['wallSeconds']:.0f}s"
     machine = results["machine"]
     lines.append(f"Pinning: {machine['pinning']}.  Wall time: {results['wallSeconds']:.0f}s"
                  + (f" ({bySystem})." if bySystem else "."))
@@ -217,12 +270,26 @@ def text(results: dict) -> str:
     lines += ["", table(results)]
     if results.get("twoCoresToOne") is not None:
         lines.append(f"Fan-out of two processes on Redis, each on a core of its own (from CPU per delivery, "
-                     f"Redis's included): {results['twoCoresToOne']:.2f}x one process's.")
+                     f"Redis's included): {results['twoCoresToOne']:.2f}x one process's"
+                     + sideBySideNote(results) + ".")
     for note in results.get("notes", []):
         lines.append(f"note: {note}")
     for warning in results.get("warnings", []):
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def sideBySideNote(results: dict) -> str:
+    """
+    How the two-process figure was measured, when side by side.
+    """
+    rounds = [figure for figure in results.get("twoCoresToOneRounds") or [] if figure is not None]
+    if not rounds:
+        return ""
+    if len(rounds) == 1:
+        return " (one round, side by side with one process)"
+    return (f" (the median of {len(rounds)} rounds side by side with one process; "
+            f"{min(rounds):.2f}x to {max(rounds):.2f}x)")
 
 
 def writeJSON(path: str | Path, results: dict) -> None:

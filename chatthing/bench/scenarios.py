@@ -13,6 +13,10 @@ Each I{system} is measured in turn, under the same load:
 Each system is started afresh for the room scenarios (fanout, then latency,
 on the same logged-in pages) and again for the idle scenario, whose memory
 figure must start from a server that has held no pages yet.
+
+The two processes' fanout is measured apart, side by side with one process
+(L{chatthing.bench.scaling}): both systems run at once, and the load
+generator sends to each in turn, a few rounds.
 """
 
 import json
@@ -25,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .report import medianRoundIndex
 from .servers import (
     CHAT_OPTIONS,
     CoreLayout,
@@ -63,6 +68,7 @@ class BenchSettings:
     scenarios: tuple[str, ...] = ALL_SCENARIOS
     redis: bool = True
     baseline: bool = True
+    scalingRounds: int = 3
     url: str | None = None
     serverPids: list[int] = field(default_factory=list)
 
@@ -76,6 +82,8 @@ class BenchSettings:
         ]
         for name in scenarios:
             arguments += ["--scenario", name]
+        if "scaling" in scenarios:
+            arguments += ["--rounds", str(self.scalingRounds)]
         return arguments
 
     def systems(self) -> list[str]:
@@ -84,6 +92,14 @@ class BenchSettings:
         return (["chatthing"] + (["chatthing-redis"] if self.redis else [])
                 + (["baseline"] if self.baseline else []))
 
+    def sideBySide(self) -> bool:
+        """
+        Whether the two processes' fanout is measured side by side with one
+        process's (L{chatthing.bench.scaling}) rather than in their own run.
+        """
+        return "chatthing-redis" in self.systems() and "fanout" in self.scenarios \
+            and self.scalingRounds > 0
+
     def describe(self) -> dict:
         return {
             "receivers": self.receivers, "senders": self.senders, "probes": self.probes,
@@ -91,6 +107,7 @@ class BenchSettings:
             "latencyRate": self.latencyRate, "latencySeconds": self.latencySeconds,
             "idle": self.idle, "idleRoomSize": self.idleRoomSize,
             "scenarios": list(self.scenarios), "systems": self.systems(),
+            "scalingRounds": self.scalingRounds if self.sideBySide() else 0,
             "url": self.url, "serverPids": self.serverPids,
             "chatOptions": CHAT_OPTIONS if self.url is None else None,
         }
@@ -104,13 +121,15 @@ class Running:
 
     servers: list[ServerProcess]
     redis: RedisProcess | None = None
+    #: Side by side: the one process the servers are measured against.
+    one: ServerProcess | None = None
 
     def checkAlive(self) -> None:
         """
         @raise StartFailed: with the end of its log, if a server exited
             (which is why the load generator failed, if it did).
         """
-        for server in self.servers:
+        for server in self.servers + ([self.one] if self.one else []):
             if server.process.poll() is not None:
                 raise StartFailed(f"{server.label} exited during the run (status "
                                   f"{server.process.returncode}); its log ends:\n{server.logTail()}")
@@ -121,16 +140,20 @@ class Running:
             arguments += ["--url", server.url, "--server-pid", str(server.pid)]
         if self.redis is not None:
             arguments += ["--redis-pid", str(self.redis.pid)]
+        if self.one is not None:
+            arguments += ["--one-url", self.one.url, "--one-server-pid", str(self.one.pid)]
         return arguments
 
 
 @contextmanager
 def running(system: str, directory: Path, layout: CoreLayout) -> Iterator[Running]:
     """
-    Start C{system}'s processes, and stop every one of them afterwards.
+    Start C{system}'s processes, and stop every one of them afterwards
+    (C{"side-by-side"}: C{chatthing} and C{chatthing-redis} at once).
     """
     redis: RedisProcess | None = None
     servers: list[ServerProcess] = []
+    one: list[ServerProcess] = []
     try:
         if system == "baseline":
             servers.append(startBaseline(directory, layout.server))
@@ -138,11 +161,13 @@ def running(system: str, directory: Path, layout: CoreLayout) -> Iterator[Runnin
             servers += startChats(directory, ["chatthing"], layout.server)
         else:
             redis = RedisProcess.start(directory, layout.server)
+            if system == "side-by-side":
+                one += startChats(directory, ["side-by-side-one"], layout.server)
             servers += startChats(directory, ["chatthing-redis-1", "chatthing-redis-2"],
                                   layout.server, redis.url)
-        yield Running(servers, redis)
+        yield Running(servers, redis, one[0] if one else None)
     finally:
-        stop(*(server.process for server in servers))
+        stop(*(server.process for server in servers + one))
         if redis is not None:
             redis.stop()
 
@@ -180,7 +205,8 @@ def measureSystem(settings: BenchSettings, system: str, directory: Path, layout:
     how long its pages took to log in.
     """
     figures: dict = {"processes": 2 if system == "chatthing-redis" else 1}
-    room = [name for name in settings.scenarios if name in ROOM_SCENARIOS]
+    room = [name for name in settings.scenarios if name in ROOM_SCENARIOS
+            and not (name == "fanout" and system == "chatthing-redis" and settings.sideBySide())]
     groups = [room] if room else []
     if "idle" in settings.scenarios:
         groups.append(["idle"])
@@ -195,6 +221,29 @@ def measureSystem(settings: BenchSettings, system: str, directory: Path, layout:
         if "login" in measured:
             figures["login"] = measured["login"]
     return figures
+
+
+def measureSideBySide(settings: BenchSettings, directory: Path, layout: CoreLayout) -> dict:
+    """
+    The fanout scenario on one process and on two sharing a Redis, in
+    turn (L{chatthing.bench.scaling}): each round's figures.
+    """
+    started = time.monotonic()
+    try:
+        measured = measure(settings, "side-by-side", ["scaling"], directory, layout)
+    except StartFailed as e:
+        return {"rounds": [], "errors": [str(e)]}
+    return {**measured["scenarios"]["scaling"], "login": measured.get("login"),
+            "wallSeconds": time.monotonic() - started}
+
+
+def medianRound(scaling: dict, side: str) -> dict | None:
+    """
+    C{side}'s figures in the round whose two-process figure is the median
+    (see L{chatthing.bench.report.twoCoresToOne}).
+    """
+    index = medianRoundIndex(scaling)
+    return scaling["rounds"][index][side] if index is not None else None
 
 
 def announce(text: str) -> None:
@@ -225,6 +274,10 @@ def runBench(settings: BenchSettings) -> dict:
             systemStarted = time.monotonic()
             results["runs"][system] = measureSystem(settings, system, Path(directory), layout)
             results["runs"][system]["wallSeconds"] = time.monotonic() - systemStarted
+        if settings.sideBySide():
+            announce("== chatthing and chatthing-redis, side by side")
+            results["scaling"] = measureSideBySide(settings, Path(directory), layout)
+            results["runs"]["chatthing-redis"]["fanout"] = medianRound(results["scaling"], "pair")
     results["wallSeconds"] = time.monotonic() - started
     results["machine"]["loadAverageAfter"] = os.getloadavg()[0]
     return results

@@ -199,13 +199,13 @@ def deliveryFigures(crowd: Crowd, tally: Tally, heard: int, window: dict) -> dic
 
 
 async def fanout(reactor, crowd: Crowd, senders: list[RawPage], perSender: int, inFlight: int,
-                 serverPids: list[int], helperPids: list[int]) -> dict:
+                 serverPids: list[int], helperPids: list[int], label: str = "fanout: sending") -> dict:
     """
     Every sender says C{perSender} messages, as fast as the server answers.
     """
     crowd.resetDeliveries()
     sweepEvery(crowd, SWEEP_INTERVAL)
-    progress = ProgressBar("fanout: sending", perSender * len(senders))
+    progress = ProgressBar(label, perSender * len(senders))
     tally = Tally(progress)
     loops = [SenderLoop(page, f"s{index}", perSender, inFlight, tally)
              for index, page in enumerate(senders)]
