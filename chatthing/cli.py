@@ -80,6 +80,7 @@ class BenchOptions(usage.Options):
         ["scaling-rounds", None, 3,
          "Rounds of fanout on one process and on two sharing a Redis, in turn, for the "
          "two-process figure (0: measure the two in their own run instead).", int],
+        ["scaling-messages", None, 100, "Messages each sender says in each of those rounds.", int],
         ["latency-rate", None, 50.0, "Messages a second, all senders together, for latency.", float],
         ["latency-seconds", None, 20.0, "How long the latency scenario sends.", float],
         ["probes", None, 50, "Receivers that time every message they get.", int],
@@ -104,7 +105,8 @@ class BenchOptions(usage.Options):
             raise usage.UsageError(f"--scenarios must be some of {','.join(ALL_SCENARIOS)}, "
                                    f"not {self['scenarios']!r}")
         self["scenarios"] = tuple(name for name in ALL_SCENARIOS if name in scenarios)
-        for name in ("receivers", "fanout-messages", "idle", "probes", "scaling-rounds"):
+        for name in ("receivers", "fanout-messages", "idle", "probes", "scaling-rounds",
+                     "scaling-messages"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 or more")
         for name in ("senders", "idle-room-size"):
@@ -130,7 +132,7 @@ class BenchOptions(usage.Options):
             latencySeconds=self["latency-seconds"], idle=self["idle"],
             idleRoomSize=self["idle-room-size"], scenarios=self["scenarios"],
             redis=not self["no-redis"], baseline=not self["no-baseline"], url=self["url"],
-            scalingRounds=self["scaling-rounds"],
+            scalingRounds=self["scaling-rounds"], scalingMessages=self["scaling-messages"],
             serverPids=[self["server-pid"]] if self["server-pid"] is not None else [],
         )
 

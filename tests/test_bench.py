@@ -223,8 +223,9 @@ def test_reportTakesTheMedianRoundSideBySide():
     assert results["twoProcessesToOne"]["fanout.serverCpuMicrosPerDelivery"] == 1.0
     assert results["warnings"] == ["side by side, round 2, pair: 7 deliveries lost"]
     settings = {"receivers": 20, "senders": 2, "fanoutMessagesPerSender": 3, "latencyRate": 5,
-                "latencySeconds": 1, "idle": 200, "idleRoomSize": 20}
-    assert "2.00x one process's (the median of 3 rounds side by side with one process; " \
+                "latencySeconds": 1, "idle": 200, "idleRoomSize": 20, "scalingMessagesPerSender": 4}
+    assert "2.00x one process's (the median of 3 rounds of 4 messages a sender side by side with " \
+           "one process; " \
            "1.00x to 6.00x)" in report.text(
                {**results, "settings": settings, "machine": {"pinning": "none"}, "wallSeconds": 1.0})
     # Rounds too short for the CPU clock: the last one, and no figure.
@@ -241,9 +242,11 @@ def test_benchOptions(tmp_path):
     assert settings.scenarios == ("fanout", "idle")
     assert settings.systems() == ["chatthing", "baseline"]
     assert not settings.sideBySide()
-    options.parseOptions(["bench", "--scaling-rounds", "5"])
+    options.parseOptions(["bench", "--scaling-rounds", "5", "--scaling-messages", "7"])
     settings = options.subOptions.settings()
-    assert settings.scalingRounds == 5 and settings.sideBySide()
+    assert (settings.scalingRounds, settings.scalingMessages) == (5, 7) and settings.sideBySide()
+    assert settings.loadArguments(["scaling"])[settings.loadArguments(["scaling"]).index(
+        "--fanout-messages") + 1] == "7"
     options.parseOptions(["bench", "--scaling-rounds", "0"])
     assert not options.subOptions.settings().sideBySide()
     for bad in (["--scenarios", "nope"], ["--senders", "0"], ["--server-pid", "1"],
@@ -301,7 +304,8 @@ def test_benchEndToEnd(tmp_path):
     """At tiny sizes: one process, two on Redis and the baseline, all figures reported, none lost."""
     jsonPath, plotPath = tmp_path / "bench.json", tmp_path / "bench.png"
     result = runBench("--receivers", "20", "--senders", "2", "--probes", "5",
-                      "--fanout-messages", "20", "--latency-seconds", "1", "--idle", "200",
+                      "--fanout-messages", "20", "--scaling-messages", "10", "--latency-seconds", "1",
+                      "--idle", "200",
                       "--json", str(jsonPath), "--plot", str(plotPath))
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(jsonPath.read_text())
@@ -318,6 +322,7 @@ def test_benchEndToEnd(tmp_path):
             checkRun(f"round {index + 1}, {side}", {"login": figures["scaling"]["login"][side],
                                                    "fanout": window}, ("fanout",))
     assert figures["runs"]["chatthing-redis"]["fanout"] in [measured["pair"] for measured in rounds]
+    assert rounds[0]["one"]["messagesSent"] == 2 * 10
     assert "round 3: pair" in result.stderr and "side by side" in result.stdout
     for system in ("chatthing", "chatthing-redis"):
         assert set(figures["ratiosToBaseline"][system]) == {f.path for f in report.FIGURES}

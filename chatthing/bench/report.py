@@ -286,9 +286,11 @@ def sideBySideNote(results: dict) -> str:
     rounds = [figure for figure in results.get("twoCoresToOneRounds") or [] if figure is not None]
     if not rounds:
         return ""
+    messages = results["settings"].get("scalingMessagesPerSender")
+    of = f" of {messages} messages a sender" if messages else ""
     if len(rounds) == 1:
-        return " (one round, side by side with one process)"
-    return (f" (the median of {len(rounds)} rounds side by side with one process; "
+        return f" (one round{of}, side by side with one process)"
+    return (f" (the median of {len(rounds)} rounds{of} side by side with one process; "
             f"{min(rounds):.2f}x to {max(rounds):.2f}x)")
 
 

@@ -69,6 +69,7 @@ class BenchSettings:
     redis: bool = True
     baseline: bool = True
     scalingRounds: int = 3
+    scalingMessages: int = 100
     url: str | None = None
     serverPids: list[int] = field(default_factory=list)
 
@@ -76,7 +77,9 @@ class BenchSettings:
         arguments = [
             "--receivers", str(self.receivers), "--senders", str(self.senders),
             "--probes", str(min(self.probes, self.receivers)),
-            "--fanout-messages", str(self.fanoutMessages), "--in-flight", str(self.inFlight),
+            "--fanout-messages",
+            str(self.scalingMessages if "scaling" in scenarios else self.fanoutMessages),
+            "--in-flight", str(self.inFlight),
             "--latency-rate", str(self.latencyRate), "--latency-seconds", str(self.latencySeconds),
             "--idle", str(self.idle), "--idle-room-size", str(self.idleRoomSize),
         ]
@@ -108,6 +111,7 @@ class BenchSettings:
             "idle": self.idle, "idleRoomSize": self.idleRoomSize,
             "scenarios": list(self.scenarios), "systems": self.systems(),
             "scalingRounds": self.scalingRounds if self.sideBySide() else 0,
+            "scalingMessagesPerSender": self.scalingMessages,
             "url": self.url, "serverPids": self.serverPids,
             "chatOptions": CHAT_OPTIONS if self.url is None else None,
         }
