@@ -1,8 +1,8 @@
 """
-What an open page connection keeps (see C{chatthing.live._footprint}): not
-twisted.web's request and channel, not the handshake's bytes and headers,
-not a copy of every Autobahn option; and the options it reads from its
-factory still work.
+What an open page connection keeps (see C{chatthing.live._footprint}): its
+attributes in slots, not in a dict; not twisted.web's request and channel,
+not the handshake's bytes and headers, not a copy of every Autobahn option;
+and the options it reads from its factory still work.
 """
 
 import gc
@@ -41,15 +41,17 @@ async def test_handshakeForgottenOptionsFromFactory(chatServer):
     assert connection.http_request_data == b"" and connection.http_response_data == b""
     assert dict(connection.http_headers) == {}
     assert len(connection.send_queue) == 0 and not hasattr(connection.send_queue, "append")
-    assert not set(connection.CONFIG_ATTRS) & set(vars(connection))
     assert isinstance(type(connection).__dict__["autoPingInterval"], FactoryOption)
-    # Under the 86 entries at which Python doubles an instance's table.
-    assert len(vars(connection)) <= 85, sorted(vars(connection))
+    # Everything it holds is in a slot (CONNECTION_ATTRIBUTES): nothing in an
+    # instance dict, and no copy of an option.
+    assert vars(connection) == {}, sorted(vars(connection))
+    assert connection._ownOptions is None
     assert connection.closeHandshakeTimeout == factory.closeHandshakeTimeout
     factory.setProtocolOptions(closeHandshakeTimeout=7)
     assert connection.closeHandshakeTimeout == 7
     connection.closeHandshakeTimeout = 3  # set on one connection: its own
     assert connection.closeHandshakeTimeout == 3 and factory.closeHandshakeTimeout == 7
+    assert connection._ownOptions == {"closeHandshakeTimeout": 3}
     # The page can still leave cleanly (the close handshake uses the options).
     alice.close()
     assert await alice.closed() == 1000

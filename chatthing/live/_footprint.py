@@ -1,8 +1,14 @@
 """
 Keeping an idle page connection small.
 
-An idle page costs what its objects hold while it waits.  Two things
-Autobahn does cost more than everything the runtime adds:
+An idle page costs what its objects hold while it waits.  A connection
+keeps about 70 attributes (Autobahn's, Twisted's and the runtime's); in an
+instance dict that is a table of 128 entries, over 2 KiB a page, and
+every lookup in it, on the fan-out's path too, lands somewhere new in
+memory.  L{CONNECTION_ATTRIBUTES} lists them for C{__slots__}: 8 bytes
+each, at fixed places in the connection itself.
+
+Besides, things Autobahn does cost more than everything the runtime adds:
 
 - it copies each of its 29 options from the factory into every connection
   (L{FactoryOption} reads them from the factory instead), which takes the
@@ -24,6 +30,55 @@ from types import MappingProxyType
 from typing import Any
 
 _UNSET = object()
+
+#: What an open page connection holds, read off one (Autobahn 26.10, Twisted
+#: 25): Autobahn's state, its frame parser's, its timers' and handshake's,
+#: Twisted's (C{factory}, C{transport}, C{connected}), and the runtime's own
+#: (L{chatthing.live._protocol.LiveServerProtocol} adds its flags).
+#: C{tests/test_footprint.py} checks that an open connection keeps nothing
+#: else in a dict, so a new Autobahn that adds one is noticed.
+CONNECTION_ATTRIBUTES = (
+    # Twisted's, and txaio's observers
+    "factory", "transport", "connected", "_valid_events", "_results",
+    # Autobahn: the connection and its state
+    "is_closed", "is_open", "_transport_details", "peer", "_perMessageCompress", "trackedTimings",
+    "trafficStats", "state", "send_state", "data", "send_queue", "triggered", "utf8validator",
+    "wasMaxFramePayloadSizeExceeded", "wasMaxMessagePayloadSizeExceeded", "closedByMe",
+    "failedByMe", "droppedByMe", "wasClean", "wasNotCleanReason", "wasServerConnectionDropTimeout",
+    "wasOpenHandshakeTimeout", "wasCloseHandshakeTimeout", "wasServingFlashSocketPolicyFile",
+    "localCloseCode", "localCloseReason", "remoteCloseCode", "remoteCloseReason",
+    # Autobahn: timers
+    "openHandshakeTimeoutCall", "closeHandshakeTimeoutCall", "autoPingTimeoutCall",
+    "autoPingPending", "autoPingPendingCall", "autoPingPendingSeq", "autoPingPendingSent",
+    # Autobahn: the opening handshake
+    "http_request_data", "http_status_line", "http_headers", "http_request_uri",
+    "http_request_path", "http_request_params", "http_request_host", "websocket_version",
+    "websocket_protocols", "websocket_origin", "websocket_extensions", "_wskey",
+    "websocket_protocol_in_use", "websocket_extensions_in_use", "http_response_data",
+    # Autobahn: the frame and message being read
+    "inside_message", "current_frame", "current_frame_masker", "_isMessageCompressed",
+    "utf8validateIncomingCurrentMessage", "utf8validateLast", "message_is_binary",
+    "message_data", "message_data_total_length", "frame_length", "frame_data",
+    # L{FactoryOption}s set on this connection itself
+    "_ownOptions",
+)
+
+
+def classDefaults(base: type, names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """
+    What each of C{names} reads as on C{base}, for those it has a value
+    for: a slot hides such a class attribute, so a connection must be given
+    it when made (Twisted's C{transport = None}, say).
+    """
+    defaults = []
+    for name in names:
+        value = getattr(base, name, _UNSET)
+        if value is _UNSET:
+            continue
+        if callable(value) or hasattr(value, "__get__"):
+            raise TypeError(f"{name!r} is a method or descriptor of {base.__name__}, not an attribute")
+        defaults.append((name, value))
+    return tuple(defaults)
 
 #: What the handshake's headers read as once forgotten (read-only: nothing
 #: may add to one map shared by every connection).
@@ -50,11 +105,15 @@ class FactoryOption:
     def __get__(self, connection: Any, owner: type | None = None) -> Any:
         if connection is None:
             return self
-        own = connection.__dict__.get(self.name, _UNSET)
-        return getattr(connection.factory, self.name) if own is _UNSET else own
+        own = connection._ownOptions
+        if own is None or self.name not in own:
+            return getattr(connection.factory, self.name)
+        return own[self.name]
 
     def __set__(self, connection: Any, value: Any) -> None:
-        connection.__dict__[self.name] = value
+        if connection._ownOptions is None:
+            connection._ownOptions = {}
+        connection._ownOptions[self.name] = value
 
 
 def readOptionsFromFactory(protocolClass: type) -> type:

@@ -17,6 +17,8 @@ from . import _wire
 from ._backlog import bufferedBytes, refusedBytes
 from ._errors import LiveError, ProtocolError, RateLimited
 from ._footprint import (
+    CONNECTION_ATTRIBUTES,
+    classDefaults,
     forgetHandshake,
     keepSendQueue,
     readOptionsFromFactory,
@@ -67,14 +69,22 @@ class LiveServerProtocol(WebSocketServerProtocol):
     """
 
     liveLog = Logger()
-    session: LiveSession | None = None
-    _helloTimeout: Any = None
-    _leaving = False
-    _cut = False
-    _backlogCheck: Any = None
-    _floodReported = False
-    _adopting = False
+    __slots__ = CONNECTION_ATTRIBUTES + (
+        "session", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
+        "_floodReported", "_adopting")
+    session: LiveSession | None
+    _helloTimeout: Any
+    _leaving: bool
+    _cut: bool
+    _backlogCheck: Any
+    _floodReported: bool
+    _adopting: bool
     _bucket: TokenBucket
+
+    def __init__(self) -> None:
+        for name, value in _INITIAL:
+            setattr(self, name, value)
+        super().__init__()
 
     def onConnect(self, request: Any) -> None:
         settings = self.factory.settings
@@ -402,3 +412,11 @@ class LiveServerProtocol(WebSocketServerProtocol):
         """
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
+
+
+#: What a new connection's slots start as: what the classes it comes from
+#: would have read (Twisted's C{transport = None}...), and the runtime's own.
+_INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
+    ("_ownOptions", None), ("session", None), ("_helloTimeout", None), ("_leaving", False),
+    ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("_adopting", False),
+)
