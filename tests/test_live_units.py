@@ -567,6 +567,8 @@ class WriteNowTests(SynchronousTestCase):
 class _Gathering:
     """A connection that records what a L{WriteCoalescer} writes to it."""
 
+    gathered = None
+
     def __init__(self, log, name):
         self.log, self.name = log, name
 
@@ -610,11 +612,16 @@ class WriteCoalescerTests(SynchronousTestCase):
         self.coalescer.flush(self.alice)
         self.assertEqual(self.writes, [("alice", b"1")])
         self.coalescer.flush(self.alice)  # nothing more
+        self.coalescer.add(self.alice, b"2")  # gathered again, after the flush
         self.clock.advance(0)
-        self.assertEqual(self.writes, [("alice", b"1"), ("bob", b"1")])
+        self.assertEqual(sorted(self.writes), [("alice", b"1"), ("alice", b"2"), ("bob", b"1")])
+        self.assertEqual([w for w in self.writes if w[0] == "alice"], [("alice", b"1"), ("alice", b"2")])
+        self.assertIsNone(self.alice.gathered)
 
 
 class _Broken:
+    gathered = None
+
     def writeCoalesced(self, data):
         raise RuntimeError("broken connection")
 

@@ -70,9 +70,11 @@ class LiveServerProtocol(WebSocketServerProtocol):
 
     liveLog = Logger()
     __slots__ = CONNECTION_ATTRIBUTES + (
-        "session", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
+        "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
         "_floodReported", "_adopting")
     session: LiveSession | None
+    #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
+    gathered: list[bytes] | None
     _helloTimeout: Any
     _leaving: bool
     _cut: bool
@@ -417,6 +419,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
 #: What a new connection's slots start as: what the classes it comes from
 #: would have read (Twisted's C{transport = None}...), and the runtime's own.
 _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
-    ("_ownOptions", None), ("session", None), ("_helloTimeout", None), ("_leaving", False),
+    ("_ownOptions", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
+    ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("_adopting", False),
 )

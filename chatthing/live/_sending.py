@@ -51,6 +51,12 @@ def writeNow(transport: Any, data: bytes) -> int:
 
 
 class CoalescedConnection(Protocol):
+    #: The frames a L{WriteCoalescer} holds for this connection in this
+    #: turn; L{None} when it holds none.  The coalescer keeps them on the
+    #: connection itself rather than in a map of its own: a fan-out to a
+    #: thousand pages then neither hashes nor looks up a thousand keys.
+    gathered: list[bytes] | None
+
     def writeCoalesced(self, data: bytes) -> None:
         """
         Write C{data}, the frames gathered for this connection in one turn.
@@ -69,18 +75,21 @@ class WriteCoalescer:
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self._gathered: dict[CoalescedConnection, list[bytes]] = {}
+        # The connections given frames this turn, in the order of their
+        # first (one may be here twice if it was flushed in between).
+        self._waiting: list[CoalescedConnection] = []
         self._endOfTurn: Any = None
 
     def add(self, connection: CoalescedConnection, data: bytes) -> None:
         """
         Write C{data} to C{connection} at the end of this reactor turn.
         """
-        frames = self._gathered.get(connection)
+        frames = connection.gathered
         if frames is not None:
             frames.append(data)
             return
-        self._gathered[connection] = [data]
+        connection.gathered = [data]
+        self._waiting.append(connection)
         if self._endOfTurn is None:
             self._endOfTurn = self.reactor.callLater(0, self.flushAll)
 
@@ -88,8 +97,9 @@ class WriteCoalescer:
         """
         Write what is gathered for C{connection} now.
         """
-        frames = self._gathered.pop(connection, None)
-        if frames:
+        frames = connection.gathered
+        if frames is not None:
+            connection.gathered = None
             connection.writeCoalesced(b"".join(frames))
 
     def flushAll(self) -> None:
@@ -97,8 +107,12 @@ class WriteCoalescer:
         Write what is gathered for every connection (the turn is over).
         """
         self._endOfTurn = None
-        gathered, self._gathered = self._gathered, {}
-        for connection, frames in gathered.items():
+        waiting, self._waiting = self._waiting, []
+        for connection in waiting:
+            frames = connection.gathered
+            if frames is None:
+                continue  # flushed already
+            connection.gathered = None
             # One connection's failure must not keep the others' frames.
             try:
                 connection.writeCoalesced(b"".join(frames))
