@@ -33,32 +33,6 @@ from ._session import LiveSession
 #: Seconds a new connection has to send its "hello".
 HELLO_TIMEOUT = 10.0
 
-#: WebSocket close codes the runtime uses (RFC 6455, section 7.4; 4000-4999
-#: are ours, see docs/protocol.md).
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_SERVER_ERROR = 1011
-CLOSE_REPLACED = 4001
-CLOSE_TOO_FAR_BEHIND = 4008
-
-#: Close codes with which a page says it is leaving on purpose.
-LEAVING_CODES = frozenset({1000, 1001})
-
-#: Close codes with which the server ends a misbehaving page's session at
-#: once: protocol errors (1002, 1007 invalid UTF-8, 1009 too big), and
-#: failures to make its element (1011).
-ENDING_CODES = frozenset({1002, 1007, 1009, 1011})
-
-
-def _isAck(frame: dict[str, Any]) -> bool:
-    """
-    Whether C{frame} is a well-formed C{ack}, the only frame not rate
-    limited (a malformed one is answered and logged, so it counts).
-    """
-    seq = frame.get("seq")
-    return (frame["type"] == _wire.ACK and isinstance(seq, int) and not isinstance(seq, bool)
-            and seq >= 0)
-
 
 @readOptionsFromFactory
 class LiveServerProtocol(WebSocketServerProtocol):
@@ -110,7 +84,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         self._bucket = TokenBucket(factory.settings.frameRate, factory.settings.frameBurst,
                                    factory.reactor.seconds)
         self._helloTimeout = factory.reactor.callLater(
-            HELLO_TIMEOUT, self._closeWithCode, CLOSE_PROTOCOL_ERROR, "no hello frame received"
+            HELLO_TIMEOUT, self._closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
         factory.connectionOpened(self)
 
@@ -127,7 +101,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
                 # without limit.
                 self._throttle()
                 raise
-            if not _isAck(frame):
+            if not _wire.isAck(frame):
                 self._throttle()
             if self.session is None:
                 if self._adopting:
@@ -172,9 +146,9 @@ class LiveServerProtocol(WebSocketServerProtocol):
             if self._leaving:
                 intentional = True
             elif self.closedByMe:
-                intentional = self.localCloseCode in ENDING_CODES
+                intentional = self.localCloseCode in _wire.ENDING_CODES
             else:
-                intentional = self.remoteCloseCode in LEAVING_CODES
+                intentional = self.remoteCloseCode in _wire.LEAVING_CODES
             failure = Failure(
                 (ConnectionDone if intentional else ConnectionLost)(
                     f"WebSocket closed: code={code} reason={reason!r}"
@@ -270,20 +244,20 @@ class LiveServerProtocol(WebSocketServerProtocol):
         The page has resumed its session on a newer connection: close this one.
         """
         self.session = None
-        self._closeWithCode(CLOSE_REPLACED, "replaced by a newer connection")
+        self._closeWithCode(_wire.CLOSE_REPLACED, "replaced by a newer connection")
 
     def expel(self, reason: str) -> None:
         """
         The session cannot go on: close with the reason.
         """
-        self._closeWithCode(CLOSE_TOO_FAR_BEHIND, reason)
+        self._closeWithCode(_wire.CLOSE_TOO_FAR_BEHIND, reason)
 
     def goAway(self) -> None:
         """
         The server is shutting down: close with "going away"; the page will
         reconnect to the server that replaces this one.
         """
-        self._closeWithCode(CLOSE_GOING_AWAY, "server going away")
+        self._closeWithCode(_wire.CLOSE_GOING_AWAY, "server going away")
 
     # Opening
 
@@ -296,7 +270,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
                 f"protocol version {version!r} is not supported; "
                 f"this server speaks version {_wire.PROTOCOL_VERSION}"
             ))
-            self._closeWithCode(CLOSE_PROTOCOL_ERROR, "unsupported protocol version")
+            self._closeWithCode(_wire.CLOSE_PROTOCOL_ERROR, "unsupported protocol version")
             return
         resume = _wire.parseResume(frame)
         self._helloTimeout.cancel()
@@ -380,10 +354,10 @@ class LiveServerProtocol(WebSocketServerProtocol):
         except LiveError as e:
             # The application refused this page (no such room...): say why.
             self.refuse(None, e)
-            self._closeWithCode(CLOSE_SERVER_ERROR, str(e))
+            self._closeWithCode(_wire.CLOSE_SERVER_ERROR, str(e))
             return
         if element is None:
-            self._closeWithCode(CLOSE_SERVER_ERROR, "the server could not create an element")
+            self._closeWithCode(_wire.CLOSE_SERVER_ERROR, "the server could not create an element")
             return
         session = self.factory.startSession(element, page)
         self.session = session

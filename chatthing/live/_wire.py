@@ -34,6 +34,33 @@ LEAVE = "leave"
 #: Frames that carry a C{seq} and are replayed after a reconnection.
 NUMBERED = frozenset({CALL, RESULT, ERROR})
 
+#: WebSocket close codes the runtime uses (RFC 6455, section 7.4; 4000-4999
+#: are ours, see docs/protocol.md).
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_SERVER_ERROR = 1011
+CLOSE_REPLACED = 4001
+CLOSE_TOO_FAR_BEHIND = 4008
+
+#: Close codes with which a page says it is leaving on purpose.
+LEAVING_CODES = frozenset({1000, 1001})
+
+#: Close codes with which the server ends a misbehaving page's session at
+#: once: protocol errors (1002, 1007 invalid UTF-8, 1009 too big), and
+#: failures to make its element (1011).
+ENDING_CODES = frozenset({1002, 1007, 1009, 1011})
+
+
+def isAck(frame: dict[str, Any]) -> bool:
+    """
+    Whether C{frame} is a well-formed C{ack}, the only frame not rate
+    limited (a malformed one is answered and logged, so it counts).
+    """
+    seq = frame.get("seq")
+    return (frame["type"] == ACK and isinstance(seq, int) and not isinstance(seq, bool)
+            and seq >= 0)
+
+
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _asciiEncoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
