@@ -70,3 +70,22 @@ async def test_tricklingGetsItsOwnSendQueue(chatServer):
     assert hasattr(chatServer.serverSide(bob).send_queue, "append") is False
     await alice.waitFor(lambda: [["y" * 100]] == [f["args"] for f in alice.frames if f.get("stream") == "x"],
                         "the trickled frame")
+
+
+@pytest_twisted.ensureDeferred
+async def test_optionsNotFormattedForEachConnection(chatServer, monkeypatch):
+    """Autobahn's pprint of its options, for a debug line nobody reads, is skipped for each new connection."""
+    import autobahn.websocket.protocol as autobahnProtocol
+
+    formatted = []
+
+    def counting(value):
+        formatted.append(repr(value))
+        return "counted"
+
+    monkeypatch.setattr(autobahnProtocol, "pformat", counting)
+    alice = await chatServer.login("alice")  # a client in this process: its options are formatted
+    await alice.call("say", "hello")
+    assert any("WebSocketClientFactory" in text for text in formatted)
+    assert not [text for text in formatted if "LiveServer" in text]
+    assert autobahnProtocol.pformat is counting  # put back afterwards

@@ -21,6 +21,7 @@ from ._footprint import (
     classDefaults,
     forgetHandshake,
     keepSendQueue,
+    withoutOptionsDump,
     readOptionsFromFactory,
     shareEmptySendQueue,
 )
@@ -61,6 +62,8 @@ class LiveServerProtocol(WebSocketServerProtocol):
         for name, value in _INITIAL:
             setattr(self, name, value)
         super().__init__()
+
+    _connectionMade = withoutOptionsDump(WebSocketServerProtocol._connectionMade)
 
     def onConnect(self, request: Any) -> None:
         settings = self.factory.settings
