@@ -93,9 +93,10 @@ def compare(results: dict) -> dict:
         }
         results["twoCoresToOne"] = twoCoresToOne(runs["chatthing"], runs["chatthing-redis"])
     scaling = results.get("scaling")
-    if scaling and medianRoundIndex(scaling) is not None:
+    medianIndex = medianRoundIndex(scaling) if scaling else None
+    if medianIndex is not None:
         # Side by side: the fanout of each side in the same round.
-        median = scaling["rounds"][medianRoundIndex(scaling)]
+        median = scaling["rounds"][medianIndex]
         for path in SCALING:
             if path.startswith("fanout."):
                 results["twoProcessesToOne"][path] = ratio(byPath[path].value({"fanout": median["pair"]}),
@@ -152,14 +153,7 @@ def warnings(runs: dict) -> list[str]:
     for system, run in runs.items():
         for error in run.get("errors", []):
             found.append(f"{system}: {error}")
-        if run.get("login", {}).get("stillSending"):
-            found.append(f"{system}: the server was still sending the logins' announcements "
-                         f"{run['login']['settleSeconds']:.0f}s after the last login was answered; "
-                         "the scenarios began anyway, and their figures include that work")
-        if run.get("login", {}).get("failed"):
-            login = run["login"]
-            found.append(f"{system}: {login['failed']} pages could not log in "
-                         f"({'; '.join(login['reasons'])})")
+        found += loginWarnings(system, run.get("login") or {})
         for scenario in ("fanout", "latency", "idle"):
             if run.get(scenario):
                 found += windowWarnings(f"{system}, {scenario}", run[scenario])
@@ -172,12 +166,25 @@ def scalingWarnings(scaling: dict) -> list[str]:
     """
     found = [f"side by side: {error}" for error in scaling.get("errors", [])]
     for side, login in (scaling.get("login") or {}).items():
-        if login.get("failed"):
-            found.append(f"side by side, {side}: {login['failed']} pages could not log in "
-                         f"({'; '.join(login['reasons'])})")
+        found += loginWarnings(f"side by side, {side}", login)
     for index, measured in enumerate(scaling.get("rounds", [])):
         for side, figures in measured.items():
             found += windowWarnings(f"side by side, round {index + 1}, {side}", figures)
+    return found
+
+
+def loginWarnings(where: str, login: dict) -> list[str]:
+    """
+    What makes the figures after a room's logins doubtful.
+    """
+    found = []
+    if login.get("stillSending"):
+        found.append(f"{where}: the server was still sending the logins' announcements "
+                     f"{login['settleSeconds']:.0f}s after the last login was answered; "
+                     "the scenarios began anyway, and their figures include that work")
+    if login.get("failed"):
+        found.append(f"{where}: {login['failed']} pages could not log in "
+                     f"({'; '.join(login['reasons'])})")
     return found
 
 
