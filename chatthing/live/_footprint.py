@@ -179,4 +179,3 @@ def withoutOptionsDump(connectionMade: Any) -> Any:
         finally:
             _autobahnProtocol.pformat = pformat
     return _connectionMade
-

@@ -21,9 +21,9 @@ from ._footprint import (
     classDefaults,
     forgetHandshake,
     keepSendQueue,
-    withoutOptionsDump,
     readOptionsFromFactory,
     shareEmptySendQueue,
+    withoutOptionsDump,
 )
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
