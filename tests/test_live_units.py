@@ -542,7 +542,7 @@ class WriteNowTests(SynchronousTestCase):
     def test_straightToTheSocket(self):
         from chatthing.live._sending import writeNow
 
-        self.assertEqual(writeNow(self.transport, b"hello"), 0)
+        self.assertEqual(writeNow(self.transport, b"hello", direct=True), 0)
         self.assertEqual(self.far.recv(100), b"hello")
         self.assertEqual(self.written, [])
 
@@ -559,9 +559,17 @@ class WriteNowTests(SynchronousTestCase):
         from chatthing.live._sending import writeNow
 
         big = b"x" * (16 * 1024 * 1024)
-        left = writeNow(self.transport, big)
+        left = writeNow(self.transport, big, direct=True)
         self.assertTrue(0 < left < len(big))
         self.assertEqual(b"".join(self.written), big[len(big) - left:])
+
+    def test_notDirectGoesThroughTheTransport(self):
+        """A transport that may not be sent to directly (TLS, or unknown) gets the frame through write()."""
+        from chatthing.live._sending import writeNow
+
+        self.assertEqual(writeNow(self.transport, b"hello", direct=False), len(b"hello"))
+        self.assertEqual(writeNow(self.transport, b"again"), len(b"helloagain"))
+        self.assertEqual(self.written, [b"hello", b"again"])
 
 
 class _Gathering:

@@ -28,7 +28,7 @@ from ._footprint import (
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
-from ._sending import writeNow
+from ._sending import canSendDirectly, writeNow
 from ._session import LiveSession
 
 #: Seconds a new connection has to send its "hello".
@@ -46,7 +46,8 @@ class LiveServerProtocol(WebSocketServerProtocol):
     liveLog = Logger()
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
-        "_floodReported", "_adopting")
+        "_floodReported", "_adopting",
+        "_direct")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
     gathered: list[bytes] | None
@@ -57,6 +58,9 @@ class LiveServerProtocol(WebSocketServerProtocol):
     _floodReported: bool
     _adopting: bool
     _bucket: TokenBucket
+    #: Whether frames may go straight to the socket (L{canSendDirectly}):
+    #: decided once, when the connection opens; never under TLS.
+    _direct: bool
 
     def __init__(self) -> None:
         for name, value in _INITIAL:
@@ -78,6 +82,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         factory = self.factory
         forgetHandshake(self)
         shareEmptySendQueue(self)
+        self._direct = canSendDirectly(self.transport)
         # Autobahn tries this before it has read its own options, and gives
         # up silently: Nagle's algorithm would stay on.
         try:
@@ -180,7 +185,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
 
     def writeCoalesced(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN and not self._cut:
-            left = writeNow(self.transport, data)
+            left = writeNow(self.transport, data, self._direct)
             if left and left > self.factory.settings.maxOutgoingBytes:
                 self._checkBacklog()
 
@@ -399,4 +404,5 @@ _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_ownOptions", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("_adopting", False),
+    ("_direct", False),
 )

@@ -12,10 +12,19 @@ turn.  So a L{WriteCoalescer} gathers what one turn produces for each
 connection, and at the end of the turn L{writeNow} sends each connection's
 frames in one C{send()}, handing only what the kernel refused to the
 transport.
+
+Only a plain TCP (or UNIX) connection may be written to that way.  Under
+TLS the page's transport is a C{TLSMemoryBIOProtocol}, which forwards the
+attributes it lacks to the TCP transport beneath it: C{transport.socket} is
+the raw socket, and bytes sent there skip the encryption, so the browser
+reads plaintext where it expects a TLS record and drops the connection.
+L{canSendDirectly} tells the two apart once per connection.
 """
 
 from typing import Any, Protocol
 
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.tcp import Connection as _TCPConnection
 from twisted.logger import Logger
 
 from ._backlog import bufferedBytes
@@ -23,16 +32,36 @@ from ._backlog import bufferedBytes
 log = Logger()
 
 
-def writeNow(transport: Any, data: bytes) -> int:
+def canSendDirectly(transport: Any) -> bool:
     """
-    Write C{data} to C{transport}, sending it straight to its socket if
-    nothing is buffered before it (so the order of bytes is kept), else
+    Whether bytes for C{transport} may go straight to its socket: only if it
+    is Twisted's own TCP (or UNIX) connection with no TLS on it.  Anything
+    else (TLS, a wrapper such as the HAProxy one, a test double) is written
+    through C{transport.write}, which may change the bytes on the way.
+
+    It is asked once, when the connection opens, not for every frame: a
+    WebSocket connection never starts TLS later.
+    """
+    return (isinstance(transport, _TCPConnection)
+            and not ISSLTransport.providedBy(transport)
+            and not getattr(transport, "TLS", False))
+
+
+def writeNow(transport: Any, data: bytes, direct: bool | None = None) -> int:
+    """
+    Write C{data} to C{transport}: if C{direct} and nothing is buffered
+    before it (so the order of bytes is kept), straight to its socket, else
     through C{transport.write}.
+
+    @param direct: L{canSendDirectly} of C{transport}, found once per
+        connection by the caller; L{None} asks it now.
 
     @return: how many bytes the transport holds now, unsent (0 when the
         socket took them all).
     """
-    sock = getattr(transport, "socket", None)
+    if direct is None:
+        direct = canSendDirectly(transport)
+    sock = getattr(transport, "socket", None) if direct else None
     if sock is None or not transport.connected or transport.disconnecting or bufferedBytes(transport):
         transport.write(data)
         return bufferedBytes(transport)

@@ -62,9 +62,13 @@ class LiveTestClient:
         return value is sent back as the call's result (L{HOLD}: no answer).
     """
 
-    def __init__(self, url: str, reactor: Any = None, origin: str | None = None) -> None:
+    def __init__(self, url: str, reactor: Any = None, origin: str | None = None,
+                 contextFactory: Any = None) -> None:
         self.url = url
         self.origin = origin
+        #: For a C{wss:} URL: the TLS options to connect with (e.g.
+        #: C{optionsForClientTLS} trusting a test's own certificate).
+        self.contextFactory = contextFactory
         self.reactor = reactor or _reactor
         self.frames: list[dict[str, Any]] = []
         self.duplicates = 0
@@ -95,13 +99,14 @@ class LiveTestClient:
     @classmethod
     async def connect(
         cls, url: str, hello: dict[str, Any] | bool | None = None, origin: str | None = None,
-        reactor: Any = None,
+        reactor: Any = None, contextFactory: Any = None,
     ) -> "LiveTestClient":
         """
         Connect to C{url} and, unless C{hello} is C{False}, say hello (with
-        the fields of C{hello}) and wait for the welcome.
+        the fields of C{hello}) and wait for the welcome.  For a C{wss:}
+        URL, C{contextFactory} gives the TLS options.
         """
-        client = cls(url, reactor, origin)
+        client = cls(url, reactor, origin, contextFactory)
         await client._open()
         if hello is not False:
             client.send({"type": "hello", "version": PROTOCOL_VERSION, "render": False,
@@ -120,7 +125,7 @@ class LiveTestClient:
         factory.client = self
         self._connected = Deferred()
         self.isClosed = False
-        connectWS(factory)
+        connectWS(factory, self.contextFactory)
         await self._withDeadline(self._connected, f"connecting to {self.url}")
 
     async def _welcomed(self) -> dict[str, Any]:
