@@ -22,6 +22,7 @@ from .live._health import operatorSite
 from .live._metrics import MetricsResource
 from .live._settings import LiveSettings
 from .shutdown import RESTART_ALERT, GracefulShutdown
+from .startup import StartupService, checkEndpoint
 
 
 def loadElementFactory(dottedName: str) -> Callable[[], LiveElement]:
@@ -152,8 +153,11 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Endpoint description to serve on, e.g. tcp:8080:interface=127.0.0.1
-        or ssl:8443:privateKey=key.pem; repeatable; overrides --port.
+        Endpoint description to serve on, e.g. tcp:8080:interface=127.0.0.1,
+        or for TLS ssl:8443:privateKey=key.pem:certKey=cert.pem (PEM files: the
+        private key, and the certificate with any intermediates after it);
+        repeatable; overrides --port. Checked at start: an unknown type or an
+        unreadable key or certificate is a usage error.
         """
         self["listen"].append(description)
 
@@ -177,6 +181,7 @@ class Options(usage.Options):
             if not 0 <= port <= 65535:
                 raise usage.UsageError(f"--port must be a number from 0 to 65535, not {self['port']!r}")
             self["listen"] = [f"tcp:{port}"]
+        self.checkEndpoints()
         self["settings"] = self.makeSettings()
         if self["redis"] is not None:
             try:
@@ -195,6 +200,20 @@ class Options(usage.Options):
                     "to send alerts to"
                 )
 
+    def checkEndpoints(self) -> None:
+        """
+        Every endpoint description given can be listened on as far as can be
+        told before starting (L{checkEndpoint}); the admin one only if the
+        admin endpoint is on.
+
+        @raise usage.UsageError: naming the option and what is wrong.
+        """
+        for description in self["listen"]:
+            checkEndpoint("--listen", description)
+        if self["metrics-listen"] is not None:
+            checkEndpoint("--metrics-listen", self["metrics-listen"])
+        if self["admin-token-file"] is not None:
+            checkEndpoint("--admin-listen", self["admin-listen"])
 
     def makeSettings(self) -> LiveSettings:
         """
@@ -276,7 +295,7 @@ def makeService(config: Options) -> MultiService:
     connections are open.  C{/healthz} answers 503 once stopping has begun,
     so that load balancers stop sending pages here.
     """
-    service = MultiService()
+    service = StartupService()
     backplane = makeBackplane(config)
     backplane.setServiceParent(service)
     offerBackplane(config["elementFactory"], backplane)

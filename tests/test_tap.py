@@ -365,3 +365,65 @@ def test_redisOptionSharesTheChat():
         assert site.health.problems(critical=True) == []
     finally:
         chat.__self__.useBackplane(MemoryBackplane())
+
+
+@pytest.mark.parametrize("option, description, message", [
+    ("--listen", "foo:1", "--listen 'foo:1' cannot be used: ValueError: Unknown endpoint type: 'foo'"),
+    ("--listen", "tcp:port", "--listen 'tcp:port' cannot be used: ValueError"),
+    ("--listen", "ssl:0:privateKey=/nonexistent/k.pem:certKey=/nonexistent/c.pem",
+     "No such file or directory: '/nonexistent/c.pem'; an ssl: endpoint needs privateKey="),
+    ("--metrics-listen", "bar:9", "--metrics-listen 'bar:9' cannot be used"),
+])
+def test_badEndpointIsUsageError(option, description, message):
+    """An endpoint description the server could not listen on is a one-line usage error, found while parsing."""
+    with pytest.raises(usage.UsageError) as raised:
+        parse("--element=chatthing.chatterbox.chat", option, description)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_adminListenCheckedOnlyWhenOn(tmp_path):
+    """--admin-listen is checked only when the admin endpoint is on (--admin-token-file)."""
+    parse("--element=chatthing.chatterbox.chat", "--admin-listen", "nope:1")
+    token = tmp_path / "token"
+    token.write_text("t")
+    with pytest.raises(usage.UsageError, match="--admin-listen 'nope:1' cannot be used"):
+        parse("--element=chatthing.chatterbox.chat", "--admin-listen", "nope:1",
+              "--admin-token-file", str(token))
+
+
+def test_sslWithKeyAndCertificate(tmp_path):
+    """ssl:PORT:privateKey=KEY:certKey=CERT with a real key and certificate parses as given."""
+    import subprocess
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2"],
+                   check=True, capture_output=True, timeout=60)
+    description = f"ssl:8443:privateKey={key}:certKey={cert}"
+    assert parse("--element=chatthing.chatterbox.chat", "--listen", description)["listen"] == [description]
+    # The key alone (README's old example) is refused, saying what is needed.
+    with pytest.raises(usage.UsageError, match="needs privateKey=KEY.pem:certKey=CERT.pem"):
+        parse("--element=chatthing.chatterbox.chat", "--listen", f"ssl:8443:privateKey={key}")
+
+
+def test_listeningRefusedAtOnceRaises():
+    """A ListeningService whose port is taken raises CannotListen from starting, naming label and description."""
+    import socket
+
+    from chatthing.listening import CannotListen
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        description = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        service = ListeningService(description, object(), "chat")
+        with pytest.raises(CannotListen, match=f"^chat cannot listen on {description}: .*in use"):
+            service.privilegedStartService()
+    assert service.port is None
+
+
+def test_makeServiceStartsLoudly():
+    """The plugin's top service is a StartupService: a listener refused ends start-up in one line."""
+    from chatthing.startup import StartupService
+
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0")
+    assert isinstance(tap.makeService(options), StartupService)

@@ -1,0 +1,106 @@
+"""
+Start-up that fails loudly: a mistake in where to listen is said in one line
+and the process exits non-zero at once, instead of a Python traceback or a
+server that keeps running while listening on nothing.
+
+Two checks, at the two moments a mistake can be found:
+
+- L{checkEndpoint}, while the options are parsed: the description must be
+  one Twisted can build an endpoint from, and for C{ssl:} its key and
+  certificate files must exist and load (C{usage.UsageError}, which twistd
+  prints as one line and exits 1);
+- L{StartupService}, when twistd starts the service: a listener refused
+  then (the port is in use, the address is not this machine's) ends the
+  process with one log line and exit status 1.
+"""
+
+import sys
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from .listening import CannotListen, oneLine
+
+#: What an C{ssl:} description needs, said when it fails.
+SSL_HINT = ("an ssl: endpoint needs privateKey=KEY.pem:certKey=CERT.pem, both readable PEM files "
+            "(certKey may be left out only if KEY.pem holds the certificate too)")
+
+
+class _NoReactor:
+    """
+    Stands in for the reactor while a description is only parsed: building
+    an endpoint does not use it, and the real one is not installed by
+    checking options.
+    """
+
+
+def checkEndpoint(option: str, description: str) -> str:
+    """
+    C{description}, if an endpoint can be built from it, as the server will
+    when it starts: the type is known, its arguments parse, and the files it
+    names (an C{ssl:} key and certificate) exist and load.
+
+    @param option: the option that gave it (C{"--listen"}), for the message.
+    @raise usage.UsageError: saying in one line what is wrong.
+    """
+    try:
+        endpoints.serverFromString(_NoReactor(), description)
+    except Exception as e:
+        reason = oneLine(f"{type(e).__name__}: {e}")
+        if description.strip().lower().startswith("ssl:"):
+            reason += f"; {SSL_HINT}"
+        raise usage.UsageError(f"{option} {description!r} cannot be used: {reason}") from None
+    return description
+
+
+class StartupService(MultiService):
+    """
+    The plugin's top service: a L{MultiService} whose start ends the process
+    in one line if one of its listeners cannot listen.
+
+    twistd would print the L{CannotListen} raised from starting as a
+    traceback (and, before listeners raised it, went on running with nothing
+    listening).  This logs its one line at C{critical}, and lets it go on up
+    to twistd with Python told not to print its traceback: twistd then
+    removes its PID file, and in a daemon passes the line to the parent
+    process, which prints it; the process exits with status 1.  (Exiting
+    with C{SystemExit} instead would leave a daemon's parent waiting
+    forever for word from its child.)
+    """
+
+    log = Logger()
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListen as e:
+            self._exit(e)
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except CannotListen as e:
+            self._exit(e)
+
+    def _exit(self, error: CannotListen) -> Any:
+        self.log.critical("{line}", line=str(error))
+        quietAbout(CannotListen)
+        raise error
+
+
+def quietAbout(kind: type[BaseException]) -> None:
+    """
+    Keep Python from printing a traceback when an uncaught exception of
+    C{kind} ends the process (its message was logged already); it still
+    exits with status 1.  Other exceptions are printed as before.
+    """
+    previous = sys.excepthook
+
+    def hook(type_: type[BaseException], value: BaseException, traceback: Any) -> None:
+        if not issubclass(type_, kind):
+            previous(type_, value, traceback)
+
+    sys.excepthook = hook
