@@ -155,9 +155,10 @@ class Options(usage.Options):
         """
         Endpoint description to serve on, e.g. tcp:8080:interface=127.0.0.1,
         or for TLS ssl:8443:privateKey=key.pem:certKey=cert.pem (PEM files: the
-        private key, and the certificate with any intermediates after it);
-        repeatable; overrides --port. Checked at start: an unknown type or an
-        unreadable key or certificate is a usage error.
+        private key and the certificate; intermediates in
+        extraCertChain=chain.pem); repeatable; overrides --port. Checked at
+        start: an unknown type or an unreadable key or certificate is a usage
+        error, a port in use ends start-up.
         """
         self["listen"].append(description)
 

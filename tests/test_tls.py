@@ -5,20 +5,22 @@ frame after the welcome encrypted, not sent in plaintext to the raw socket
 beneath the TLS layer.
 """
 
+import socket
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from conftest import ChatServer, TwistdServer, _collectLines, runTwistd
+from conftest import ChatServer, TwistdServer, _collectLines, eventually, logLines, runTwistd
 from playwright.sync_api import expect
 from test_browser import DEADLINE, browser  # noqa: F401  (the module's Chromium)
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 
 from chatthing.chatterbox import ChatRoom
 from chatthing.listening import ListeningService
-from chatthing.live import LiveSite
+from chatthing.live import LiveSettings, LiveSite
+from chatthing.live._backlog import bufferedBytes
 from chatthing.live.testing import LiveTestClient
 
 @pytest.fixture
@@ -44,23 +46,32 @@ def sslDescription(key: Path, cert: Path, port: int = 0) -> str:
 
 
 @pytest_twisted.async_yield_fixture
-async def tlsServer(certificate):
+async def serveTls(certificate):
     """
-    A fresh chat room served over TLS on an ephemeral loopback port.
+    Start chat rooms served over TLS on ephemeral loopback ports:
+    C{await serveTls(settings)}; all stopped after the test.
     """
     key, cert = certificate
-    room = ChatRoom()
-    site = LiveSite(room.makeChatter)
-    service = ListeningService(sslDescription(key, cert), site, "test chat")
-    service.startService()
-    await service._listening
-    server = ChatServer(room, site, service, service.port.getHost().port)
-    yield server
-    for client in server.clients:
-        client.drop()
-    for connection in list(server.connections):
-        connection.transport.abortConnection()
-    await server.stop()
+    servers: list[ChatServer] = []
+
+    async def start(settings: LiveSettings = LiveSettings()) -> ChatServer:
+        room = ChatRoom()
+        site = LiveSite(room.makeChatter, settings=settings)
+        service = ListeningService(sslDescription(key, cert), site, "test chat")
+        service.startService()
+        await service._listening
+        server = ChatServer(room, site, service, service.port.getHost().port)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        for client in server.clients:
+            client.drop()
+        for connection in list(server.connections):
+            connection.transport.abortConnection()
+        await server.stop()
+        await eventually(lambda: not server.connections, "the connections to close")
 
 
 def trusting(cert: Path):
@@ -72,9 +83,10 @@ def trusting(cert: Path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_chatOverWss(tlsServer, certificate):
+async def test_chatOverWss(serveTls, certificate):
     """Two wss: clients log in and each gets the other's five messages, over a verified TLS connection."""
     _, cert = certificate
+    tlsServer = await serveTls()
     url = f"wss://127.0.0.1:{tlsServer.port}/live"
     alice = await LiveTestClient.connect(url, contextFactory=trusting(cert))
     bob = await LiveTestClient.connect(url, contextFactory=trusting(cert))
@@ -91,6 +103,45 @@ async def test_chatOverWss(tlsServer, certificate):
         assert not page.isClosed
     # The server writes to them through TLS, never to the socket beneath.
     assert tlsServer.connections and not any(c._direct for c in tlsServer.connections)
+
+
+@pytest_twisted.ensureDeferred
+async def test_slowReaderOverTlsCutOff(serveTls, certificate, serverLog):
+    """A wss: page that stops reading is cut off once its backlog passes --max-outgoing-bytes; the other page gets everything."""
+    _, cert = certificate
+    maxOutgoing = 64 * 1024
+    server = await serveTls(LiveSettings(maxOutgoingBytes=maxOutgoing, frameRate=1000, frameBurst=1000))
+    url = f"wss://127.0.0.1:{server.port}/live"
+    alice = await LiveTestClient.connect(url, contextFactory=trusting(cert))
+    laggard = await LiveTestClient.connect(url, contextFactory=trusting(cert))
+    server.clients += [alice, laggard]
+    assert (await alice.call("setUsername", "alice"))["type"] == "result"
+    assert (await laggard.call("setUsername", "laggard"))["type"] == "result"
+    serverSide = next(c for c in server.connections
+                      if c.transport.getPeer().port == laggard.protocol.transport.getHost().port)
+    # Under TLS, the backlog counted is the TCP connection's beneath.
+    serverSide.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    laggard.protocol.transport.pauseProducing()  # reads nothing more
+    peak = 0
+    check = serverSide._checkBacklog
+
+    def recording():
+        nonlocal peak
+        peak = max(peak, bufferedBytes(serverSide.transport))
+        check()
+
+    serverSide._checkBacklog = recording
+    count, filler = 200, "m" * 1800
+    for n in range(count):
+        assert (await alice.call("say", f"{n} {filler}"))["type"] == "result"
+    await eventually(lambda: serverSide not in server.connections, "the laggard to be cut off")
+    assert logLines(serverLog, "cut off")
+    await alice.waitFor(lambda: len(alice.calls("displayUserMessage")) == count, "alice's transcript")
+    assert [int(text.split()[0]) for _, text in alice.calls("displayUserMessage")] == list(range(count))
+    assert not alice.isClosed
+    print(f"\nTLS slow reader: server-side backlog peaked at {peak} bytes "
+          f"(limit {maxOutgoing}) before the cut")
+    assert maxOutgoing < peak <= 4 * maxOutgoing + 4096, peak
 
 
 @pytest_twisted.ensureDeferred
