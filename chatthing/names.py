@@ -170,12 +170,13 @@ def nameKey(name: str) -> str:
 
     NFKC and case folding first (as UTS #39 asks for case-insensitive
     matching), then the skeleton; a skeleton may hold capitals (C{0} looks
-    like C{O}), so it is folded and skeletonised again until it stays the
-    same (twice at most, in practice).
+    like C{O}) or compatibility characters (C{%} looks like C{º/₀}), so
+    the three are done again until the key stays the same (two or three
+    rounds in practice; a key is its own key).
     """
-    key = unicodedata.normalize("NFKC", name).casefold()
-    for _ in range(4):
-        again = skeleton(key).casefold()
+    key = name
+    for _ in range(8):
+        again = skeleton(unicodedata.normalize("NFKC", key).casefold())
         if again == key:
             break
         key = again
