@@ -129,12 +129,12 @@ export class ChatterWidget extends Widget {
 
   /** Say at once (as text is typed or pasted) that the message is too long, or no longer. */
   _checkMessageLength() {
-    showLengthError(this.sendError, this._messageTooLong());
+    showLengthError(this.userMessage, this.sendError, this._messageTooLong());
   }
 
   /** Say at once that the name is too long, or no longer. */
   _checkUsernameLength() {
-    showLengthError(this.loginError, this._usernameTooLong());
+    showLengthError(this.usernameField, this.loginError, this._usernameTooLong());
   }
 
   /** The user typed: tell the room, at most once every 2 seconds. */
@@ -334,10 +334,11 @@ export class ChatterWidget extends Widget {
 }
 
 /**
- * Show `error` (a length error, or null) in `box`; a length error shown
- * earlier goes when the text fits again, other errors stay.
+ * Show `error` (a length error, or null) for `field` in `box`; a length
+ * error shown earlier goes when the text fits again, other errors stay.
  */
-function showLengthError(box, error) {
+function showLengthError(field, box, error) {
+  field.setAttribute("aria-invalid", String(error !== null));
   if (error !== null) {
     box.textContent = error;
     box.dataset.lengthError = "true";
