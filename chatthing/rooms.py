@@ -215,7 +215,8 @@ class ChatRoom:
 
         def taken(failure: Failure) -> None:
             failure.trap(NameTaken)
-            raise UsernameTaken(f"The name {name!r} is taken; please choose another.")
+            raise UsernameTaken(f"The name {name!r} is taken, or looks too much like someone "
+                                "online's; please choose another.")
 
         return d.addErrback(taken)
 

@@ -7,12 +7,20 @@ told why and the log gets one line).
 import re
 
 from .live import CallRefused
+from .names import nameProblem
 
 #: Longest username, in characters, after trimming.
 MAX_USERNAME_LENGTH = 32
 
 #: Longest chat message, in characters, after trimming.
 MAX_MESSAGE_LENGTH = 2000
+
+#: Characters that change the order in which the text around them is laid
+#: out (embeddings, overrides and isolates, and the implicit marks): taken
+#: out of messages, so "pay \u202e0001$ ot eciv" cannot show as "pay vice
+#: to $1000".  The page lays each message out on its own (CSS
+#: C{unicode-bidi: plaintext}), so right-to-left text still reads right.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 #: A room's name: 1-32 letters, digits, "-" or "_" (compared case-insensitively).
 ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -26,14 +34,16 @@ ROOM_PREFIX = "/room/"
 
 class InvalidUsername(CallRefused):
     """
-    The name is empty, too long, or holds characters that do not print.
+    The name is empty, too long, holds characters that do not print or do
+    not show, or mixes alphabets (see L{chatthing.names.nameProblem}).
     """
 
 
 class UsernameTaken(CallRefused):
     """
-    Someone online, in any room, already has that name (compared
-    case-insensitively).
+    Someone online, in any room, already has that name, or one that looks
+    like it (compared by L{chatthing.names.nameKey}: case, width, accents
+    written apart and lookalike letters do not count).
     """
 
 
@@ -72,20 +82,23 @@ def normalizeUsername(username: str) -> str:
         raise InvalidUsername("Please choose a username.")
     if len(name) > MAX_USERNAME_LENGTH:
         raise InvalidUsername(
-            f"Usernames are at most {MAX_USERNAME_LENGTH} characters long."
+            f"Usernames are at most {MAX_USERNAME_LENGTH} characters long "
+            f"(this one has {len(name)})."
         )
-    if not name.isprintable():
-        raise InvalidUsername("Usernames cannot hold control characters.")
+    problem = nameProblem(name)
+    if problem is not None:
+        raise InvalidUsername(problem)
     return name
 
 
 def checkMessage(text: str) -> str:
     """
-    C{text} trimmed, if it can be said.
+    C{text} trimmed and without bidi controls (L{BIDI_CONTROLS}), if it
+    can be said.
 
     @raise InvalidMessage: saying what is wrong with it.
     """
-    message = text.strip()
+    message = BIDI_CONTROLS.sub("", text).strip()
     if not message:
         raise InvalidMessage("Messages cannot be empty.")
     if len(message) > MAX_MESSAGE_LENGTH:

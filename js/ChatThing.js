@@ -4,10 +4,15 @@
  * displayUserMessage, doSetUsername, doSay), plus the room's: history,
  * actions, presence, typing and the time of each line.
  *
- * User text is only ever set as text (textContent, text nodes), never HTML.
+ * User text is only ever set as text (textContent, text nodes), never HTML,
+ * laid out on its own so it cannot reorder its line, and with the line
+ * breaks it holds shown (see userText.js).  Over-long input is said, not
+ * cut: the fields have no maxlength, and the widget gives the server's
+ * error before sending, keeping the text in the field.
  */
 
 import { SocketState, Widget } from "./live/index.js";
+import { countedLength, tooLong, userTextNode, withoutBidiControls } from "./userText.js";
 
 /** Send "typing" at most this often, in milliseconds, while typing. */
 export const TYPING_SEND_EVERY_MS = 2000;
@@ -43,7 +48,13 @@ export class ChatterWidget extends Widget {
       event.preventDefault();
       this.doSay();
     });
-    this.userMessage.addEventListener("input", () => this.doTyping());
+    this.userMessage.addEventListener("input", () => {
+      this._checkMessageLength();
+      this.doTyping();
+    });
+    this.usernameField.addEventListener("input", () => this._checkUsernameLength());
+    this.maxMessageLength = Number(this.userMessage.dataset.maxLength) || Infinity;
+    this.maxUsernameLength = Number(this.usernameField.dataset.maxLength) || Infinity;
     this.username = null;
     /** When the server last said the time (ms since the epoch, UTC). */
     this.serverTime = null;
@@ -58,6 +69,12 @@ export class ChatterWidget extends Widget {
   /** Log in with the name typed in the login box. */
   async doSetUsername() {
     this.loginError.textContent = "";
+    const tooLongError = this._usernameTooLong();
+    if (tooLongError !== null) {
+      this.loginError.textContent = tooLongError;
+      this.usernameField.focus();
+      return;
+    }
     try {
       const username = await this.callRemote("setUsername", this.usernameField.value);
       this._setName(username);
@@ -78,6 +95,13 @@ export class ChatterWidget extends Widget {
     if (text.trim() === "") {
       return;
     }
+    const tooLongError = this._messageTooLong();
+    if (tooLongError !== null) {
+      // Said, not cut: the text stays in the field to be shortened.
+      this.sendError.textContent = `Not sent: ${tooLongError}`;
+      this.userMessage.focus();
+      return;
+    }
     this.sendError.textContent = "";
     this.userMessage.value = "";
     this.lastTypingSent = -Infinity;
@@ -90,6 +114,27 @@ export class ChatterWidget extends Widget {
       this.userMessage.value = text;
       this.sendError.textContent = `Not sent: ${error.message}`;
     }
+  }
+
+  /** The server's error for the message field's text, if it is too long, else null. */
+  _messageTooLong() {
+    return tooLong("Messages", this.maxMessageLength,
+      countedLength(this.userMessage.value, { bidi: true }));
+  }
+
+  /** The server's error for the name field's text, if it is too long, else null. */
+  _usernameTooLong() {
+    return tooLong("Usernames", this.maxUsernameLength, countedLength(this.usernameField.value));
+  }
+
+  /** Say at once (as text is typed or pasted) that the message is too long, or no longer. */
+  _checkMessageLength() {
+    showLengthError(this.userMessage, this.sendError, this._messageTooLong());
+  }
+
+  /** Say at once that the name is too long, or no longer. */
+  _checkUsernameLength() {
+    showLengthError(this.usernameField, this.loginError, this._usernameTooLong());
   }
 
   /** The user typed: tell the room, at most once every 2 seconds. */
@@ -106,19 +151,20 @@ export class ChatterWidget extends Widget {
 
   /** Show an alert: joins, leaves, renames, answers to commands, operator messages. */
   displayMessage(message) {
-    this._append(["message", "alert"], [document.createTextNode(message)], this._now());
+    this._append(["message", "alert"], [document.createTextNode(withoutBidiControls(message))],
+      this._now());
   }
 
   /** Show what `avatarName` said. */
   displayUserMessage(avatarName, text) {
     this._stopTyping(avatarName);
-    this._appendSpoken(avatarName, `: ${text}`, ["user"], this._now());
+    this._appendSpoken(avatarName, ": ", text, ["user"], this._now());
   }
 
   /** Show what `avatarName` does (/me): "* alice waves". */
   displayAction(avatarName, text) {
     this._stopTyping(avatarName);
-    this._appendSpoken(avatarName, ` ${text}`, ["action"], this._now(), "* ");
+    this._appendSpoken(avatarName, " ", text, ["action"], this._now(), "* ");
   }
 
   /**
@@ -133,9 +179,9 @@ export class ChatterWidget extends Widget {
     this.scrollArea.appendChild(divider);
     for (const [kind, speaker, text, when] of entries) {
       if (kind === "action") {
-        this._appendSpoken(speaker, ` ${text}`, ["action", "earlier"], when, "* ");
+        this._appendSpoken(speaker, " ", text, ["action", "earlier"], when, "* ");
       } else {
-        this._appendSpoken(speaker, `: ${text}`, ["user", "earlier"], when);
+        this._appendSpoken(speaker, ": ", text, ["user", "earlier"], when);
       }
     }
     const end = document.createElement("div");
@@ -228,8 +274,13 @@ export class ChatterWidget extends Widget {
     return this.serverTime ?? Date.now();
   }
 
-  _appendSpoken(avatarName, rest, classes, when, before = "") {
-    const speaker = document.createElement("span");
+  /**
+   * Add the line `[before]speaker[separator]text`: the speaker's name and
+   * the text each laid out on its own (`<bdi>`), so neither reorders the
+   * other or the separator.
+   */
+  _appendSpoken(avatarName, separator, text, classes, when, before = "") {
+    const speaker = document.createElement("bdi");
     speaker.className = `speaker speaker-${paletteIndex(avatarName)}`;
     speaker.textContent = avatarName;
     const all = ["message", ...classes];
@@ -237,7 +288,7 @@ export class ChatterWidget extends Widget {
     if (mine) {
       all.push("mine");
     }
-    const children = [speaker, document.createTextNode(rest)];
+    const children = [speaker, document.createTextNode(separator), userTextNode(text)];
     if (before) {
       children.unshift(document.createTextNode(before));
     }
@@ -279,6 +330,23 @@ export class ChatterWidget extends Widget {
     this.node.querySelectorAll("input").forEach((input) => {
       input.disabled = down;
     });
+  }
+}
+
+/**
+ * Show `error` (a length error, or null) for `field` in `box`; a length
+ * error shown earlier goes when the text fits again, other errors stay.
+ */
+function showLengthError(field, box, error) {
+  field.setAttribute("aria-invalid", String(error !== null));
+  if (error !== null) {
+    box.textContent = error;
+    box.dataset.lengthError = "true";
+  } else if (box.dataset.lengthError) {
+    box.textContent = "";
+  }
+  if (error === null) {
+    delete box.dataset.lengthError;
   }
 }
 

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 
 from ..live import Stream
 from ..live._sessionstore import SessionRecord
+from ..names import nameKey
 from . import JOINED, LEFT, BackplaneDown, Call, NameTaken, _lua
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class RedisRoster:
     def _hold(self, ident: str, name: str, group: str, stream: Any, onLeave: list[Call],
               announce: list[Call], quiet: bool) -> Deferred:
         prefix = self.backplane.prefix
-        key = name.casefold()
+        key = nameKey(name)
         return self.backplane.script(
             _lua.HOLD,
             [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],

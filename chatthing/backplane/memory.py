@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from ..live import Stream
 from ..live._sessionstore import LocalSessions
 from ..live._stream import PassingStream
+from ..names import nameKey
 from . import JOINED, LEFT, Call, NameTaken, memberList
 
 
@@ -25,7 +26,7 @@ class MemoryRoster:
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
              announce: list[Call], onLeave: list[Call]) -> Deferred:
-        key = name.casefold()
+        key = nameKey(name)
         current = self._holders.get(key)
         if current is not None and current is not holder:
             return fail(NameTaken(f"the name {name!r} is taken"))
@@ -43,9 +44,9 @@ class MemoryRoster:
     def restore(self, holder: Any, name: str, group: str, stream: Stream,
                 onLeave: list[Call]) -> None:
         self._letGo(holder)
-        self._holders[name.casefold()] = holder
+        self._holders[nameKey(name)] = holder
         self._held[holder] = (name, group, stream)
-        self._groups.setdefault(group, {})[name.casefold()] = name
+        self._groups.setdefault(group, {})[nameKey(name)] = name
 
     def release(self, holder: Any, announce: list[Call]) -> Deferred:
         held = self._letGo(holder)
@@ -58,8 +59,8 @@ class MemoryRoster:
         held = self._held.pop(holder, None)
         if held is not None:
             name, group, _ = held
-            self._holders.pop(name.casefold(), None)
-            self._groups.get(group, {}).pop(name.casefold(), None)
+            self._holders.pop(nameKey(name), None)
+            self._groups.get(group, {}).pop(nameKey(name), None)
         return held
 
 
