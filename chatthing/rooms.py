@@ -6,6 +6,7 @@ A L{ChatRoom} keeps its pages, who is logged in there, its last messages
 messages, alerts and presence every page of the room receives (and gets
 again, exactly once, if it resumes after a drop), and C{typing}, who is
 typing, which is not replayed.  The L{chatthing.lobby.Lobby} holds them.
+What a room keeps is bounded in bytes (L{chatthing.roommemory}).
 """
 
 import time
@@ -26,6 +27,7 @@ from .backplane import (
     memberList,
 )
 from .live import SessionMoved, Stream
+from .roommemory import History, RoomMemory
 from .validation import LOBBY, UsernameTaken, normalizeUsername
 
 if TYPE_CHECKING:
@@ -57,7 +59,9 @@ class ChatRoom:
     @ivar typingStream: who is typing; not replayed.
     @ivar history: the last messages said here, oldest first, as
         C{[kind, speaker, text, epochMilliseconds]}, C{kind} being
-        C{"message"} or C{"action"}.
+        C{"message"} or C{"action"} (a L{History}, bounded in bytes too).
+    @ivar memory: the budgets of the room's bytes, shared by the rooms of
+        a lobby, which it tells of every change in what this room holds.
     """
 
     log = Logger()
@@ -72,6 +76,8 @@ class ChatRoom:
         timer: Callable[[], float] = time.monotonic,
         typingInterval: float = TYPING_INTERVAL,
         alerts: Stream | None = None,
+        memory: RoomMemory | None = None,
+        admit: Callable[["ChatRoom"], None] = lambda room: None,
     ) -> None:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
@@ -79,7 +85,13 @@ class ChatRoom:
         self.stream = self.backplane.stream(f"room:{name}", "room", streamHistory)
         self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")
         self.alerts = alerts
-        self.history: deque[list] = deque(maxlen=history)
+        self.memory = memory if memory is not None else RoomMemory()
+        self.stream.limitBytes(self.memory.replayBytes)
+        self.history = History(history, self.memory.historyBytes)
+        self.admit = admit
+        self._held = 0
+        self._loggingIn = 0
+        self._presenceStarted = False
         self.clock = clock
         self.timer = timer
         self.typingInterval = typingInterval
@@ -96,6 +108,55 @@ class ChatRoom:
 
     def __repr__(self) -> str:
         return f"<ChatRoom {self.name} ({len(self.chatters)} pages)>"
+
+    def inUse(self) -> bool:
+        """
+        Whether someone is logged in here (or logging in): the room holds
+        one of the lobby's room slots.
+        """
+        return bool(self._online) or self._loggingIn > 0
+
+    def heldBytes(self) -> int:
+        """
+        The bytes this room keeps: its frames for replay, and its history.
+        """
+        fallback = self.stream.fallback
+        return (self.stream.heldBytes + (fallback.heldBytes if fallback is not None else 0)
+                + self.history.heldBytes)
+
+    def replayBytes(self) -> int:
+        return self.heldBytes() - self.history.heldBytes
+
+    def trimReplay(self, maxBytes: int) -> None:
+        """
+        Keep at most about C{maxBytes} of frames for replay (the lobby's
+        whole budget is spent).
+        """
+        self.stream.trimBytes(maxBytes)
+        if self.stream.fallback is not None:
+            self.stream.fallback.trimBytes(maxBytes)
+        self._account()
+
+    def trimHistory(self, maxBytes: int) -> None:
+        self.history.trimBytes(maxBytes)
+        self._account()
+
+    def forget(self) -> None:
+        """
+        The lobby lets go of this room: it holds nothing any more.
+        """
+        self.stream.close()
+        self.memory.changed(-self._held)
+        self._held = 0
+
+    def _account(self) -> None:
+        """
+        Tell the lobby's L{RoomMemory} how much more (or less) is held.
+        """
+        held = self.heldBytes()
+        delta, self._held = held - self._held, held
+        if delta:
+            self.memory.changed(delta)
 
     def makeChatter(self, page: str | None = None) -> "ChatterElement":
         """
@@ -168,6 +229,12 @@ class ChatRoom:
             room of any process, has it.
         """
         name = normalizeUsername(username)
+        self.admit(self)
+        self._loggingIn += 1
+
+        def done(result: Any) -> Any:
+            self._loggingIn -= 1
+            return result
 
         def held(_: Any) -> str:
             self._online[name.casefold()] = chatter
@@ -176,7 +243,8 @@ class ChatRoom:
             self.log.info("{user} joined {room}", user=name, room=self.name)
             return name
 
-        return self._hold(chatter, name, f" * user {name} has joined the room").addCallback(held)
+        d = self._hold(chatter, name, f" * user {name} has joined the room")
+        return d.addBoth(done).addCallback(held)
 
     def rename(self, chatter: "ChatterElement", username: str) -> Deferred:
         """
@@ -236,13 +304,19 @@ class ChatRoom:
         name = chatter.username
         if name is not None and self._online.get(name.casefold()) is chatter:
             del self._online[name.casefold()]
-            if isinstance(reason, SessionMoved):
-                return
-            self.log.info("{user} left {room}", user=name, room=self.name)
-            self.backplane.roster.release(
-                chatter, self._stamped("displayMessage", f" * user {name} has left the room")
-            ).addErrback(lambda failure: self.log.failure(
-                "could not announce that {user} left", failure, user=name))
+            if not isinstance(reason, SessionMoved):
+                self.log.info("{user} left {room}", user=name, room=self.name)
+                self.backplane.roster.release(
+                    chatter, self._stamped("displayMessage", f" * user {name} has left the room")
+                ).addErrback(lambda failure: self.log.failure(
+                    "could not announce that {user} left", failure, user=name))
+        self._trimIfEmpty()
+
+    def _trimIfEmpty(self) -> None:
+        if not self.chatters:
+            # Nobody left who could resume: the frames kept for that go.
+            self.stream.trim()
+            self._account()
 
     def tellHere(self, message: str) -> None:
         """
@@ -314,8 +388,13 @@ class ChatRoom:
             kind = "message" if method == "displayUserMessage" else "action"
             self.history.append([kind, args[0], args[1], self._lastStamp])
         elif method in (JOINED, LEFT) and len(args) == 1 and isinstance(args[0], str):
-            self._presenceChanges.append((self.stream.offset, method, args[0]))
+            if not self._presenceStarted:
+                self._presenceChanges.append((self.stream.offset, method, args[0]))
             self._changePresence(method, args[0])
+        if not self.chatters:
+            # Nobody here who could resume: no frames are kept for that.
+            self.stream.trim()
+        self._account()
 
     def _changePresence(self, method: str, name: str) -> None:
         if method == JOINED:
@@ -334,3 +413,6 @@ class ChatRoom:
         for at, method, name in self._presenceChanges:
             if at > offset:
                 self._changePresence(method, name)
+        # Needed only until now.
+        self._presenceStarted = True
+        self._presenceChanges.clear()

@@ -1,0 +1,181 @@
+"""
+What rooms may hold, over real WebSockets (issue 12, rows 5 and 7): the
+bytes a room keeps (frames for pages that resume, and its history) are
+bounded per room and for all rooms, a room nobody is in keeps only its
+history, and pages that never log in take no room slot.
+
+Each test serves a fresh L{Lobby} on an ephemeral loopback port (the
+C{serve} fixture) and talks to it with L{LiveTestClient}s; what the rooms
+hold is measured from their frames and history entries themselves, and
+with C{tracemalloc}.
+"""
+
+import gc
+import json
+import tracemalloc
+
+import pytest_twisted
+from bystander import Bystander
+from conftest import eventually
+from twisted.internet.defer import ensureDeferred, gatherResults
+
+from chatthing.chatterbox import Lobby
+from chatthing.live import LiveSettings
+from chatthing.live.testing import LiveTestClient
+
+#: A page may send as fast as the tests fill rooms (the rate limit is
+#: another row's business).
+FAST = LiveSettings(frameRate=5000.0, frameBurst=5000)
+
+#: The biggest message there is, in bytes: 2,000 four-byte characters.
+BIG = "\U0001F600" * 1990
+
+#: The default budgets (chatthing.roommemory), written out so that the test
+#: says what it expects of the code before this change too.
+REPLAY_BYTES = 384 * 1024
+HISTORY_BYTES = 128 * 1024
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def keptBytes(lobby: Lobby) -> dict[str, int]:
+    """
+    What each room keeps, in bytes, counted from what it holds: the
+    encoded frames its streams keep for replay, and its history entries as
+    they are sent.
+    """
+    kept = {}
+    for name, room in lobby.rooms.items():
+        total = 0
+        for stream in (room.stream, room.stream.fallback):
+            if stream is not None:
+                total += sum(len(message.payloadHybi) for _, message in stream._history)
+        total += sum(len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode())
+                     for entry in room.history)
+        kept[name] = total
+    return kept
+
+
+async def enter(server, page: str, name: str | None = None) -> LiveTestClient:
+    client = await server.connect(hello={"page": page})
+    if name is not None:
+        answer = await client.call("setUsername", name)
+        assert answer["type"] == "result", answer
+    return client
+
+
+async def fill(client: LiveTestClient, count: int, tag: str) -> None:
+    """
+    Say C{count} big messages through C{client}, each tagged.
+    """
+    for i in range(count):
+        answer = await client.call("say", f"{tag}:{i:03d} {BIG}")
+        assert answer["type"] == "result", answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
+    """30 rooms filled with big messages: each keeps at most 512 KiB while used, only its history after everyone left; a newcomer still sees it."""
+    lobby = Lobby()
+    server = await serve(FAST, elementFactory=lobby.makeChatter)
+    rooms, messages = 30, 60
+    bystander = await Bystander.start(server.wsUrl)
+    calm = await bystander.probe(20)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        fillers = [await enter(server, f"/room/big{i}", f"filler{i}") for i in range(rooms)]
+        probing = ensureDeferred(bystander.probe(20))
+        await gatherResults([ensureDeferred(fill(c, messages, f"big{i}"))
+                             for i, c in enumerate(fillers)])
+        during = await probing
+        used = keptBytes(lobby)
+        fullest = max(used[f"big{i}"] for i in range(rooms))
+        print(f"while used: the fullest room keeps {fullest / KIB:.0f} KiB, all "
+              f"{sum(used.values()) / MIB:.1f} MiB")
+        # Old code: 60 frames and 50 entries of ~8 KiB each: ~880 KiB a room.
+        assert fullest <= REPLAY_BYTES + HISTORY_BYTES, fullest
+
+        for client in fillers:
+            client.close()
+        for client in fillers:
+            await client.closed()
+            client.frames.clear()  # what the test's clients heard is not the server's
+        await eventually(lambda: all(not lobby.rooms[f"big{i}"].chatters for i in range(rooms)),
+                         "every filler to have left")
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    left = keptBytes(lobby)
+    held = sum(left[f"big{i}"] for i in range(rooms))
+    print(f"after everyone left: the rooms keep {held / MIB:.2f} MiB (budget "
+          f"{rooms * HISTORY_BYTES / MIB:.2f} MiB of history); Python memory grew "
+          f"{grown / MIB:.1f} MiB")
+    # Old code: 30 rooms x ~880 KiB = ~26 MiB kept, and ~38 MiB of memory.
+    assert held <= rooms * HISTORY_BYTES, held
+    assert all(not room.stream._history for room in lobby.rooms.values() if not room.chatters)
+    assert lobby.memory.held == sum(left.values())
+    assert grown <= 3 * rooms * HISTORY_BYTES + 4 * MIB, grown
+
+    newcomer = await enter(server, "/room/big7")
+    shown = await newcomer.waitFor(lambda: newcomer.calls("displayHistory"), "the history")
+    entries = shown[0][0]
+    assert entries[-1][1:3] == ["filler7", f"big7:{messages - 1:03d} {BIG}"]
+    bystander.assertUnharmed(calm, during)
+    await bystander.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_allRoomsTogetherKeepWithinTheTotalBudget(serve):
+    """Rooms in use, filled past the lobby's total budget: the oldest frames go, and the rooms keep no more than the total."""
+    from chatthing.roommemory import RoomMemory
+
+    memory = RoomMemory(replayBytes=256 * KIB, historyBytes=64 * KIB, totalBytes=2 * MIB)
+    lobby = Lobby(memory=memory)
+    server = await serve(FAST, elementFactory=lobby.makeChatter)
+    fillers = [await enter(server, f"/room/r{i}", f"user{i}") for i in range(12)]
+    listeners = [await enter(server, f"/room/r{i}") for i in range(12)]
+    await gatherResults([ensureDeferred(fill(c, 40, f"r{i}"))
+                         for i, c in enumerate(fillers)])
+    kept = keptBytes(lobby)
+    print(f"12 rooms in use keep {sum(kept.values()) / MIB:.2f} MiB (budget 2 MiB; "
+          f"without it {12 * 320 / 1024:.2f} MiB)")
+    assert sum(kept.values()) == memory.held <= 2 * MIB
+    for i, listener in enumerate(listeners):
+        await listener.waitFor(lambda l=listener, i=i: any(
+            args[1].startswith(f"r{i}:039 ") for args in l.calls("displayUserMessage")),
+            "the last message, live")
+
+
+@pytest_twisted.ensureDeferred
+async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
+    """With every room slot's worth of idle never-logged-in pages open, a new user opens a new room and chats; logins past the slots get TooManyRooms."""
+    lobby = Lobby(maxRooms=5)
+    server = await serve(FAST, elementFactory=lobby.makeChatter)
+    idle = [await enter(server, f"/room/idle{i}") for i in range(4)]  # and the lobby: 5 rooms
+    assert len(lobby.rooms) == 5
+
+    # Old code: TooManyRooms for this page, before any login.
+    newcomer = await enter(server, "/room/fresh", "newcomer")
+    friend = await enter(server, "/room/fresh", "friend")
+    answer = await newcomer.call("say", "hello in a new room")
+    assert answer["type"] == "result", answer
+    await friend.waitFor(lambda: ["newcomer", "hello in a new room"] in friend.calls("displayUserMessage"),
+                         "the newcomer's message")
+    assert all(not page.isClosed for page in idle)
+
+    # Slots are held by logged-in pages: five rooms in use, a sixth login waits.
+    for i in range(4):
+        await enter(server, f"/room/busy{i}", f"busy{i}")
+    late = await enter(server, "/room/onemore")
+    answer = await late.call("setUsername", "late")
+    assert answer["type"] == "error" and answer["error"]["name"] == "TooManyRooms", answer
+    assert "rooms are in use" in answer["error"]["message"]
+    assert 'kind="TooManyRooms"' in server.site.liveFactory.metrics.render().decode()
+    # The page is still there, and gets in once a room is free.
+    server.clients[-2].close()  # busy3 leaves
+    await eventually(lambda: not lobby.rooms["busy3"].inUse(), "busy3's room to be free")
+    answer = await late.call("setUsername", "late")
+    assert answer["type"] == "result", answer
