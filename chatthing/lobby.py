@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from .backplane import Backplane, MemoryBackplane
 from .live import CallRefused
 from .live._logsafe import LogThrottle
-from .roommemory import RoomMemory
+from .roommemory import RoomBytes, RoomMemory
 from .rooms import DEFAULT_HISTORY, ChatRoom
 from .validation import LOBBY, roomForPath
 
@@ -90,7 +90,7 @@ class Lobby:
         self.alerts = backplane.stream("alerts", "alerts", ALERT_HISTORY)
         backplane.onStatusChange(self._backplaneChanged)
         for room in self.rooms.values():
-            room.forget()
+            self._close(room)
         self.rooms.clear()
         self.room(LOBBY)
 
@@ -124,9 +124,13 @@ class Lobby:
         for name, room in self.rooms.items():
             if name != LOBBY and not room.chatters:
                 del self.rooms[name]
-                room.forget()
+                self._close(room)
                 return True
         return False
+
+    def _close(self, room: ChatRoom) -> None:
+        room.stream.close()
+        room.bytes.forget()
 
     def _admit(self, room: ChatRoom) -> None:
         """
@@ -157,11 +161,11 @@ class Lobby:
                 break
             if name != LOBBY and not room.chatters:
                 del self.rooms[name]
-                room.forget()
-        for size, trim in ((ChatRoom.replayBytes, ChatRoom.trimReplay),
-                           (lambda room: room.history.heldBytes, ChatRoom.trimHistory)):
+                self._close(room)
+        for size, trim in ((RoomBytes.replay, RoomBytes.trimReplay),
+                           (lambda held: held.history.heldBytes, RoomBytes.trimHistory)):
             while memory.held > target:
-                fullest = max(self.rooms.values(), key=size)
+                fullest = max((room.bytes for room in self.rooms.values()), key=size)
                 if size(fullest) == 0:
                     break
                 trim(fullest, size(fullest) // 2)

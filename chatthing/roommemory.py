@@ -1,7 +1,8 @@
 """
 What the rooms of a lobby may hold, in bytes: L{RoomMemory} (the budgets,
-and the count of what all the rooms hold together) and L{History} (a
-room's last messages, bounded in count and in bytes).
+and the count of what all the rooms hold together), L{RoomBytes} (what one
+room holds) and L{History} (a room's last messages, bounded in count and
+in bytes).
 
 Without budgets each room kept its last 1,000 stream frames and 50
 messages until a 1,001st room pushed it out: 11.5 MiB a room of big
@@ -17,7 +18,10 @@ go first of empty rooms, then of the oldest frames of the fullest ones
 
 import json
 from collections import deque
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
+
+if TYPE_CHECKING:
+    from .live import Stream
 
 #: Bytes of stream frames one room keeps for pages that resume (about 40
 #: seconds of ten 1 KiB messages a second).
@@ -120,3 +124,59 @@ class History:
     def _dropOldest(self) -> None:
         _, size = self._entries.popleft()
         self.heldBytes -= size
+
+
+class RoomBytes:
+    """
+    What one room holds: the frames its stream (and the stream's fallback)
+    keeps for replay, and its L{History}; it keeps the lobby's
+    L{RoomMemory} told of every change.
+    """
+
+    def __init__(self, stream: "Stream", history: History, memory: RoomMemory) -> None:
+        self.stream = stream
+        self.history = history
+        self.memory = memory
+        self.told = 0
+        stream.limitBytes(memory.replayBytes)
+
+    def held(self) -> int:
+        return self.replay() + self.history.heldBytes
+
+    def replay(self) -> int:
+        fallback = self.stream.fallback
+        return self.stream.heldBytes + (fallback.heldBytes if fallback is not None else 0)
+
+    def account(self, dropReplay: bool = False) -> None:
+        """
+        Tell the lobby's L{RoomMemory} how much more (or less) is held,
+        after dropping every frame kept for replay if C{dropReplay} (nobody
+        is left in the room who could resume).
+        """
+        if dropReplay:
+            self.stream.trim()
+        held = self.held()
+        delta, self.told = held - self.told, held
+        if delta:
+            self.memory.changed(delta)
+
+    def trimReplay(self, maxBytes: int) -> None:
+        """
+        Keep at most about C{maxBytes} of frames for replay (all the rooms'
+        budget is spent).
+        """
+        self.stream.trimBytes(maxBytes)
+        if self.stream.fallback is not None:
+            self.stream.fallback.trimBytes(maxBytes)
+        self.account()
+
+    def trimHistory(self, maxBytes: int) -> None:
+        self.history.trimBytes(maxBytes)
+        self.account()
+
+    def forget(self) -> None:
+        """
+        The room is closed: it holds nothing any more.
+        """
+        self.memory.changed(-self.told)
+        self.told = 0

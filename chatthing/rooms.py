@@ -27,7 +27,7 @@ from .backplane import (
     memberList,
 )
 from .live import SessionMoved, Stream
-from .roommemory import History, RoomMemory
+from .roommemory import History, RoomBytes, RoomMemory
 from .validation import LOBBY, UsernameTaken, normalizeUsername
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class ChatRoom:
         C{"message"} or C{"action"} (a L{History}, bounded in bytes too).
     @ivar memory: the budgets of the room's bytes, shared by the rooms of
         a lobby, which it tells of every change in what this room holds.
+    @ivar bytes: what this room holds (frames for replay, and history).
     """
 
     log = Logger()
@@ -86,10 +87,9 @@ class ChatRoom:
         self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")
         self.alerts = alerts
         self.memory = memory if memory is not None else RoomMemory()
-        self.stream.limitBytes(self.memory.replayBytes)
         self.history = History(history, self.memory.historyBytes)
+        self.bytes = RoomBytes(self.stream, self.history, self.memory)
         self.admit = admit
-        self._held = 0
         self._loggingIn = 0
         self._presenceStarted = False
         self.clock = clock
@@ -115,48 +115,6 @@ class ChatRoom:
         one of the lobby's room slots.
         """
         return bool(self._online) or self._loggingIn > 0
-
-    def heldBytes(self) -> int:
-        """
-        The bytes this room keeps: its frames for replay, and its history.
-        """
-        fallback = self.stream.fallback
-        return (self.stream.heldBytes + (fallback.heldBytes if fallback is not None else 0)
-                + self.history.heldBytes)
-
-    def replayBytes(self) -> int:
-        return self.heldBytes() - self.history.heldBytes
-
-    def trimReplay(self, maxBytes: int) -> None:
-        """
-        Keep at most about C{maxBytes} of frames for replay (the lobby's
-        whole budget is spent).
-        """
-        self.stream.trimBytes(maxBytes)
-        if self.stream.fallback is not None:
-            self.stream.fallback.trimBytes(maxBytes)
-        self._account()
-
-    def trimHistory(self, maxBytes: int) -> None:
-        self.history.trimBytes(maxBytes)
-        self._account()
-
-    def forget(self) -> None:
-        """
-        The lobby lets go of this room: it holds nothing any more.
-        """
-        self.stream.close()
-        self.memory.changed(-self._held)
-        self._held = 0
-
-    def _account(self) -> None:
-        """
-        Tell the lobby's L{RoomMemory} how much more (or less) is held.
-        """
-        held = self.heldBytes()
-        delta, self._held = held - self._held, held
-        if delta:
-            self.memory.changed(delta)
 
     def makeChatter(self, page: str | None = None) -> "ChatterElement":
         """
@@ -310,13 +268,9 @@ class ChatRoom:
                     chatter, self._stamped("displayMessage", f" * user {name} has left the room")
                 ).addErrback(lambda failure: self.log.failure(
                     "could not announce that {user} left", failure, user=name))
-        self._trimIfEmpty()
-
-    def _trimIfEmpty(self) -> None:
         if not self.chatters:
             # Nobody left who could resume: the frames kept for that go.
-            self.stream.trim()
-            self._account()
+            self.bytes.account(dropReplay=True)
 
     def tellHere(self, message: str) -> None:
         """
@@ -391,10 +345,7 @@ class ChatRoom:
             if not self._presenceStarted:
                 self._presenceChanges.append((self.stream.offset, method, args[0]))
             self._changePresence(method, args[0])
-        if not self.chatters:
-            # Nobody here who could resume: no frames are kept for that.
-            self.stream.trim()
-        self._account()
+        self.bytes.account(dropReplay=not self.chatters)
 
     def _changePresence(self, method: str, name: str) -> None:
         if method == JOINED:
