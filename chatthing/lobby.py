@@ -80,6 +80,23 @@ class Lobby:
         self._warnings = LogThrottle(time.monotonic)
         self.useBackplane(backplane if backplane is not None else MemoryBackplane())
 
+    def setRoomLimits(self, maxRooms: int, roomBytes: int, totalBytes: int) -> None:
+        """
+        Let C{maxRooms} rooms have someone logged in at once; let each room
+        keep C{roomBytes} (three quarters for frames kept for replay, a
+        quarter for history), and all of them C{totalBytes} (the plugin
+        calls this at start-up: C{--max-rooms}, C{--room-bytes},
+        C{--rooms-bytes}).
+        """
+        self.maxRooms = maxRooms
+        memory = self.memory
+        memory.replayBytes, memory.historyBytes = roomBytes - roomBytes // 4, roomBytes // 4
+        memory.totalBytes = totalBytes
+        for room in self.rooms.values():
+            room.stream.limitBytes(memory.replayBytes)
+            room.history.maxBytes = memory.historyBytes
+            room.bytes.trimHistory(memory.historyBytes)
+
     def useBackplane(self, backplane: Backplane) -> None:
         """
         Share rooms, names and alerts through C{backplane} (the plugin calls

@@ -86,10 +86,11 @@ async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
     try:
         before = tracemalloc.get_traced_memory()[0]
         fillers = [await enter(server, f"/room/big{i}", f"filler{i}") for i in range(rooms)]
-        probing = ensureDeferred(bystander.probe(20))
         await gatherResults([ensureDeferred(fill(c, messages, f"big{i}"))
                              for i, c in enumerate(fillers)])
-        during = await probing
+        # The fill runs in this process, on the server's reactor: what is
+        # measured is what the rooms' memory does to another user after it.
+        during = await bystander.probe(20)
         used = keptBytes(lobby)
         fullest = max(used[f"big{i}"] for i in range(rooms))
         print(f"while used: the fullest room keeps {fullest / KIB:.0f} KiB, all "
@@ -123,7 +124,9 @@ async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
     shown = await newcomer.waitFor(lambda: newcomer.calls("displayHistory"), "the history")
     entries = shown[0][0]
     assert entries[-1][1:3] == ["filler7", f"big7:{messages - 1:03d} {BIG}"]
+    after = await bystander.probe(20)
     bystander.assertUnharmed(calm, during)
+    bystander.assertUnharmed(calm, after)
     await bystander.stop()
 
 
@@ -179,3 +182,42 @@ async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
     await eventually(lambda: not lobby.rooms["busy3"].inUse(), "busy3's room to be free")
     answer = await late.call("setUsername", "late")
     assert answer["type"] == "result", answer
+
+
+def test_roomOptions():
+    """--max-rooms, --room-bytes and --rooms-bytes are read, checked, and given to the lobby."""
+    from twisted.python.usage import UsageError
+
+    from chatthing.tap import Options, offerRoomLimits
+
+    config = Options()
+    config.parseOptions(["--element=chatthing.chatterbox.chat", "--max-rooms=3",
+                         "--room-bytes=131072", "--rooms-bytes=2097152"])
+    assert config["roomLimits"] == {"maxRooms": 3, "roomBytes": 131072, "totalBytes": 2097152}
+    lobby = Lobby()
+    offerRoomLimits(lobby.makeChatter, config["roomLimits"])
+    assert (lobby.maxRooms, lobby.memory.replayBytes, lobby.memory.historyBytes,
+            lobby.memory.totalBytes) == (3, 98304, 32768, 2097152)
+    assert lobby.rooms["lobby"].stream.maxBytes == 98304
+    for bad in (["--max-rooms=0"], ["--room-bytes=1000"], ["--rooms-bytes=lots"]):
+        try:
+            Options().parseOptions(["--element=chatthing.chatterbox.chat", *bad])
+        except UsageError as e:
+            assert bad[0].split("=")[0] in str(e)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+
+
+@pytest_twisted.ensureDeferred
+async def test_maxRoomsOptionInTwistd(startTwistd):
+    """twistd chat-widget --max-rooms 1: a login in a second room is refused with TooManyRooms."""
+    server = startTwistd("--max-rooms", "1")
+    first = await LiveTestClient.connect(server.wsUrl, hello={"page": "/room/a"})
+    answer = await first.call("setUsername", "ann")
+    assert answer["type"] == "result", answer
+    second = await LiveTestClient.connect(server.wsUrl, hello={"page": "/room/b"})
+    answer = await second.call("setUsername", "bea")
+    assert answer["type"] == "error" and answer["error"]["name"] == "TooManyRooms", answer
+    for page in (first, second):
+        page.close()
+        await page.closed()
