@@ -18,10 +18,12 @@ import pytest_twisted
 from bystander import Bystander
 from conftest import eventually
 from twisted.internet.defer import ensureDeferred, gatherResults
+from twisted.trial.unittest import SynchronousTestCase
 
 from chatthing.chatterbox import Lobby
-from chatthing.live import LiveSettings
+from chatthing.live import LiveSettings, Stream
 from chatthing.live.testing import LiveTestClient
+from chatthing.roommemory import History, entryBytes
 
 #: A page may send as fast as the tests fill rooms (the rate limit is
 #: another row's business).
@@ -262,3 +264,47 @@ async def test_serverRSSAfterRoomsLeft(startTwistd):
     assert grown <= 3 * rooms * HISTORY_BYTES / MIB + 8, grown
     bystander.assertUnharmed(calm, during)
     await bystander.stop()
+
+
+class ByteBoundTests(SynchronousTestCase):
+    """
+    A stream's replay frames and a room's history, bounded in bytes (no
+    sockets).
+    """
+
+    def test_streamForgetsTheOldestPastItsBytes(self):
+        """Past its byte budget a stream forgets its oldest frames; a page that missed them cannot resume."""
+        stream = Stream("room")
+        stream.limitBytes(1000)
+        for i in range(10):
+            stream.emit("said", "x" * 200)
+        self.assertLessEqual(stream.heldBytes, 1000)
+        self.assertEqual(stream.heldBytes, sum(len(m.payloadHybi) for _, m in stream._history))
+        self.assertIsNone(stream.since(0))
+        self.assertEqual(len(stream.since(stream.offset - 1)), 1)
+
+    def test_trimKeepsTheNumbering(self):
+        """A trimmed stream keeps nothing, replays nothing older, and numbers on."""
+        stream = Stream("room")
+        for i in range(5):
+            stream.emit("said", i)
+        held = stream.heldBytes
+        self.assertGreater(held, 0)
+        self.assertEqual(stream.trim(), held)
+        self.assertEqual((stream.heldBytes, stream.since(5), stream.since(4)), (0, [], None))
+        self.assertEqual(stream.emit("said", 6), 6)
+        self.assertEqual(len(stream.since(5)), 1)
+
+    def test_historyBoundedInCountAndBytes(self):
+        """A history keeps at most its count of entries, and at most its bytes, the newest."""
+        history = History(3, 10_000)
+        for i in range(5):
+            history.append(["message", "ann", str(i), 0])
+        self.assertEqual([entry[2] for entry in history], ["2", "3", "4"])
+        big = History(50, 10_000)
+        for i in range(10):
+            big.append(["message", "ann", f"{i} " + "y" * 2000, 0])
+        self.assertEqual(len(big), 4)
+        self.assertEqual(big.heldBytes, sum(entryBytes(entry) for entry in big))
+        self.assertLessEqual(big.heldBytes, 10_000)
+        self.assertTrue(big[-1][2].startswith("9 "))
