@@ -23,7 +23,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatthing.chatterbox import Lobby
 from chatthing.live import LiveSettings, Stream
 from chatthing.live.testing import LiveTestClient
-from chatthing.roommemory import History, entryBytes
 
 #: A page may send as fast as the tests fill rooms (the rate limit is
 #: another row's business).
@@ -159,8 +158,11 @@ async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
     """With every room slot's worth of idle never-logged-in pages open, a new user opens a new room and chats; logins past the slots get TooManyRooms."""
     lobby = Lobby(maxRooms=5)
     server = await serve(FAST, elementFactory=lobby.makeChatter)
+    bystander = await Bystander.start(server.wsUrl)  # in the lobby: one room in use
+    calm = await bystander.probe(10)
     idle = [await enter(server, f"/room/idle{i}") for i in range(4)]  # and the lobby: 5 rooms
     assert len(lobby.rooms) == 5
+    during = await bystander.probe(10)
 
     # Old code: TooManyRooms for this page, before any login.
     newcomer = await enter(server, "/room/fresh", "newcomer")
@@ -172,7 +174,7 @@ async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
     assert all(not page.isClosed for page in idle)
 
     # Slots are held by logged-in pages: five rooms in use, a sixth login waits.
-    for i in range(4):
+    for i in range(3):
         await enter(server, f"/room/busy{i}", f"busy{i}")
     late = await enter(server, "/room/onemore")
     answer = await late.call("setUsername", "late")
@@ -180,10 +182,12 @@ async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
     assert "rooms are in use" in answer["error"]["message"]
     assert 'kind="TooManyRooms"' in server.site.liveFactory.metrics.render().decode()
     # The page is still there, and gets in once a room is free.
-    server.clients[-2].close()  # busy3 leaves
-    await eventually(lambda: not lobby.rooms["busy3"].inUse(), "busy3's room to be free")
+    server.clients[-2].close()  # busy2 leaves
+    await eventually(lambda: not lobby.rooms["busy2"].inUse(), "busy2's room to be free")
     answer = await late.call("setUsername", "late")
     assert answer["type"] == "result", answer
+    bystander.assertUnharmed(calm, during)
+    await bystander.stop()
 
 
 def test_roomOptions():
@@ -297,6 +301,8 @@ class ByteBoundTests(SynchronousTestCase):
 
     def test_historyBoundedInCountAndBytes(self):
         """A history keeps at most its count of entries, and at most its bytes, the newest."""
+        from chatthing.roommemory import History, entryBytes
+
         history = History(3, 10_000)
         for i in range(5):
             history.append(["message", "ann", str(i), 0])
