@@ -2,6 +2,14 @@
 The L{Lobby}: every room of a server.  It makes each page's element in the
 room its path names, keeps usernames unique across all of them (through its
 backplane's roster), and sends global alerts to all.
+
+A room takes one of the lobby's L{MAX_ROOMS} slots while someone is logged
+in there: a page that only looks (never logs in) opens its room without a
+slot, so idle pages cannot lock everyone else out of new rooms, and a
+login in a room that has no slot yet is refused with L{TooManyRooms} when
+they are all taken.  Rooms nobody is in are forgotten, oldest first, when
+there are more than L{MAX_ROOMS}, or when the rooms' bytes are over their
+budget (L{chatthing.roommemory}).
 """
 
 import time
@@ -12,6 +20,8 @@ from twisted.logger import Logger
 
 from .backplane import Backplane, MemoryBackplane
 from .live import CallRefused
+from .live._logsafe import LogThrottle
+from .roommemory import RoomBytes, RoomMemory
 from .rooms import DEFAULT_HISTORY, ChatRoom
 from .validation import LOBBY, roomForPath
 
@@ -27,14 +37,16 @@ LOST_TOUCH = (" * This server has lost touch with the others: until it is back, 
               "reach only the people on this server, and new users cannot log in.")
 BACK_IN_TOUCH = " * This server is back in touch with the others."
 
-#: How many rooms a lobby keeps; past this, the one unused the longest and
-#: empty is forgotten (with its history) to make way for a new one.
+#: How many rooms may have someone logged in at once; and how many rooms a
+#: lobby keeps: past this, the one unused the longest and empty is
+#: forgotten (with its history) to make way for a new one.
 MAX_ROOMS = 1000
 
 
 class TooManyRooms(CallRefused):
     """
-    Every room is in use and there are L{MAX_ROOMS}: no new one can open.
+    Someone is logged in in each of L{MAX_ROOMS} rooms: nobody can log in
+    in another one.
     """
 
 
@@ -51,16 +63,39 @@ class Lobby:
     factory to serve: the runtime passes it each page's path.
 
     @ivar rooms: the open rooms by name, least recently joined first.
+    @ivar memory: the budgets of what the rooms hold, and what they hold.
     """
 
     log = Logger()
 
     def __init__(self, history: int = DEFAULT_HISTORY, maxRooms: int = MAX_ROOMS,
-                 backplane: Backplane | None = None, **roomOptions: Any) -> None:
+                 backplane: Backplane | None = None, memory: RoomMemory | None = None,
+                 **roomOptions: Any) -> None:
         self.maxRooms = maxRooms
-        self._roomOptions = dict(roomOptions, history=history)
+        self.memory = memory if memory is not None else RoomMemory()
+        self.memory.overBudget = self._overBudget
+        self._roomOptions = dict(roomOptions, history=history, memory=self.memory,
+                                 admit=self._admit)
         self.rooms: OrderedDict[str, ChatRoom] = OrderedDict()
+        self._warnings = LogThrottle(time.monotonic)
         self.useBackplane(backplane if backplane is not None else MemoryBackplane())
+
+    def setRoomLimits(self, maxRooms: int, roomBytes: int, totalBytes: int) -> None:
+        """
+        Let C{maxRooms} rooms have someone logged in at once; let each room
+        keep C{roomBytes} (three quarters for frames kept for replay, a
+        quarter for history), and all of them C{totalBytes} (the plugin
+        calls this at start-up: C{--max-rooms}, C{--room-bytes},
+        C{--rooms-bytes}).
+        """
+        self.maxRooms = maxRooms
+        memory = self.memory
+        memory.replayBytes, memory.historyBytes = roomBytes - roomBytes // 4, roomBytes // 4
+        memory.totalBytes = totalBytes
+        for room in self.rooms.values():
+            room.stream.limitBytes(memory.replayBytes)
+            room.history.maxBytes = memory.historyBytes
+            room.bytes.trimHistory(memory.historyBytes)
 
     def useBackplane(self, backplane: Backplane) -> None:
         """
@@ -72,7 +107,7 @@ class Lobby:
         self.alerts = backplane.stream("alerts", "alerts", ALERT_HISTORY)
         backplane.onStatusChange(self._backplaneChanged)
         for room in self.rooms.values():
-            room.stream.close()
+            self._close(room)
         self.rooms.clear()
         self.room(LOBBY)
 
@@ -84,27 +119,76 @@ class Lobby:
 
     def room(self, name: str) -> ChatRoom:
         """
-        The room called C{name} (lower case), opened if need be.
-
-        @raise TooManyRooms: if it would be one too many.
+        The room called C{name} (lower case), opened if need be (and an
+        empty one forgotten, if there are L{maxRooms} already).  Opening
+        a room takes no slot: logging in there does (L{_admit}).
         """
         room = self.rooms.get(name)
         if room is None:
-            if len(self.rooms) >= self.maxRooms:
-                self._forgetOneRoom()
+            while len(self.rooms) >= self.maxRooms and self._forgetEmptyRoom():
+                pass
             room = self.rooms[name] = ChatRoom(name, backplane=self.backplane, alerts=self.alerts,
                                                **self._roomOptions)
             self.log.info("opened room {room}", room=name)
         self.rooms.move_to_end(name)
         return room
 
-    def _forgetOneRoom(self) -> None:
+    def _forgetEmptyRoom(self) -> bool:
+        """
+        Forget the room nobody is in that was joined the longest ago (never
+        the lobby); whether there was one.
+        """
         for name, room in self.rooms.items():
             if name != LOBBY and not room.chatters:
                 del self.rooms[name]
-                room.stream.close()
-                return
-        raise TooManyRooms(f"all {self.maxRooms} rooms are in use")
+                self._close(room)
+                return True
+        return False
+
+    def _close(self, room: ChatRoom) -> None:
+        room.stream.close()
+        room.bytes.forget()
+
+    def _admit(self, room: ChatRoom) -> None:
+        """
+        Someone logs in in C{room}: it needs a room slot, unless it has one.
+
+        @raise TooManyRooms: if someone is logged in in L{maxRooms} other
+            rooms.
+        """
+        if room.inUse():
+            return
+        inUse = sum(1 for other in self.rooms.values() if other.inUse())
+        if inUse >= self.maxRooms:
+            # The page is told; its session logs the refusal and counts it.
+            raise TooManyRooms(f"All {self.maxRooms} rooms are in use; try again later, "
+                               "or join a room where people are already chatting.")
+
+    def _overBudget(self) -> None:
+        """
+        The rooms hold more bytes than their budget: let go of empty rooms,
+        the oldest first; then of the oldest frames kept for replay in the
+        fullest rooms; then of the oldest history; until they hold three
+        quarters of the budget.
+        """
+        memory = self.memory
+        before, target = memory.held, memory.totalBytes * 3 // 4
+        for name, room in list(self.rooms.items()):
+            if memory.held <= target:
+                break
+            if name != LOBBY and not room.chatters:
+                del self.rooms[name]
+                self._close(room)
+        for size, trim in ((RoomBytes.replay, RoomBytes.trimReplay),
+                           (lambda held: held.history.heldBytes, RoomBytes.trimHistory)):
+            while memory.held > target:
+                fullest = max((room.bytes for room in self.rooms.values()), key=size)
+                if size(fullest) == 0:
+                    break
+                trim(fullest, size(fullest) // 2)
+        self._warnings.warn(self.log, "memory", "rooms held {before} bytes, over their budget of "
+                            "{budget}: let go of the oldest, down to {after}", before=before,
+                            budget=memory.totalBytes, after=memory.held)
 
     def pageExists(self, path: str) -> bool:
         """
@@ -143,6 +227,11 @@ class Lobby:
         metrics.addGauge("chat_users", "Users logged in, in all rooms.",
                          lambda: len(self.online()))
         metrics.addGauge("chat_rooms", "Rooms open.", lambda: len(self.rooms))
+        metrics.addGauge("chat_rooms_in_use", "Rooms where someone is logged in (each takes a slot).",
+                         lambda: sum(1 for room in self.rooms.values() if room.inUse()))
+        metrics.addGauge("chat_room_bytes",
+                         "Bytes the rooms keep: frames for replay, and histories.",
+                         lambda: self.memory.held)
         metrics.addGauge("chat_backplane_up",
                          "1 while the backplane (Redis, with --redis) can be used, else 0.",
                          lambda: 0 if self.backplane.problem() else 1)

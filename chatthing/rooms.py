@@ -6,6 +6,7 @@ A L{ChatRoom} keeps its pages, who is logged in there, its last messages
 messages, alerts and presence every page of the room receives (and gets
 again, exactly once, if it resumes after a drop), and C{typing}, who is
 typing, which is not replayed.  The L{chatthing.lobby.Lobby} holds them.
+What a room keeps is bounded in bytes (L{chatthing.roommemory}).
 """
 
 import time
@@ -26,6 +27,7 @@ from .backplane import (
     memberList,
 )
 from .live import SessionMoved, Stream
+from .roommemory import History, RoomBytes, RoomMemory
 from .validation import LOBBY, UsernameTaken, normalizeUsername
 
 if TYPE_CHECKING:
@@ -57,7 +59,10 @@ class ChatRoom:
     @ivar typingStream: who is typing; not replayed.
     @ivar history: the last messages said here, oldest first, as
         C{[kind, speaker, text, epochMilliseconds]}, C{kind} being
-        C{"message"} or C{"action"}.
+        C{"message"} or C{"action"} (a L{History}, bounded in bytes too).
+    @ivar memory: the budgets of the room's bytes, shared by the rooms of
+        a lobby, which it tells of every change in what this room holds.
+    @ivar bytes: what this room holds (frames for replay, and history).
     """
 
     log = Logger()
@@ -72,6 +77,8 @@ class ChatRoom:
         timer: Callable[[], float] = time.monotonic,
         typingInterval: float = TYPING_INTERVAL,
         alerts: Stream | None = None,
+        memory: RoomMemory | None = None,
+        admit: Callable[["ChatRoom"], None] = lambda room: None,
     ) -> None:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
@@ -79,7 +86,12 @@ class ChatRoom:
         self.stream = self.backplane.stream(f"room:{name}", "room", streamHistory)
         self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")
         self.alerts = alerts
-        self.history: deque[list] = deque(maxlen=history)
+        self.memory = memory if memory is not None else RoomMemory()
+        self.history = History(history, self.memory.historyBytes)
+        self.bytes = RoomBytes(self.stream, self.history, self.memory)
+        self.admit = admit
+        self._loggingIn = 0
+        self._presenceStarted = False
         self.clock = clock
         self.timer = timer
         self.typingInterval = typingInterval
@@ -96,6 +108,13 @@ class ChatRoom:
 
     def __repr__(self) -> str:
         return f"<ChatRoom {self.name} ({len(self.chatters)} pages)>"
+
+    def inUse(self) -> bool:
+        """
+        Whether someone is logged in here (or logging in): the room holds
+        one of the lobby's room slots.
+        """
+        return bool(self._online) or self._loggingIn > 0
 
     def makeChatter(self, page: str | None = None) -> "ChatterElement":
         """
@@ -168,6 +187,12 @@ class ChatRoom:
             room of any process, has it.
         """
         name = normalizeUsername(username)
+        self.admit(self)
+        self._loggingIn += 1
+
+        def done(result: Any) -> Any:
+            self._loggingIn -= 1
+            return result
 
         def held(_: Any) -> str:
             self._online[name.casefold()] = chatter
@@ -176,7 +201,8 @@ class ChatRoom:
             self.log.info("{user} joined {room}", user=name, room=self.name)
             return name
 
-        return self._hold(chatter, name, f" * user {name} has joined the room").addCallback(held)
+        d = self._hold(chatter, name, f" * user {name} has joined the room")
+        return d.addBoth(done).addCallback(held)
 
     def rename(self, chatter: "ChatterElement", username: str) -> Deferred:
         """
@@ -237,13 +263,15 @@ class ChatRoom:
         name = chatter.username
         if name is not None and self._online.get(name.casefold()) is chatter:
             del self._online[name.casefold()]
-            if isinstance(reason, SessionMoved):
-                return
-            self.log.info("{user} left {room}", user=name, room=self.name)
-            self.backplane.roster.release(
-                chatter, self._stamped("displayMessage", f" * user {name} has left the room")
-            ).addErrback(lambda failure: self.log.failure(
-                "could not announce that {user} left", failure, user=name))
+            if not isinstance(reason, SessionMoved):
+                self.log.info("{user} left {room}", user=name, room=self.name)
+                self.backplane.roster.release(
+                    chatter, self._stamped("displayMessage", f" * user {name} has left the room")
+                ).addErrback(lambda failure: self.log.failure(
+                    "could not announce that {user} left", failure, user=name))
+        if not self.chatters:
+            # Nobody left who could resume: the frames kept for that go.
+            self.bytes.account(dropReplay=True)
 
     def tellHere(self, message: str) -> None:
         """
@@ -315,8 +343,10 @@ class ChatRoom:
             kind = "message" if method == "displayUserMessage" else "action"
             self.history.append([kind, args[0], args[1], self._lastStamp])
         elif method in (JOINED, LEFT) and len(args) == 1 and isinstance(args[0], str):
-            self._presenceChanges.append((self.stream.offset, method, args[0]))
+            if not self._presenceStarted:
+                self._presenceChanges.append((self.stream.offset, method, args[0]))
             self._changePresence(method, args[0])
+        self.bytes.account(dropReplay=not self.chatters)
 
     def _changePresence(self, method: str, name: str) -> None:
         if method == JOINED:
@@ -335,3 +365,6 @@ class ChatRoom:
         for at, method, name in self._presenceChanges:
             if at > offset:
                 self._changePresence(method, name)
+        # Needed only until now.
+        self._presenceStarted = True
+        self._presenceChanges.clear()

@@ -128,6 +128,15 @@ class Options(usage.Options):
          "Seconds between heartbeat pings to each page; 0 turns heartbeats off."],
         ["ping-timeout", None, "10",
          "Seconds a page has to answer a heartbeat ping before it is dropped."],
+        ["max-rooms", None, "1000",
+         "Rooms where someone may be logged in at once (for an element factory that is a "
+         "Lobby's, like chatthing.chatterbox.chat); a login in one more gets TooManyRooms."],
+        ["room-bytes", None, "524288",
+         "Bytes one room keeps: frames for pages that resume (three quarters) and its last "
+         "messages (a quarter); a room nobody is in keeps only the messages."],
+        ["rooms-bytes", None, "134217728",
+         "Bytes all rooms keep together; past that, empty rooms go first, then the oldest "
+         "frames and messages of the fullest."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -200,6 +209,7 @@ class Options(usage.Options):
                     f"--admin-token-file was given, but {self['element']!r} has no wall() "
                     "to send alerts to"
                 )
+        self["roomLimits"] = roomLimits(self)
 
     def checkEndpoints(self) -> None:
         """
@@ -262,6 +272,38 @@ def checkOrigin(origin: str) -> str:
     return origin.strip().rstrip("/")
 
 
+def roomLimits(config: Options) -> dict[str, int]:
+    """
+    C{--max-rooms}, C{--room-bytes} and C{--rooms-bytes}, as the keyword
+    arguments of C{Lobby.setRoomLimits}.
+
+    @raise usage.UsageError: naming the first option that is not allowed.
+    """
+    limits = {}
+    for option, argument, lowest in (("max-rooms", "maxRooms", 1),
+                                     ("room-bytes", "roomBytes", 64 * 1024),
+                                     ("rooms-bytes", "totalBytes", 1024 * 1024)):
+        try:
+            value = int(str(config[option]).strip())
+        except ValueError:
+            value = lowest - 1
+        if value < lowest:
+            raise usage.UsageError(f"--{option} must be a whole number, {lowest} or more, "
+                                   f"not {config[option]!r}")
+        limits[argument] = value
+    return limits
+
+
+def offerRoomLimits(factory: Any, limits: dict[str, int] | None) -> None:
+    """
+    Call C{setRoomLimits(**limits)} on the object the element factory is a
+    bound method of (C{Lobby().makeChatter}), if it has one.
+    """
+    setLimits = getattr(getattr(factory, "__self__", factory), "setRoomLimits", None)
+    if limits and callable(setLimits):
+        setLimits(**limits)
+
+
 def makeBackplane(config: Options) -> Any:
     """
     The backplane C{--redis} asks for, or the in-memory one.
@@ -300,6 +342,7 @@ def makeService(config: Options) -> MultiService:
     backplane = makeBackplane(config)
     backplane.setServiceParent(service)
     offerBackplane(config["elementFactory"], backplane)
+    offerRoomLimits(config["elementFactory"], config.get("roomLimits"))
     site = LiveSite(config["elementFactory"], title=config["title"], settings=config["settings"],
                     sessionStore=backplane.sessions)
     site.health.addCheck(lambda: None if service.running else "shutting down")

@@ -33,6 +33,11 @@ JOINED = "presenceJoined"
 LEFT = "presenceLeft"
 
 
+#: What a page is told when Redis answered a command with an error: the
+#: error itself (Redis's text, key names...) goes to the log only.
+STORE_UNREACHABLE = "The server could not reach its store; please try again in a moment."
+
+
 class NameTaken(CallRefused):
     """
     Someone else holds the name.
@@ -121,5 +126,5 @@ def memberList(names: Any) -> list[str]:
 
 from .memory import MemoryBackplane  # noqa: E402
 
-__all__ = ["JOINED", "LEFT", "Backplane", "BackplaneDown", "Call", "MemoryBackplane", "NameTaken",
-           "Roster", "memberList"]
+__all__ = ["JOINED", "LEFT", "STORE_UNREACHABLE", "Backplane", "BackplaneDown", "Call",
+           "MemoryBackplane", "NameTaken", "Roster", "memberList"]

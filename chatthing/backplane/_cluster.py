@@ -3,16 +3,18 @@ The roster and the session store of the Redis backplane.
 """
 
 import json
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..live import Stream
+from ..live import CallRefused, Stream
+from ..live._logsafe import LogThrottle, cut
 from ..live._sessionstore import SessionRecord
 from ..names import nameKey
-from . import JOINED, LEFT, BackplaneDown, Call, NameTaken, _lua
+from . import JOINED, LEFT, STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, _lua
 
 if TYPE_CHECKING:
     from ..live._session import LiveSession
@@ -50,6 +52,7 @@ class RedisRoster:
     def __init__(self, backplane: "RedisBackplane") -> None:
         self.backplane = backplane
         self.held: dict[str, tuple[str, str, Stream, list[Call]]] = {}
+        self._warnings = LogThrottle(time.monotonic)
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
              announce: list[Call], onLeave: list[Call]) -> Deferred:
@@ -72,7 +75,15 @@ class RedisRoster:
                 raise NameTaken(f"the name {name!r} is taken")
             self.held[ident] = (name, group, stream, onLeave)
 
-        return d.addCallback(held)
+        def failed(failure: Failure) -> Failure:
+            if failure.check(CallRefused):
+                return failure
+            # Redis's own words (an error, a timeout) are for the operator.
+            self._warnings.warn(self.log, "hold", "could not hold a name in Redis: {error}",
+                                error=cut(failure.getErrorMessage()))
+            raise BackplaneDown(STORE_UNREACHABLE)
+
+        return d.addCallback(held).addErrback(failed)
 
     def _hold(self, ident: str, name: str, group: str, stream: Any, onLeave: list[Call],
               announce: list[Call], quiet: bool) -> Deferred:

@@ -44,15 +44,16 @@ local function release(prefix, holder, maxlen, origin, leftMethod, announce)
 end
 """
 
-#: KEYS: stream, dedupe key or "".  ARGV: maxlen, origin, call...
-#: Returns the offsets, or false if the dedupe key was there already (the
-#: same call of a page ran before, on a process that died).
+#: KEYS: stream, dedupe key or "".  ARGV: maxlen, origin, seconds the
+#: dedupe key is kept, call...  Returns the offsets, or false if the dedupe
+#: key was there already (the same call of a page ran before, on a process
+#: that died).
 PUBLISH = _APPEND + """
 if KEYS[2] ~= '' then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 3600) then return false end
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return false end
 end
 local seqs = {}
-for i = 3, #ARGV do seqs[#seqs + 1] = append(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) end
+for i = 4, #ARGV do seqs[#seqs + 1] = append(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) end
 return seqs
 """
 

@@ -73,7 +73,7 @@ class SharedStream(Stream):
         encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
                    for method, args in calls]
         d = self.backplane.script(_lua.PUBLISH, [self.key, self._dedupeKey()],
-                                  [self.maxlen, origin, *encoded])
+                                  [self.maxlen, origin, self.backplane.dedupeSeconds, *encoded])
         d.addCallback(lambda _: None)
         d.addErrback(self._notPublished, origin, calls)
         return d

@@ -10,6 +10,7 @@ until then rooms fall back to this process's pages, names cannot be taken,
 and C{/healthz} says the backplane is unreachable.
 """
 
+import math
 import os
 import secrets
 import socket
@@ -38,6 +39,16 @@ DEAD_AFTER = 3.0
 
 #: Seconds a command may take before the connection is taken for broken.
 COMMAND_TIMEOUT = 5.0
+
+#: Seconds past the grace period that Redis keeps the key naming one
+#: publication of a page's call, so that the call, sent again by its page
+#: after its process died, is not published twice.  A page sends its calls
+#: again when it resumes, within its grace period of the drop (a budget that
+#: resumes do not restart: L{chatthing.live.LiveSession}); the margin covers
+#: a drop not yet noticed (ping interval and timeout: 25 s by default) and a
+#: process not yet taken for dead (L{DEAD_AFTER}).  It was an hour: about
+#: 1 GiB of Redis an hour at 1,000 messages a second.
+DEDUPE_MARGIN = 60
 
 #: Seconds a login waits for Redis (while the process starts, or Redis is
 #: back in a moment) before it is refused.
@@ -112,6 +123,7 @@ class RedisBackplane(MultiService):
         self.reactor = reactor
         self.url = RedisURL(url)
         self.gracePeriod = gracePeriod
+        self.dedupeSeconds = int(math.ceil(gracePeriod)) + DEDUPE_MARGIN
         self.deadAfter = DEAD_AFTER
         self.loginWait = LOGIN_WAIT
         self.prefix = prefix

@@ -56,7 +56,17 @@ class LiveSession:
     seen, it gets exactly what it missed, and re-sent frames are not run
     twice.
 
+    The grace period is a budget, not a clock that each resume restarts:
+    the time a session spends with no page counts against it, and the time
+    a page stays connected pays it back, second for second.  So a page that
+    drops and resumes over and over without staying connected (or a client
+    cycling resumes to keep sessions it does not use) sees its session end
+    after one grace period away in all; an honest page on a flaky network,
+    connected longer than it is away, never runs out.
+
     @ivar connection: the page's connection now, or L{None} while it is away.
+    @ivar graceSpent: seconds of the grace period used up by earlier times
+        away (not yet paid back by time connected).
     """
 
     log = Logger()
@@ -89,6 +99,8 @@ class LiveSession:
         self._receivedSeq = 0
         self._acks = AckSchedule(reactor, self._acknowledge)
         self._graceTimer: Any = None
+        self.graceSpent = 0.0
+        self._since = reactor.seconds()
         self._nextCallId = 0
         self._awaitingAnswer: dict[int, Deferred] = {}
         self._running = 0
@@ -103,6 +115,11 @@ class LiveSession:
         """
         Start talking to the page through C{connection}.
         """
+        if self.connection is None:
+            # The time away counts against the grace period.
+            now = self.reactor.seconds()
+            self.graceSpent += now - self._since
+            self._since = now
         self.connection = connection
         if self._graceTimer is not None and self._graceTimer.active():
             self._graceTimer.cancel()
@@ -181,9 +198,15 @@ class LiveSession:
         seconds to come.
         """
         if self.connection is None and not self.ended and self._graceTimer is None:
-            self._graceTimer = self.reactor.callLater(
-                self.settings.gracePeriod, self.end, Failure(ConnectionLost("no page came back"))
-            )
+            self._awaitReturn(Failure(ConnectionLost("no page came back")))
+
+    def _awaitReturn(self, reason: Failure) -> None:
+        """
+        The page is away: end the session with C{reason} once what is left
+        of its grace period has run out.
+        """
+        left = max(0.0, self.settings.gracePeriod - self.graceSpent)
+        self._graceTimer = self.reactor.callLater(left, self.end, reason)
 
     def moveAway(self) -> None:
         """
@@ -211,12 +234,14 @@ class LiveSession:
         if connection is not self.connection:
             return
         self.connection = None
+        # The time connected pays back what earlier times away used up.
+        now = self.reactor.seconds()
+        self.graceSpent = max(0.0, self.graceSpent - (now - self._since))
+        self._since = now
         if intentional:
             self.end(reason)
         elif not self.ended:
-            self._graceTimer = self.reactor.callLater(
-                self.settings.gracePeriod, self.end, reason
-            )
+            self._awaitReturn(reason)
 
     def end(self, reason: Failure) -> None:
         """
@@ -227,6 +252,12 @@ class LiveSession:
             return
         self.ended = True
         self._logEnd(reason)
+        if self.connection is not None:
+            # Nothing may run in a session that has ended: a connection
+            # still attached (its page's resume was refused on a newer one)
+            # is closed, not left to speak for it.
+            connection, self.connection = self.connection, None
+            connection.replaced()
         if not reason.check(SessionMoved):
             self.store.forget(self)
         self._acks.cancel()
@@ -244,6 +275,9 @@ class LiveSession:
         why = reason.getErrorMessage()
         if self._graceTimer is not None and not self._graceTimer.active():
             why = f"not back within the {self.settings.gracePeriod:g}s grace period ({why})"
+            if self.graceSpent > 0:
+                why += (f", {self.graceSpent:.1f}s of which were used up by earlier times "
+                        "away not paid back by time connected")
         self.log.info("{session} ended: {why}", session=self, why=why)
 
     # Sending
@@ -296,6 +330,7 @@ class LiveSession:
             self.log.warn("{session} is too far behind: {error}", session=self, error=e)
             if self.connection is not None:
                 self.connection.expel("too many frames unacknowledged")
+                self.connection = None
             self.end(Failure(e))
             return
         self.metrics.sent()

@@ -40,6 +40,9 @@ class Stream:
     per-recipient JSON or numbering), which keeps fan-out cheap.  The last
     C{history} frames are kept, so a page that reconnects saying "I have
     everything up to offset N" can be sent what it missed, in order.
+    They are kept within a byte budget too (L{limitBytes}), counted in
+    bytes of their encoded frames, and a stream nobody will resume from
+    drops them (L{trim}).
 
     A stream shared by several processes (L{chatthing.backplane}) numbers
     its calls in the shared log and delivers them here with L{deliver} as
@@ -48,6 +51,7 @@ class Stream:
     @ivar name: identifies the stream in frames; unique among the streams a
         page subscribes to.
     @ivar offset: the offset of the latest call, 0 before the first.
+    @ivar heldBytes: the bytes of the frames kept for replay.
     @ivar fallback: a stream of this process only that pages subscribed to
         this one also receive, and that carries what this one cannot while
         it is cut off from the processes it is shared with; L{None} for a
@@ -58,10 +62,14 @@ class Stream:
     #: The metrics of the site whose sessions subscribe (set as they do).
     metrics: LiveMetrics = UNMEASURED
     fallback: "Stream | None" = None
+    #: The most bytes of frames kept for replay (L{None}: only C{history}
+    #: bounds them).
+    maxBytes: int | None = None
 
     def __init__(self, name: str, history: int = 1000) -> None:
         self.name = name
         self.offset = 0
+        self.heldBytes = 0
         # A list, not a deque: a page's own stream holds a frame or two,
         # and a deque allocates room for 64 however few it holds.
         self._history: list[tuple[int, PreparedMessage]] = []
@@ -130,11 +138,54 @@ class Stream:
         message = self.prepare(offset, method, args)
         self.offset = offset
         self._history.append((offset, message))
+        self.heldBytes += len(message.payloadHybi)
         if len(self._history) > self._keep:
-            self._complete = self._history.pop(0)[0]
+            self._forgetOldest()
+        if self.maxBytes is not None:
+            self.trimBytes(self.maxBytes)
         self._tellObservers(method, args)
         self.fanOut(offset, message)
         self.metrics.emitted(len(self._subscribers), perf_counter() - started)
+
+    def _forgetOldest(self) -> None:
+        at, message = self._history.pop(0)
+        self._complete = at
+        self.heldBytes -= len(message.payloadHybi)
+
+    def limitBytes(self, maxBytes: int) -> None:
+        """
+        Keep at most C{maxBytes} of frames for replay (and as many in the
+        L{fallback}): past that the oldest are forgotten, and a page that
+        missed them cannot resume.
+        """
+        self.maxBytes = maxBytes
+        self.trimBytes(maxBytes)
+        if self.fallback is not None:
+            self.fallback.limitBytes(maxBytes)
+
+    def trimBytes(self, maxBytes: int) -> int:
+        """
+        Forget the oldest frames until at most C{maxBytes} are kept.
+
+        @return: how many bytes were let go.
+        """
+        before = self.heldBytes
+        while self._history and self.heldBytes > maxBytes:
+            self._forgetOldest()
+        return before - self.heldBytes
+
+    def trim(self) -> int:
+        """
+        Forget every frame kept for replay (and the L{fallback}'s): nobody
+        is left to resume from them.  What comes next is numbered and kept
+        as before.
+
+        @return: how many bytes were let go.
+        """
+        freed = self.trimBytes(0)
+        if self.fallback is not None:
+            freed += self.fallback.trim()
+        return freed
 
     def skipTo(self, offset: int) -> None:
         """
