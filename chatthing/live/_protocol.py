@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from . import _wire
 from ._backlog import bufferedBytes, refusedBytes
+from ._budget import BudgetedFrames, wireBucket
 from ._errors import LiveError, ProtocolError, RateLimited
 from ._footprint import (
     CONNECTION_ATTRIBUTES,
@@ -25,6 +26,7 @@ from ._footprint import (
     shareEmptySendQueue,
     withoutOptionsDump,
 )
+from ._logsafe import cut
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
@@ -36,17 +38,19 @@ HELLO_TIMEOUT = 10.0
 
 
 @readOptionsFromFactory
-class LiveServerProtocol(WebSocketServerProtocol):
+class LiveServerProtocol(BudgetedFrames, WebSocketServerProtocol):
     """
     Reads frames from one page connection, answers bad ones with an error
     reply, and hands good ones to the page's L{LiveSession}; writes what the
     session sends, and cuts the connection if the page stops reading.
+    What its frames may cost the server is kept to L{BudgetedFrames}'s
+    budgets.
     """
 
     liveLog = Logger()
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
-        "_floodReported", "_adopting")
+        "_floodReported", "_adopting", "_ackBucket", "_wireBucket", "_oversize")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
     gathered: list[bytes] | None
@@ -57,6 +61,9 @@ class LiveServerProtocol(WebSocketServerProtocol):
     _floodReported: bool
     _adopting: bool
     _bucket: TokenBucket
+    _ackBucket: TokenBucket
+    _wireBucket: TokenBucket | None
+    _oversize: bool
 
     def __init__(self) -> None:
         for name, value in _INITIAL:
@@ -69,8 +76,10 @@ class LiveServerProtocol(WebSocketServerProtocol):
         settings = self.factory.settings
         origin = request.headers.get("origin")
         if not originAllowed(origin, request.headers.get("host"), settings.allowedOrigins):
-            self.liveLog.warn("refused WebSocket from {peer}: origin {origin!r} not allowed",
-                              peer=request.peer, origin=origin)
+            self.factory.logThrottle.warn(
+                self.liveLog, "origin", "refused WebSocket from {peer}: origin {origin} not allowed",
+                peer=request.peer, origin=cut(origin))
+            self.factory.metrics.refused("OriginNotAllowed")
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         return None
 
@@ -84,8 +93,10 @@ class LiveServerProtocol(WebSocketServerProtocol):
             self.transport.setTcpNoDelay(factory.settings.noDelay)
         except (AttributeError, OSError):
             pass  # not a TCP connection
-        self._bucket = TokenBucket(factory.settings.frameRate, factory.settings.frameBurst,
-                                   factory.reactor.seconds)
+        settings, clock = factory.settings, factory.reactor.seconds
+        self._bucket = TokenBucket(settings.frameRate, settings.frameBurst, clock)
+        self._ackBucket = TokenBucket(settings.ackRate, settings.ackBurst, clock)
+        self._wireBucket = wireBucket(settings, clock)
         self._helloTimeout = factory.reactor.callLater(
             HELLO_TIMEOUT, self._closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
@@ -104,7 +115,13 @@ class LiveServerProtocol(WebSocketServerProtocol):
                 # without limit.
                 self._throttle()
                 raise
-            if not _wire.isAck(frame):
+            if self.session is not None and _wire.isAck(frame):
+                # Acks have a rate of their own (a page acks a few times a
+                # second); before hello, an ack is a frame like any other.
+                if not self._ackBucket.take():
+                    self._ackRefused()
+                    return
+            else:
                 self._throttle()
             if self.session is None:
                 if self._adopting:
@@ -126,21 +143,64 @@ class LiveServerProtocol(WebSocketServerProtocol):
             refuser = self if self.session is None else self.session
             refuser.refuse(ident, e, quiet=quiet)
 
-    def _throttle(self) -> None:
-        if self._bucket.take():
+    def _throttle(self, bucket: TokenBucket | None = None, what: str = "frames") -> None:
+        bucket = self._bucket if bucket is None else bucket
+        if bucket.take():
             # A flood is over once the page has kept under the rate long
             # enough to refill the bucket; until then, a frame let through
             # by a token that came back does not start a new flood (which
             # would log a line per refill during a sustained flood).
-            if self._bucket.tokens >= self._bucket.burst - 1:
+            if bucket.tokens >= bucket.burst - 1:
                 self._floodReported = False
         else:
             raise RateLimited(
-                f"too many frames: keep to {self.factory.settings.frameRate:g} a second "
-                f"(bursts of {self.factory.settings.frameBurst}); slow down"
+                f"too many {what}: keep to {bucket.rate:g} a second "
+                f"(bursts of {bucket.burst}); slow down"
             )
 
+    def _ackRefused(self) -> None:
+        """
+        An ack over its rate is dropped unanswered (an error reply is a
+        numbered frame, which a page acks: a flood would feed itself), and
+        counted; logged once a flood.
+        """
+        self.factory.metrics.refused("AckRateLimited")
+        if not self._floodReported:
+            self._floodReported = True
+            bucket = self._ackBucket
+            self.factory.logThrottle.warn(
+                self.liveLog, "AckRateLimited",
+                "dropping acks from {peer}: over {rate:g} a second (bursts of {burst})",
+                peer=self.peer, rate=bucket.rate, burst=bucket.burst)
+
+    def messageTooLarge(self, length: int) -> None:
+        """
+        A message over C{maxFrameBytes} was read and dropped (see
+        L{BudgetedFrames}): refuse it as one frame too large.
+        """
+        if self._cut:
+            return
+        error = _wire.FrameTooLarge(
+            f"frame of {length} bytes exceeds the limit of {self.factory.settings.maxFrameBytes} bytes")
+        try:
+            self._throttle()
+        except RateLimited as limited:
+            error = limited
+        quiet = isinstance(error, RateLimited) and self._floodReported
+        self._floodReported = self._floodReported or isinstance(error, RateLimited)
+        (self if self.session is None else self.session).refuse(None, error, quiet=quiet)
+
+    def overBudget(self, code: int, kind: str, reason: str) -> None:
+        """
+        Log (rate limited) and count a close for going over a budget.
+        """
+        self.factory.logThrottle.warn(
+            self.liveLog, kind, "closing {peer} with {code}: {reason}",
+            peer=self.peer, code=code, reason=reason)
+        self.factory.metrics.closedForBudget(kind)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.partialBytes.release(self)
         for timer in (self._helloTimeout, self._backlogCheck):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -191,6 +251,9 @@ class LiveServerProtocol(WebSocketServerProtocol):
         if sync or chopsize:
             keepSendQueue(self)
         super().sendData(data, sync, chopsize)
+        # Pongs, close frames and error replies count against the backlog
+        # like everything else: a page that pings and never reads is cut.
+        self._checkBacklog()
 
     def sendLiveFrame(self, frame: dict[str, Any]) -> None:
         """
@@ -209,7 +272,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         """
         limit = self.factory.settings.maxOutgoingBytes
         backlog = bufferedBytes(self.transport)
-        if backlog <= limit:
+        if backlog <= limit or self._cut:
             return
         if refusedBytes(self.transport) > 0 or backlog > 4 * limit:
             self._cutOff(backlog)
@@ -223,8 +286,8 @@ class LiveServerProtocol(WebSocketServerProtocol):
             self._cutOff(backlog)
 
     def _cutOff(self, backlog: int) -> None:
-        self.liveLog.warn(
-            "cut off {peer}: it is not reading ({backlog} bytes unsent)",
+        self.factory.logThrottle.warn(
+            self.liveLog, "cutOff", "cut off {peer}: it is not reading ({backlog} bytes unsent)",
             peer=self.peer, backlog=backlog,
         )
         self._cut = True
@@ -237,8 +300,9 @@ class LiveServerProtocol(WebSocketServerProtocol):
         (unless C{quiet}).
         """
         if not quiet:
-            self.liveLog.warn("refused input from {peer}: {kind}: {error}",
-                              peer=self.peer, kind=type(error).__name__, error=error)
+            self.factory.logThrottle.warn(
+                self.liveLog, type(error).__name__, "refused input from {peer}: {errorName}: {error}",
+                peer=self.peer, errorName=type(error).__name__, error=cut(str(error)))
         self.factory.metrics.refused(type(error).__name__)
         self.sendLiveFrame(_wire.errorFrameFor(ident, error))
 
@@ -327,7 +391,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         self._adopting = False
         if failure.check(LiveError):
             self.liveLog.info("{peer} could not resume: {why}", peer=self.peer,
-                              why=failure.getErrorMessage())
+                              why=cut(failure.getErrorMessage()))
         else:
             self.liveLog.failure("could not take over a session for {peer}", failure, peer=self.peer)
         self.factory.metrics.resumed(EXPIRED)
@@ -399,4 +463,5 @@ _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_ownOptions", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("_adopting", False),
+    ("_wireBucket", None), ("_oversize", False),
 )
