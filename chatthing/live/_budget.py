@@ -28,8 +28,13 @@ message assembly where those costs are spent:
 from typing import Any, Callable
 
 from autobahn.util import encode_truncate
+from twisted.logger import Logger
 
+from . import _wire
+from ._errors import RateLimited
 from ._ratelimit import TokenBucket
+
+log = Logger()
 
 #: How many times an honest page's most (its frame and ack rates and
 #: bursts together) a page may send, counting frames of every kind, before
@@ -98,14 +103,14 @@ class PartialBytes:
 class BudgetedFrames:
     """
     Mixed into a C{WebSocketServerProtocol} before it: the budgets above,
-    on Autobahn's frame and message hooks.
+    on Autobahn's frame and message hooks, and what the connection does
+    when a page goes over one.
 
-    The connection class provides (in its slots) C{_wireBucket} (a
-    L{TokenBucket}, or L{None} before it opens), C{_oversize} (whether the
-    message being read has gone past C{maxFrameBytes}), and these hooks:
-    C{messageTooLarge(length)} (a message was dropped),
-    C{overBudget(code, kind, reason)} (log and count a close for a budget;
-    called before the close frame is sent).
+    The connection provides, in its slots, C{_wireBucket} (a
+    L{TokenBucket}, or L{None} before it opens), C{_ackBucket}, C{_oversize}
+    (whether the message being read has gone past C{maxFrameBytes}),
+    C{_floodReported} and C{_cut}; and C{_throttle()} (take a token of its
+    frame rate, or raise L{RateLimited}), C{session} and C{refuse}.
     """
 
     __slots__ = ()
@@ -183,3 +188,46 @@ class BudgetedFrames:
             self.transport.pauseProducing()
         except AttributeError:
             pass  # a test double
+
+    # What a connection does about it
+
+    def _ackRefused(self) -> None:
+        """
+        An ack over its rate is dropped unanswered (an error reply is a
+        numbered frame, which a page acks: a flood would feed itself), and
+        counted; logged once a flood.
+        """
+        self.factory.metrics.refused("AckRateLimited")
+        if not self._floodReported:
+            self._floodReported = True
+            bucket = self._ackBucket
+            self.factory.logThrottle.warn(
+                log, "AckRateLimited",
+                "dropping acks from {peer}: over {rate:g} a second (bursts of {burst})",
+                peer=self.peer, rate=bucket.rate, burst=bucket.burst)
+
+    def messageTooLarge(self, length: int) -> None:
+        """
+        A message over C{maxFrameBytes} was read and dropped (see
+        L{BudgetedFrames}): refuse it as one frame too large.
+        """
+        if self._cut:
+            return
+        error = _wire.FrameTooLarge(
+            f"frame of {length} bytes exceeds the limit of {self.factory.settings.maxFrameBytes} bytes")
+        try:
+            self._throttle()
+        except RateLimited as limited:
+            error = limited
+        quiet = isinstance(error, RateLimited) and self._floodReported
+        self._floodReported = self._floodReported or isinstance(error, RateLimited)
+        (self if self.session is None else self.session).refuse(None, error, quiet=quiet)
+
+    def overBudget(self, code: int, kind: str, reason: str) -> None:
+        """
+        Log (rate limited) and count a close for going over a budget.
+        """
+        self.factory.logThrottle.warn(
+            log, kind, "closing {peer} with {code}: {reason}",
+            peer=self.peer, code=code, reason=reason)
+        self.factory.metrics.closedForBudget(kind)

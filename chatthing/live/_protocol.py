@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
-from ._backlog import bufferedBytes, refusedBytes
+from ._backlog import BacklogLimit
 from ._budget import BudgetedFrames, wireBucket
 from ._errors import LiveError, ProtocolError, RateLimited
 from ._footprint import (
@@ -38,13 +38,13 @@ HELLO_TIMEOUT = 10.0
 
 
 @readOptionsFromFactory
-class LiveServerProtocol(BudgetedFrames, WebSocketServerProtocol):
+class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     """
     Reads frames from one page connection, answers bad ones with an error
     reply, and hands good ones to the page's L{LiveSession}; writes what the
     session sends, and cuts the connection if the page stops reading.
     What its frames may cost the server is kept to L{BudgetedFrames}'s
-    budgets.
+    budgets; what it may hold for the page, to L{BacklogLimit}'s.
     """
 
     liveLog = Logger()
@@ -158,47 +158,6 @@ class LiveServerProtocol(BudgetedFrames, WebSocketServerProtocol):
                 f"(bursts of {bucket.burst}); slow down"
             )
 
-    def _ackRefused(self) -> None:
-        """
-        An ack over its rate is dropped unanswered (an error reply is a
-        numbered frame, which a page acks: a flood would feed itself), and
-        counted; logged once a flood.
-        """
-        self.factory.metrics.refused("AckRateLimited")
-        if not self._floodReported:
-            self._floodReported = True
-            bucket = self._ackBucket
-            self.factory.logThrottle.warn(
-                self.liveLog, "AckRateLimited",
-                "dropping acks from {peer}: over {rate:g} a second (bursts of {burst})",
-                peer=self.peer, rate=bucket.rate, burst=bucket.burst)
-
-    def messageTooLarge(self, length: int) -> None:
-        """
-        A message over C{maxFrameBytes} was read and dropped (see
-        L{BudgetedFrames}): refuse it as one frame too large.
-        """
-        if self._cut:
-            return
-        error = _wire.FrameTooLarge(
-            f"frame of {length} bytes exceeds the limit of {self.factory.settings.maxFrameBytes} bytes")
-        try:
-            self._throttle()
-        except RateLimited as limited:
-            error = limited
-        quiet = isinstance(error, RateLimited) and self._floodReported
-        self._floodReported = self._floodReported or isinstance(error, RateLimited)
-        (self if self.session is None else self.session).refuse(None, error, quiet=quiet)
-
-    def overBudget(self, code: int, kind: str, reason: str) -> None:
-        """
-        Log (rate limited) and count a close for going over a budget.
-        """
-        self.factory.logThrottle.warn(
-            self.liveLog, kind, "closing {peer} with {code}: {reason}",
-            peer=self.peer, code=code, reason=reason)
-        self.factory.metrics.closedForBudget(kind)
-
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.partialBytes.release(self)
         for timer in (self._helloTimeout, self._backlogCheck):
@@ -261,38 +220,6 @@ class LiveServerProtocol(BudgetedFrames, WebSocketServerProtocol):
         and errors before a session exists).
         """
         self.sendPayload(_wire.encode(frame))
-
-    def _checkBacklog(self) -> None:
-        """
-        Cut the connection if the page is not reading: more than
-        C{maxOutgoingBytes} wait for it, and either the kernel has refused
-        some of them, or they are still waiting a second later.  A page that
-        reads is not cut for one large burst written in a single reactor turn;
-        past four times the limit, nothing waits: memory stays bounded.
-        """
-        limit = self.factory.settings.maxOutgoingBytes
-        backlog = bufferedBytes(self.transport)
-        if backlog <= limit or self._cut:
-            return
-        if refusedBytes(self.transport) > 0 or backlog > 4 * limit:
-            self._cutOff(backlog)
-        elif self._backlogCheck is None:
-            self._backlogCheck = self.factory.reactor.callLater(1.0, self._recheckBacklog)
-
-    def _recheckBacklog(self) -> None:
-        self._backlogCheck = None
-        backlog = bufferedBytes(self.transport)
-        if backlog > self.factory.settings.maxOutgoingBytes and not self._cut:
-            self._cutOff(backlog)
-
-    def _cutOff(self, backlog: int) -> None:
-        self.factory.logThrottle.warn(
-            self.liveLog, "cutOff", "cut off {peer}: it is not reading ({backlog} bytes unsent)",
-            peer=self.peer, backlog=backlog,
-        )
-        self._cut = True
-        self.factory.metrics.cutOff()
-        self.transport.abortConnection()
 
     def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None:
         """
