@@ -360,3 +360,30 @@ async def test_logVolume(serve, serverLog):
     assert any("\\x1b[31mALERT\\nfake line" in line for line in lines)
     assert len(logLines(serverLog[start:], "NoSuchMethod")) == 1
     assert metric(server, 'live_errors_total{kind="ProtocolError"}') == frames
+
+
+# Options
+
+
+def test_budgetOptions():
+    """--ack-rate, --ack-burst and --max-partial-bytes set the budgets; the defaults are documented ones; bad values are usage errors."""
+    from twisted.python import usage
+
+    from chatthing import tap
+
+    def settings(*args: str) -> LiveSettings:
+        options = tap.Options()
+        options.parseOptions(["--element=chatthing.chatterbox.chat", *args])
+        return options["settings"]
+
+    default = settings()
+    assert (default.ackRate, default.ackBurst, default.maxPartialBytes) == (20, 40, 64 * MiB)
+    chosen = settings("--ack-rate", "5", "--ack-burst", "8", "--max-partial-bytes", "1048576")
+    assert (chosen.ackRate, chosen.ackBurst, chosen.maxPartialBytes) == (5, 8, MiB)
+    for bad in (["--ack-rate", "0"], ["--ack-burst", "x"], ["--max-partial-bytes", "100"]):
+        try:
+            settings(*bad)
+        except usage.UsageError as e:
+            assert bad[0] in str(e)
+        else:
+            raise AssertionError(f"{bad} was accepted")
