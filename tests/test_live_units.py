@@ -231,7 +231,7 @@ class ExposedCallTests(SynchronousTestCase):
             [{"type": "error", "id": 7, "error": {"name": "Sorry", "message": "not today"}, "seq": 1}],
         )
         [logged] = self.logged
-        self.assertEqual(logged["errorName"], "Sorry")
+        self.assertEqual(logged["kind"], "Sorry")
         self.assertEqual(logged["error"], "'not today'")  # cut and escaped: logsafe.cut()
         self.assertNotIn("log_failure", logged)
         self.assertEqual(self.flushLoggedErrors(), [])

@@ -228,8 +228,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         """
         if not quiet:
             self.factory.logThrottle.warn(
-                self.liveLog, type(error).__name__, "refused input from {peer}: {errorName}: {error}",
-                peer=self.peer, errorName=type(error).__name__, error=cut(str(error)))
+                self.liveLog, type(error).__name__, "refused input from {peer}: {kind}: {error}",
+                peer=self.peer, kind=type(error).__name__, error=cut(str(error)))
         self.factory.metrics.refused(type(error).__name__)
         self.sendLiveFrame(_wire.errorFrameFor(ident, error))
 

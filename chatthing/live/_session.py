@@ -416,8 +416,8 @@ class LiveSession:
         """
         if not quiet:
             kind = type(error).__name__
-            line = "refused input from {session}: {errorName}: {error}"
-            fields = {"session": self, "errorName": kind, "error": cut(str(error))}
+            line = "refused input from {session}: {kind}: {error}"
+            fields = {"session": self, "kind": kind, "error": cut(str(error))}
             if self.logThrottle is None:
                 self.log.warn(line, **fields)
             else:
