@@ -21,6 +21,9 @@ message assembly where those costs are spent:
   L{PartialBytes} ledger; past its limit, the connection holding the most
   is closed with 1009 (message too big: from its side, its message was too
   big for what the server could hold then) and its bytes let go;
+- a message declared over the hard limit (C{maxMessagePayloadSize}) is
+  closed with 1009 as Autobahn would, but logged through the throttle and
+  counted;
 - a pong that answers none of the server's pings is ignored quietly
   (Autobahn logs a line for each).
 """
@@ -154,6 +157,12 @@ class BudgetedFrames:
                 CLOSE_MESSAGE_TOO_BIG, "PartialBudget",
                 "the server holds too many unfinished messages; yours is the largest")
 
+    def _max_message_size_exceeded(self, msg_size: int, max_msg_size: int, reason: str) -> None:
+        # A message declared over the hard limit: Autobahn would fail the
+        # connection with 1009 and a log line of its own each time.
+        self.closeForBudget(CLOSE_MESSAGE_TOO_BIG, "MessageTooBig",
+                            f"message of {msg_size} bytes over the limit of {max_msg_size}")
+
     def onMessageEnd(self) -> None:
         self.factory.partialBytes.release(self)
         if self._oversize:
@@ -174,9 +183,12 @@ class BudgetedFrames:
     def closeForBudget(self, code: int, kind: str, reason: str) -> None:
         """
         Close the connection with C{code}: it is over the budget C{kind}.
-        What it holds is let go at once, nothing more it sends is read, and
+        What it holds is let go at once and nothing more it sends is kept;
         Autobahn drops the connection if the page does not answer the close
-        within its close handshake timeout.
+        within its close handshake timeout.  A flood is not even read any
+        more (its close reply neither: it is dropped after that timeout);
+        a page closed for a message too big is read, and kept nothing of,
+        until it answers, so that it sees a clean close.
         """
         if self.failedByMe or self.state != self.STATE_OPEN:
             return
@@ -184,10 +196,11 @@ class BudgetedFrames:
         self._letGoOfMessage()
         self.overBudget(code, kind, reason)
         self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
-        try:
-            self.transport.pauseProducing()
-        except AttributeError:
-            pass  # a test double
+        if code == CLOSE_POLICY_VIOLATION:
+            try:
+                self.transport.pauseProducing()
+            except AttributeError:
+                pass  # a test double
 
     # What a connection does about it
 

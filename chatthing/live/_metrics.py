@@ -88,7 +88,8 @@ class LiveMetrics:
             "live_budget_closes", "Connections closed for going over a budget, by kind: "
             "FrameFlood (frames of every kind far faster than the rate limits: 1008), "
             "PartialBudget (the most held in unfinished messages when all together "
-            "were over --max-partial-bytes: 1009).", ["kind"], registry=r)
+            "were over --max-partial-bytes: 1009), MessageTooBig (a message declared over the hard "
+            "size limit: 1009).", ["kind"], registry=r)
         self._budgetClosesByKind: dict[str, Any] = {}
         self._fanOut = Histogram(
             "live_stream_fanout_seconds", "Seconds one Stream.emit took: encoding one call and "
