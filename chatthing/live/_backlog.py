@@ -1,6 +1,8 @@
 """
 How much a connection's transport holds that its peer has not taken: what
-tells a page that does not read from one that is merely busy.
+tells a page that does not read from one that is merely busy; and
+L{BacklogLimit}, which cuts a page that does not read, whatever the bytes
+waiting for it are (answers, stream frames, pongs, close frames).
 """
 
 from typing import Any

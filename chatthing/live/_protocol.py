@@ -143,8 +143,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             refuser = self if self.session is None else self.session
             refuser.refuse(ident, e, quiet=quiet)
 
-    def _throttle(self, bucket: TokenBucket | None = None, what: str = "frames") -> None:
-        bucket = self._bucket if bucket is None else bucket
+    def _throttle(self) -> None:
+        bucket = self._bucket
         if bucket.take():
             # A flood is over once the page has kept under the rate long
             # enough to refill the bucket; until then, a frame let through
@@ -154,7 +154,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
                 self._floodReported = False
         else:
             raise RateLimited(
-                f"too many {what}: keep to {bucket.rate:g} a second "
+                f"too many frames: keep to {bucket.rate:g} a second "
                 f"(bursts of {bucket.burst}); slow down"
             )
 
