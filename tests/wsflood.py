@@ -138,6 +138,7 @@ def flood(port: int, mode: str, seconds: float, rate: float) -> dict:
         one = frame(9, b"p" * 125)
     batch = 1 if rate else 50
     sent, started, error = 0, time.monotonic(), None
+    due = started
     end = started + seconds
     while time.monotonic() < end and not (reader and reader.ended):
         try:
@@ -149,7 +150,10 @@ def flood(port: int, mode: str, seconds: float, rate: float) -> dict:
             break
         sent += batch
         if rate:
-            pause = started + sent / rate - time.monotonic()
+            # Never faster than RATE, even to catch up after a stall (a
+            # loaded machine): a paced flooder must stay a paced one.
+            due = max(due + 1 / rate, time.monotonic() - 1 / rate)
+            pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
     if reader:
