@@ -137,6 +137,15 @@ class Options(usage.Options):
         ["rooms-bytes", None, "134217728",
          "Bytes all rooms keep together; past that, empty rooms go first, then the oldest "
          "frames and messages of the fullest."],
+        ["ack-rate", None, "20",
+         "Acks a second each page may keep sending (a browser sends about 4); past "
+         "that they are dropped. Frames of every kind over ten times --rate plus "
+         "--ack-rate close the connection (1008)."],
+        ["ack-burst", None, "40",
+         "Acks each page may send at once, faster than --ack-rate."],
+        ["max-partial-bytes", None, "67108864",
+         "Bytes all pages together may hold in messages begun and not finished; past "
+         "that the page holding the most is closed (1009)."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -151,6 +160,9 @@ class Options(usage.Options):
         "max-outgoing-bytes": ("maxOutgoingBytes", int, 1, "a whole number of bytes, 1 or more"),
         "ping-interval": ("pingInterval", float, 0, "a number of seconds, 0 (off) or more"),
         "ping-timeout": ("pingTimeout", float, None, "a number of seconds, more than 0"),
+        "ack-rate": ("ackRate", float, None, "a number of acks a second, more than 0"),
+        "ack-burst": ("ackBurst", int, 1, "a whole number, 1 or more"),
+        "max-partial-bytes": ("maxPartialBytes", int, 65536, "a whole number of bytes, 65536 or more"),
     }
 
     def __init__(self) -> None:

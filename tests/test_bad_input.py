@@ -390,7 +390,11 @@ async def test_floodOfBadFrames(chatServer, serverLog):
     limited = [e for e in mallory.errors() if e["error"]["name"] == "RateLimited"]
     assert limited and all("slow down" in e["error"]["message"] for e in limited)
     logged = refusals(serverLog)
-    assert [e["kind"] for e in logged if e["kind"] != "RateLimited"] == [n for n in names if n != "RateLimited"]
+    # Each kind of refusal is logged, up to the log throttle's lines a kind
+    # (issue 12, row 9: in-limit bad frames cannot write a line each).
+    refused = [n for n in names if n != "RateLimited"]
+    for kind in set(refused):
+        assert len([e for e in logged if e["kind"] == kind]) == min(refused.count(kind), 10), kind
     # The flood is logged once: tokens that come back during it do not start another.
     assert len([e for e in logged if e["kind"] == "RateLimited"]) == 1
     assert failures(serverLog) == []
@@ -430,7 +434,7 @@ async def test_floodOfCallsIsRateLimited(chatServer, serverLog):
 
 @pytest_twisted.ensureDeferred
 async def test_acksAreNotRateLimited(chatServer, serverLog):
-    """Acknowledgements are free: 300 of them at once are not refused, and calls after them are not limited."""
+    """300 acknowledgements at once get no error replies (those over the ack rate are dropped unanswered), and calls after them are not limited."""
     alice, bob = await bystanders(chatServer)
     mallory = await chatServer.login("mallory")
     await fullBucket()
@@ -456,7 +460,8 @@ async def test_garbageBeforeHelloIsRateLimited(chatServer, serverLog):
     assert "RateLimited" in names
     assert set(names) == {"ProtocolError", "RateLimited"}
     assert not any("seq" in e for e in mallory.errors())
-    assert len(refusals(serverLog)) == names.count("ProtocolError") + 1
+    # One line each, up to the log throttle's 10 a kind (issue 12, row 9).
+    assert len(refusals(serverLog)) == min(names.count("ProtocolError"), 10) + 1
     await stillChatting(alice, bob)
 
 

@@ -1,9 +1,15 @@
 """
 How much a connection's transport holds that its peer has not taken: what
-tells a page that does not read from one that is merely busy.
+tells a page that does not read from one that is merely busy; and
+L{BacklogLimit}, which cuts a page that does not read, whatever the bytes
+waiting for it are (answers, stream frames, pongs, close frames).
 """
 
 from typing import Any
+
+from twisted.logger import Logger
+
+log = Logger()
 
 
 def bufferedBytes(transport: Any) -> int:
@@ -25,3 +31,47 @@ def refusedBytes(transport: Any) -> int:
     are full, i.e. when the peer is not keeping up.
     """
     return len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+
+
+class BacklogLimit:
+    """
+    Mixed into a page connection: cuts it when its page stops reading.  It
+    provides (in its slots) C{_cut} (whether it was cut) and
+    C{_backlogCheck} (the timer of a second look, or L{None}), and calls
+    L{_checkBacklog} after every write, of whatever kind.
+    """
+
+    __slots__ = ()
+
+    def _checkBacklog(self) -> None:
+        """
+        Cut the connection if the page is not reading: more than
+        C{maxOutgoingBytes} wait for it, and either the kernel has refused
+        some of them, or they are still waiting a second later.  A page that
+        reads is not cut for one large burst written in a single reactor turn;
+        past four times the limit, nothing waits: memory stays bounded.
+        """
+        limit = self.factory.settings.maxOutgoingBytes
+        backlog = bufferedBytes(self.transport)
+        if backlog <= limit or self._cut:
+            return
+        if refusedBytes(self.transport) > 0 or backlog > 4 * limit:
+            self._cutOff(backlog)
+        elif self._backlogCheck is None:
+            self._backlogCheck = self.factory.reactor.callLater(1.0, self._recheckBacklog)
+
+    def _recheckBacklog(self) -> None:
+        self._backlogCheck = None
+        backlog = bufferedBytes(self.transport)
+        if backlog > self.factory.settings.maxOutgoingBytes and not self._cut:
+            self._cutOff(backlog)
+
+    def _cutOff(self, backlog: int) -> None:
+        self.factory.logThrottle.warn(
+            log, "cutOff", "cut off {peer}: it is not reading ({backlog} bytes unsent)",
+            peer=self.peer, backlog=backlog,
+        )
+        self._cut = True
+        self.factory.metrics.cutOff()
+        self.transport.abortConnection()
+

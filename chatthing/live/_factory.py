@@ -13,8 +13,10 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.logger import Logger
 
 from . import _wire
+from ._budget import PartialBytes
 from ._element import LiveElement
 from ._errors import LiveError
+from ._logsafe import LogThrottle, cut
 from ._metrics import LiveMetrics, offerMetrics
 from ._protocol import LiveServerProtocol
 from ._sending import WriteCoalescer
@@ -114,11 +116,22 @@ class LiveServerFactory(WebSocketServerFactory):
         self._batched_timer = _ExactTimer(reactor)
         self.coalescer = WriteCoalescer(reactor)
         self.metrics = LiveMetrics(lambda: len(self.connections), lambda: len(self.sessions))
+        # What every connection holds in messages not yet finished.
+        self.partialBytes = PartialBytes(settings.maxPartialBytes)
+        self.metrics.addGauge("live_partial_message_bytes",
+                              "Bytes held in WebSocket messages begun and not yet finished.",
+                              lambda: self.partialBytes.total)
+        # Warnings any page can cause at will: a few lines and a count.
+        self.logThrottle = LogThrottle(reactor.seconds)
         offerMetrics(elementFactory, self.metrics)
         # failByDrop=False: a connection Autobahn fails (a frame over the hard
         # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
         # docs/protocol.md says, instead of the TCP connection being dropped.
+        # autoPingRestartOnAnyTraffic=False: only a pong to our ping shows
+        # a page is alive; Autobahn would take any frame (one ack a second)
+        # as an answer, and the ping timeout would never fire.
         self.setProtocolOptions(
+            autoPingRestartOnAnyTraffic=False,
             maxMessagePayloadSize=max(_wire.HARD_MAX_FRAME_BYTES, 4 * settings.maxFrameBytes),
             failByDrop=False,
             autoPingInterval=settings.pingInterval,
@@ -137,7 +150,7 @@ class LiveServerFactory(WebSocketServerFactory):
         try:
             return bool(self._pageExists(path))
         except Exception:
-            self.log.failure("pageExists({path!r}) raised", path=path)
+            self.log.failure("pageExists({path}) raised", path=cut(path))
             return False
 
     def makeElement(self, page: str = "/") -> LiveElement | None:
@@ -173,6 +186,7 @@ class LiveServerFactory(WebSocketServerFactory):
                               self.reactor, self._sessionEnded)
         session.page = page
         session.metrics = self.metrics
+        session.logThrottle = self.logThrottle
         session.store = self.sessionStore
         self.sessions[session.ident] = session
         if ident is None:
@@ -194,7 +208,8 @@ class LiveServerFactory(WebSocketServerFactory):
             try:
                 element = self.makeElement(record.page)
             except LiveError as e:
-                self.log.info("cannot take over session {ident}: {error}", ident=ident[:6], error=e)
+                self.log.info("cannot take over session {ident}: {error}", ident=cut(ident[:6]),
+                              error=cut(str(e)))
                 return None
             if element is None:
                 return None

@@ -45,7 +45,7 @@ class LogThrottle:
         self._windows: dict[str, tuple[float, int]] = {}
         self.suppressed: dict[str, int] = {}
 
-    def warn(self, log: Logger, kind: str, format: str, **fields: Any) -> bool:
+    def warn(self, log: Logger, kind: str, format: str, /, **fields: Any) -> bool:
         """
         Log C{format} with C{fields} as a warning unless C{kind} has had its
         lines for this interval; whether it was logged.

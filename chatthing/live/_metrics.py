@@ -84,6 +84,13 @@ class LiveMetrics:
         self._cutOffs = Counter(
             "live_slow_consumer_cutoffs", "Connections cut off because their page stopped "
             "reading (too many bytes waiting for it).", registry=r)
+        self._budgetCloses = Counter(
+            "live_budget_closes", "Connections closed for going over a budget, by kind: "
+            "FrameFlood (frames of every kind far faster than the rate limits: 1008), "
+            "PartialBudget (the most held in unfinished messages when all together "
+            "were over --max-partial-bytes: 1009), MessageTooBig (a message declared over the hard "
+            "size limit: 1009).", ["kind"], registry=r)
+        self._budgetClosesByKind: dict[str, Any] = {}
         self._fanOut = Histogram(
             "live_stream_fanout_seconds", "Seconds one Stream.emit took: encoding one call and "
             "writing it to the connection of every page subscribed (not the time until pages "
@@ -140,6 +147,15 @@ class LiveMetrics:
     def cutOff(self) -> None:
         self._cutOffs.inc()
 
+    def closedForBudget(self, kind: str) -> None:
+        """
+        A connection was closed for going over the budget C{kind}.
+        """
+        child = self._budgetClosesByKind.get(kind)
+        if child is None:
+            child = self._budgetClosesByKind[kind] = self._budgetCloses.labels(kind)
+        child.inc()
+
 
 class _Unmeasured(LiveMetrics):
     """
@@ -165,6 +181,9 @@ class _Unmeasured(LiveMetrics):
         pass
 
     def cutOff(self) -> None:
+        pass
+
+    def closedForBudget(self, kind: str) -> None:
         pass
 
 

@@ -14,7 +14,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
-from ._backlog import bufferedBytes, refusedBytes
+from ._backlog import BacklogLimit
+from ._budget import BudgetedFrames, wireBucket
 from ._errors import LiveError, ProtocolError, RateLimited
 from ._footprint import (
     CONNECTION_ATTRIBUTES,
@@ -25,6 +26,7 @@ from ._footprint import (
     shareEmptySendQueue,
     withoutOptionsDump,
 )
+from ._logsafe import cut
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
@@ -36,17 +38,19 @@ HELLO_TIMEOUT = 10.0
 
 
 @readOptionsFromFactory
-class LiveServerProtocol(WebSocketServerProtocol):
+class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     """
     Reads frames from one page connection, answers bad ones with an error
     reply, and hands good ones to the page's L{LiveSession}; writes what the
     session sends, and cuts the connection if the page stops reading.
+    What its frames may cost the server is kept to L{BudgetedFrames}'s
+    budgets; what it may hold for the page, to L{BacklogLimit}'s.
     """
 
     liveLog = Logger()
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
-        "_floodReported", "_adopting",
+        "_floodReported", "_adopting", "_ackBucket", "_wireBucket", "_oversize",
         "_direct")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
@@ -61,6 +65,9 @@ class LiveServerProtocol(WebSocketServerProtocol):
     #: Whether frames may go straight to the socket (L{canSendDirectly}):
     #: decided once, when the connection opens; never under TLS.
     _direct: bool
+    _ackBucket: TokenBucket
+    _wireBucket: TokenBucket | None
+    _oversize: bool
 
     def __init__(self) -> None:
         for name, value in _INITIAL:
@@ -73,8 +80,10 @@ class LiveServerProtocol(WebSocketServerProtocol):
         settings = self.factory.settings
         origin = request.headers.get("origin")
         if not originAllowed(origin, request.headers.get("host"), settings.allowedOrigins):
-            self.liveLog.warn("refused WebSocket from {peer}: origin {origin!r} not allowed",
-                              peer=request.peer, origin=origin)
+            self.factory.logThrottle.warn(
+                self.liveLog, "origin", "refused WebSocket from {peer}: origin {origin} not allowed",
+                peer=request.peer, origin=cut(origin))
+            self.factory.metrics.refused("OriginNotAllowed")
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         return None
 
@@ -89,8 +98,10 @@ class LiveServerProtocol(WebSocketServerProtocol):
             self.transport.setTcpNoDelay(factory.settings.noDelay)
         except (AttributeError, OSError):
             pass  # not a TCP connection
-        self._bucket = TokenBucket(factory.settings.frameRate, factory.settings.frameBurst,
-                                   factory.reactor.seconds)
+        settings, clock = factory.settings, factory.reactor.seconds
+        self._bucket = TokenBucket(settings.frameRate, settings.frameBurst, clock)
+        self._ackBucket = TokenBucket(settings.ackRate, settings.ackBurst, clock)
+        self._wireBucket = wireBucket(settings, clock)
         self._helloTimeout = factory.reactor.callLater(
             HELLO_TIMEOUT, self._closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
@@ -109,7 +120,13 @@ class LiveServerProtocol(WebSocketServerProtocol):
                 # without limit.
                 self._throttle()
                 raise
-            if not _wire.isAck(frame):
+            if self.session is not None and _wire.isAck(frame):
+                # Acks have a rate of their own (a page acks a few times a
+                # second); before hello, an ack is a frame like any other.
+                if not self._ackBucket.take():
+                    self._ackRefused()
+                    return
+            else:
                 self._throttle()
             if self.session is None:
                 if self._adopting:
@@ -132,20 +149,22 @@ class LiveServerProtocol(WebSocketServerProtocol):
             refuser.refuse(ident, e, quiet=quiet)
 
     def _throttle(self) -> None:
-        if self._bucket.take():
+        bucket = self._bucket
+        if bucket.take():
             # A flood is over once the page has kept under the rate long
             # enough to refill the bucket; until then, a frame let through
             # by a token that came back does not start a new flood (which
             # would log a line per refill during a sustained flood).
-            if self._bucket.tokens >= self._bucket.burst - 1:
+            if bucket.tokens >= bucket.burst - 1:
                 self._floodReported = False
         else:
             raise RateLimited(
-                f"too many frames: keep to {self.factory.settings.frameRate:g} a second "
-                f"(bursts of {self.factory.settings.frameBurst}); slow down"
+                f"too many frames: keep to {bucket.rate:g} a second "
+                f"(bursts of {bucket.burst}); slow down"
             )
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.partialBytes.release(self)
         for timer in (self._helloTimeout, self._backlogCheck):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -196,6 +215,9 @@ class LiveServerProtocol(WebSocketServerProtocol):
         if sync or chopsize:
             keepSendQueue(self)
         super().sendData(data, sync, chopsize)
+        # Pongs, close frames and error replies count against the backlog
+        # like everything else: a page that pings and never reads is cut.
+        self._checkBacklog()
 
     def sendLiveFrame(self, frame: dict[str, Any]) -> None:
         """
@@ -204,46 +226,15 @@ class LiveServerProtocol(WebSocketServerProtocol):
         """
         self.sendPayload(_wire.encode(frame))
 
-    def _checkBacklog(self) -> None:
-        """
-        Cut the connection if the page is not reading: more than
-        C{maxOutgoingBytes} wait for it, and either the kernel has refused
-        some of them, or they are still waiting a second later.  A page that
-        reads is not cut for one large burst written in a single reactor turn;
-        past four times the limit, nothing waits: memory stays bounded.
-        """
-        limit = self.factory.settings.maxOutgoingBytes
-        backlog = bufferedBytes(self.transport)
-        if backlog <= limit:
-            return
-        if refusedBytes(self.transport) > 0 or backlog > 4 * limit:
-            self._cutOff(backlog)
-        elif self._backlogCheck is None:
-            self._backlogCheck = self.factory.reactor.callLater(1.0, self._recheckBacklog)
-
-    def _recheckBacklog(self) -> None:
-        self._backlogCheck = None
-        backlog = bufferedBytes(self.transport)
-        if backlog > self.factory.settings.maxOutgoingBytes and not self._cut:
-            self._cutOff(backlog)
-
-    def _cutOff(self, backlog: int) -> None:
-        self.liveLog.warn(
-            "cut off {peer}: it is not reading ({backlog} bytes unsent)",
-            peer=self.peer, backlog=backlog,
-        )
-        self._cut = True
-        self.factory.metrics.cutOff()
-        self.transport.abortConnection()
-
     def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None:
         """
         Tell a page with no session yet what was wrong, and log it once
         (unless C{quiet}).
         """
         if not quiet:
-            self.liveLog.warn("refused input from {peer}: {kind}: {error}",
-                              peer=self.peer, kind=type(error).__name__, error=error)
+            self.factory.logThrottle.warn(
+                self.liveLog, type(error).__name__, "refused input from {peer}: {kind}: {error}",
+                peer=self.peer, kind=type(error).__name__, error=cut(str(error)))
         self.factory.metrics.refused(type(error).__name__)
         self.sendLiveFrame(_wire.errorFrameFor(ident, error))
 
@@ -332,7 +323,7 @@ class LiveServerProtocol(WebSocketServerProtocol):
         self._adopting = False
         if failure.check(LiveError):
             self.liveLog.info("{peer} could not resume: {why}", peer=self.peer,
-                              why=failure.getErrorMessage())
+                              why=cut(failure.getErrorMessage()))
         else:
             self.liveLog.failure("could not take over a session for {peer}", failure, peer=self.peer)
         self.factory.metrics.resumed(EXPIRED)
@@ -405,4 +396,5 @@ _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("_adopting", False),
     ("_direct", False),
+    ("_wireBucket", None), ("_oversize", False),
 )

@@ -24,6 +24,7 @@ from ._errors import (
     TooManyPendingCalls,
 )
 from ._expose import checkArguments, exposedMethod
+from ._logsafe import LogThrottle, cut
 from ._metrics import UNMEASURED, LiveMetrics
 from ._replay import AckSchedule, ReplayBuffer, ReplayOverflow
 from ._sessionstore import LocalSessions, SessionStore
@@ -79,6 +80,9 @@ class LiveSession:
     moved = False
     #: The path of the session's page.
     page = "/"
+    #: Keeps refusals a page can cause at will to a few log lines (set by
+    #: the factory: one for all its sessions).
+    logThrottle: LogThrottle | None = None
 
     def __init__(
         self,
@@ -446,10 +450,13 @@ class LiveSession:
         C{quiet}).
         """
         if not quiet:
-            self.log.warn(
-                "refused input from {session}: {kind}: {error}",
-                session=self, kind=type(error).__name__, error=error,
-            )
+            kind = type(error).__name__
+            line = "refused input from {session}: {kind}: {error}"
+            fields = {"session": self, "kind": kind, "error": cut(str(error))}
+            if self.logThrottle is None:
+                self.log.warn(line, **fields)
+            else:
+                self.logThrottle.warn(self.log, kind, line, **fields)
         self.metrics.refused(type(error).__name__)
         self.send(_wire.errorFrameFor(ident, error))
 

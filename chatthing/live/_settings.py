@@ -30,6 +30,14 @@ class LiveSettings:
     @ivar noDelay: whether frames go out at once (C{TCP_NODELAY}), rather
         than small ones being held by Nagle's algorithm until the page
         acknowledges earlier bytes.
+    @ivar ackRate: C{ack} frames a second a page may keep sending (a
+        browser sends at most about 4)...
+    @ivar ackBurst: ...after a burst of this many; past that they get a
+        C{RateLimited} error.  A page sending frames of every kind together
+        faster than ten times its frame and ack rates is closed with 1008.
+    @ivar maxPartialBytes: bytes all connections together may hold in
+        messages begun and not finished; past that the connection holding
+        the most is closed with 1009.
     """
 
     gracePeriod: float = 30.0
@@ -44,3 +52,6 @@ class LiveSettings:
     pingTimeout: float = 10.0
     allowedOrigins: tuple[str, ...] = ()
     noDelay: bool = True
+    ackRate: float = 20.0
+    ackBurst: int = 40
+    maxPartialBytes: int = 64 * 1024 * 1024

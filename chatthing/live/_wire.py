@@ -46,15 +46,15 @@ CLOSE_TOO_FAR_BEHIND = 4008
 LEAVING_CODES = frozenset({1000, 1001})
 
 #: Close codes with which the server ends a misbehaving page's session at
-#: once: protocol errors (1002, 1007 invalid UTF-8, 1009 too big), and
-#: failures to make its element (1011).
-ENDING_CODES = frozenset({1002, 1007, 1009, 1011})
+#: once: protocol errors (1002, 1007 invalid UTF-8, 1008 a frame flood,
+#: 1009 too big), and failures to make its element (1011).
+ENDING_CODES = frozenset({1002, 1007, 1008, 1009, 1011})
 
 
 def isAck(frame: dict[str, Any]) -> bool:
     """
-    Whether C{frame} is a well-formed C{ack}, the only frame not rate
-    limited (a malformed one is answered and logged, so it counts).
+    Whether C{frame} is a well-formed C{ack}, which has a rate limit of its
+    own (a malformed one is answered and logged, so it counts as a frame).
     """
     seq = frame.get("seq")
     return (frame["type"] == ACK and isinstance(seq, int) and not isinstance(seq, bool)
