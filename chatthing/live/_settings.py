@@ -30,6 +30,18 @@ class LiveSettings:
     @ivar noDelay: whether frames go out at once (C{TCP_NODELAY}), rather
         than small ones being held by Nagle's algorithm until the page
         acknowledges earlier bytes.
+    @ivar requestHeaderTimeout: seconds an HTTP request has to arrive whole
+        (headers, and body if any), counted from the connection (or the end
+        of the previous request on it), not from its last byte; past that
+        it gets 408 and is closed.
+    @ivar maxUnfinishedRequests: HTTP connections that may wait for their
+        request at once; past that the one that has waited longest is
+        closed (408), so a newcomer is served while others trickle bytes.
+    @ivar maxRequestBodyBytes: the largest request body the site reads; a
+        larger one is answered 413 and its connection closed, unread.
+    @ivar allowedHosts: host names (C{chat.example.com}, C{*.example.com},
+        or C{*} for any) the site answers to besides C{localhost} and the
+        address a connection arrived at; others get 421 (DNS rebinding).
     """
 
     gracePeriod: float = 30.0
@@ -44,3 +56,7 @@ class LiveSettings:
     pingTimeout: float = 10.0
     allowedOrigins: tuple[str, ...] = ()
     noDelay: bool = True
+    requestHeaderTimeout: float = 15.0
+    maxUnfinishedRequests: int = 256
+    maxRequestBodyBytes: int = 64 * 1024
+    allowedHosts: tuple[str, ...] = ()
