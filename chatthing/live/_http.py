@@ -125,6 +125,7 @@ class BoundedHTTPChannel(HTTPChannel):
     _received = 0
     _refused = False
     _bodyBytes = 0
+    _served = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -173,21 +174,26 @@ class BoundedHTTPChannel(HTTPChannel):
 
     def _closeWaiting(self, reason: str, format: str, **fields: Any) -> None:
         """
-        Give up on the request this connection owes: a connection idle
-        between requests is closed quietly (as an idle timeout would); one
-        that has sent part of a request gets 408 and a line in the log.
+        Give up on the request this connection owes.  A kept-alive
+        connection idle since its last answer is closed quietly (as an idle
+        timeout would); any other is counted and logged, and one that has
+        sent part of a request gets 408 first.
         """
         received, since = self._received, self._waitingSince
         self._requestArrived()
         if self.transport is None or self._refused:
             return
-        if not received and self.requests == []:
+        if not received and self._served:
             self._refused = True
             self.transport.loseConnection()
             return
         age = self.site.reactor.seconds() - (since or 0)
         self.site.refusals.refused(reason, format, peer=self._peer(), received=received, age=age, **fields)
-        self.refuse(408, b"Request Timeout", b"The request did not arrive in time.\n")
+        if received:
+            self.refuse(408, b"Request Timeout", b"The request did not arrive in time.\n")
+        else:
+            self._refused = True
+            self.transport.loseConnection()
 
     def _peer(self) -> str:
         peer = self.transport.getPeer() if self.transport is not None else None
@@ -253,6 +259,7 @@ class BoundedHTTPChannel(HTTPChannel):
     def requestDone(self, request: Any) -> None:
         # Waiting for the next request starts now, before any that was
         # pipelined behind this one is read.
+        self._served += 1
         if self.persistent and self.transport is not None and not self._refused:
             self._waitForRequest()
         super().requestDone(request)
