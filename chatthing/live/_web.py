@@ -61,7 +61,6 @@ class SecureRequest(Request):
             "(--allowed-host)", peer=getattr(self.getClientAddress(), "host", "?"), host=cut(shown, 100))
         self.setResponseCode(421, b"Misdirected Request")
         self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        self.setHeader(b"Connection", b"close")
         self.write(f"421 Misdirected Request: this server does not answer to the host name "
                    f"{shown[:100]!r}; its operator may allow it with --allowed-host.\n".encode("utf-8"))
         self.finish()
