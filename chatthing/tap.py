@@ -342,11 +342,13 @@ def makeService(config: Options) -> MultiService:
         ListeningService(description, site, "chat").setServiceParent(service)
     if config["metrics-listen"] is not None:
         ListeningService(
-            config["metrics-listen"], operatorSite(site.health, MetricsResource(site.metrics)), "metrics"
+            config["metrics-listen"],
+            site.limitOther(operatorSite(site.health, MetricsResource(site.metrics)), "operator"), "metrics"
         ).setServiceParent(service)
     if config["adminToken"] is not None:
         ListeningService(
-            config["admin-listen"], adminSite(config["adminToken"], config["alertTarget"]), "admin"
+            config["admin-listen"],
+            site.limitOther(adminSite(config["adminToken"], config["alertTarget"]), "admin"), "admin"
         ).setServiceParent(service)
     GracefulShutdown(site, alertTarget(config["elementFactory"]), RESTART_ALERT).setServiceParent(service)
     return service

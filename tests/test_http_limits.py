@@ -468,3 +468,27 @@ async def test_publicHealthzHidesDetails(serve):
         assert status == 200 and b"redis://10.1.2.3:6379/0" in body, body
     finally:
         await operator.stopService()
+
+
+def test_operatorAndAdminSitesBounded(startTwistd, tmp_path):
+    """The operator's and the admin's ports get the same header deadline, and a 64 KiB body cap."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    server = startTwistd("--request-header-timeout", "1", "--metrics-listen", "tcp:0:interface=127.0.0.1",
+                         "--admin-token-file", str(token), "--admin-listen", "tcp:0:interface=127.0.0.1")
+    metricsPort = int(server.waitForLog(r"metrics listening on http://127\.0\.0\.1:(\d+)/").group(1))
+    adminPort = int(server.waitForLog(r"admin listening on http://127\.0\.0\.1:(\d+)/").group(1))
+    answer, sent, _ = _trickle(metricsPort, 0.1, 8.0)
+    assert answer.startswith(b"HTTP/1.1 408 ") and sent >= 5, (answer[:100], sent)
+    head = (f"POST /alert HTTP/1.1\r\nHost: 127.0.0.1:{adminPort}\r\nAuthorization: Bearer s3cret\r\n"
+            f"Content-Length: {300 * 1024 * 1024}\r\n\r\n").encode()
+    answer, sent = _bodyAttempt(adminPort, head, b"x" * 65536, 4 << 20)
+    assert answer.startswith(b"HTTP/1.1 413 ") and sent <= 65536, (answer[:100], sent)
+    # An alert of the right size still goes through.
+    body = b'{"text": "maintenance at noon"}'
+    raw = (f"POST /alert HTTP/1.1\r\nHost: 127.0.0.1:{adminPort}\r\nAuthorization: Bearer s3cret\r\n"
+           f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    assert _request(adminPort, raw)[0] == 200
+    metrics = _request(metricsPort, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")[2]
+    assert b'operator_http_refused_total{reason="header_timeout"} 1.0' in metrics
+    assert b'admin_http_refused_total{reason="body_too_large"} 1.0' in metrics

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry, Counter
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
+from twisted.web.server import Site
 
 from ._logsafe import LogThrottle, cut
 
@@ -54,9 +55,10 @@ class HTTPRefusals:
 
     log = Logger()
 
-    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float]) -> None:
+    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float],
+                 metric: str = "live_http_refused", what: str = "a page") -> None:
         counter = Counter(
-            "live_http_refused", "HTTP requests refused before they reached a page, by reason: "
+            metric, f"HTTP requests refused before they reached {what}, by reason: "
             f"{HEADER_TIMEOUT} (headers not complete within --request-header-timeout), {SHED} "
             "(the oldest unfinished request, closed for a newcomer past "
             f"--max-unfinished-requests), {BODY_TOO_LARGE} (a body over "
@@ -267,3 +269,18 @@ class BoundedHTTPChannel(HTTPChannel):
     def connectionLost(self, reason: Any) -> None:
         self._requestArrived()
         super().connectionLost(reason)
+
+
+def limitRequests(site: Site, refusals: HTTPRefusals, headerTimeout: float, maxUnfinished: int,
+                  maxBodyBytes: int) -> Site:
+    """
+    Make C{site} serve through L{BoundedHTTPChannel}s with these bounds
+    (for sites other than the live one: the operator's and the admin's,
+    which listen on ports of their own); C{site}.
+    """
+    site.protocol = BoundedHTTPChannel
+    site.requestHeaderTimeout = headerTimeout
+    site.maxRequestBodyBytes = maxBodyBytes
+    site.unfinished = UnfinishedRequests(maxUnfinished)
+    site.refusals = refusals
+    return site

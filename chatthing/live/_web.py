@@ -19,7 +19,7 @@ from ._element import LiveElement
 from ._factory import LiveServerFactory
 from ._health import HealthResource
 from ._hosts import HostCheck
-from ._http import HOST_NOT_ALLOWED, SECURITY_HEADERS, BoundedHTTPChannel, HTTPRefusals, UnfinishedRequests
+from ._http import HOST_NOT_ALLOWED, SECURITY_HEADERS, HTTPRefusals, limitRequests
 from ._logsafe import cut
 from ._metrics import MetricsResource
 from ._settings import LiveSettings
@@ -187,7 +187,6 @@ class LiveSite(Site):
     """
 
     requestFactory = SecureRequest
-    protocol = BoundedHTTPChannel
 
     def __init__(
         self,
@@ -213,10 +212,21 @@ class LiveSite(Site):
         self.metrics, self.health = self.liveFactory.metrics, HealthResource()
         page.putChild(b"healthz", self.health.public())
         self.hostCheck = HostCheck(settings.allowedHosts)
-        self.requestHeaderTimeout = settings.requestHeaderTimeout
-        self.maxRequestBodyBytes = settings.maxRequestBodyBytes
-        self.unfinished = UnfinishedRequests(settings.maxUnfinishedRequests)
-        self.refusals = HTTPRefusals(self.metrics.registry, self.reactor.seconds)
+        limitRequests(self, HTTPRefusals(self.metrics.registry, self.reactor.seconds),
+                      settings.requestHeaderTimeout, settings.maxUnfinishedRequests,
+                      settings.maxRequestBodyBytes)
+
+    def limitOther(self, site: Site, name: str, maxBodyBytes: int = 64 * 1024) -> Site:
+        """
+        Bound the requests of another site of this server (the operator's,
+        the admin endpoint's) as this one's are, with a body cap of its
+        own; its refusals are counted as C{NAME_http_refused} here.
+        """
+        refusals = HTTPRefusals(self.metrics.registry, self.reactor.seconds,
+                                metric=f"{name}_http_refused", what=f"the {name} endpoint")
+        settings = self.liveFactory.settings
+        return limitRequests(site, refusals, settings.requestHeaderTimeout,
+                             settings.maxUnfinishedRequests, maxBodyBytes)
 
     def serveMetrics(self) -> None:
         """
