@@ -19,7 +19,9 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
@@ -121,6 +123,9 @@ class BoundedHTTPChannel(HTTPChannel):
 
     #: Seconds a refused connection has to take its answer before it is cut.
     abortTimeout = 5
+
+    #: The site, which L{Site.buildProtocol} sets (with the bounds above).
+    site: Any
 
     _deadline: Any = None
     _waitingSince: float | None = None
@@ -266,7 +271,7 @@ class BoundedHTTPChannel(HTTPChannel):
             self._waitForRequest()
         super().requestDone(request)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._requestArrived()
         super().connectionLost(reason)
 
