@@ -6,6 +6,7 @@ C{twisted.web.tap}.
 """
 
 import inspect
+import ipaddress
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from .backplane.redis import RedisURL
 from .listening import ListeningService
 from .live import LiveElement, LiveSite
 from .live._health import operatorSite
+from .live._hosts import ANY_HOST, HostCheck, hostName, listenHosts
 from .live._metrics import MetricsResource
 from .live._settings import LiveSettings
 from .shutdown import RESTART_ALERT, GracefulShutdown
@@ -146,6 +148,15 @@ class Options(usage.Options):
         ["max-partial-bytes", None, "67108864",
          "Bytes all pages together may hold in messages begun and not finished; past "
          "that the page holding the most is closed (1009)."],
+        ["request-header-timeout", None, "15",
+         "Seconds an HTTP request has to arrive whole from the moment the server waits "
+         "for it (not an idle timeout: trickling bytes does not extend it); then 408, closed."],
+        ["max-unfinished-requests", None, "256",
+         "HTTP connections that may wait at once for their request to arrive; past that "
+         "the one that has waited longest is closed (keep it well under ulimit -n)."],
+        ["max-request-body-bytes", None, "65536",
+         "Largest HTTP request body read on the chat's port (it takes none); a larger "
+         "one gets 413 and the connection is closed."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -163,6 +174,9 @@ class Options(usage.Options):
         "ack-rate": ("ackRate", float, None, "a number of acks a second, more than 0"),
         "ack-burst": ("ackBurst", int, 1, "a whole number, 1 or more"),
         "max-partial-bytes": ("maxPartialBytes", int, 65536, "a whole number of bytes, 65536 or more"),
+        "request-header-timeout": ("requestHeaderTimeout", float, None, "a number of seconds, more than 0"),
+        "max-unfinished-requests": ("maxUnfinishedRequests", int, 1, "a whole number, 1 or more"),
+        "max-request-body-bytes": ("maxRequestBodyBytes", int, 0, "a whole number of bytes, 0 or more"),
     }
 
     def __init__(self) -> None:
@@ -171,6 +185,7 @@ class Options(usage.Options):
         self.docs = {name: " ".join(doc.split()) if doc else doc for name, doc in self.docs.items()}
         self["listen"] = []
         self["allowed-origin"] = []
+        self["allowed-host"] = []
 
     def opt_listen(self, description: str) -> None:
         """
@@ -190,6 +205,16 @@ class Options(usage.Options):
         the page's own origin; clients that send no Origin are allowed].
         """
         self["allowed-origin"].append(origin)
+
+    def opt_allowed_host(self, host: str) -> None:
+        """
+        A host name (chat.example.com; *.example.com for every name under it;
+        * for any) the chat answers to in the Host header of its pages, files
+        and WebSocket, against DNS rebinding; others get 421; repeatable
+        [default: localhost, the address each connection arrives at, and,
+        when listening on all interfaces, this machine's host names].
+        """
+        self["allowed-host"].append(host)
 
     def postOptions(self) -> None:
         if self["element"] is None:
@@ -259,6 +284,7 @@ class Options(usage.Options):
             values[field] = value
         values["allowedOrigins"] = tuple(checkOrigin(o) for o in self["allowed-origin"])
         values["noDelay"] = not self["nagle"]
+        values["allowedHosts"] = tuple(checkHost(h) for h in self["allowed-host"])
         return LiveSettings(**values)
 
 
@@ -316,6 +342,29 @@ def offerRoomLimits(factory: Any, limits: dict[str, int] | None) -> None:
         setLimits(**limits)
 
 
+def checkHost(host: str) -> str:
+    """
+    C{host} as L{HostCheck} takes it, if it is a host name or address,
+    C{*.NAME} or C{*}.
+
+    @raise usage.UsageError: if it is not.
+    """
+    text = host.strip()
+    if text == ANY_HOST:
+        return text
+    wildcard = text.startswith("*.")
+    body = text[2:] if wildcard else text
+    try:
+        name: str | None = str(ipaddress.ip_address(body.strip("[]")))
+    except ValueError:
+        name = hostName(body)
+    if name is None or "*" in name:
+        raise usage.UsageError(
+            f"--allowed-host must be a host name like chat.example.com, *.example.com or *, "
+            f"not {host!r}")
+    return ("*." if wildcard else "") + name
+
+
 def makeBackplane(config: Options) -> Any:
     """
     The backplane C{--redis} asks for, or the in-memory one.
@@ -357,6 +406,9 @@ def makeService(config: Options) -> MultiService:
     offerRoomLimits(config["elementFactory"], config.get("roomLimits"))
     site = LiveSite(config["elementFactory"], title=config["title"], settings=config["settings"],
                     sessionStore=backplane.sessions)
+    # The Host names the site answers to: --allowed-host's, and those it
+    # listens as (this machine's names, if on all interfaces).
+    site.hostCheck = HostCheck((*listenHosts(config["listen"]), *config["settings"].allowedHosts))
     site.health.addCheck(lambda: None if service.running else "shutting down")
     site.health.addCheck(backplane.problem, critical=False)
     if config["metrics-public"]:
@@ -365,11 +417,13 @@ def makeService(config: Options) -> MultiService:
         ListeningService(description, site, "chat").setServiceParent(service)
     if config["metrics-listen"] is not None:
         ListeningService(
-            config["metrics-listen"], operatorSite(site.health, MetricsResource(site.metrics)), "metrics"
+            config["metrics-listen"],
+            site.limitOther(operatorSite(site.health, MetricsResource(site.metrics)), "operator"), "metrics"
         ).setServiceParent(service)
     if config["adminToken"] is not None:
         ListeningService(
-            config["admin-listen"], adminSite(config["adminToken"], config["alertTarget"]), "admin"
+            config["admin-listen"],
+            site.limitOther(adminSite(config["adminToken"], config["alertTarget"]), "admin"), "admin"
         ).setServiceParent(service)
     GracefulShutdown(site, alertTarget(config["elementFactory"]), RESTART_ALERT).setServiceParent(service)
     return service

@@ -23,16 +23,32 @@ class HealthResource(Resource):
     server should not be sent pages: shutting down) and C{200} if not (it
     serves, with less: the backplane is down).  Plain text, never cached.
 
+    With C{detailed} false (L{public}: what the chat's own port serves) the
+    reasons are left out, only C{degraded}: they may name the Redis server
+    and what is wrong with it, which is the operator's business; the
+    operator's site (C{--metrics-listen}) has the details.
+
     @ivar checks: the L{HealthCheck}s and whether each is critical; add to
         it with L{addCheck}.
+    @ivar detailed: whether the answer says what the problems are.
     """
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, checks: list[HealthCheck] | None = None) -> None:
+    def __init__(self, checks: list[HealthCheck] | None = None, detailed: bool = True) -> None:
         super().__init__()
         self.checks: list[tuple[HealthCheck, bool]] = [(check, True) for check in checks or []]
+        self.detailed = detailed
+
+    def public(self) -> "HealthResource":
+        """
+        The same checks (checks added to either are asked by both), answered
+        without details.
+        """
+        view = HealthResource(detailed=False)
+        view.checks = self.checks
+        return view
 
     def addCheck(self, check: HealthCheck, critical: bool = True) -> None:
         self.checks.append((check, critical))
@@ -62,6 +78,8 @@ class HealthResource(Resource):
             return b"ok"
         if self.problems(critical=True):
             request.setResponseCode(503)
+        if not self.detailed:
+            return b"degraded"
         return "\n".join(f"degraded: {p}" for p in problems).encode("utf-8")
 
 

@@ -38,6 +38,18 @@ class LiveSettings:
     @ivar maxPartialBytes: bytes all connections together may hold in
         messages begun and not finished; past that the connection holding
         the most is closed with 1009.
+    @ivar requestHeaderTimeout: seconds an HTTP request has to arrive whole
+        (headers, and body if any), counted from the connection (or the end
+        of the previous request on it), not from its last byte; past that
+        it gets 408 and is closed.
+    @ivar maxUnfinishedRequests: HTTP connections that may wait for their
+        request at once; past that the one that has waited longest is
+        closed (408), so a newcomer is served while others trickle bytes.
+    @ivar maxRequestBodyBytes: the largest request body the site reads; a
+        larger one is answered 413 and its connection closed, unread.
+    @ivar allowedHosts: host names (C{chat.example.com}, C{*.example.com},
+        or C{*} for any) the site answers to besides C{localhost} and the
+        address a connection arrived at; others get 421 (DNS rebinding).
     """
 
     gracePeriod: float = 30.0
@@ -55,3 +67,7 @@ class LiveSettings:
     ackRate: float = 20.0
     ackBurst: int = 40
     maxPartialBytes: int = 64 * 1024 * 1024
+    requestHeaderTimeout: float = 15.0
+    maxUnfinishedRequests: int = 256
+    maxRequestBodyBytes: int = 64 * 1024
+    allowedHosts: tuple[str, ...] = ()

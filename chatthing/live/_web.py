@@ -18,21 +18,13 @@ from .._assets import assetFolder
 from ._element import LiveElement
 from ._factory import LiveServerFactory
 from ._health import HealthResource
+from ._hosts import HostCheck
+from ._http import HOST_NOT_ALLOWED, SECURITY_HEADERS, HTTPRefusals, limitRequests
+from ._logsafe import cut
 from ._metrics import MetricsResource
 from ._settings import LiveSettings
 
-#: Sent with every response: no inline script or style, nothing from other
-#: origins, no framing (clickjacking), no MIME sniffing.
-SECURITY_HEADERS = {
-    b"Content-Security-Policy": (
-        b"default-src 'self'; script-src 'self'; style-src 'self'; "
-        b"img-src 'self' data:; connect-src 'self'; object-src 'none'; "
-        b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    b"X-Content-Type-Options": b"nosniff",
-    b"X-Frame-Options": b"DENY",
-    b"Referrer-Policy": b"no-referrer",
-}
+__all__ = ["SECURITY_HEADERS", "LiveSite"]
 
 #: The path of the WebSocket, relative to the site's root.
 WEBSOCKET_PATH = b"live"
@@ -41,13 +33,42 @@ WEBSOCKET_PATH = b"live"
 class SecureRequest(Request):
     """
     A request whose response carries L{SECURITY_HEADERS}, whatever resource
-    answers it.
+    answers it, and no C{Server} banner (twisted.web's names its version);
+    one whose C{Host} the site's L{HostCheck} does not allow is answered 421
+    before any resource sees it (DNS rebinding: see L{chatthing.live._hosts}).
+    C{/healthz} is served whatever the C{Host}: load balancers ask for it by
+    address, and it says no more than "ok" or "degraded".
     """
 
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
+        site = self.channel.site
+        check = getattr(site, "hostCheck", None)
+        if check is not None and self.path.split(b"?", 1)[0] != b"/healthz":
+            host = self.getHeader(b"host")
+            local = getattr(self.getHost(), "host", None)
+            if not check.allows(host, local):
+                self.site = site
+                self._refuseHost(site, host)
+                return
         super().process()
+
+    def _refuseHost(self, site: Any, host: bytes | None) -> None:
+        shown = (host or b"").decode("latin-1")
+        site.refusals.refused(
+            HOST_NOT_ALLOWED, "HTTP request from {peer} refused: Host {host} is not served here "
+            "(--allowed-host)", peer=getattr(self.getClientAddress(), "host", "?"), host=cut(shown, 100))
+        self.setResponseCode(421, b"Misdirected Request")
+        self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        self.write(f"421 Misdirected Request: this server does not answer to the host name "
+                   f"{shown[:100]!r}; its operator may allow it with --allowed-host.\n".encode("utf-8"))
+        self.finish()
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        if (name.lower() if isinstance(name, bytes) else name.lower().encode()) == b"server":
+            return
+        super().setHeader(name, value)
 
 
 class LiveSocketResource(WebSocketResource):
@@ -59,6 +80,13 @@ class LiveSocketResource(WebSocketResource):
     """
 
     def render(self, request: Request) -> Any:
+        if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
+            # Not a handshake: a plain answer with the site's headers, not
+            # Autobahn's status page.
+            request.setResponseCode(426, b"Upgrade Required")
+            request.setHeader(b"Upgrade", b"websocket")
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"426 Upgrade Required: this is the chat's WebSocket; open the page instead.\n"
         channel = request.channel
         transport = channel.transport
         body = super().render(request)
@@ -76,6 +104,12 @@ class StaticFolder(File):
 
     contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
                     ".css": "text/css; charset=utf-8"}
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        # A NUL is in no file name: the file system would raise.
+        if b"\x00" in path:
+            return notFound()
+        return super().getChild(path, request)
 
     def directoryListing(self) -> Resource:
         return forbidden(message="Directory listings are not served.")
@@ -143,7 +177,13 @@ class LiveSite(Site):
         sessions.
     @ivar metrics: the site's L{LiveMetrics}; C{/metrics} only if
         L{serveMetrics} is called.
-    @ivar health: C{/healthz}, a L{HealthResource}: add checks to it.
+    @ivar health: the L{HealthResource} with the details, for the operator's
+        site: add checks to it.  C{/healthz} here says only "ok" or
+        "degraded" (no Redis address for anyone to read).
+    @ivar hostCheck: the L{HostCheck} of C{settings.allowedHosts}.
+    @ivar unfinished: the connections whose request has not arrived whole,
+        L{UnfinishedRequests} of at most C{settings.maxUnfinishedRequests}.
+    @ivar refusals: counts and logs the HTTP requests refused.
     """
 
     requestFactory = SecureRequest
@@ -166,9 +206,27 @@ class LiveSite(Site):
         page.putChild(WEBSOCKET_PATH, LiveSocketResource(self.liveFactory))
         page.putChild(b"js", StaticFolder(str(assetFolder("js"))))
         page.putChild(b"css", StaticFolder(str(assetFolder("templates") / "css")))
-        super().__init__(page)
+        super().__init__(page, reactor=self.liveFactory.reactor, parsePOSTFormSubmission=False)
+        # No version banner in the WebSocket handshake's answer either.
+        self.liveFactory.server = None
         self.metrics, self.health = self.liveFactory.metrics, HealthResource()
-        page.putChild(b"healthz", self.health)
+        page.putChild(b"healthz", self.health.public())
+        self.hostCheck = HostCheck(settings.allowedHosts)
+        limitRequests(self, HTTPRefusals(self.metrics.registry, self.reactor.seconds),
+                      settings.requestHeaderTimeout, settings.maxUnfinishedRequests,
+                      settings.maxRequestBodyBytes)
+
+    def limitOther(self, site: Site, name: str, maxBodyBytes: int = 64 * 1024) -> Site:
+        """
+        Bound the requests of another site of this server (the operator's,
+        the admin endpoint's) as this one's are, with a body cap of its
+        own; its refusals are counted as C{NAME_http_refused} here.
+        """
+        refusals = HTTPRefusals(self.metrics.registry, self.reactor.seconds,
+                                metric=f"{name}_http_refused", what=f"the {name} endpoint")
+        settings = self.liveFactory.settings
+        return limitRequests(site, refusals, settings.requestHeaderTimeout,
+                             settings.maxUnfinishedRequests, maxBodyBytes)
 
     def serveMetrics(self) -> None:
         """
