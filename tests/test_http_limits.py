@@ -402,6 +402,37 @@ async def test_chunkedBodyRefused(serve):
     assert refusedCount(server, "body_too_large") == 1
 
 
+def _bodyFlood(port: int, seconds: float, most: int = 2000) -> list[bytes]:
+    """
+    Requests one after the other for C{seconds} (at most C{most} of them),
+    each announcing a 300 MiB body and sending it as fast as the server
+    reads; the status line of each answer.
+    """
+    head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Length: {300 * 1024 * 1024}\r\n\r\n").encode()
+    answers: list[bytes] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and len(answers) < most:
+        answers.append(_bodyAttempt(port, head, b"x" * 65536, 4 << 20)[0].split(b"\r\n", 1)[0])
+    return answers
+
+
+@pytest_twisted.ensureDeferred
+async def test_bodyFloodLeavesOthersChatting(serve):
+    """While a client keeps posting 300 MiB bodies, each is refused with 413 and a logged-in user chats unharmed."""
+    server = await serve()
+    bystander = await Bystander.start(server.wsUrl)
+    calm = await bystander.probe(20)
+    flood = threads.deferToThread(_bodyFlood, server.port, 3.0)
+    during = await bystander.probe(20)
+    answers = await withDeadline(flood, 60)
+    print(f"\nbody flood: {len(answers)} bodies refused; bystander calm {calm}; during {during}")
+    assert answers and all(a.startswith(b"HTTP/1.1 413 ") for a in answers), set(answers)
+    assert refusedCount(server, "body_too_large") == len(answers)
+    bystander.assertUnharmed(calm, during)
+    await bystander.stop()
+
+
 @pytest_twisted.ensureDeferred
 async def test_smallBodyStillAnswered(serve):
     """A body under the cap is read and answered as before (405: the page takes no POST)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest_twisted
 from bystander import Bystander
 from conftest import eventually, logLines, subprocessEnvironment
-from twisted.internet import reactor, task, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.logger import formatEvent
 from wsflood import frame, parseFrames
 
@@ -335,6 +335,9 @@ async def test_logVolume(serve, serverLog):
     server = await serve()
     pages = [await server.connect() for _ in range(10)]
     honest = await server.login("honest")
+    bystander = await Bystander.start(server.wsUrl)
+    calm = await bystander.probe(20)
+    probing = defer.ensureDeferred(bystander.probe(20, interval=0.1))
     start = len(serverLog)
     # One frame with control characters first: its line must not break.
     pages[0].sendRaw(json.dumps({"type": "\x1b[31mALERT\nfake line"}).encode())
@@ -350,6 +353,9 @@ async def test_logVolume(serve, serverLog):
     for page in pages:
         await page.waitFor(lambda page=page: sum(f["type"] == "error" for f in page.frames) >= 20,
                            "the error replies")
+    during = await probing
+    bystander.assertUnharmed(calm, during)
+    await bystander.stop()
     lines = [formatEvent(e) or "" for e in serverLog[start:]]
     volume = sum(len(line) for line in lines)
     print(f"\nlog volume: {frames} refused frames of 60 KB from 10 pages -> {len(lines)} lines, "
