@@ -113,14 +113,16 @@ class ChatServer(LoopbackAddress):
             session.end(Failure(ConnectionDone("the test is over")))
 
 
-async def startChatServer(settings: LiveSettings = LiveSettings(), elementFactory=None) -> ChatServer:
+async def startChatServer(settings: LiveSettings = LiveSettings(), elementFactory=None,
+                          description: str = "tcp:0:interface=127.0.0.1") -> ChatServer:
     """
     A fresh chat room (or C{elementFactory}'s elements) served with
-    C{settings} on an ephemeral loopback port.
+    C{settings} on an ephemeral loopback port (or the endpoint
+    C{description}, an C{ssl:} one for TLS).
     """
     room = ChatRoom()
     site = LiveSite(elementFactory or room.makeChatter, settings=settings)
-    service = ListeningService("tcp:0:interface=127.0.0.1", site, "test chat")
+    service = ListeningService(description, site, "test chat")
     service.startService()
     await service._listening
     return ChatServer(room, site, service, service.port.getHost().port)
@@ -202,6 +204,14 @@ async def serve():
         return server
 
     yield start
+    await stopServers(servers)
+
+
+async def stopServers(servers: list[ChatServer]) -> None:
+    """
+    Stop C{servers}: their clients dropped, their connections cut, their
+    sessions ended.
+    """
     for server in servers:
         for client in server.clients:
             client.drop()

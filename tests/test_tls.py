@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from conftest import ChatServer, TwistdServer, _collectLines, eventually, logLines, runTwistd
+from conftest import (ChatServer, TwistdServer, _collectLines, eventually, logLines, runTwistd,
+                      startChatServer, stopServers)
 from playwright.sync_api import expect
 from test_browser import DEADLINE, browser  # noqa: F401  (the module's Chromium)
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 
-from chatthing.chatterbox import ChatRoom
-from chatthing.listening import ListeningService
-from chatthing.live import LiveSettings, LiveSite
+from chatthing.live import LiveSettings
 from chatthing.live._backlog import bufferedBytes
 from chatthing.live.testing import LiveTestClient
 
@@ -55,23 +54,12 @@ async def serveTls(certificate):
     servers: list[ChatServer] = []
 
     async def start(settings: LiveSettings = LiveSettings()) -> ChatServer:
-        room = ChatRoom()
-        site = LiveSite(room.makeChatter, settings=settings)
-        service = ListeningService(sslDescription(key, cert), site, "test chat")
-        service.startService()
-        await service._listening
-        server = ChatServer(room, site, service, service.port.getHost().port)
+        server = await startChatServer(settings, description=sslDescription(key, cert))
         servers.append(server)
         return server
 
     yield start
-    for server in servers:
-        for client in server.clients:
-            client.drop()
-        for connection in list(server.connections):
-            connection.transport.abortConnection()
-        await server.stop()
-        await eventually(lambda: not server.connections, "the connections to close")
+    await stopServers(servers)
 
 
 def trusting(cert: Path):
