@@ -17,7 +17,6 @@ import socket
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
@@ -76,25 +75,49 @@ class RedisURL:
         return clientFromString(reactor, f"tcp:host={host.replace(':', chr(92) + ':')}:port={self.port}")
 
 
-class _Commands(txredisapi.RedisProtocol):
-    # No replyTimeout: txredisapi drops the whole connection when one reply
-    # is late (seen under 10,000 logins at once); each call has its own
-    # timeout instead, and a connection that stops answering is found by
-    # the heartbeat.
-    def __init__(self) -> None:
-        super().__init__(convertNumbers=False)
+def _protocols() -> tuple[type, type]:
+    """
+    The protocols of the command and subscriber connections, made on first
+    use: txredisapi imports C{twisted.internet.reactor} when it is imported,
+    which would install the global reactor whenever this module is imported
+    (by C{chatthing.tap}, say, before twistd or a user chose one).
+    """
+    global _madeProtocols
+    if _madeProtocols is None:
+        import txredisapi
+
+        class _Commands(txredisapi.RedisProtocol):
+            # No replyTimeout: txredisapi drops the whole connection when one reply
+            # is late (seen under 10,000 logins at once); each call has its own
+            # timeout instead, and a connection that stops answering is found by
+            # the heartbeat.
+            def __init__(self) -> None:
+                super().__init__(convertNumbers=False)
+
+        class _Subscriber(txredisapi.SubscriberProtocol):
+            # On hiredis (a dependency), so that every message of one read is
+            # delivered in the same reactor turn: txredisapi's own parser defers
+            # the rest of a read after each reply, and a page would then get one
+            # send() per message instead of one per turn (chatthing.live._sending).
+            def __init__(self) -> None:
+                super().__init__(convertNumbers=False)
+
+            def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
+                self.factory.backplane.messageReceived(channel, message)
+
+        _madeProtocols = (_Commands, _Subscriber)
+    return _madeProtocols
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
-    # On hiredis (a dependency), so that every message of one read is
-    # delivered in the same reactor turn: txredisapi's own parser defers
-    # the rest of a read after each reply, and a page would then get one
-    # send() per message instead of one per turn (chatthing.live._sending).
-    def __init__(self) -> None:
-        super().__init__(convertNumbers=False)
+_madeProtocols: tuple[type, type] | None = None
 
-    def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
-        self.factory.backplane.messageReceived(channel, message)
+
+def __getattr__(name: str) -> Any:
+    # C{_Commands} and C{_Subscriber} stay reachable by name (tests use
+    # them), made when first asked for.
+    if name in ("_Commands", "_Subscriber"):
+        return _protocols()[name == "_Subscriber"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _factory(protocol: type, backplane: "RedisBackplane") -> Factory:
@@ -134,8 +157,8 @@ class RedisBackplane(MultiService):
         self._streams: dict[str, Any] = {}
         self._listeners: list[Callable[[bool], None]] = []
         self._connecting: list[Deferred] = []
-        self._commands: _Commands | None = None
-        self._subscriber: _Subscriber | None = None
+        self._commands: Any = None
+        self._subscriber: Any = None
         self._everConnected = False
         self._resyncing = False
         self._generation = 0
@@ -143,9 +166,10 @@ class RedisBackplane(MultiService):
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
-        ClientService(self.url.endpoint(reactor), _factory(_Commands, self), retry,
+        commands, subscriber = _protocols()
+        ClientService(self.url.endpoint(reactor), _factory(commands, self), retry,
                       prepareConnection=self._commandsUp).setServiceParent(self)
-        ClientService(self.url.endpoint(reactor), _factory(_Subscriber, self), retry,
+        ClientService(self.url.endpoint(reactor), _factory(subscriber, self), retry,
                       prepareConnection=self._subscriberUp).setServiceParent(self)
 
     def __repr__(self) -> str:
@@ -223,11 +247,11 @@ class RedisBackplane(MultiService):
     # whenConnected() fires with the protocol itself, which is what its
     # whenDisconnected() fires with too.
 
-    def _commandsUp(self, proxy: _Commands) -> Deferred:
+    def _commandsUp(self, proxy: Any) -> Deferred:
         return proxy.whenConnected().addCallback(
             self._setUp, "command", lambda protocol: protocol.select(self.url.db))
 
-    def _subscriberUp(self, proxy: _Subscriber) -> Deferred:
+    def _subscriberUp(self, proxy: Any) -> Deferred:
         channels = [f"{self.prefix}handoff:{self.proc}", *self._streams]
         return proxy.whenConnected().addCallback(
             self._setUp, "subscriber", lambda protocol: protocol.subscribe(channels))

@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+
+from ..live import defaultReactor
 
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 
@@ -119,8 +120,9 @@ class RawPage(Protocol):
     """
 
     def __init__(self, host: str, port: int, path: str = "/live", page: str = "/",
-                 probe: bool = False) -> None:
+                 probe: bool = False, reactor: Any = None) -> None:
         self.host = host
+        self.reactor = defaultReactor(reactor)
         self.port = port
         self.path = path
         self.page = page
@@ -285,7 +287,7 @@ class RawPage(Protocol):
             if self._unacknowledged >= ACK_EVERY:
                 self.acknowledge()
             elif self._ackTimer is None:
-                self._ackTimer = _reactor.callLater(ACK_DELAY, self.acknowledge)
+                self._ackTimer = self.reactor.callLater(ACK_DELAY, self.acknowledge)
         if kind == "result":
             d = self._waiting.pop(frame.get("id"), None)
             if d is not None:

@@ -24,6 +24,7 @@ from ._expose import expose
 from ._settings import LiveSettings
 from ._stream import PassingStream, Stream
 from ._web import LiveSite
+from ._reactor import defaultReactor
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "Stream",
     "TooManyPendingCalls",
     "expose",
+    "defaultReactor",
 ]

@@ -28,14 +28,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._backoff import Backoff
 from ._errors import LiveError, RemoteError
+from ._factory import _ExactTimer
 from ._ledger import SessionLedger
+from ._reactor import defaultReactor
 from ._replay import AckSchedule
 from ._wire import PROTOCOL_VERSION
 
@@ -121,7 +122,7 @@ class LiveClient:
         self.url = url
         self.receiver: Receiver = receiver or (lambda method, args: None)
         self.page = page
-        self.reactor = reactor or _reactor
+        self.reactor = defaultReactor(reactor)
         self.backoff = backoff or Backoff()
         self.origin = origin
         self.pingInterval = pingInterval
@@ -238,7 +239,10 @@ class LiveClient:
 
     def _open(self) -> None:
         self._retry = None
-        factory = _Factory(self.url, origin=self.origin)
+        factory = _Factory(self.url, origin=self.origin, reactor=self.reactor)
+        # Autobahn's ping and handshake timers, on this client's reactor
+        # rather than txaio's global one.
+        factory._batched_timer = _ExactTimer(self.reactor)
         factory.client = self
         factory.setProtocolOptions(autoPingInterval=self.pingInterval,
                                    autoPingTimeout=self.pingTimeout)

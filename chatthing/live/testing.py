@@ -22,10 +22,11 @@ from autobahn.twisted.websocket import (
     WebSocketClientProtocol,
     connectWS,
 )
-from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 
+from ._factory import _ExactTimer
 from ._ledger import SessionLedger
+from ._reactor import defaultReactor
 from ._wire import PROTOCOL_VERSION
 
 #: Seconds a test waits for a condition before it fails.
@@ -69,7 +70,7 @@ class LiveTestClient:
         #: For a C{wss:} URL: the TLS options to connect with (e.g.
         #: C{optionsForClientTLS} trusting a test's own certificate).
         self.contextFactory = contextFactory
-        self.reactor = reactor or _reactor
+        self.reactor = defaultReactor(reactor)
         self.frames: list[dict[str, Any]] = []
         self.duplicates = 0
         self.closeCode: int | None = None
@@ -115,8 +116,10 @@ class LiveTestClient:
         return client
 
     async def _open(self) -> None:
-        factory = WebSocketClientFactory(self.url, origin=self.origin)
+        # connectWS connects with the factory's reactor: this client's.
+        factory = WebSocketClientFactory(self.url, origin=self.origin, reactor=self.reactor)
         factory.protocol = _Protocol
+        factory._batched_timer = _ExactTimer(self.reactor)
         # A browser waits for the server's closing reply; Autobahn's default
         # of one second aborts the connection instead, and an abort (a RST)
         # can discard the close frame still unread at the server, which then
