@@ -61,6 +61,9 @@ class LiveTestClient:
     @ivar closeCode: the latest connection's close code once closed.
     @ivar answer: called with C{(method, args)} for each server call; its
         return value is sent back as the call's result (L{HOLD}: no answer).
+    @ivar autoAck: whether each numbered frame received is acknowledged at
+        once; C{False} leaves every frame to the test (C{send}, L{ack}), to
+        play a written exchange frame by frame.
     """
 
     def __init__(self, url: str, reactor: Any = None, origin: str | None = None,
@@ -78,6 +81,7 @@ class LiveTestClient:
         self.isClosed = False
         self.welcome: dict[str, Any] | None = None
         self.answer: Callable[[str, list], Any] = lambda method, args: None
+        self.autoAck = True
         self.protocol: _Protocol | None = None
         self.ledger = SessionLedger()
         self._nextId = 0
@@ -225,6 +229,16 @@ class LiveTestClient:
         if self.protocol is not None:
             self.protocol.transport.abortConnection()
 
+    async def reconnect(self) -> None:
+        """
+        Open a new connection (dropping the current one, if any) and say
+        nothing on it: the test sends its own C{hello}.
+        """
+        if self.protocol is not None and not self.isClosed:
+            self.drop()
+            await self.closed()
+        await self._open()
+
     async def resume(self) -> dict[str, Any]:
         """
         Reconnect and ask to resume the session; the C{resumed} frame, or
@@ -306,7 +320,7 @@ class LiveTestClient:
         kind = frame.get("type")
         if kind == "ack":
             self.ledger.acknowledged(frame["seq"])
-        if "seq" in frame and kind != "ack" and kind != "resumed":
+        if self.autoAck and "seq" in frame and kind != "ack" and kind != "resumed":
             self.ack()
         if kind in ("call", "emit") and isinstance(frame.get("id"), int):
             value = self.answer(frame["method"], frame["args"])
