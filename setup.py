@@ -25,7 +25,11 @@ setup(
     },
     install_requires=[
         "twisted>=24.3",
-        "autobahn>=24.4",
+        # The runtime reaches into Autobahn's internals (the factory's
+        # _batched_timer in chatthing/live/_factory.py; the protocol's
+        # per-frame attributes and the module's pformat in _footprint.py),
+        # which a new major version may change: tested with 26.11.1.
+        "autobahn>=24.4,<27",
         "jinja2>=3.1",
         "prometheus_client>=0.20",
         "txredisapi>=1.4.10",

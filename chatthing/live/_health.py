@@ -36,9 +36,9 @@ class HealthResource(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, checks: list[HealthCheck] | None = None, detailed: bool = True) -> None:
+    def __init__(self, detailed: bool = True) -> None:
         super().__init__()
-        self.checks: list[tuple[HealthCheck, bool]] = [(check, True) for check in checks or []]
+        self.checks: list[tuple[HealthCheck, bool]] = []
         self.detailed = detailed
 
     def public(self) -> "HealthResource":
