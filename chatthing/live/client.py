@@ -115,9 +115,11 @@ class LiveClient:
         @param receiver: see L{receiver}; by default calls are answered with C{None}.
         @param page: the page path sent in C{hello}, which some applications
             use to choose what the page shows (a room, say).
-        @param pingInterval: seconds of quiet before this client pings the
-            server, and C{pingTimeout} to answer, so a dead server is noticed
-            (and reconnected to) even when TCP says nothing.
+        @param pingInterval: seconds after connecting, and after each
+            answer, before this client pings the server again, and
+            C{pingTimeout} to answer (any frame from the server will do), so
+            a dead server is noticed (and reconnected to) even when TCP says
+            nothing.
         """
         self.url = url
         self.receiver: Receiver = receiver or (lambda method, args: None)
