@@ -25,6 +25,8 @@ from ._settings import LiveSettings
 from ._stream import PassingStream, Stream
 from ._web import LiveSite
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
+from ._apps import ElementUnavailable
+from ._appcheck import AppCheckFailed, checkElementModule
 
 __all__ = [
     "BadArguments",
@@ -45,4 +47,7 @@ __all__ = [
     "Stream",
     "TooManyPendingCalls",
     "expose",
+    "AppCheckFailed",
+    "ElementUnavailable",
+    "checkElementModule",
 ]
