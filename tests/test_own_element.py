@@ -187,12 +187,15 @@ def test_tutorialChatFromItsOwnFolder(tmp_path, startIn, browser):  # noqa: F811
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
+            page.on("console", lambda message, errors=errors: errors.append(message.text)
+                    if message.type in ("error", "warning") else None)
             page.goto(server.url)
             page.wait_for_selector('html[data-live-ready="true"]')
             pages.append((page, errors))
         (alice, aliceErrors), (bob, bobErrors) = pages
         for page, name in ((alice, "alice"), (bob, "bob")):
             # The tutorial's own markup, not the built-in chatterbox.html.
+            expect(page.locator('[name="chatBox"]')).to_be_hidden()
             page.fill('[name="username"]', name)
             page.click('[name="login"]')
             expect(page.locator('[name="chatBox"]')).to_be_visible()
