@@ -25,14 +25,13 @@ import pytest_twisted
 from conftest import (
     TwistdServer,
     _collectLines,
-    eventually,
     logLines,
     sourceRoot,
     subprocessEnvironment,
     twistdScript,
 )
 from playwright.sync_api import expect
-from test_browser import CHROMIUM, CHROMIUM_ARGS, DEADLINE, browser  # noqa: F401 (fixture)
+from test_browser import DEADLINE, browser  # noqa: F401 (fixture)
 from test_limits import httpGet
 
 from chatthing.live import AppCheckFailed, checkElementModule
@@ -337,3 +336,27 @@ def test_renderFailureShownNotRetried(tmp_path, startIn, browser):  # noqa: F811
     lines = [line for line in server.logLines if "cannot be shown" in line]
     assert len(lines) == 1 and "UndefinedError" in lines[0], lines
     assert not re.search(r"Traceback|Unhandled", server.log()), server.log()
+
+
+def test_missingWidgetShownAndLeft(tmp_path, startIn, browser):  # noqa: F811
+    """A widget module gone after start-up is shown on the page as such; the page leaves its session instead of hanging on."""
+    app = writeApp(tmp_path / "app", "losesitswidget")
+    server = startIn(app, "losesitswidget.make", "--metrics-public")
+    (app / "js" / "mine.js").unlink()
+    context = browser.new_context()
+    try:
+        context.set_default_timeout(DEADLINE)
+        page = context.new_page()
+        page.goto(server.url)
+        expect(page.locator("[data-live-notice]")).to_contain_text("the widget could not be loaded")
+        expect(page.locator("div[data-live-status]")).to_have_text("Disconnected.")
+        end = time.monotonic() + 15
+        while True:
+            text = fetch(server.url + "metrics")[1]
+            if metric(text, "live_sessions") == 0:
+                break
+            assert time.monotonic() < end, "the session was left behind"
+            time.sleep(0.1)
+        assert page.evaluate("document.documentElement.dataset.liveReady") is None
+    finally:
+        context.close()

@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader
 
 from ._errors import LiveError
 
@@ -132,8 +132,10 @@ class AppFolders:
 
 @lru_cache(maxsize=64)
 def _environmentFor(folder: Path, fallback: Environment) -> Environment:
-    return fallback.overlay(loader=ChoiceLoader([FileSystemLoader(str(folder / "templates")),
-                                                 fallback.loader]))
+    loaders: list[BaseLoader] = [FileSystemLoader(str(folder / "templates"))]
+    if fallback.loader is not None:
+        loaders.append(fallback.loader)
+    return fallback.overlay(loader=ChoiceLoader(loaders))
 
 
 def templatesFor(cls: type, fallback: Environment) -> Environment:
@@ -142,6 +144,6 @@ def templatesFor(cls: type, fallback: Environment) -> Environment:
     folder's C{templates/} first, then C{fallback}'s (the runtime's).
     """
     folder = appFolder(cls)
-    if folder is None or not (folder / "templates").is_dir() or fallback.loader is None:
+    if folder is None or not (folder / "templates").is_dir():
         return fallback
     return _environmentFor(folder, fallback)

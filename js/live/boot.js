@@ -46,6 +46,8 @@ socket.onWelcome(async (welcome) => {
         throw new Error(`${module} exports no class ${widget}`);
       }
     } catch (error) {
+      // Retrying cannot help either: leave, so the server ends the session now.
+      socket.leave();
       showBroken(`the widget could not be loaded: ${error.message}`);
       return;
     }
