@@ -25,6 +25,7 @@ from .live._metrics import MetricsResource
 from .live._settings import LiveSettings
 from .shutdown import RESTART_ALERT, GracefulShutdown
 from .startup import StartupService, checkEndpoint
+from .live import checkElementModule
 
 
 def loadElementFactory(dottedName: str) -> Callable[[], LiveElement]:
@@ -220,6 +221,7 @@ class Options(usage.Options):
         if self["element"] is None:
             raise usage.UsageError("--element is required, e.g. --element=chatthing.chatterbox.chat")
         self["elementFactory"] = loadElementFactory(self["element"])
+        checkElementModule(self["element"])  # its template and widget module are there
         if not self["listen"]:
             try:
                 port = int(self["port"])

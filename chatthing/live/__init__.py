@@ -7,6 +7,8 @@ with L{expose}, and calls the browser with L{LiveElement.callRemote}.
 L{LiveSite} serves it; C{docs/protocol.md} specifies the wire protocol.
 """
 
+from ._appcheck import AppCheckFailed, checkElementModule
+from ._apps import ElementUnavailable
 from ._element import LiveElement
 from ._errors import (
     BadArguments,
@@ -21,10 +23,10 @@ from ._errors import (
     TooManyPendingCalls,
 )
 from ._expose import expose
+from ._reactor import defaultReactor
 from ._settings import LiveSettings
 from ._stream import PassingStream, Stream
 from ._web import LiveSite
-from ._reactor import defaultReactor
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
 __all__ = [
@@ -47,4 +49,7 @@ __all__ = [
     "TooManyPendingCalls",
     "expose",
     "defaultReactor",
+    "AppCheckFailed",
+    "ElementUnavailable",
+    "checkElementModule",
 ]

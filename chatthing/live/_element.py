@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._apps import appURL, templatesFor
 from ._errors import ElementDetached
 
 
@@ -22,10 +23,15 @@ class LiveElement:
     C{LiveElement.__init__}: the runtime keeps its state out of the way of
     the application's.
 
-    @cvar template: Jinja2 template, in the project's C{templates/}, that draws
-        the element's part of the page; L{None} for a page with no markup.
-    @cvar jsModule: path of the ES module, under C{js/}, that defines the
-        widget class.
+    @cvar template: Jinja2 template that draws the element's part of the
+        page, looked up first in the C{templates/} folder beside the module
+        defining the class, then in the runtime's own; L{None} for a page with
+        no markup.
+    @cvar jsModule: the ES module that defines the widget class: a bare
+        C{"x.js"} is the file C{js/x.js} beside the module defining the class
+        (served at C{/apps/<module>/js/x.js}); one with a leading C{/} is a
+        URL of the site (C{"/js/ChatThing.js"}, the built-in apps').  See
+        L{chatthing.live._apps}.
     @cvar jsClass: name of the widget class that module exports.
     """
 
@@ -45,11 +51,17 @@ class LiveElement:
         """
         The HTML that the page shows for this element, sent once when it
         connects.  Jinja2 autoescapes everything; the template sees the
-        element as C{element}.
+        element as C{element} and the URL prefix of its app's own files
+        (C{/apps/<module>}) as C{app}.
+
+        @param environment: the runtime's templates, searched after the
+            element's own folder's.
         """
         if self.template is None:
             return None
-        return environment.get_template(self.template).render(element=self)
+        cls = type(self)
+        return templatesFor(cls, environment).get_template(self.template).render(
+            element=self, app=appURL(cls))
 
     def callRemote(self, methodName: str, *args: Any) -> Deferred:
         """

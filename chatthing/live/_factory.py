@@ -11,8 +11,10 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from jinja2 import Environment
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from . import _wire
+from ._apps import AppFolders, ElementUnavailable, widgetModule
 from ._budget import PartialBytes
 from ._element import LiveElement
 from ._errors import LiveError
@@ -105,6 +107,8 @@ class LiveServerFactory(WebSocketServerFactory):
         self.factoryTakesPage = _acceptsOneArgument(elementFactory)
         self._pageExists = _pageExistsHook(elementFactory)
         self.templates = templates
+        #: The apps whose own files are served under C{/apps/}.
+        self.apps = AppFolders()
         self.settings = settings
         self.sessions: dict[str, LiveSession] = {}
         self.sessionStore = sessionStore if sessionStore is not None else LocalSessions()
@@ -176,6 +180,42 @@ class LiveServerFactory(WebSocketServerFactory):
             )
             return None
         return element
+
+    def showElement(self, element: LiveElement, render: bool = True) -> dict[str, Any]:
+        """
+        What the welcome frame says of C{element}: its markup (if C{render}),
+        the URL of its widget module and the widget's class; its app's own
+        files are served from now on.
+
+        A template that is missing or fails to render is the application's
+        bug, not the page's: retrying cannot help.  It is logged (a few
+        lines, however many pages hit it; the connection counts the
+        refusal as it tells the page), the element is
+        detached at once (so an application that tracks its elements lets
+        go of it), and the page is told once, to show and not retry.
+
+        @raise ElementUnavailable: saying why, with no traceback for the page.
+        """
+        cls = type(element)
+        self.apps.register(cls)
+        what = f"jsModule {cls.jsModule!r}"
+        try:
+            module = widgetModule(cls)
+            what = f"template {cls.template!r}"
+            html = element.render(self.templates) if render else None
+        except Exception as e:
+            failure = Failure()
+            self.logThrottle.warn(
+                self.log, "element-unavailable",
+                "the page of {element} cannot be shown: {what} failed: {kind}: {error}",
+                element=cut(f"{cls.__module__}.{cls.__qualname__}"), what=cut(what),
+                kind=type(e).__name__, error=cut(str(e), 300))
+            problem = ElementUnavailable(
+                f"the server's {cls.__name__} failed ({what}: {type(e).__name__}); "
+                "the server's log says more")
+            element._liveDetach(failure)
+            raise problem from None
+        return {"html": html, "module": module, "widget": cls.jsClass}
 
     def startSession(self, element: LiveElement, page: str = "/", ident: str | None = None) -> LiveSession:
         """

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
+from ._apps import ElementUnavailable
 from ._backlog import BacklogLimit
 from ._budget import BudgetedFrames, wireBucket
 from ._errors import LiveError, ProtocolError, RateLimited
@@ -358,6 +359,12 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         if element is None:
             self._closeWithCode(_wire.CLOSE_SERVER_ERROR, "the server could not create an element")
             return
+        try:
+            shown = self.factory.showElement(element, render)
+        except ElementUnavailable as e:
+            self.refuse(None, e, quiet=True)  # showElement logged it
+            self._closeWithCode(_wire.CLOSE_ELEMENT_UNAVAILABLE, str(e))
+            return
         session = self.factory.startSession(element, page)
         self.session = session
         session.attach(self)
@@ -365,11 +372,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             "type": _wire.WELCOME,
             "version": _wire.PROTOCOL_VERSION,
             "session": session.ident,
-            "element": {
-                "html": element.render(self.factory.templates) if render else None,
-                "module": element.jsModule,
-                "widget": element.jsClass,
-            },
+            "element": shown,
             "limits": {"maxFrameBytes": self.factory.settings.maxFrameBytes,
                        "gracePeriod": self.factory.settings.gracePeriod},
         }

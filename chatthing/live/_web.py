@@ -15,6 +15,7 @@ from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from .._assets import assetFolder
+from ._apps import APPS_PATH, AppFolders
 from ._element import LiveElement
 from ._factory import LiveServerFactory
 from ._health import HealthResource
@@ -115,6 +116,32 @@ class StaticFolder(File):
         return forbidden(message="Directory listings are not served.")
 
 
+class AppFiles(Resource):
+    """
+    C{/apps/<module>/js/} and C{/apps/<module>/css/}: the files of the apps
+    the server has made elements of (L{AppFolders}), each from its own
+    folder's C{js/} and C{css/} (or C{templates/css/}); nothing else, and
+    nothing outside them.
+    """
+
+    def __init__(self, apps: AppFolders) -> None:
+        super().__init__()
+        self.apps = apps
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        folder = self.apps.folder(path.decode("utf-8", "replace"))
+        if folder is None:
+            return notFound()
+        files = SiteRoot()  # 404 for anything but js/ and css/
+        if (folder / "js").is_dir():
+            files.putChild(b"js", StaticFolder(str(folder / "js")))
+        for css in (folder / "css", folder / "templates" / "css"):
+            if css.is_dir():
+                files.putChild(b"css", StaticFolder(str(css)))
+                break
+        return files
+
+
 class SiteRoot(Resource):
     """
     The site's root: its children, and an escaped "404 Not Found" for any
@@ -171,7 +198,8 @@ def templateEnvironment(folder: Path | None = None) -> Environment:
 class LiveSite(Site):
     """
     The site for one application: C{/} is the page, C{/live} its WebSocket,
-    C{/js/} and C{/css/} its static files.
+    C{/js/} and C{/css/} the runtime's static files, C{/apps/<module>/} the
+    application's own (L{AppFiles}).
 
     @ivar liveFactory: the L{LiveServerFactory}, which knows the connected
         sessions.
@@ -206,6 +234,7 @@ class LiveSite(Site):
         page.putChild(WEBSOCKET_PATH, LiveSocketResource(self.liveFactory))
         page.putChild(b"js", StaticFolder(str(assetFolder("js"))))
         page.putChild(b"css", StaticFolder(str(assetFolder("templates") / "css")))
+        page.putChild(APPS_PATH.encode(), AppFiles(self.liveFactory.apps))
         super().__init__(page, reactor=self.liveFactory.reactor, parsePOSTFormSubmission=False)
         # No version banner in the WebSocket handshake's answer either.
         self.liveFactory.server = None

@@ -41,6 +41,9 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_SERVER_ERROR = 1011
 CLOSE_REPLACED = 4001
 CLOSE_TOO_FAR_BEHIND = 4008
+#: The element cannot be shown (its template or module is broken): final,
+#: the page shows why and does not reconnect.
+CLOSE_ELEMENT_UNAVAILABLE = 4010
 
 #: Close codes with which a page says it is leaving on purpose.
 LEAVING_CODES = frozenset({1000, 1001})

@@ -39,11 +39,33 @@ socket.onWelcome(async (welcome) => {
   container.innerHTML = html ?? "";
   await stylesheetsLoaded(container);
   if (module) {
-    const WidgetClass = (await import(module))[widget];
+    let WidgetClass;
+    try {
+      WidgetClass = (await import(module))[widget];
+      if (typeof WidgetClass !== "function") {
+        throw new Error(`${module} exports no class ${widget}`);
+      }
+    } catch (error) {
+      // Retrying cannot help either: leave, so the server ends the session now.
+      socket.leave();
+      showBroken(`the widget could not be loaded: ${error.message}`);
+      return;
+    }
     socket.attach(new WidgetClass(container, socket));
   }
   document.documentElement.dataset.liveReady = "true";
 });
+
+// The server cannot show this page (its template or widget is broken):
+// say so, once; the socket does not retry.
+socket.onFinalClose((reason) => showBroken(reason));
+
+/** Show why the page cannot work, in the notice, and mark the page broken. */
+function showBroken(reason) {
+  notice.textContent = `This page cannot be shown: ${reason}`;
+  notice.hidden = false;
+  document.documentElement.dataset.liveBroken = "true";
+}
 
 // Leaving the page is leaving the session: the server says goodbye at once
 // instead of waiting for the grace period of a dropped connection.

@@ -31,6 +31,13 @@ export const SocketState = Object.freeze({
   DISCONNECTED: "disconnected",
 });
 
+/**
+ * Close codes after which the page does not reconnect: the server cannot
+ * show this page (the element's template or module is broken), and trying
+ * again would only fail again.
+ */
+export const FINAL_CLOSE_CODES = Object.freeze([4010]);
+
 /** Acknowledge the server's numbered frames after this many, or this many ms. */
 export const ACK_EVERY = 16;
 export const ACK_DELAY_MS = 250;

@@ -5,7 +5,7 @@
 
 import { Backoff } from "./backoff.js";
 import {
-  ACK_DELAY_MS, ACK_EVERY, FrameType, PROTOCOL_VERSION, SocketState, WEBSOCKET_PATH,
+  ACK_DELAY_MS, ACK_EVERY, FINAL_CLOSE_CODES, FrameType, PROTOCOL_VERSION, SocketState, WEBSOCKET_PATH,
 } from "./constants.js";
 import { ConnectionLost, RemoteError } from "./errors.js";
 
@@ -56,6 +56,17 @@ export class LiveSocket {
     this._stateListeners = [];
     this._welcomeListeners = [];
     this._errorListeners = [];
+    this._finalListeners = [];
+  }
+
+  /**
+   * Call `listener(reason)` if the server ends the page for good (a close
+   * code in FINAL_CLOSE_CODES): the socket is then disconnected and does
+   * not retry.  `reason` is the last error frame's message, or the close
+   * frame's reason.
+   */
+  onFinalClose(listener) {
+    this._finalListeners.push(listener);
   }
 
   /** Call `listener(state)` on every change of connection state. */
@@ -147,13 +158,20 @@ export class LiveSocket {
         this._receive(JSON.parse(event.data));
       }
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (this._ws !== ws) {
         return;
       }
       this._ws = null;
       clearTimeout(this._ackTimer);
       this._ackTimer = null;
+      if (FINAL_CLOSE_CODES.includes(event.code)) {
+        this._leaving = true;
+        this._setState(SocketState.DISCONNECTED);
+        const reason = this._lastError?.message ?? event.reason;
+        this._finalListeners.forEach((listener) => listener(reason));
+        return;
+      }
       if (this._leaving) {
         this._setState(SocketState.DISCONNECTED);
         return;
@@ -247,6 +265,7 @@ export class LiveSocket {
         break;
       default: {
         const error = new RemoteError(frame.error.name, frame.error.message);
+        this._lastError = error;
         if (!this._settle(frame.id, (call) => call.reject(error))) {
           this._errorListeners.forEach((listener) => listener(error));
         }
