@@ -113,11 +113,11 @@ class RedisBackplane(MultiService):
     """
 
     log = Logger()
-    name = "backplane"
 
     def __init__(self, url: str, gracePeriod: float, reactor: Any = None,
                  prefix: str = "chatthing:") -> None:
         super().__init__()
+        self.setName("backplane")
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -185,7 +185,11 @@ class RedisBackplane(MultiService):
         d: Deferred = Deferred()
         self._connecting.append(d)
         if timeout is not None:
-            timer = self.reactor.callLater(timeout, lambda: d.called or d.callback(False))
+            def timedOut() -> None:
+                if not d.called:
+                    d.callback(False)
+
+            timer = self.reactor.callLater(timeout, timedOut)
             d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return d
 
@@ -221,13 +225,14 @@ class RedisBackplane(MultiService):
 
     # ClientService hands prepareConnection a proxy of the protocol; its
     # whenConnected() fires with the protocol itself, which is what its
-    # whenDisconnected() fires with too.
+    # whenDisconnected() fires with too.  Twisted types that proxy as an
+    # IProtocol, which has no whenConnected(): hence Any.
 
-    def _commandsUp(self, proxy: _Commands) -> Deferred:
+    def _commandsUp(self, proxy: Any) -> Deferred:
         return proxy.whenConnected().addCallback(
             self._setUp, "command", lambda protocol: protocol.select(self.url.db))
 
-    def _subscriberUp(self, proxy: _Subscriber) -> Deferred:
+    def _subscriberUp(self, proxy: Any) -> Deferred:
         channels = [f"{self.prefix}handoff:{self.proc}", *self._streams]
         return proxy.whenConnected().addCallback(
             self._setUp, "subscriber", lambda protocol: protocol.subscribe(channels))
