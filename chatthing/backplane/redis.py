@@ -97,11 +97,21 @@ class _Subscriber(txredisapi.SubscriberProtocol):
         self.factory.backplane.messageReceived(channel, message)
 
 
+class _BackplaneFactory(Factory):
+    """
+    Makes one kind of the backplane's Redis connections, which reach their
+    backplane through it (C{self.factory.backplane}).
+    """
+
+    noisy = False
+
+    def __init__(self, protocol: type, backplane: "RedisBackplane") -> None:
+        self.protocol = protocol
+        self.backplane = backplane
+
+
 def _factory(protocol: type, backplane: "RedisBackplane") -> Factory:
-    factory = Factory.forProtocol(protocol)
-    factory.backplane = backplane  # type: ignore[attr-defined]
-    factory.noisy = False
-    return factory
+    return _BackplaneFactory(protocol, backplane)
 
 
 class RedisBackplane(MultiService):
