@@ -30,8 +30,12 @@ _ERROR = re.compile(r"^(?P<path>[^:]+):\d+: error: ", re.MULTILINE)
 def mypy(*arguments: str, cwd: Path, cacheDir: Path) -> subprocess.CompletedProcess:
     """
     Run mypy, with this checkout's settings, where chatthing is importable
-    from this checkout (not from an installed copy).
+    from this checkout (not from an installed copy).  tests/requirements.txt
+    installs mypy and its zope plugin (tests/run-all.sh, so CI); an
+    environment without them skips, saying so.
     """
+    pytest.importorskip("mypy", reason="mypy is in tests/requirements.txt")
+    pytest.importorskip("mypy_zope", reason="mypy-zope is in tests/requirements.txt")
     env = dict(os.environ, MYPYPATH=str(ROOT))
     return subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"),
