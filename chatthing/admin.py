@@ -9,7 +9,7 @@ Requests carry the token as C{Authorization: Bearer TOKEN}.
 import hmac
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, cast
 
 from twisted.logger import Logger
 from twisted.python import usage
@@ -58,8 +58,11 @@ class AlertResource(Resource):
         if not hmac.compare_digest(token.strip(), self._token):
             self.log.warn("admin alert refused: wrong token from {peer}", peer=request.getClientAddress())
             return self._answer(request, 403, {"error": "wrong token"})
+        # Twisted documents Request.content as a BinaryIO (set once the
+        # body's length is known) but declares it `content = None`.
+        body = cast(BinaryIO, request.content)
         try:
-            text = json.loads(request.content.read())["text"]
+            text = json.loads(body.read())["text"]
         except (ValueError, TypeError, KeyError):
             return self._answer(request, 400, {"error": 'body must be JSON: {"text": "..."}'})
         if not isinstance(text, str) or not text.strip():

@@ -91,8 +91,26 @@ class Roster(Protocol):
 
 
 class Backplane(Protocol):
-    roster: Roster
-    sessions: SessionStore
+    """
+    What an application asks of the backplane its processes share.
+
+    C{roster} and C{sessions} are read-only here: a backplane keeps its own
+    kind (a L{MemoryBackplane} has a C{MemoryRoster}), and a caller given a
+    L{Backplane} reads them only.  As plain mutable attributes no backplane
+    could satisfy this protocol (an attribute's type is invariant).
+    """
+
+    @property
+    def roster(self) -> Roster:
+        """
+        The names held by sessions (a L{Roster}).
+        """
+
+    @property
+    def sessions(self) -> SessionStore:
+        """
+        The runtime's L{SessionStore}.
+        """
 
     def stream(self, key: str, name: str, history: int) -> Stream:
         """

@@ -15,6 +15,7 @@ from ..live._logsafe import LogThrottle, cut
 from ..live._sessionstore import SessionRecord
 from ..names import nameKey
 from . import JOINED, LEFT, STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, _lua
+from ._shared import SharedStream
 
 if TYPE_CHECKING:
     from ..live._session import LiveSession
@@ -40,6 +41,18 @@ def holderId(holder: Any) -> str:
     return holder.sessionId
 
 
+def sharedStream(stream: Stream) -> SharedStream:
+    """
+    C{stream} as the L{SharedStream} it must be: names are held in Redis
+    together with the group's stream there (one script writes both), so a
+    L{RedisRoster} takes only the streams its backplane made, and says so
+    instead of failing later on a missing C{key}.
+    """
+    if not isinstance(stream, SharedStream):
+        raise TypeError(f"a Redis roster needs a stream of its backplane's, not {stream!r}")
+    return stream
+
+
 class RedisRoster:
     """
     Names held across the cluster, in Redis (see L{_lua.HOLD}).  Remembers
@@ -51,11 +64,12 @@ class RedisRoster:
 
     def __init__(self, backplane: "RedisBackplane") -> None:
         self.backplane = backplane
-        self.held: dict[str, tuple[str, str, Stream, list[Call]]] = {}
+        self.held: dict[str, tuple[str, str, SharedStream, list[Call]]] = {}
         self._warnings = LogThrottle(time.monotonic)
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
              announce: list[Call], onLeave: list[Call]) -> Deferred:
+        shared = sharedStream(stream)
         try:
             ident = holderId(holder)
         except BackplaneDown as e:
@@ -66,14 +80,14 @@ class RedisRoster:
             if not up:
                 raise BackplaneDown("Logins are paused while this server is cut off from the "
                                     "others; try again in a moment.")
-            return self._hold(ident, name, group, stream, onLeave, announce, quiet=False)
+            return self._hold(ident, name, group, shared, onLeave, announce, quiet=False)
 
         d.addCallback(connected)
 
         def held(result: Any) -> None:
             if result == 0:
                 raise NameTaken(f"the name {name!r} is taken")
-            self.held[ident] = (name, group, stream, onLeave)
+            self.held[ident] = (name, group, shared, onLeave)
 
         def failed(failure: Failure) -> Failure:
             if failure.check(CallRefused):
@@ -85,7 +99,7 @@ class RedisRoster:
 
         return d.addCallback(held).addErrback(failed)
 
-    def _hold(self, ident: str, name: str, group: str, stream: Any, onLeave: list[Call],
+    def _hold(self, ident: str, name: str, group: str, stream: SharedStream, onLeave: list[Call],
               announce: list[Call], quiet: bool) -> Deferred:
         prefix = self.backplane.prefix
         key = nameKey(name)
@@ -102,15 +116,16 @@ class RedisRoster:
         """
         C{holder}'s session, which holds C{name}, has moved to this process.
         """
-        self.held[holderId(holder)] = (name, group, stream, onLeave)
+        self.held[holderId(holder)] = (name, group, sharedStream(stream), onLeave)
 
-    def members(self, group: str, stream: Any) -> Deferred:
+    def members(self, group: str, stream: Stream) -> Deferred:
         """
         The group's members, once Redis can be reached.
         """
+        key = sharedStream(stream).key
         d = self.backplane.whenConnected()
         d.addCallback(lambda _: self.backplane.script(
-            _lua.MEMBERS, [f"{self.backplane.prefix}group:{group}", stream.key], []))
+            _lua.MEMBERS, [f"{self.backplane.prefix}group:{group}", key], []))
         return d.addCallback(lambda reply: (reply[1], int(reply[0])))
 
     def release(self, holder: Any, announce: list[Call]) -> Deferred:
@@ -148,6 +163,12 @@ class RedisRoster:
         return gatherResults(work, consumeErrors=True)
 
 
+def _notTold(ident: str) -> None:
+    """
+    A L{RedisSessions}' C{movedAway} before the runtime sets its own.
+    """
+
+
 class RedisSessions:
     """
     The session store in Redis: what another process needs to carry on
@@ -155,9 +176,10 @@ class RedisSessions:
     """
 
     log = Logger()
-    movedAway: Callable[[str], None] = staticmethod(lambda ident: None)  # type: ignore[assignment]
 
     def __init__(self, backplane: "RedisBackplane") -> None:
+        #: Set by the runtime (see L{SessionStore}); until then, nothing to do.
+        self.movedAway: Callable[[str], None] = _notTold
         self.backplane = backplane
         self.live: dict[str, "LiveSession"] = {}
 

@@ -37,6 +37,8 @@ class SharedStream(Stream):
     """
 
     log = Logger()
+    #: Never L{None} here: a shared stream always has one.
+    fallback: Stream
 
     def __init__(self, backplane: "RedisBackplane", key: str, name: str, history: int) -> None:
         super().__init__(name, history)
@@ -60,7 +62,7 @@ class SharedStream(Stream):
         self._waiting.append(d)
         return d
 
-    def emit(self, method: str, *args: Any) -> None:  # type: ignore[override]
+    def emit(self, method: str, *args: Any) -> None:
         self.publish([(method, list(args))])
         return None
 
@@ -209,13 +211,14 @@ class SharedPassingStream(PassingStream):
         self.backplane = backplane
         self.key = key
 
-    def emit(self, method: str, *args: Any) -> None:  # type: ignore[override]
-        call = [method, list(args)]
+    def emit(self, method: str, *args: Any) -> None:
+        arguments = list(args)
         if not self.backplane.connected:
-            self.deliver(0, method, call[1])
+            self.deliver(0, method, arguments)
             return None
-        d = self.backplane.call("PUBLISH", self.key, json.dumps(call, ensure_ascii=False))
-        d.addErrback(lambda failure: self.deliver(0, method, call[1]))
+        d = self.backplane.call("PUBLISH", self.key,
+                                json.dumps([method, arguments], ensure_ascii=False))
+        d.addErrback(lambda failure: self.deliver(0, method, arguments))
         return None
 
     def received(self, message: str) -> None:

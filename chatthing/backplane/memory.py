@@ -70,9 +70,10 @@ class MemoryBackplane(Service):
     shared, nothing can fail.
     """
 
-    name = "backplane"
-
     def __init__(self) -> None:
+        # Twisted declares Service.name as None at class level, so it is
+        # named the way Twisted names services.
+        self.setName("backplane")
         self.roster = MemoryRoster()
         self.sessions = LocalSessions()
 

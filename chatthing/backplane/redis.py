@@ -120,11 +120,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class _BackplaneFactory(Factory):
+    """
+    Makes one kind of the backplane's Redis connections, which reach their
+    backplane through it (C{self.factory.backplane}).
+    """
+
+    noisy = False
+
+    def __init__(self, protocol: type, backplane: "RedisBackplane") -> None:
+        self.protocol = protocol
+        self.backplane = backplane
+
+
 def _factory(protocol: type, backplane: "RedisBackplane") -> Factory:
-    factory = Factory.forProtocol(protocol)
-    factory.backplane = backplane  # type: ignore[attr-defined]
-    factory.noisy = False
-    return factory
+    return _BackplaneFactory(protocol, backplane)
 
 
 class RedisBackplane(MultiService):
@@ -136,11 +146,11 @@ class RedisBackplane(MultiService):
     """
 
     log = Logger()
-    name = "backplane"
 
     def __init__(self, url: str, gracePeriod: float, reactor: Any = None,
                  prefix: str = "chatthing:") -> None:
         super().__init__()
+        self.setName("backplane")
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -209,7 +219,11 @@ class RedisBackplane(MultiService):
         d: Deferred = Deferred()
         self._connecting.append(d)
         if timeout is not None:
-            timer = self.reactor.callLater(timeout, lambda: d.called or d.callback(False))
+            def timedOut() -> None:
+                if not d.called:
+                    d.callback(False)
+
+            timer = self.reactor.callLater(timeout, timedOut)
             d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return d
 
@@ -245,7 +259,8 @@ class RedisBackplane(MultiService):
 
     # ClientService hands prepareConnection a proxy of the protocol; its
     # whenConnected() fires with the protocol itself, which is what its
-    # whenDisconnected() fires with too.
+    # whenDisconnected() fires with too.  Twisted types that proxy as an
+    # IProtocol, which has no whenConnected(): hence Any.
 
     def _commandsUp(self, proxy: Any) -> Deferred:
         return proxy.whenConnected().addCallback(

@@ -28,7 +28,9 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import endpoints, task
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import connectionDone
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from ..commandline import parseCommandLine
 
@@ -78,7 +80,7 @@ class BaselinePage(WebSocketServerProtocol):
         self.sentSeq += 1
         self.sendMessage(encode({"type": "result", "id": ident, "value": value, "seq": self.sentSeq}))
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.pages.discard(self)
         super().connectionLost(reason)
 

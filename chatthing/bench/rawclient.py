@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.tcp import Client
 from twisted.python.failure import Failure
 
 from ..live import defaultReactor
@@ -117,7 +118,12 @@ class RawPage(Protocol):
         C{closeReason} says why.
     @ivar whenLost: called when the connection is lost, by whatever reads
         the socket in the reactor's stead (L{chatthing.bench.bulkread}).
+    @ivar transport: the TCP connection, once connected: a page is only
+        ever connected over TCP (L{chatthing.bench.crowd}), and the bulk
+        reader takes its very socket.
     """
+
+    transport: Client
 
     def __init__(self, host: str, port: int, path: str = "/live", page: str = "/",
                  probe: bool = False, reactor: Any = None) -> None:
@@ -264,7 +270,8 @@ class RawPage(Protocol):
             sent = sentTime(json.loads(payload)["args"][1])
         except (ValueError, LookupError, TypeError):
             return  # said by someone else than the load generator
-        self.latencies.append(received - sent)
+        if self.latencies is not None:
+            self.latencies.append(received - sent)
 
     def _controlReceived(self, first: int, payload: bytes) -> None:
         opcode = first & 0x0F
@@ -288,14 +295,15 @@ class RawPage(Protocol):
                 self.acknowledge()
             elif self._ackTimer is None:
                 self._ackTimer = self.reactor.callLater(ACK_DELAY, self.acknowledge)
+        ident = frame.get("id")
         if kind == "result":
-            d = self._waiting.pop(frame.get("id"), None)
+            d = self._waiting.pop(ident, None) if isinstance(ident, int) else None
             if d is not None:
                 d.callback(frame.get("value"))
         elif kind == "error":
             error = frame.get("error") or {}
             failure = CallFailed(error.get("name", "Error"), error.get("message", ""))
-            d = self._waiting.pop(frame.get("id"), None)
+            d = self._waiting.pop(ident, None) if isinstance(ident, int) else None
             if d is not None:
                 d.errback(failure)
             elif not self.welcomed.called:
@@ -330,7 +338,7 @@ class RawPage(Protocol):
         if not self.welcomed.called:
             self.welcomed.errback(Failure(error))
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.isOpen = False
         self._cancelAck()
         if self.whenLost is not None:

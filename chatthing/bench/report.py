@@ -94,7 +94,7 @@ def compare(results: dict) -> dict:
         results["twoCoresToOne"] = twoCoresToOne(runs["chatthing"], runs["chatthing-redis"])
     scaling = results.get("scaling")
     medianIndex = medianRoundIndex(scaling) if scaling else None
-    if medianIndex is not None:
+    if scaling and medianIndex is not None:
         # Side by side: the fanout of each side in the same round.
         median = scaling["rounds"][medianIndex]
         for path in SCALING:

@@ -184,6 +184,8 @@ def measure(settings: BenchSettings, system: str, scenarios: list[str], director
     """
     arguments = settings.loadArguments(scenarios)
     if system == "server":
+        if settings.url is None:
+            raise ValueError("the system under test is a running server, but no --url names it")
         arguments += ["--url", settings.url]
         for pid in settings.serverPids:
             arguments += ["--server-pid", str(pid)]

@@ -278,7 +278,8 @@ async def idle(reactor, targets: list[Target], count: int, roomSize: int, concur
         "connectionsPerSecond": opened / crowd.seconds if crowd.seconds else None,
         "rssBeforeBytes": before,
         "rssAfterBytes": after,
-        "bytesPerConnection": (after - before) / opened if before is not None and opened else None,
+        "bytesPerConnection": ((after - before) / opened
+                               if before is not None and after is not None and opened else None),
         "serverCpuSeconds": window["serverCpuSeconds"],
         "serverCpuMicrosPerConnection": (window["serverCpuSeconds"] * 1e6 / opened
                                          if window["serverCpuSeconds"] is not None and opened

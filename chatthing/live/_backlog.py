@@ -5,11 +5,18 @@ L{BacklogLimit}, which cuts a page that does not read, whatever the bytes
 waiting for it are (answers, stream frames, pongs, close frames).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 
 log = Logger()
+
+if TYPE_CHECKING:
+    # What the mixin is mixed into, for mypy (see _budget).
+    from autobahn.twisted.websocket import WebSocketServerProtocol as _Mixed
+else:
+    _Mixed = object
 
 
 def bufferedBytes(transport: Any) -> int:
@@ -33,7 +40,7 @@ def refusedBytes(transport: Any) -> int:
     return len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
 
 
-class BacklogLimit:
+class BacklogLimit(_Mixed):
     """
     Mixed into a page connection: cuts it when its page stops reading.  It
     provides (in its slots) C{_cut} (whether it was cut) and
@@ -42,6 +49,8 @@ class BacklogLimit:
     """
 
     __slots__ = ()
+    _cut: bool
+    _backlogCheck: Any
 
     def _checkBacklog(self) -> None:
         """
@@ -73,5 +82,7 @@ class BacklogLimit:
         )
         self._cut = True
         self.factory.metrics.cutOff()
-        self.transport.abortConnection()
+        # A page connection's transport is a TCP (or TLS over TCP) one,
+        # which can be aborted; Twisted's Protocol types it as ITransport.
+        cast(ITCPTransport, self.transport).abortConnection()
 

@@ -28,7 +28,7 @@ message assembly where those costs are spent:
   (Autobahn logs a line for each).
 """
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.util import encode_truncate
 from twisted.logger import Logger
@@ -38,6 +38,14 @@ from ._errors import RateLimited
 from ._ratelimit import TokenBucket
 
 log = Logger()
+
+if TYPE_CHECKING:
+    # What the mixin is mixed into, for mypy: Autobahn's frame hooks
+    # and state are then known, and super() reaches them.  At run time
+    # the mixin is a plain class (see LiveServerProtocol's bases).
+    from autobahn.twisted.websocket import WebSocketServerProtocol as _Mixed
+else:
+    _Mixed = object
 
 #: How many times an honest page's most (its frame and ack rates and
 #: bursts together) a page may send, counting frames of every kind, before
@@ -103,7 +111,7 @@ class PartialBytes:
         return self._held.get(connection, 0)
 
 
-class BudgetedFrames:
+class BudgetedFrames(_Mixed):
     """
     Mixed into a C{WebSocketServerProtocol} before it: the budgets above,
     on Autobahn's frame and message hooks, and what the connection does
@@ -117,6 +125,18 @@ class BudgetedFrames:
     """
 
     __slots__ = ()
+    _wireBucket: TokenBucket | None
+    _ackBucket: TokenBucket
+    _oversize: bool
+    _floodReported: bool
+    _cut: bool
+    session: Any
+
+    if TYPE_CHECKING:
+        # Provided by the connection (LiveServerProtocol).
+        def _throttle(self) -> None: ...
+
+        def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None: ...
 
     # Every frame
 
@@ -134,8 +154,9 @@ class BudgetedFrames:
             payload = b"".join(self.control_frame_data)
             if payload != self.autoPingPending:
                 # A pong answering none of our pings (RFC 6455 allows them):
-                # nothing to do, and no log line per frame.
-                self.control_frame_data = None
+                # nothing to do, and no log line per frame.  (Autobahn
+                # empties it as [] when the next frame begins.)
+                self.control_frame_data = []
                 return True
         return super().processControlFrame()
 
@@ -167,7 +188,9 @@ class BudgetedFrames:
         self.factory.partialBytes.release(self)
         if self._oversize:
             self._oversize = False
-            self.message_data = None
+            # Let go of what was kept (Autobahn would set None, against its
+            # own list[bytes] annotation; it starts each message with []).
+            self.message_data = []
             if not self.failedByMe:
                 self.messageTooLarge(self.message_data_total_length)
             return
@@ -197,10 +220,12 @@ class BudgetedFrames:
         self.overBudget(code, kind, reason)
         self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
         if code == CLOSE_POLICY_VIOLATION:
-            try:
-                self.transport.pauseProducing()
-            except AttributeError:
-                pass  # a test double
+            # Twisted types a protocol's transport as an ITransport, which
+            # does not pause; TCP and TLS transports do (IPushProducer), a
+            # test double may not.
+            pause = getattr(self.transport, "pauseProducing", None)
+            if pause is not None:
+                pause()
 
     # What a connection does about it
 
@@ -226,7 +251,7 @@ class BudgetedFrames:
         """
         if self._cut:
             return
-        error = _wire.FrameTooLarge(
+        error: Exception = _wire.FrameTooLarge(
             f"frame of {length} bytes exceeds the limit of {self.factory.settings.maxFrameBytes} bytes")
         try:
             self._throttle()

@@ -11,6 +11,7 @@ application code never sees a call with the wrong shape.
 
 import inspect
 import typing
+from types import MethodType
 from typing import Any, Callable, TypeVar
 
 from ._errors import BadArguments
@@ -40,7 +41,7 @@ def expose(function: F) -> F:
     return function
 
 
-def exposedMethod(element: object, name: str) -> Callable[..., Any] | None:
+def exposedMethod(element: object, name: str) -> MethodType | None:
     """
     The bound method C{name} of C{element} if it is exposed, else L{None}.
     """
@@ -52,7 +53,7 @@ def exposedMethod(element: object, name: str) -> Callable[..., Any] | None:
     return getattr(element, name)
 
 
-def checkArguments(method: Callable[..., Any], args: list) -> None:
+def checkArguments(method: MethodType, args: list) -> None:
     """
     Raise L{BadArguments} unless C{args} fit the exposed bound C{method}.
     """

@@ -27,9 +27,12 @@ WebSocket, is let go by L{chatthing.live._web.LiveSocketResource}.)
 
 from collections import deque
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import autobahn.websocket.protocol as _autobahnProtocol
+
+#: A WebSocket server connection class (which has Autobahn's C{CONFIG_ATTRS}).
+_Connection = TypeVar("_Connection", bound=_autobahnProtocol.WebSocketServerProtocol)
 
 _UNSET = object()
 
@@ -118,7 +121,7 @@ class FactoryOption:
         connection._ownOptions[self.name] = value
 
 
-def readOptionsFromFactory(protocolClass: type) -> type:
+def readOptionsFromFactory(protocolClass: type[_Connection]) -> type[_Connection]:
     """
     Class decorator: give C{protocolClass} a L{FactoryOption} for each of
     the options Autobahn would copy into every connection (its
@@ -160,7 +163,7 @@ def keepSendQueue(connection: Any) -> None:
         connection.send_queue = deque()
 
 
-def _unformatted(value: Any) -> str:
+def _unformatted(object: object, *args: Any, **kwargs: Any) -> str:
     return "(not formatted)"
 
 

@@ -16,7 +16,7 @@ is refused with 413 before it is read.
 """
 
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter
 from twisted.internet.protocol import connectionDone
@@ -98,6 +98,20 @@ class UnfinishedRequests:
         self._waiting.pop(channel, None)
 
 
+class BoundedSite(Protocol):
+    """
+    What a L{BoundedHTTPChannel} reads of its site: a L{Site} that
+    L{limitRequests} gave these bounds (Twisted's L{Site} declares none of
+    them).
+    """
+
+    reactor: Any
+    requestHeaderTimeout: float
+    maxRequestBodyBytes: int
+    unfinished: UnfinishedRequests
+    refusals: "HTTPRefusals"
+
+
 def _statusLine(code: int, phrase: bytes, body: bytes) -> bytes:
     head = [b"HTTP/1.1 %d %s" % (code, phrase), b"Content-Type: text/plain; charset=utf-8",
             b"Content-Length: %d" % len(body), b"Connection: close"]
@@ -125,7 +139,7 @@ class BoundedHTTPChannel(HTTPChannel):
     abortTimeout = 5
 
     #: The site, which L{Site.buildProtocol} sets (with the bounds above).
-    site: Any
+    site: BoundedSite
 
     _deadline: Any = None
     _waitingSince: float | None = None
@@ -283,9 +297,13 @@ def limitRequests(site: Site, refusals: HTTPRefusals, headerTimeout: float, maxU
     (for sites other than the live one: the operator's and the admin's,
     which listen on ports of their own); C{site}.
     """
-    site.protocol = BoundedHTTPChannel
-    site.requestHeaderTimeout = headerTimeout
-    site.maxRequestBodyBytes = maxBodyBytes
-    site.unfinished = UnfinishedRequests(maxUnfinished)
-    site.refusals = refusals
+    # Twisted annotates Site.protocol as its default channel factory (a
+    # method); buildProtocol calls whatever zero-argument callable is there,
+    # a channel class as Twisted's own examples set it.
+    site.protocol = BoundedHTTPChannel  # type: ignore[method-assign, assignment]
+    bounded = cast(BoundedSite, site)  # it becomes one here
+    bounded.requestHeaderTimeout = headerTimeout
+    bounded.maxRequestBodyBytes = maxBodyBytes
+    bounded.unfinished = UnfinishedRequests(maxUnfinished)
+    bounded.refusals = refusals
     return site

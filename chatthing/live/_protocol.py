@@ -39,7 +39,9 @@ HELLO_TIMEOUT = 10.0
 
 
 @readOptionsFromFactory
-class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
+# Autobahn's two bases declare peer and _transport_details with different
+# types (its own stubs disagree; mypy reports it on every subclass).
+class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):  # type: ignore[misc]
     """
     Reads frames from one page connection, answers bad ones with an error
     reply, and hands good ones to the page's L{LiveSession}; writes what the
@@ -95,10 +97,14 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         self._direct = canSendDirectly(self.transport)
         # Autobahn tries this before it has read its own options, and gives
         # up silently: Nagle's algorithm would stay on.
+        # (Twisted types the transport as an ITransport; only a TCP one
+        # has setTcpNoDelay.)
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         try:
-            self.transport.setTcpNoDelay(factory.settings.noDelay)
+            if setNoDelay is not None:
+                setNoDelay(factory.settings.noDelay)
         except (AttributeError, OSError):
-            pass  # not a TCP connection
+            pass  # not a TCP connection after all
         settings, clock = factory.settings, factory.reactor.seconds
         self._bucket = TokenBucket(settings.frameRate, settings.frameBurst, clock)
         self._ackBucket = TokenBucket(settings.ackRate, settings.ackBurst, clock)
@@ -298,6 +304,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             if session is not None:
                 session.awaitPage()
             return
+        why: str | None
         if session is None:
             self.factory.metrics.resumed(EXPIRED)
             why = "the session has expired or is unknown to this server"

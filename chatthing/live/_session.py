@@ -4,7 +4,7 @@ any one connection.
 """
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
@@ -32,10 +32,11 @@ from ._settings import LiveSettings
 from ._stream import Stream, runningCall
 
 
-class PageConnection:
+class PageConnection(Protocol):
     """
     What a session needs of the connection it is attached to (implemented by
-    L{LiveServerProtocol}).
+    L{LiveServerProtocol}, which does not inherit from it: a protocol, so
+    that mypy checks the connection against it).
     """
 
     def sendPayload(self, payload: bytes) -> None: ...

@@ -58,13 +58,21 @@ class SessionStore(Protocol):
         """
 
 
+def _nothing(ident: str) -> None:
+    """
+    A L{LocalSessions}' C{movedAway} until the runtime sets its own: no other
+    process takes sessions from a process that runs alone.
+    """
+
+
 class LocalSessions:
     """
     The store of a process that runs alone: nothing to record, nothing to
     adopt.
     """
 
-    movedAway: Callable[[str], None] = staticmethod(lambda ident: None)  # type: ignore[assignment]
+    def __init__(self) -> None:
+        self.movedAway: Callable[[str], None] = _nothing
 
     def save(self, session: "LiveSession") -> None:
         pass

@@ -122,6 +122,7 @@ class Stream:
         """
         for method, args in calls:
             self.emit(method, *args)
+        return None
 
     def close(self) -> None:
         """
