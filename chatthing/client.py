@@ -78,12 +78,8 @@ class ChatClient:
         """
         self.username = username
         self.room = room
-        if onMessage is not None:
-            self.onMessage = onMessage  # type: ignore[method-assign]
-        if onAlert is not None:
-            self.onAlert = onAlert  # type: ignore[method-assign]
-        if onCall is not None:
-            self.onCall = onCall  # type: ignore[method-assign]
+        # What the methods below call, unless a subclass overrides them.
+        self._onMessage, self._onAlert, self._onCall = onMessage, onAlert, onCall
         self.live = LiveClient(url, self._dispatch, page=pagePath(room), reactor=reactor,
                                backoff=backoff)
         self.live.onWelcome(self._welcomed)
@@ -163,17 +159,26 @@ class ChatClient:
         """
         C{username} said C{text} (this client's own messages included).
         """
+        if self._onMessage is not None:
+            return self._onMessage(username, text)
+        return None
 
     def onAlert(self, text: str) -> Any:
         """
         An alert: someone joined or left, or the operator's global alert.
         """
+        if self._onAlert is not None:
+            return self._onAlert(text)
+        return None
 
     def onCall(self, method: str, args: list) -> Any:
         """
         Any other widget method the chat calls; the return value is the
         answer when the server waits for one.
         """
+        if self._onCall is not None:
+            return self._onCall(method, args)
+        return None
 
     def _dispatch(self, method: str, args: list) -> Any:
         if method == "displayUserMessage" and len(args) == 2:

@@ -7,7 +7,7 @@ from typing import Callable
 
 from twisted.logger import Logger
 from twisted.web.pages import notFound
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 #: A health check: L{None} when all is well, else a short reason why not
@@ -84,7 +84,7 @@ class HealthResource(Resource):
 
 
 class _OperatorRoot(Resource):
-    def getChild(self, path: bytes, request: Request) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> IResource:
         return notFound()
 
 

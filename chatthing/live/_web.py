@@ -4,13 +4,14 @@ its static files and its WebSocket on one port.
 """
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
 from twisted.web.pages import forbidden, notFound
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
@@ -20,7 +21,7 @@ from ._element import LiveElement
 from ._factory import LiveServerFactory
 from ._health import HealthResource
 from ._hosts import HostCheck
-from ._http import HOST_NOT_ALLOWED, SECURITY_HEADERS, HTTPRefusals, limitRequests
+from ._http import HOST_NOT_ALLOWED, SECURITY_HEADERS, BoundedHTTPChannel, HTTPRefusals, limitRequests
 from ._logsafe import cut
 from ._metrics import MetricsResource
 from ._settings import LiveSettings
@@ -44,7 +45,8 @@ class SecureRequest(Request):
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
-        site = self.channel.site
+        # Request.process sets self.site from the channel; it has not run yet.
+        site: Any = cast(BoundedHTTPChannel, self.channel).site
         check = getattr(site, "hostCheck", None)
         if check is not None and self.path.split(b"?", 1)[0] != b"/healthz":
             host = self.getHeader(b"host")
@@ -91,8 +93,9 @@ class LiveSocketResource(WebSocketResource):
         channel = request.channel
         transport = channel.transport
         body = super().render(request)
-        if channel.transport is None and getattr(transport, "producer", None) is channel:
-            transport.unregisterProducer()
+        if (channel.transport is None and transport is not None
+                and getattr(transport, "producer", None) is channel):
+            cast(IConsumer, transport).unregisterProducer()
             channel.requests.clear()
         return body
 
@@ -106,13 +109,13 @@ class StaticFolder(File):
     contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
                     ".css": "text/css; charset=utf-8"}
 
-    def getChild(self, path: bytes, request: Request) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> IResource:
         # A NUL is in no file name: the file system would raise.
         if b"\x00" in path:
             return notFound()
         return super().getChild(path, request)
 
-    def directoryListing(self) -> Resource:
+    def directoryListing(self) -> IResource:
         return forbidden(message="Directory listings are not served.")
 
 
@@ -128,7 +131,7 @@ class AppFiles(Resource):
         super().__init__()
         self.apps = apps
 
-    def getChild(self, path: bytes, request: Request) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> IResource:
         folder = self.apps.folder(path.decode("utf-8", "replace"))
         if folder is None:
             return notFound()
@@ -151,7 +154,7 @@ class SiteRoot(Resource):
     #: The page shell, also served at the other paths it says are pages.
     livePage: "LivePage | None" = None
 
-    def getChild(self, path: bytes, request: Request) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> IResource:
         if self.livePage is not None and self.livePage.isPage(request):
             return self.livePage
         return notFound()

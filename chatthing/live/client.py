@@ -24,11 +24,12 @@ protocol on purpose, use L{chatthing.live.testing.LiveTestClient} instead.
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -234,8 +235,8 @@ class LiveClient:
         Break the connection with no closing handshake, as a failing network
         does; the client reconnects and resumes.  For tests and drills.
         """
-        if self.protocol is not None:
-            self.protocol.transport.abortConnection()
+        if self.protocol is not None and self.protocol.transport is not None:
+            cast(ITCPTransport, self.protocol.transport).abortConnection()
 
     # The connection
 
@@ -374,7 +375,8 @@ class LiveClient:
         if kind == "call":
             self._run(frame, answered=True)
             return
-        d = self._awaiting.pop(frame.get("id"), None)
+        ident = frame.get("id")
+        d = self._awaiting.pop(ident, None) if isinstance(ident, int) else None
         if kind == "result":
             if d is not None:
                 d.callback(frame.get("value"))
@@ -387,8 +389,8 @@ class LiveClient:
             self.log.warn("{client}: the server reported {error}", client=self, error=remote)
 
     def _run(self, frame: dict[str, Any], answered: bool) -> None:
-        method, args = frame.get("method"), frame.get("args") or []
-        d = maybeDeferred(self.receiver, method, args)
+        method, args = str(frame.get("method")), frame.get("args")
+        d = maybeDeferred(self.receiver, method, args if isinstance(args, list) else [])
         if answered:
             ident = frame.get("id")
 

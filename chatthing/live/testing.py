@@ -15,7 +15,7 @@ can check that a page's transcript holds every message exactly once.
 """
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
@@ -23,6 +23,7 @@ from autobahn.twisted.websocket import (
     connectWS,
 )
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ITCPTransport
 
 from ._factory import _ExactTimer
 from ._ledger import SessionLedger
@@ -36,7 +37,14 @@ DEFAULT_DEADLINE = 10.0
 HOLD = object()
 
 
+class _Factory(WebSocketClientFactory):
+    #: The client whose connections this factory makes.
+    client: "LiveTestClient"
+
+
 class _Protocol(WebSocketClientProtocol):
+    factory: _Factory
+
     def onOpen(self) -> None:
         self.factory.client._opened(self)
 
@@ -115,13 +123,13 @@ class LiveTestClient:
         await client._open()
         if hello is not False:
             client.send({"type": "hello", "version": PROTOCOL_VERSION, "render": False,
-                         **(hello or {})})
+                         **(hello if isinstance(hello, dict) else {})})
             await client._welcomed()
         return client
 
     async def _open(self) -> None:
         # connectWS connects with the factory's reactor: this client's.
-        factory = WebSocketClientFactory(self.url, origin=self.origin, reactor=self.reactor)
+        factory = _Factory(self.url, origin=self.origin, reactor=self.reactor)
         factory.protocol = _Protocol
         factory._batched_timer = _ExactTimer(self.reactor)
         # A browser waits for the server's closing reply; Autobahn's default
@@ -137,11 +145,12 @@ class LiveTestClient:
 
     async def _welcomed(self) -> dict[str, Any]:
         count = len([f for f in self.frames if f["type"] in ("welcome", "resumed")])
-        frame = await self.waitFor(
-            lambda: ([f for f in self.frames if f["type"] in ("welcome", "resumed")][count:]
-                     or [None])[0],
-            "a welcome",
-        )
+
+        def newWelcome() -> dict[str, Any] | None:
+            welcomes = [f for f in self.frames if f["type"] in ("welcome", "resumed")][count:]
+            return welcomes[0] if welcomes else None
+
+        frame = await self.waitFor(newWelcome, "a welcome")
         again = []
         if frame["type"] == "welcome":
             self.welcome = frame
@@ -226,8 +235,8 @@ class LiveTestClient:
         """
         Break the connection with no closing handshake, as a failing network does.
         """
-        if self.protocol is not None:
-            self.protocol.transport.abortConnection()
+        if self.protocol is not None and self.protocol.transport is not None:
+            cast(ITCPTransport, self.protocol.transport).abortConnection()
 
     async def reconnect(self) -> None:
         """
@@ -309,7 +318,8 @@ class LiveTestClient:
 
     def _opened(self, protocol: _Protocol) -> None:
         self.protocol = protocol
-        self._connected.callback(None)
+        if self._connected is not None:
+            self._connected.callback(None)
 
     def _received(self, payload: bytes, isBinary: bool) -> None:
         frame = json.loads(payload)
@@ -347,9 +357,11 @@ class LiveTestClient:
                 d.callback(value)
 
     async def _withDeadline(self, d: Deferred, what: str, deadline: float = DEFAULT_DEADLINE) -> Any:
-        timer = self.reactor.callLater(
-            deadline, lambda: d.called or d.errback(TimeoutError(f"waited {deadline}s for {what}"))
-        )
+        def tooLate() -> None:
+            if not d.called:
+                d.errback(TimeoutError(f"waited {deadline}s for {what}"))
+
+        timer = self.reactor.callLater(deadline, tooLate)
         try:
             return await d
         finally:
