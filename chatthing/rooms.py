@@ -134,7 +134,7 @@ class Room:
         The names of the users logged in here, on this process, in joining
         order.
         """
-        return [chatter.username for chatter in self._online.values()]
+        return [chatter.username for chatter in self._online.values() if chatter.username is not None]
 
     def presence(self) -> list[str]:
         """

@@ -47,7 +47,7 @@ def loadApplication(dottedName: str) -> ILiveApplication:
             f"--element {dottedName!r} cannot be imported: {type(e).__name__}: {e}"
         ) from None
     try:
-        return ILiveApplication(thing)  # type: ignore[no-any-return]
+        return ILiveApplication(thing)
     except TypeError as e:
         raise usage.UsageError(f"--element {dottedName!r}: {e}") from None
 

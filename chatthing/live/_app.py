@@ -156,7 +156,7 @@ class CallableApplication(LiveApplication):
         return f"<CallableApplication {self.factory!r}>"
 
     def makeElement(self, page: str) -> LiveElement:
-        return self.factory()  # type: ignore[no-any-return]
+        return self.factory()
 
 
 def _applicationOfMethod(method: MethodType) -> ILiveApplication:
@@ -174,7 +174,7 @@ def _applicationOfMethod(method: MethodType) -> ILiveApplication:
     if owner.makeElement != method:
         raise TypeError(f"{method.__qualname__} is a method of the application {owner!r}, "
                         "but not its makeElement")
-    return owner  # type: ignore[no-any-return]
+    return owner
 
 
 # Bound methods first (more specific), then every other object: what is not

@@ -117,9 +117,10 @@ class LiveMetrics:
         """
         A page called C{method}, which is exposed; L{None} if it is not.
         """
-        child = self._callsByMethod.get(method or OTHER_METHOD)
+        name = method or OTHER_METHOD
+        child = self._callsByMethod.get(name)
         if child is None:
-            child = self._callsByMethod[method] = self._calls.labels(method)
+            child = self._callsByMethod[name] = self._calls.labels(name)
         child.inc()
 
     def sent(self) -> None:
