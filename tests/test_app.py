@@ -9,7 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import subprocessEnvironment
+import pytest_twisted
+from conftest import startChatServer, subprocessEnvironment
+from twisted.internet import reactor
+from twisted.web.client import Agent, readBody
 from zope.interface.verify import verifyObject
 
 import chatthing.chatterbox as chatterbox
@@ -97,3 +100,43 @@ def test_liveApplicationBase():
     assert verifyObject(ILiveApplication, mine) and ILiveApplication(mine) is mine
     assert ILiveApplication(mine.makeElement) is mine
     assert mine.wall is None and mine.pageExists("/") and not mine.pageExists("/x")
+
+
+class Rooms(LiveApplication):
+    """
+    An application of its own on a real server: pages at C{/} and
+    C{/custom}, an element per page that remembers its path, and a gauge.
+    """
+
+    def __init__(self):
+        self.made = []
+
+    def pageExists(self, path):
+        return path in ("/", "/custom")
+
+    def makeElement(self, page):
+        self.made.append(page)
+        return LiveElement()
+
+    def registerMetrics(self, metrics):
+        metrics.addGauge("demo_made", "Elements made.", lambda: len(self.made))
+
+
+@pytest_twisted.ensureDeferred
+async def test_applicationOnARealServer():
+    """A server given an ILiveApplication asks it, not the factory's signature, for pages, elements and metrics."""
+    application = Rooms()
+    server = await startChatServer(elementFactory=application)
+    try:
+        agent = Agent(reactor)
+        codes = {}
+        for path in ("/", "/custom", "/other"):
+            response = await agent.request(b"GET", f"http://127.0.0.1:{server.port}{path}".encode())
+            await readBody(response)
+            codes[path] = response.code
+        assert codes == {"/": 200, "/custom": 200, "/other": 404}
+        await server.connect(hello={"page": "/custom"})
+        assert application.made == ["/custom"]
+        assert b"demo_made 1.0" in server.site.metrics.render()
+    finally:
+        await server.stop()
