@@ -5,11 +5,14 @@ C{chat} is the element factory to run::
 
     twistd -n chat-widget --element=chatthing.chatterbox.chat
 
-It is the bound C{makeChatter} of one module-level L{Lobby}: the runtime
-passes it each page's path, and it makes one L{ChatterElement} in the room
-that path names (C{/} the lobby, C{/room/NAME} another room; see
-L{chatthing.rooms}).  Its C{wall} (what C{chatthing.tap.alertTarget(chat)}
-finds) sends global alerts to every room.
+As in the tutorial, it is the bound C{makeChatter} of one module-level
+L{ChatRoom} (C{chat.__self__}), which builds and tracks each page's
+L{ChatterElement}: the runtime passes it each page's path, and it makes the
+element in the L{Room} that path names (C{/} the lobby, C{/room/NAME}
+another room; see L{chatthing.rooms}).  The L{ChatRoom} is the
+L{chatthing.live.ILiveApplication} the plugin serves
+(C{ILiveApplication(chat) is chat.__self__}): its C{wall} sends global
+alerts to every room, and it takes the backplane, room limits and metrics.
 
 Each room's messages go out through a L{Stream}: each is encoded once, sent
 as the same bytes to every page of the room, and numbered, so a page that
@@ -21,8 +24,8 @@ from twisted.python.failure import Failure
 
 from . import commands
 from .live import LiveElement, expose
-from .lobby import Lobby, NoSuchRoom, TooManyRooms
-from .rooms import ChatRoom
+from .lobby import ChatRoom, NoSuchRoom, TooManyRooms
+from .rooms import Room
 from .validation import (
     MAX_MESSAGE_LENGTH,
     MAX_USERNAME_LENGTH,
@@ -39,8 +42,8 @@ from .validation import (
 __all__ = [
     "MAX_MESSAGE_LENGTH", "MAX_USERNAME_LENGTH", "AlreadyLoggedIn", "ChatRoom", "NoSuchRoom",
     "TooManyRooms",
-    "ChatterElement", "InvalidMessage", "InvalidUsername", "Lobby", "NotLoggedIn",
-    "UnknownCommand", "UsernameTaken", "chat", "checkMessage", "normalizeUsername",
+    "ChatterElement", "InvalidMessage", "InvalidUsername", "NotLoggedIn", "Room",
+    "UnknownCommand", "UsernameTaken", "chat", "chatRoom", "checkMessage", "normalizeUsername",
 ]
 
 
@@ -59,7 +62,7 @@ class ChatterElement(LiveElement):
     maxUsernameLength = MAX_USERNAME_LENGTH
     maxMessageLength = MAX_MESSAGE_LENGTH
 
-    def __init__(self, room: ChatRoom) -> None:
+    def __init__(self, room: Room) -> None:
         self.room = room
 
     def __repr__(self) -> str:
@@ -134,9 +137,9 @@ class ChatterElement(LiveElement):
         self.notifyRemote("displayMessage", message)
 
 
-#: The lobby of the server that C{twistd -n chat-widget} runs.
-lobby = Lobby()
+#: The chat of the server that C{twistd -n chat-widget} runs: every room.
+chatRoom = ChatRoom()
 
 # The element factory to run with twistd: one chatter per page, in the room
 # its path names.
-chat = lobby.makeChatter
+chat = chatRoom.makeChatter

@@ -9,6 +9,8 @@ C{//} is said as it is, less one slash.
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
+from twisted.internet.defer import Deferred
+
 from .validation import InvalidMessage, InvalidUsername, UnknownCommand, checkMessage
 
 if TYPE_CHECKING:
@@ -50,7 +52,11 @@ def me(chatter: "ChatterElement", rest: str) -> Any:
     return chatter.room.act(chatter, rest)
 
 
-def nick(chatter: "ChatterElement", rest: str) -> str:
+def nick(chatter: "ChatterElement", rest: str) -> Deferred:
+    """
+    Rename C{chatter} to C{rest}: a L{Deferred} firing with the name as
+    stored, once the roster has it.
+    """
     if not rest:
         raise InvalidUsername("Usage: /nick NEWNAME")
     return chatter.room.rename(chatter, rest)
@@ -67,7 +73,7 @@ def help(chatter: "ChatterElement", rest: str) -> None:
 
 
 #: Each command: what runs it, its usage, and what it does.
-COMMANDS: dict[str, tuple[Callable[["ChatterElement", str], str | None], str, str]] = {
+COMMANDS: dict[str, tuple[Callable[["ChatterElement", str], Any], str, str]] = {
     "help": (help, "/help", "list the commands (only you see it)"),
     "me": (me, "/me ACTION", "show an action, like * alice waves"),
     "nick": (nick, "/nick NEWNAME", "change your username"),

@@ -1,15 +1,18 @@
 """
-The L{Lobby}: every room of a server.  It makes each page's element in the
-room its path names, keeps usernames unique across all of them (through its
-backplane's roster), and sends global alerts to all.
+L{ChatRoom}: the chat of a server, every room of it.  It makes each page's
+element in the room its path names (its L{ChatRoom.makeChatter} is the
+element factory, C{chatthing.chatterbox.chat}), keeps usernames unique
+across all rooms (through its backplane's roster), and sends global alerts
+to all.  It is the L{ILiveApplication} the plugin serves: it declares its
+pages, alerts, backplane, metrics and room limits there.
 
-A room takes one of the lobby's L{MAX_ROOMS} slots while someone is logged
-in there: a page that only looks (never logs in) opens its room without a
-slot, so idle pages cannot lock everyone else out of new rooms, and a
-login in a room that has no slot yet is refused with L{TooManyRooms} when
-they are all taken.  Rooms nobody is in are forgotten, oldest first, when
-there are more than L{MAX_ROOMS}, or when the rooms' bytes are over their
-budget (L{chatthing.roommemory}).
+A room (a L{Room}) takes one of the chat room's L{MAX_ROOMS} slots while
+someone is logged in there: a page that only looks (never logs in) opens
+its room without a slot, so idle pages cannot lock everyone else out of
+new rooms, and a login in a room that has no slot yet is refused with
+L{TooManyRooms} when they are all taken.  Rooms nobody is in are
+forgotten, oldest first, when there are more than L{MAX_ROOMS}, or when
+the rooms' bytes are over their budget (L{chatthing.roommemory}).
 """
 
 import time
@@ -17,12 +20,13 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .backplane import Backplane, MemoryBackplane
-from .live import CallRefused
+from .live import CallRefused, ILiveApplication
 from .live._logsafe import LogThrottle
 from .roommemory import RoomBytes, RoomMemory
-from .rooms import DEFAULT_HISTORY, ChatRoom
+from .rooms import DEFAULT_HISTORY, Room
 from .validation import LOBBY, roomForPath
 
 if TYPE_CHECKING:
@@ -38,7 +42,7 @@ LOST_TOUCH = (" * This server has lost touch with the others: until it is back, 
 BACK_IN_TOUCH = " * This server is back in touch with the others."
 
 #: How many rooms may have someone logged in at once; and how many rooms a
-#: lobby keeps: past this, the one unused the longest and empty is
+#: L{ChatRoom} keeps: past this, the one unused the longest and empty is
 #: forgotten (with its history) to make way for a new one.
 MAX_ROOMS = 1000
 
@@ -56,11 +60,13 @@ class NoSuchRoom(CallRefused):
     """
 
 
-class Lobby:
+@implementer(ILiveApplication)
+class ChatRoom:
     """
     Every room of a server: C{/} is the lobby, C{/room/NAME} the room NAME,
     opened when a page first asks for it.  Its L{makeChatter} is the element
-    factory to serve: the runtime passes it each page's path.
+    factory to serve (its L{ILiveApplication} C{makeElement}): the runtime
+    passes it each page's path.
 
     @ivar rooms: the open rooms by name, least recently joined first.
     @ivar memory: the budgets of what the rooms hold, and what they hold.
@@ -76,9 +82,13 @@ class Lobby:
         self.memory.overBudget = self._overBudget
         self._roomOptions = dict(roomOptions, history=history, memory=self.memory,
                                  admit=self._admit)
-        self.rooms: OrderedDict[str, ChatRoom] = OrderedDict()
+        self.rooms: OrderedDict[str, Room] = OrderedDict()
         self._warnings = LogThrottle(time.monotonic)
         self.useBackplane(backplane if backplane is not None else MemoryBackplane())
+
+    def __repr__(self) -> str:
+        users = sum(len(room.online()) for room in self.rooms.values())
+        return f"<ChatRoom: {len(self.rooms)} room(s) open, {users} user(s) logged in>"
 
     def setRoomLimits(self, maxRooms: int, roomBytes: int, totalBytes: int) -> None:
         """
@@ -97,11 +107,13 @@ class Lobby:
             room.history.maxBytes = memory.historyBytes
             room.bytes.trimHistory(memory.historyBytes)
 
-    def useBackplane(self, backplane: Backplane) -> None:
+    def useBackplane(self, backplane: Backplane) -> bool:
         """
         Share rooms, names and alerts through C{backplane} (the plugin calls
         this at start-up, before any page comes, with C{--redis}): the rooms
         open so far are opened again on it.
+
+        @return: L{True}: the chat shares everything through it.
         """
         self.backplane = backplane
         self.alerts = backplane.stream("alerts", "alerts", ALERT_HISTORY)
@@ -110,6 +122,7 @@ class Lobby:
             self._close(room)
         self.rooms.clear()
         self.room(LOBBY)
+        return True
 
     def _backplaneChanged(self, connected: bool) -> None:
         notice = BACK_IN_TOUCH if connected else LOST_TOUCH
@@ -117,7 +130,7 @@ class Lobby:
             if room.chatters:
                 room.tellHere(notice)
 
-    def room(self, name: str) -> ChatRoom:
+    def room(self, name: str) -> Room:
         """
         The room called C{name} (lower case), opened if need be (and an
         empty one forgotten, if there are L{maxRooms} already).  Opening
@@ -127,8 +140,8 @@ class Lobby:
         if room is None:
             while len(self.rooms) >= self.maxRooms and self._forgetEmptyRoom():
                 pass
-            room = self.rooms[name] = ChatRoom(name, backplane=self.backplane, alerts=self.alerts,
-                                               **self._roomOptions)
+            room = self.rooms[name] = Room(name, backplane=self.backplane, alerts=self.alerts,
+                                           **self._roomOptions)
             self.log.info("opened room {room}", room=name)
         self.rooms.move_to_end(name)
         return room
@@ -145,11 +158,11 @@ class Lobby:
                 return True
         return False
 
-    def _close(self, room: ChatRoom) -> None:
+    def _close(self, room: Room) -> None:
         room.stream.close()
         room.bytes.forget()
 
-    def _admit(self, room: ChatRoom) -> None:
+    def _admit(self, room: Room) -> None:
         """
         Someone logs in in C{room}: it needs a room slot, unless it has one.
 
@@ -206,6 +219,11 @@ class Lobby:
         if name is None:
             raise NoSuchRoom(f"there is no room at {page!r}")
         return self.room(name).makeChatter(page)
+
+    #: What the runtime calls for each new page (L{ILiveApplication}): the
+    #: same function, so that C{ILiveApplication(chatRoom.makeChatter)} is
+    #: C{chatRoom} (see L{chatthing.live.ILiveApplication}).
+    makeElement = makeChatter
 
     def leave(self, chatter: "ChatterElement") -> None:
         """

@@ -1,11 +1,12 @@
 """
 The chat's rooms.
 
-A L{ChatRoom} keeps its pages, who is logged in there, its last messages
+A L{Room} keeps its pages, who is logged in there, its last messages
 (the history a joining page is shown) and two streams: C{room}, the
 messages, alerts and presence every page of the room receives (and gets
 again, exactly once, if it resumes after a drop), and C{typing}, who is
-typing, which is not replayed.  The L{chatthing.lobby.Lobby} holds them.
+typing, which is not replayed.  The server-wide L{chatthing.lobby.ChatRoom}
+(the one C{chatthing.chatterbox.chat} belongs to) holds them.
 What a room keeps is bounded in bytes (L{chatthing.roommemory}).
 """
 
@@ -44,7 +45,7 @@ STREAM_HISTORY = 1000
 TYPING_INTERVAL = 1.5
 
 
-class ChatRoom:
+class Room:
     """
     One room: its pages, who is logged in, its history, and its streams.
 
@@ -61,7 +62,7 @@ class ChatRoom:
         C{[kind, speaker, text, epochMilliseconds]}, C{kind} being
         C{"message"} or C{"action"} (a L{History}, bounded in bytes too).
     @ivar memory: the budgets of the room's bytes, shared by the rooms of
-        a lobby, which it tells of every change in what this room holds.
+        a L{chatthing.lobby.ChatRoom}, which it tells of every change in what this room holds.
     @ivar bytes: what this room holds (frames for replay, and history).
     """
 
@@ -78,7 +79,7 @@ class ChatRoom:
         typingInterval: float = TYPING_INTERVAL,
         alerts: Stream | None = None,
         memory: RoomMemory | None = None,
-        admit: Callable[["ChatRoom"], None] = lambda room: None,
+        admit: Callable[["Room"], None] = lambda room: None,
     ) -> None:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
@@ -107,19 +108,20 @@ class ChatRoom:
                                           room=self, error=failure.getErrorMessage()))
 
     def __repr__(self) -> str:
-        return f"<ChatRoom {self.name} ({len(self.chatters)} pages)>"
+        return f"<Room {self.name} ({len(self.chatters)} pages)>"
 
     def inUse(self) -> bool:
         """
         Whether someone is logged in here (or logging in): the room holds
-        one of the lobby's room slots.
+        one of the chat room's slots (L{chatthing.lobby.ChatRoom.maxRooms}).
         """
         return bool(self._online) or self._loggingIn > 0
 
     def makeChatter(self, page: str | None = None) -> "ChatterElement":
         """
         Make the element for a new page of this room and track it until the
-        page goes away.  (C{page}, the page's path, is the lobby's business.)
+        page goes away.  (C{page}, the page's path, is the
+        L{chatthing.lobby.ChatRoom}'s business.)
         """
         from .chatterbox import ChatterElement
 
@@ -132,7 +134,7 @@ class ChatRoom:
         The names of the users logged in here, on this process, in joining
         order.
         """
-        return [chatter.username for chatter in self._online.values()]
+        return [chatter.username for chatter in self._online.values() if chatter.username is not None]
 
     def presence(self) -> list[str]:
         """

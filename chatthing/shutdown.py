@@ -17,8 +17,8 @@ RESTART_ALERT = "The server is restarting. You will be reconnected."
 class GracefulShutdown(Service):
     """
     Does nothing while running; when stopped, sends C{message} through
-    C{alert} (the application's C{wall()}, if it has one), then closes
-    every connection of C{site} with "going away".  Its C{stopService}
+    C{alert} (the application's C{ILiveApplication.wall}, if it has one),
+    then closes every connection of C{site} with "going away".  Its C{stopService}
     fires once they have closed (or after the site's timeout), so twistd
     waits for it before the reactor stops.
 

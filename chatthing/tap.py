@@ -5,9 +5,8 @@ C{twisted.web.tap}.
     twistd -n chat-widget --element=chatthing.chatterbox.chat
 """
 
-import inspect
 import ipaddress
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.application.service import MultiService
@@ -18,53 +17,39 @@ from .admin import adminSite, readToken
 from .backplane import MemoryBackplane
 from .backplane.redis import RedisURL
 from .listening import ListeningService
-from .live import LiveElement, LiveSite
+from .live import ILiveApplication, LiveSite, checkElementModule
 from .live._health import operatorSite
 from .live._hosts import ANY_HOST, HostCheck, hostName, listenHosts
 from .live._metrics import MetricsResource
 from .live._settings import LiveSettings
 from .shutdown import RESTART_ALERT, GracefulShutdown
 from .startup import StartupService, checkEndpoint
-from .live import checkElementModule
 
 
-def loadElementFactory(dottedName: str) -> Callable[[], LiveElement]:
+def loadApplication(dottedName: str) -> ILiveApplication:
     """
-    The element factory named by C{dottedName}.
+    The application C{--element} names, found in this one place: the
+    object at C{dottedName}, as an L{ILiveApplication} -- itself if it
+    provides the interface, the object whose C{makeElement} it is for a
+    bound method (C{chatthing.chatterbox.chat} is the module-level
+    C{ChatRoom}), or else a plain element factory adapted to one
+    (L{chatthing.live.CallableApplication}: called with no arguments per page, only C{/}, no
+    alerts, no backplane).
 
-    @raise usage.UsageError: with a one-line reason if it cannot be imported,
-        is not callable with no arguments, or is a class that is not a
-        L{LiveElement}.
+    @raise usage.UsageError: with a one-line reason if it cannot be imported
+        or cannot be an application (not callable, a class that is not a
+        C{LiveElement}, a callable that needs arguments).
     """
     try:
-        factory = namedAny(dottedName)
+        thing = namedAny(dottedName)
     except Exception as e:
         raise usage.UsageError(
             f"--element {dottedName!r} cannot be imported: {type(e).__name__}: {e}"
         ) from None
-    if not callable(factory):
-        raise usage.UsageError(f"--element {dottedName!r} is not callable")
-    if inspect.isclass(factory) and not issubclass(factory, LiveElement):
-        raise usage.UsageError(f"--element {dottedName!r} is a class, but not a LiveElement")
     try:
-        inspect.signature(factory).bind()
-    except TypeError:
-        raise usage.UsageError(
-            f"--element {dottedName!r} must be callable with no arguments"
-        ) from None
-    except ValueError:
-        pass  # no signature to inspect (some builtins): trust it
-    return factory
-
-
-def alertTarget(factory: Any) -> Callable[[str], Any] | None:
-    """
-    Where operator alerts go: the C{wall(text)} of the object the factory is
-    a bound method of (C{ChatRoom().makeChatter}), or of the factory itself.
-    """
-    owner = getattr(factory, "__self__", factory)
-    wall = getattr(owner, "wall", None)
-    return wall if callable(wall) else None
+        return ILiveApplication(thing)
+    except TypeError as e:
+        raise usage.UsageError(f"--element {dottedName!r}: {e}") from None
 
 
 class Options(usage.Options):
@@ -93,8 +78,10 @@ class Options(usage.Options):
 
     optParameters = [
         ["element", "e", None,
-         "Dotted name of a zero-argument callable returning a LiveElement, "
-         "called once per page (required), e.g. chatthing.chatterbox.chat."],
+         "Dotted name of the application to serve (required): an object providing "
+         "chatthing.live.ILiveApplication, or its bound makeElement, e.g. "
+         "chatthing.chatterbox.chat (the ChatRoom's makeChatter); or a LiveElement "
+         "class or zero-argument callable returning one, called once per page, serving /."],
         ["port", "p", "8080",
          "TCP port to serve on, all interfaces, 0-65535; ignored if --listen is given."],
         ["admin-token-file", None, None,
@@ -132,8 +119,8 @@ class Options(usage.Options):
         ["ping-timeout", None, "10",
          "Seconds a page has to answer a heartbeat ping before it is dropped."],
         ["max-rooms", None, "1000",
-         "Rooms where someone may be logged in at once (for an element factory that is a "
-         "Lobby's, like chatthing.chatterbox.chat); a login in one more gets TooManyRooms."],
+         "Rooms where someone may be logged in at once (for an application with rooms, "
+         "like chatthing.chatterbox.chat's ChatRoom); a login in one more gets TooManyRooms."],
         ["room-bytes", None, "524288",
          "Bytes one room keeps: frames for pages that resume (three quarters) and its last "
          "messages (a quarter); a room nobody is in keeps only the messages."],
@@ -220,7 +207,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if self["element"] is None:
             raise usage.UsageError("--element is required, e.g. --element=chatthing.chatterbox.chat")
-        self["elementFactory"] = loadElementFactory(self["element"])
+        self["application"] = application = loadApplication(self["element"])
+        # The element factory, for what needs only that.
+        self["elementFactory"] = application.makeElement
         checkElementModule(self["element"])  # its template and widget module are there
         if not self["listen"]:
             try:
@@ -242,10 +231,10 @@ class Options(usage.Options):
         self["adminToken"] = None
         if self["admin-token-file"] is not None:
             self["adminToken"] = readToken(self["admin-token-file"])
-            self["alertTarget"] = alertTarget(self["elementFactory"])
+            self["alertTarget"] = application.wall
             if self["alertTarget"] is None:
                 raise usage.UsageError(
-                    f"--admin-token-file was given, but {self['element']!r} has no wall() "
+                    f"--admin-token-file was given, but {self['element']!r} has no wall "
                     "to send alerts to"
                 )
         self["roomLimits"] = roomLimits(self)
@@ -315,7 +304,7 @@ def checkOrigin(origin: str) -> str:
 def roomLimits(config: Options) -> dict[str, int]:
     """
     C{--max-rooms}, C{--room-bytes} and C{--rooms-bytes}, as the keyword
-    arguments of C{Lobby.setRoomLimits}.
+    arguments of L{ILiveApplication.setRoomLimits}.
 
     @raise usage.UsageError: naming the first option that is not allowed.
     """
@@ -332,16 +321,6 @@ def roomLimits(config: Options) -> dict[str, int]:
                                    f"not {config[option]!r}")
         limits[argument] = value
     return limits
-
-
-def offerRoomLimits(factory: Any, limits: dict[str, int] | None) -> None:
-    """
-    Call C{setRoomLimits(**limits)} on the object the element factory is a
-    bound method of (C{Lobby().makeChatter}), if it has one.
-    """
-    setLimits = getattr(getattr(factory, "__self__", factory), "setRoomLimits", None)
-    if limits and callable(setLimits):
-        setLimits(**limits)
 
 
 def checkHost(host: str) -> str:
@@ -378,20 +357,6 @@ def makeBackplane(config: Options) -> Any:
     return RedisBackplane(config["redis"], gracePeriod=config["settings"].gracePeriod)
 
 
-def offerBackplane(factory: Any, backplane: Any) -> None:
-    """
-    Call C{useBackplane(backplane)} on the object the element factory is a
-    bound method of (C{Lobby().makeChatter}), or on the factory itself, if
-    it has one.
-    """
-    owner = getattr(factory, "__self__", factory)
-    use = getattr(owner, "useBackplane", None)
-    if callable(use):
-        use(backplane)
-    elif not isinstance(backplane, MemoryBackplane):
-        raise usage.UsageError("--redis was given, but the element factory cannot use a backplane")
-
-
 def makeService(config: Options) -> MultiService:
     """
     One listening service per C{--listen} address for the site, plus the
@@ -404,9 +369,12 @@ def makeService(config: Options) -> MultiService:
     service = StartupService()
     backplane = makeBackplane(config)
     backplane.setServiceParent(service)
-    offerBackplane(config["elementFactory"], backplane)
-    offerRoomLimits(config["elementFactory"], config.get("roomLimits"))
-    site = LiveSite(config["elementFactory"], title=config["title"], settings=config["settings"],
+    application: ILiveApplication = config["application"]
+    if not application.useBackplane(backplane) and not isinstance(backplane, MemoryBackplane):
+        raise usage.UsageError(f"--redis was given, but {application!r} cannot use a backplane")
+    if config.get("roomLimits"):
+        application.setRoomLimits(**config["roomLimits"])
+    site = LiveSite(application, title=config["title"], settings=config["settings"],
                     sessionStore=backplane.sessions)
     # The Host names the site answers to: --allowed-host's, and those it
     # listens as (this machine's names, if on all interfaces).
@@ -427,5 +395,5 @@ def makeService(config: Options) -> MultiService:
             config["admin-listen"],
             site.limitOther(adminSite(config["adminToken"], config["alertTarget"]), "admin"), "admin"
         ).setServiceParent(service)
-    GracefulShutdown(site, alertTarget(config["elementFactory"]), RESTART_ALERT).setServiceParent(service)
+    GracefulShutdown(site, application.wall, RESTART_ALERT).setServiceParent(service)
     return service

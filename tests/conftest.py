@@ -32,7 +32,7 @@ import chatthing
 # package, not in site-packages: make twisted.plugins find it there too.
 sys.path.append(str(Path(chatthing.__file__).resolve().parent.parent))
 
-from chatthing.chatterbox import ChatRoom
+from chatthing.rooms import Room
 from chatthing.listening import ListeningService
 from chatthing.live import LiveSettings, LiveSite
 from chatthing.live.testing import LiveTestClient
@@ -64,7 +64,7 @@ class ChatServer(LoopbackAddress):
     A chat server running in the test process.
     """
 
-    room: ChatRoom
+    room: Room
     site: LiveSite
     service: ListeningService
     port: int
@@ -120,7 +120,7 @@ async def startChatServer(settings: LiveSettings = LiveSettings(), elementFactor
     C{settings} on an ephemeral loopback port (or the endpoint
     C{description}, an C{ssl:} one for TLS).
     """
-    room = ChatRoom()
+    room = Room()
     site = LiveSite(elementFactory or room.makeChatter, settings=settings)
     service = ListeningService(description, site, "test chat")
     service.startService()

@@ -15,7 +15,7 @@ import pytest_twisted
 from conftest import eventually, startChatServer, withDeadline
 from twisted.internet import reactor
 
-from chatthing.live import ElementDetached, LiveSettings, RemoteError
+from chatthing.live import ElementDetached, ILiveApplication, LiveSettings, RemoteError
 from chatthing.live.testing import HOLD, LiveTestClient
 
 #: Seconds a test waits for the server to reach a state before it fails.
@@ -505,19 +505,19 @@ async def test_elementFactoryFailureClosesWith1011(chatServer):
     alice = await chatServer.login("alice")
     factory = chatServer.site.liveFactory
     factory.setProtocolOptions(closeHandshakeTimeout=10)  # see test_noHelloInTimeClosesWith1002
-    working = factory.elementFactory
+    working = factory.application
 
     def broken():
         raise RuntimeError("no elements today")
 
-    factory.elementFactory = broken
+    factory.application = ILiveApplication(broken)
     try:
         unlucky = await chatServer.connect(hello=False)
         unlucky.send({"type": "hello", "version": 1, "render": False})
         assert await unlucky.closed() == 1011
         assert not any(f["type"] == "welcome" for f in unlucky.frames)
     finally:
-        factory.elementFactory = working
+        factory.application = working
     assert len(chatServer.room.chatters) == 1
     await expectResult(alice, "say", "still here")
     await alice.waitFor(lambda: ["alice", "still here"] in alice.calls("displayUserMessage"))

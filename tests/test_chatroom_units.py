@@ -16,8 +16,8 @@ from chatthing.chatterbox import (
     ChatterElement,
     InvalidMessage,
     InvalidUsername,
-    Lobby,
     NotLoggedIn,
+    Room,
     UsernameTaken,
     chat,
 )
@@ -70,16 +70,16 @@ class Page:
         self.session.end(Failure(ConnectionDone()))
 
 
-class ChatRoomTests(SynchronousTestCase):
+class RoomTests(SynchronousTestCase):
     def setUp(self):
         # A stopped clock: the room sends its time once, before the first line.
-        self.room = ChatRoom(clock=lambda: 1_700_000_000.0)
+        self.room = Room(clock=lambda: 1_700_000_000.0)
 
     def test_moduleLevelFactory(self):
-        """chat is the tutorial's factory: a bound makeChatter of the lobby that holds every room."""
-        self.assertIsInstance(chat.__self__, Lobby)
-        self.assertEqual(chat.__func__, Lobby.makeChatter)
-        self.assertIsInstance(chat.__self__.rooms["lobby"], ChatRoom)
+        """chat is the tutorial's factory: a bound makeChatter of the module-level ChatRoom that holds every room."""
+        self.assertIsInstance(chat.__self__, ChatRoom)
+        self.assertEqual(chat.__func__, ChatRoom.makeChatter)
+        self.assertIsInstance(chat.__self__.rooms["lobby"], Room)
 
     def test_makeChatterTracks(self):
         """Each made chatter is tracked by the room until its page goes away."""

@@ -50,7 +50,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 
-from chatthing.chatterbox import ChatRoom
+from chatthing.rooms import Room
 from chatthing.listening import ListeningService
 from chatthing.live import LiveSettings, LiveSite
 from chatthing.live.testing import LiveTestClient
@@ -569,7 +569,7 @@ async def fuzzServer():
     A chat server whose rate limit is out of reach, so that every frame is
     judged on its content.
     """
-    room = ChatRoom()
+    room = Room()
     settings_ = LiveSettings(frameRate=1e9, frameBurst=10**9)
     site = LiveSite(room.makeChatter, settings=settings_)
     # See the close codes even if the fuzzer is slow to answer a close frame.

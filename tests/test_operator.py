@@ -22,8 +22,8 @@ from twisted.internet import threads
 from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 
-from chatthing.live import LiveElement, LiveSettings, Stream
-from chatthing.live._metrics import LiveMetrics, offerMetrics
+from chatthing.live import LiveApplication, LiveElement, LiveSettings, LiveSite, Stream
+from chatthing.live._metrics import LiveMetrics
 from chatthing.logs import jsonLine, jsonLogObserver
 
 # Helpers
@@ -191,10 +191,10 @@ async def test_sitesCountApart(serve):
     assert one.site.metrics.registry is not other.site.metrics.registry
 
 
-class CountingRoom:
+class CountingRoom(LiveApplication):
     """
     A stand-in application with numbers of its own, offered the site's
-    metrics through registerMetrics().
+    metrics through its ILiveApplication registerMetrics().
     """
 
     def __init__(self) -> None:
@@ -205,16 +205,16 @@ class CountingRoom:
         self.offered.append(metrics)
         metrics.addGauge("demo_pages_made", "Pages this room has made.", lambda: self.pages)
 
-    def makePage(self) -> LiveElement:
+    def makeElement(self, page: str) -> LiveElement:
         self.pages += 1
         return LiveElement()
 
 
 @pytest_twisted.ensureDeferred
 async def test_applicationGauges(serve):
-    """An element factory's owner with registerMetrics() adds gauges to the site's /metrics, read when scraped."""
+    """An application's registerMetrics() adds gauges to the site's /metrics, read when scraped."""
     room = CountingRoom()
-    server = await serve(elementFactory=room.makePage, publicMetrics=True)
+    server = await serve(elementFactory=room, publicMetrics=True)
     assert room.offered == [server.site.metrics]
     assert value(await metrics(server), "demo_pages_made") == 0
     await server.connect()
@@ -227,18 +227,25 @@ async def test_applicationGauges(serve):
     assert value(await metrics(server), "demo_answer") == 42
 
 
-class PlainRoom:
+class UndeclaredRoom:
+    """
+    Has a registerMetrics() but does not declare ILiveApplication: the
+    runtime must not guess it is one.
+    """
+
+    def registerMetrics(self, metrics: LiveMetrics) -> None:
+        raise AssertionError("an undeclared registerMetrics() was called")
+
     def makePage(self) -> LiveElement:
         return LiveElement()
 
 
-def test_offerMetricsToPlainFunctions():
-    """A factory with no registerMetrics() (a plain function, a class, a bound method) is left alone."""
-    metrics = LiveMetrics()
-    offerMetrics(lambda: LiveElement(), metrics)
-    offerMetrics(LiveElement, metrics)
-    offerMetrics(PlainRoom().makePage, metrics)
-    assert {s.name for s in samples(metrics.render().decode())} >= {"live_connections"}
+def test_plainFactoriesOfferNoMetrics():
+    """A plain factory (a function, a class, a bound method of an undeclared object) adds no metrics: nothing is sniffed."""
+    for factory in (lambda: LiveElement(), LiveElement, UndeclaredRoom().makePage):
+        site = LiveSite(factory)
+        names = {s.name for s in samples(site.metrics.render().decode())}
+        assert "live_connections" in names and not any(n.startswith("demo_") for n in names)
 
 
 def test_streamOutsideASiteCountsNothing():
@@ -363,10 +370,10 @@ def test_twistdJsonLogsAndMetricsListener(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_chatGauges(serve):
     """The chat's own gauges, users logged in and rooms open, move as pages log in and open rooms."""
-    from chatthing.lobby import Lobby
+    from chatthing.chatterbox import ChatRoom
 
-    lobby = Lobby()
-    server = await serve(elementFactory=lobby.makeChatter, publicMetrics=True)
+    chatRoom = ChatRoom()
+    server = await serve(elementFactory=chatRoom.makeChatter, publicMetrics=True)
     before = await metrics(server)
     assert value(before, "chat_users") == 0 and value(before, "chat_rooms") == 1
     await server.login("alice")

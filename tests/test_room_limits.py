@@ -4,7 +4,7 @@ bytes a room keeps (frames for pages that resume, and its history) are
 bounded per room and for all rooms, a room nobody is in keeps only its
 history, and pages that never log in take no room slot.
 
-Each test serves a fresh L{Lobby} on an ephemeral loopback port (the
+Each test serves a fresh L{ChatRoom} on an ephemeral loopback port (the
 C{serve} fixture) and talks to it with L{LiveTestClient}s; what the rooms
 hold is measured from their frames and history entries themselves, and
 with C{tracemalloc}.
@@ -20,7 +20,7 @@ from conftest import eventually
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatthing.chatterbox import Lobby
+from chatthing.chatterbox import ChatRoom
 from chatthing.live import LiveSettings, Stream
 from chatthing.live.testing import LiveTestClient
 
@@ -39,14 +39,14 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def keptBytes(lobby: Lobby) -> dict[str, int]:
+def keptBytes(chatRoom: ChatRoom) -> dict[str, int]:
     """
     What each room keeps, in bytes, counted from what it holds: the
     encoded frames its streams keep for replay, and its history entries as
     they are sent.
     """
     kept = {}
-    for name, room in lobby.rooms.items():
+    for name, room in chatRoom.rooms.items():
         total = 0
         for stream in (room.stream, room.stream.fallback):
             if stream is not None:
@@ -77,8 +77,8 @@ async def fill(client: LiveTestClient, count: int, tag: str) -> None:
 @pytest_twisted.ensureDeferred
 async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
     """30 rooms filled with big messages: each keeps at most 512 KiB while used, only its history after everyone left; a newcomer still sees it."""
-    lobby = Lobby()
-    server = await serve(FAST, elementFactory=lobby.makeChatter)
+    chatRoom = ChatRoom()
+    server = await serve(FAST, elementFactory=chatRoom.makeChatter)
     rooms, messages = 30, 60
     bystander = await Bystander.start(server.wsUrl)
     calm = await bystander.probe(20)
@@ -92,7 +92,7 @@ async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
         # The fill runs in this process, on the server's reactor: what is
         # measured is what the rooms' memory does to another user after it.
         during = await bystander.probe(20)
-        used = keptBytes(lobby)
+        used = keptBytes(chatRoom)
         fullest = max(used[f"big{i}"] for i in range(rooms))
         print(f"while used: the fullest room keeps {fullest / KIB:.0f} KiB, all "
               f"{sum(used.values()) / MIB:.1f} MiB")
@@ -104,21 +104,21 @@ async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
         for client in fillers:
             await client.closed()
             client.frames.clear()  # what the test's clients heard is not the server's
-        await eventually(lambda: all(not lobby.rooms[f"big{i}"].chatters for i in range(rooms)),
+        await eventually(lambda: all(not chatRoom.rooms[f"big{i}"].chatters for i in range(rooms)),
                          "every filler to have left")
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    left = keptBytes(lobby)
+    left = keptBytes(chatRoom)
     held = sum(left[f"big{i}"] for i in range(rooms))
     print(f"after everyone left: the rooms keep {held / MIB:.2f} MiB (budget "
           f"{rooms * HISTORY_BYTES / MIB:.2f} MiB of history); Python memory grew "
           f"{grown / MIB:.1f} MiB")
     # Old code: 30 rooms x ~880 KiB = ~26 MiB kept, and ~38 MiB of memory.
     assert held <= rooms * HISTORY_BYTES, held
-    assert all(not room.stream._history for room in lobby.rooms.values() if not room.chatters)
-    assert lobby.memory.held == sum(left.values())
+    assert all(not room.stream._history for room in chatRoom.rooms.values() if not room.chatters)
+    assert chatRoom.memory.held == sum(left.values())
     assert grown <= 3 * rooms * HISTORY_BYTES + 4 * MIB, grown
 
     newcomer = await enter(server, "/room/big7")
@@ -133,17 +133,17 @@ async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
 
 @pytest_twisted.ensureDeferred
 async def test_allRoomsTogetherKeepWithinTheTotalBudget(serve):
-    """Rooms in use, filled past the lobby's total budget: the oldest frames go, and the rooms keep no more than the total."""
+    """Rooms in use, filled past the ChatRoom's total budget: the oldest frames go, and the rooms keep no more than the total."""
     from chatthing.roommemory import RoomMemory
 
     memory = RoomMemory(replayBytes=256 * KIB, historyBytes=64 * KIB, totalBytes=2 * MIB)
-    lobby = Lobby(memory=memory)
-    server = await serve(FAST, elementFactory=lobby.makeChatter)
+    chatRoom = ChatRoom(memory=memory)
+    server = await serve(FAST, elementFactory=chatRoom.makeChatter)
     fillers = [await enter(server, f"/room/r{i}", f"user{i}") for i in range(12)]
     listeners = [await enter(server, f"/room/r{i}") for i in range(12)]
     await gatherResults([ensureDeferred(fill(c, 40, f"r{i}"))
                          for i, c in enumerate(fillers)])
-    kept = keptBytes(lobby)
+    kept = keptBytes(chatRoom)
     print(f"12 rooms in use keep {sum(kept.values()) / MIB:.2f} MiB (budget 2 MiB; "
           f"without it {12 * 320 / 1024:.2f} MiB)")
     assert sum(kept.values()) == memory.held <= 2 * MIB
@@ -156,12 +156,12 @@ async def test_allRoomsTogetherKeepWithinTheTotalBudget(serve):
 @pytest_twisted.ensureDeferred
 async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
     """With every room slot's worth of idle never-logged-in pages open, a new user opens a new room and chats; logins past the slots get TooManyRooms."""
-    lobby = Lobby(maxRooms=5)
-    server = await serve(FAST, elementFactory=lobby.makeChatter)
+    chatRoom = ChatRoom(maxRooms=5)
+    server = await serve(FAST, elementFactory=chatRoom.makeChatter)
     bystander = await Bystander.start(server.wsUrl)  # in the lobby: one room in use
     calm = await bystander.probe(10)
     idle = [await enter(server, f"/room/idle{i}") for i in range(4)]  # and the lobby: 5 rooms
-    assert len(lobby.rooms) == 5
+    assert len(chatRoom.rooms) == 5
     during = await bystander.probe(10)
 
     # Old code: TooManyRooms for this page, before any login.
@@ -183,7 +183,7 @@ async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
     assert 'kind="TooManyRooms"' in server.site.liveFactory.metrics.render().decode()
     # The page is still there, and gets in once a room is free.
     server.clients[-2].close()  # busy2 leaves
-    await eventually(lambda: not lobby.rooms["busy2"].inUse(), "busy2's room to be free")
+    await eventually(lambda: not chatRoom.rooms["busy2"].inUse(), "busy2's room to be free")
     answer = await late.call("setUsername", "late")
     assert answer["type"] == "result", answer
     bystander.assertUnharmed(calm, during)
@@ -191,20 +191,21 @@ async def test_pagesThatNeverLogInHoldNoRoomSlot(serve):
 
 
 def test_roomOptions():
-    """--max-rooms, --room-bytes and --rooms-bytes are read, checked, and given to the lobby."""
+    """--max-rooms, --room-bytes and --rooms-bytes are read, checked, and given to the ChatRoom."""
     from twisted.python.usage import UsageError
 
-    from chatthing.tap import Options, offerRoomLimits
+    from chatthing.live import ILiveApplication
+    from chatthing.tap import Options
 
     config = Options()
     config.parseOptions(["--element=chatthing.chatterbox.chat", "--max-rooms=3",
                          "--room-bytes=131072", "--rooms-bytes=2097152"])
     assert config["roomLimits"] == {"maxRooms": 3, "roomBytes": 131072, "totalBytes": 2097152}
-    lobby = Lobby()
-    offerRoomLimits(lobby.makeChatter, config["roomLimits"])
-    assert (lobby.maxRooms, lobby.memory.replayBytes, lobby.memory.historyBytes,
-            lobby.memory.totalBytes) == (3, 98304, 32768, 2097152)
-    assert lobby.rooms["lobby"].stream.maxBytes == 98304
+    chatRoom = ChatRoom()
+    ILiveApplication(chatRoom.makeChatter).setRoomLimits(**config["roomLimits"])
+    assert (chatRoom.maxRooms, chatRoom.memory.replayBytes, chatRoom.memory.historyBytes,
+            chatRoom.memory.totalBytes) == (3, 98304, 32768, 2097152)
+    assert chatRoom.rooms["lobby"].stream.maxBytes == 98304
     for bad in (["--max-rooms=0"], ["--room-bytes=1000"], ["--rooms-bytes=lots"]):
         try:
             Options().parseOptions(["--element=chatthing.chatterbox.chat", *bad])

@@ -4,7 +4,7 @@ lobby, C{/room/NAME} another), and rooms keep their messages, history,
 presence and typing to themselves, while usernames and global alerts span
 the whole server.
 
-Every test runs a real server (C{roomServer}: a L{Lobby}'s C{makeChatter}
+Every test runs a real server (C{roomServer}: a L{ChatRoom}'s C{makeChatter}
 served as the element factory, as C{twistd -n chat-widget
 --element=chatthing.chatterbox.chat} does) and talks to it with
 L{LiveTestClient}; waits have deadlines, never fixed sleeps.
@@ -18,29 +18,28 @@ from test_chat_protocol import eventually
 from twisted.internet import reactor
 from twisted.web.client import Agent, readBody
 
-from chatthing.chatterbox import Lobby
-from chatthing.live import LiveElement
-from chatthing.tap import alertTarget
+from chatthing.chatterbox import ChatRoom
+from chatthing.live import ILiveApplication, LiveApplication, LiveElement
 
 #: Seconds a test waits for the server to reach a state before it fails.
 DEADLINE = 10.0
 
 
-async def startRooms(**lobbyOptions):
+async def startRooms(**chatRoomOptions):
     """
-    A server of a fresh L{Lobby}, made with C{lobbyOptions}; the lobby is
-    its C{lobby} attribute.
+    A server of a fresh L{ChatRoom}, made with C{chatRoomOptions}; the
+    L{ChatRoom} is its C{chatRoom} attribute.
     """
-    lobby = Lobby(**lobbyOptions)
-    server = await startChatServer(elementFactory=lobby.makeChatter)
-    server.lobby = lobby
+    chatRoom = ChatRoom(**chatRoomOptions)
+    server = await startChatServer(elementFactory=chatRoom.makeChatter)
+    server.chatRoom = chatRoom
     return server
 
 
 @pytest_twisted.async_yield_fixture
 async def roomServer():
     """
-    A fresh lobby and its rooms, served on an ephemeral loopback port.
+    A fresh L{ChatRoom} and its rooms, served on an ephemeral loopback port.
     """
     server = await startRooms()
     yield server
@@ -96,16 +95,16 @@ async def test_messagesStayInTheirRoom(roomServer):
     assert said(alice) == [["alice", "lobby marker"]]
     assert said(dave) == [["dave", "room y marker"]]
     assert said(bob) == said(carol) == [["bob", "only room x"]]
-    assert roomServer.lobby.rooms["x"].online() == ["bob", "carol"]
+    assert roomServer.chatRoom.rooms["x"].online() == ["bob", "carol"]
     assert " * user alice has joined the room" not in str(bob.calls("displayMessage"))
 
 
 @pytest_twisted.ensureDeferred
 async def test_wallReachesEveryRoom(roomServer):
-    """A global alert (the operator's wall, as tap.alertTarget finds it) reaches every page of every room and counts them."""
+    """A global alert (the operator's wall: the ILiveApplication's, as the plugin finds it) reaches every page of every room and counts them."""
     pages = [await enter(roomServer, path) for path in ("/", "/room/a", "/room/a", "/room/b")]
-    wall = alertTarget(roomServer.lobby.makeChatter)
-    assert wall == roomServer.lobby.wall
+    wall = ILiveApplication(roomServer.chatRoom.makeChatter).wall
+    assert wall == roomServer.chatRoom.wall
     assert wall("the server restarts soon") == 4
     for page in pages:
         await page.waitFor(lambda p=page: ["the server restarts soon"] in p.calls("displayMessage"),
@@ -121,7 +120,7 @@ async def test_usernamesUniqueAcrossRooms(roomServer):
     assert await result(other, "setUsername", "bob") == "bob"
     assert "taken" in await refused(other, "say", "/nick Alice", name="UsernameTaken")
     alice.close()
-    await eventually(lambda: not roomServer.lobby.rooms["lobby"].online(), "alice to leave")
+    await eventually(lambda: not roomServer.chatRoom.rooms["lobby"].online(), "alice to leave")
     assert await result(other, "say", "/nick Alice") == "Alice"
 
 
@@ -271,21 +270,30 @@ async def test_zeroArgumentFactoryStillWorks():
         await server.stop()
 
 
-@pytest_twisted.ensureDeferred
-async def test_pageGoesToFactoriesThatTakeIt():
-    """A factory that takes an argument is given the hello's page ("/" if it names none)."""
-    pages = []
+class PagesApplication(LiveApplication):
+    """
+    An application of its own (a L{LiveApplication} provides
+    L{ILiveApplication}): it records the page each element is made for.
+    """
 
-    def factory(page):
-        pages.append(page)
+    def __init__(self):
+        self.pages = []
+
+    def makeElement(self, page):
+        self.pages.append(page)
         return LiveElement()
 
-    server = await startChatServer(elementFactory=factory)
+
+@pytest_twisted.ensureDeferred
+async def test_pageGoesToTheApplication():
+    """An application's makeElement is given the hello's page ("/" if it names none)."""
+    application = PagesApplication()
+    server = await startChatServer(elementFactory=application)
     try:
         await server.connect(hello={"page": "/somewhere"})
         await server.connect()
         await server.connect(hello={"page": 42})
-        assert pages == ["/somewhere", "/", "/"]
+        assert application.pages == ["/somewhere", "/", "/"]
     finally:
         await server.stop()
 

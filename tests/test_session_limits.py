@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatthing.backplane.redis import RedisBackplane
-from chatthing.chatterbox import Lobby
+from chatthing.chatterbox import ChatRoom
 from chatthing.live import LiveElement, LiveSettings
 from chatthing.live._session import LiveSession
 from chatthing.live.testing import LiveTestClient
@@ -124,23 +124,23 @@ async def test_refusedResumeClosesTheOldConnection(serve, serverLog):
     assert not bob.isClosed
 
 
-async def redisLobby(serve, redis, gracePeriod: float = 5.0):
+async def redisChatRoom(serve, redis, gracePeriod: float = 5.0):
     """
-    A lobby on a L{RedisBackplane} to C{redis}, served; the server and
+    A L{ChatRoom} on a L{RedisBackplane} to C{redis}, served; the server and
     the backplane (stopped by the caller).
     """
     backplane = RedisBackplane(redis.url, gracePeriod=gracePeriod)
-    lobby = Lobby(backplane=backplane)
+    chatRoom = ChatRoom(backplane=backplane)
     backplane.startService()
     await eventually(lambda: backplane.connected, "the backplane to connect")
-    server = await serve(elementFactory=lobby.makeChatter)
+    server = await serve(elementFactory=chatRoom.makeChatter)
     return server, backplane
 
 
 @pytest_twisted.ensureDeferred
 async def test_redisErrorsAreNotShownToPages(serve, redisServer, serverLog):  # noqa: F811
     """Redis answering a login with an error: the page gets a generic BackplaneDown, the log gets Redis's words."""
-    server, backplane = await redisLobby(serve, redisServer)
+    server, backplane = await redisChatRoom(serve, redisServer)
     try:
         assert b"OK" in redisServer.command("SET", "chatthing:names", "not-a-hash")
         page = await server.connect()
@@ -159,7 +159,7 @@ async def test_redisErrorsAreNotShownToPages(serve, redisServer, serverLog):  # 
 @pytest_twisted.ensureDeferred
 async def test_dedupeKeysLastWhatAResumeNeeds(serve, redisServer):  # noqa: F811
     """The key that publishes a page's call once lives the grace period plus a minute, not an hour."""
-    server, backplane = await redisLobby(serve, redisServer, gracePeriod=5.0)
+    server, backplane = await redisChatRoom(serve, redisServer, gracePeriod=5.0)
     try:
         bystander = await Bystander.start(server.wsUrl)
         await bystander.probe(3)

@@ -8,11 +8,14 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
+from zope.interface.verify import verifyObject
+
 from chatthing import tap
 from chatthing.backplane import MemoryBackplane
-from chatthing.chatterbox import ChatterElement, chat
+from chatthing.chatterbox import ChatterElement, chat, chatRoom
+from chatthing.examples.echobox import EchoElement
 from chatthing.listening import ListeningService
-from chatthing.live import LiveSite
+from chatthing.live import CallableApplication, ILiveApplication, LiveElement, LiveSite
 from chatthing.live._health import HealthResource
 from chatthing.live._metrics import MetricsResource
 from chatthing.live._settings import LiveSettings
@@ -34,7 +37,8 @@ def test_pluginRegistered():
 def test_defaults():
     """The tutorial's command serves the chat on port 8080, with no admin endpoint."""
     options = parse("--element=chatthing.chatterbox.chat")
-    assert options["elementFactory"] is chat or options["elementFactory"] == chat
+    assert options["application"] is chat.__self__ is chatRoom
+    assert options["elementFactory"] == chat
     assert options["listen"] == ["tcp:8080"]
     assert options["adminToken"] is None
 
@@ -66,6 +70,8 @@ def test_listenRepeatableOverridesPort():
     ("chatthing.chatterbox.MAX_MESSAGE_LENGTH", "is not callable"),
     ("chatthing.chatterbox.ChatRoom", "is a class, but not a LiveElement"),
     ("chatthing.chatterbox.ChatterElement", "must be callable with no arguments"),
+    ("chatthing.chatterbox.chatRoom.wall", "is a method of the application .* but not its makeElement"),
+    ("test_tap.pageFactory", "must be callable with no arguments"),
 ])
 def test_badElement(element, message):
     """A missing, unimportable or unusable --element is a one-line usage error."""
@@ -78,7 +84,62 @@ def test_badElement(element, message):
 def test_elementClass():
     """A LiveElement subclass with a zero-argument constructor is a valid factory."""
     options = parse("--element=chatthing.live.LiveElement")
-    assert options["elementFactory"].__name__ == "LiveElement"
+    assert options["application"].factory is LiveElement
+
+
+def plainFactory():
+    """A plain element factory, as a user's module would have one."""
+    return EchoElement()
+
+
+def pageFactory(page):
+    """A plain function that wants the page: refused (an application takes pages by makeElement)."""
+    return EchoElement()
+
+
+class PlainRoom:
+    """An object with a wall() that does not declare ILiveApplication: nothing of it is guessed."""
+
+    def wall(self, message):
+        raise AssertionError("an undeclared wall() was found")
+
+    def makePage(self):
+        return EchoElement()
+
+
+plainRoom = PlainRoom()
+
+
+@pytest.mark.parametrize("element, factory", [
+    ("chatthing.examples.echobox.EchoElement", EchoElement),
+    ("test_tap.plainFactory", plainFactory),
+    ("test_tap.plainRoom.makePage", plainRoom.makePage),
+], ids=["class", "function", "undeclared bound method"])
+def test_elementPlainCallable(element, factory):
+    """--element naming a plain factory: a CallableApplication with no alerts, no backplane, only /."""
+    options = parse(f"--element={element}")
+    application = options["application"]
+    assert isinstance(application, CallableApplication) and application.factory == factory
+    assert verifyObject(ILiveApplication, application)
+    assert application.wall is None and not application.pageExists("/room/x")
+    assert isinstance(options["elementFactory"]("/"), EchoElement)
+
+
+@pytest.mark.parametrize("element", ["chatthing.chatterbox.chat", "chatthing.chatterbox.chatRoom"],
+                         ids=["its makeElement", "the application"])
+def test_elementApplication(element):
+    """--element naming an ILiveApplication, or its bound makeElement, serves that application itself."""
+    options = parse(f"--element={element}")
+    assert options["application"] is chatRoom
+    assert verifyObject(ILiveApplication, options["application"])
+
+
+def test_plainFactoryCannotUseRedis():
+    """--redis with an application that uses no backplane is a usage error naming it."""
+    options = parse("--element=chatthing.examples.echobox.EchoElement", "--listen", "tcp:0",
+                    "--redis", "redis://127.0.0.1:1/0")
+    with pytest.raises(usage.UsageError, match="cannot use a backplane"):
+        tap.makeService(options)
 
 
 def test_adminToken(tmp_path):
@@ -87,7 +148,7 @@ def test_adminToken(tmp_path):
     token.write_text("s3cret\n")
     options = parse("--element=chatthing.chatterbox.chat", "--admin-token-file", str(token))
     assert options["adminToken"] == "s3cret"
-    assert options["alertTarget"] == chat.__self__.wall
+    assert options["alertTarget"] == chatRoom.wall
 
 
 @pytest.mark.parametrize("content, message", [(None, "cannot be read"), ("  \n", "is empty")])
@@ -106,6 +167,14 @@ def test_adminNeedsWall(tmp_path):
     token.write_text("t")
     with pytest.raises(usage.UsageError, match="no wall"):
         parse("--element=chatthing.live.LiveElement", "--admin-token-file", str(token))
+
+
+def test_adminNeedsADeclaredWall(tmp_path):
+    """A wall() on an object that does not declare ILiveApplication is not guessed at: alerts are refused."""
+    token = tmp_path / "token"
+    token.write_text("t")
+    with pytest.raises(usage.UsageError, match="no wall"):
+        parse("--element=test_tap.plainRoom.makePage", "--admin-token-file", str(token))
 
 
 def serving(service):

@@ -5,8 +5,12 @@ WebSocket per page.  It knows nothing about chat.
 An application subclasses L{LiveElement}, marks what the browser may call
 with L{expose}, and calls the browser with L{LiveElement.callRemote}.
 L{LiveSite} serves it; C{docs/protocol.md} specifies the wire protocol.
+What an application offers besides its elements (its pages, alerts,
+backplane, metrics, room limits) is declared by L{ILiveApplication}; a
+plain element factory is adapted to one (L{CallableApplication}).
 """
 
+from ._app import CallableApplication, ILiveApplication, LiveApplication
 from ._appcheck import AppCheckFailed, checkElementModule
 from ._apps import ElementUnavailable
 from ._element import LiveElement
@@ -32,7 +36,10 @@ from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 __all__ = [
     "BadArguments",
     "CallRefused",
+    "CallableApplication",
     "ElementDetached",
+    "ILiveApplication",
+    "LiveApplication",
     "LiveElement",
     "LiveError",
     "LiveSettings",

@@ -3,7 +3,6 @@ L{LiveServerFactory}: makes the connections and the elements, and keeps the
 sessions of the pages connected or coming back.
 """
 
-import inspect
 import secrets
 from typing import Any, Callable
 
@@ -14,12 +13,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
+from ._app import ILiveApplication
 from ._apps import AppFolders, ElementUnavailable, widgetModule
 from ._budget import PartialBytes
 from ._element import LiveElement
 from ._errors import LiveError
 from ._logsafe import LogThrottle, cut
-from ._metrics import LiveMetrics, offerMetrics
+from ._metrics import LiveMetrics
 from ._protocol import LiveServerProtocol
 from ._sending import WriteCoalescer
 from ._session import LiveSession
@@ -53,37 +53,15 @@ class _Timer:
             self.call.cancel()
 
 
-def _acceptsOneArgument(factory: Callable[..., Any]) -> bool:
-    """
-    Whether C{factory} can be called with one positional argument (the
-    page's path); a factory whose signature cannot be read is called with
-    none.
-    """
-    try:
-        inspect.signature(factory).bind("/")
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _pageExistsHook(factory: Callable[..., Any]) -> Callable[[str], Any] | None:
-    """
-    The application's C{pageExists(path)}: the factory's own, or that of the
-    object the factory is a bound method of.
-    """
-    for owner in (factory, getattr(factory, "__self__", None)):
-        hook = getattr(owner, "pageExists", None)
-        if callable(hook):
-            return hook
-    return None
-
-
 class LiveServerFactory(WebSocketServerFactory):
     """
     Makes one L{LiveServerProtocol} per page connection and one element per
-    new page, by calling C{elementFactory}; keeps each page's session until
-    it ends, so that a page can come back to it.
+    new page, by its application's C{makeElement}; keeps each page's session
+    until it ends, so that a page can come back to it.
 
+    @ivar application: the L{ILiveApplication} served: C{elementFactory}
+        itself if it provides it, else what it is adapted to (a plain
+        element factory becomes a L{CallableApplication}).
     @ivar sessions: the sessions not ended, by id.
     @ivar connections: the open connections.
     """
@@ -93,7 +71,7 @@ class LiveServerFactory(WebSocketServerFactory):
 
     def __init__(
         self,
-        elementFactory: Callable[[], LiveElement],
+        elementFactory: ILiveApplication | Callable[[], LiveElement],
         templates: Environment,
         settings: LiveSettings = LiveSettings(),
         reactor: Any = None,
@@ -103,9 +81,7 @@ class LiveServerFactory(WebSocketServerFactory):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
-        self.elementFactory = elementFactory
-        self.factoryTakesPage = _acceptsOneArgument(elementFactory)
-        self._pageExists = _pageExistsHook(elementFactory)
+        self.application = ILiveApplication(elementFactory)
         self.templates = templates
         #: The apps whose own files are served under C{/apps/}.
         self.apps = AppFolders()
@@ -127,7 +103,7 @@ class LiveServerFactory(WebSocketServerFactory):
                               lambda: self.partialBytes.total)
         # Warnings any page can cause at will: a few lines and a count.
         self.logThrottle = LogThrottle(reactor.seconds)
-        offerMetrics(elementFactory, self.metrics)
+        self.application.registerMetrics(self.metrics)
         # failByDrop=False: a connection Autobahn fails (a frame over the hard
         # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
         # docs/protocol.md says, instead of the TCP connection being dropped.
@@ -145,14 +121,11 @@ class LiveServerFactory(WebSocketServerFactory):
 
     def pageExists(self, path: str) -> bool:
         """
-        Whether the page shell is served at C{path}: the application says, if
-        its element factory (or the object it is a bound method of) has a
-        C{pageExists(path)} method; otherwise only C{/} is a page.
+        Whether the page shell is served at C{path}: the application says
+        (a plain element factory serves only C{/}).
         """
-        if self._pageExists is None:
-            return path == "/"
         try:
-            return bool(self._pageExists(path))
+            return bool(self.application.pageExists(path))
         except Exception:
             self.log.failure("pageExists({path}) raised", path=cut(path))
             return False
@@ -160,23 +133,22 @@ class LiveServerFactory(WebSocketServerFactory):
     def makeElement(self, page: str = "/") -> LiveElement | None:
         """
         A new element for a page at C{page} (the hello frame's "page"), made
-        by the element factory; C{page} is passed to factories that take an
-        argument.  L{None} if it failed.
+        by the application's C{makeElement(page)}.  L{None} if it failed.
 
         @raise LiveError: the factory's own refusal (no such page...), for the
             page to be told.
         """
         try:
-            element = self.elementFactory(page) if self.factoryTakesPage else self.elementFactory()
+            element = self.application.makeElement(page)
         except LiveError:
             raise
         except Exception:
-            self.log.failure("element factory {factory!r} raised", factory=self.elementFactory)
+            self.log.failure("{application!r} could not make an element", application=self.application)
             return None
         if not isinstance(element, LiveElement):
             self.log.error(
-                "element factory {factory!r} returned {element!r}, not a LiveElement",
-                factory=self.elementFactory, element=element,
+                "{application!r} made {element!r}, not a LiveElement",
+                application=self.application, element=element,
             )
             return None
         return element

@@ -7,11 +7,11 @@ their counts apart.
 The runtime knows nothing about the application; an application adds its
 own numbers to the same registry with L{LiveMetrics.addGauge} (or any
 C{prometheus_client} metric with C{registry=metrics.registry}).  The site
-offers its metrics to the application at start: if the element factory,
-or the object it is a bound method of (C{ChatRoom().makeChatter}), has a
-C{registerMetrics(metrics)} method, it is called once with the site's
-L{LiveMetrics}::
+offers its metrics to the application at start: its
+L{ILiveApplication.registerMetrics} is called once with the site's
+L{LiveMetrics} (a plain element factory's adapter adds nothing)::
 
+    @implementer(ILiveApplication)
     class ChatRoom:
         def registerMetrics(self, metrics):
             metrics.addGauge("chat_users", "Users logged in.", lambda: len(self.users))
@@ -117,9 +117,10 @@ class LiveMetrics:
         """
         A page called C{method}, which is exposed; L{None} if it is not.
         """
-        child = self._callsByMethod.get(method or OTHER_METHOD)
+        name = method or OTHER_METHOD
+        child = self._callsByMethod.get(name)
         if child is None:
-            child = self._callsByMethod[method] = self._calls.labels(method)
+            child = self._callsByMethod[name] = self._calls.labels(name)
         child.inc()
 
     def sent(self) -> None:
@@ -189,17 +190,6 @@ class _Unmeasured(LiveMetrics):
 
 #: The metrics of sessions and streams made outside any site.
 UNMEASURED: LiveMetrics = _Unmeasured()
-
-
-def offerMetrics(elementFactory: Any, metrics: LiveMetrics) -> None:
-    """
-    Call C{registerMetrics(metrics)} on the object C{elementFactory} is a
-    bound method of, or on the factory itself, if it has one.
-    """
-    owner = getattr(elementFactory, "__self__", elementFactory)
-    register = getattr(owner, "registerMetrics", None)
-    if callable(register):
-        register(metrics)
 
 
 class MetricsResource(Resource):

@@ -16,6 +16,7 @@ from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from .._assets import assetFolder
+from ._app import ILiveApplication
 from ._apps import APPS_PATH, AppFolders
 from ._element import LiveElement
 from ._factory import LiveServerFactory
@@ -221,7 +222,7 @@ class LiveSite(Site):
 
     def __init__(
         self,
-        elementFactory: Callable[[], LiveElement],
+        elementFactory: ILiveApplication | Callable[[], LiveElement],
         title: str = "chatthing",
         settings: LiveSettings = LiveSettings(),
         reactor: Any = None,
