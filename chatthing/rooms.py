@@ -19,15 +19,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .backplane import (
-    JOINED,
-    LEFT,
     Backplane,
     Call,
     MemoryBackplane,
     NameTaken,
+    Presence,
     memberList,
 )
 from .live import SessionMoved, Stream
+from .names import nameKey
 from .roommemory import History, RoomBytes, RoomMemory
 from .validation import LOBBY, UsernameTaken, normalizeUsername
 
@@ -39,6 +39,14 @@ DEFAULT_HISTORY = 50
 
 #: How many frames of its C{room} stream a room keeps for pages that resume.
 STREAM_HISTORY = 1000
+
+#: The widget methods the roster calls on a room's stream when a name joins
+#: the room, or leaves it (a rename is both), and the key names are held
+#: under (lookalikes are one name): the chat's terms, which the backplane
+#: speaks (L{chatthing.backplane.Presence}).
+JOINED = "presenceJoined"
+LEFT = "presenceLeft"
+PRESENCE = Presence(joined=JOINED, left=LEFT, nameKey=nameKey)
 
 #: Seconds during which a page's further "typing" calls are not passed on
 #: (the page itself sends at most one every 2 s).
@@ -83,6 +91,7 @@ class Room:
     ) -> None:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
+        self.backplane.roster.usePresence(PRESENCE)
         self.chatters: list[ChatterElement] = []
         self.stream = self.backplane.stream(f"room:{name}", "room", streamHistory)
         self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")

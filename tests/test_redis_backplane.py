@@ -4,7 +4,9 @@ for two processes) on one real redis-server, their streams and rosters
 watched directly.
 """
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -13,7 +15,9 @@ from conftest import eventually
 from test_live_units import preparedPayload
 from twisted.internet.task import Clock
 
-from chatthing.backplane import BackplaneDown, NameTaken
+import chatthing.backplane
+import chatthing.live
+from chatthing.backplane import BackplaneDown, MemoryBackplane, NameTaken, Presence
 from chatthing.backplane.redis import RedisBackplane
 from chatthing.live._stream import runningCall
 
@@ -42,8 +46,16 @@ class Holder:
         self.sessionId = sessionId
 
 
+#: The terms an application gives its roster (the chat's are its widget's
+#: methods): the backplane publishes these, and no words of its own.
+#: Its name key makes a one stand for an l, as the chat's makes lookalikes
+#: one name.
+TERMS = Presence(joined="arrived", left="departed",
+                 nameKey=lambda name: name.casefold().replace("1", "l"))
+
+
 async def startBackplane(redis, gracePeriod: float = 30.0) -> RedisBackplane:
-    backplane = RedisBackplane(redis.url, gracePeriod=gracePeriod)
+    backplane = RedisBackplane(redis.url, gracePeriod=gracePeriod, presence=TERMS)
     backplane.startService()
     await eventually(lambda: backplane.connected, "the backplane to connect")
     return backplane
@@ -141,7 +153,8 @@ async def test_numberingGoesOnAfterRedisRestartsEmpty(redisServer, backplanes): 
 
 @pytest_twisted.ensureDeferred
 async def test_namesAreUniqueAcrossProcesses(redisServer, backplanes):  # noqa: F811
-    """A name held on one process is refused on another, case-insensitively, until it is released."""
+    """A name held on one process is refused on another (by the application's key) until it is
+    released; joins and leaves are published in the application's terms."""
     a, b = await startBackplane(redisServer), await startBackplane(redisServer)
     backplanes += [a, b]
     (sa, _), (sb, pb) = await openStream(a), await openStream(b)
@@ -149,13 +162,15 @@ async def test_namesAreUniqueAcrossProcesses(redisServer, backplanes):  # noqa: 
     await a.roster.hold(alice, "Alice", "r", sa, [("joined", ["Alice"])], [("left", ["Alice"])])
     with pytest.raises(NameTaken):
         await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [], [])
-    await eventually(lambda: ("presenceJoined", ["Alice"]) in [(m, a) for _, m, a in pb.calls()],
+    with pytest.raises(NameTaken):  # the same name by the application's key
+        await b.roster.hold(Holder("s-other"), "A1ice", "r", sb, [], [])
+    await eventually(lambda: ("arrived", ["Alice"]) in [(m, a) for _, m, a in pb.calls()],
                      "presence on the other process")
     assert await b.roster.members("r", sb) == (["Alice"], sb.offset)
     await a.roster.release(alice, [("left", ["Alice"])])
     await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [], [])
-    await eventually(lambda: pb.calls()[-1][1:] == ("presenceJoined", ["ALICE"]), "the new holder")
-    assert ("presenceLeft", ["Alice"]) in [(m, a) for _, m, a in pb.calls()]
+    await eventually(lambda: pb.calls()[-1][1:] == ("arrived", ["ALICE"]), "the new holder")
+    assert ("departed", ["Alice"]) in [(m, a) for _, m, a in pb.calls()]
 
 
 @pytest_twisted.ensureDeferred
@@ -177,7 +192,7 @@ async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, ba
     a._heartbeat.stop()  # the process freezes: no more heartbeats
     await eventually(lambda: ("displayMessage", [" * bob left"]) in [(m, x) for _, m, x in pb.calls()],
                      "bob's leave announced by the other process", deadline=15)
-    await eventually(lambda: pb.calls()[-1][1:] == ("presenceLeft", ["bob"]), "bob out of the presence list")
+    await eventually(lambda: pb.calls()[-1][1:] == ("departed", ["bob"]), "bob out of the presence list")
     assert await b.sessions.adopt("s-bob") is None
 
 
@@ -189,7 +204,7 @@ def test_downBackplaneRefusesNamesAfterAWhile():
     held = backplane.roster.hold(Holder("s"), "x", "r", backplane.stream("k", "room", 10), [], [])
     error = []
     held.addErrback(lambda f: error.append(f.value))
-    clock.advance(backplane.loginWait - 0.1)
+    clock.advance(backplane.roster.loginWait - 0.1)
     assert error == []
     clock.advance(0.2)
     assert isinstance(error[0], BackplaneDown) and "try again" in str(error[0])
@@ -204,7 +219,7 @@ def test_subscriberDeliversAReadInOneTurn():
 
     heard = []
     factory = Factory()
-    factory.backplane = type("Backplane", (), {"messageReceived": lambda self, c, m: heard.append((c, m))})()
+    factory.connection = type("Connection", (), {"messageReceived": lambda self, c, m: heard.append((c, m))})()
     subscriber = _Subscriber()
     subscriber.factory = factory
     subscriber.makeConnection(StringTransport())
@@ -215,3 +230,130 @@ def test_subscriberDeliversAReadInOneTurn():
 
     subscriber.dataReceived(b"".join(message("room", f"{n} origin call") for n in range(3)))
     assert heard == [("room", f"{n} origin call") for n in range(3)]
+
+
+# The backplane's package: what it imports, and how its parts hold together.
+
+BACKPLANE = Path(chatthing.backplane.__file__).parent
+
+
+def backplaneModules() -> dict[str, Path]:
+    """
+    Every module of chatthing.backplane by its dotted name.
+    """
+    modules = {}
+    for path in sorted(BACKPLANE.rglob("*.py")):
+        parts = ["chatthing", *path.relative_to(BACKPLANE.parent).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def importsOf(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, list[str]]]:
+    """
+    What a module imports, anywhere in it (under C{if TYPE_CHECKING:} and in
+    functions too): C{(module, names)}, a name that is a module of the
+    package counting as that module.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            module = node.module if not node.level else ".".join(filter(None, [base, node.module]))
+            names = [alias.name for alias in node.names]
+            submodules = [f"{module}.{n}" for n in names if f"{module}.{n}" in modules]
+            found += [(sub, []) for sub in submodules]
+            rest = [n for n in names if f"{module}.{n}" not in modules]
+            if rest or not submodules:
+                found.append((module, rest))
+    return found
+
+
+def test_backplaneImportsOnlyTheRuntimesPublicNames():
+    """chatthing.backplane imports nothing of chatthing but itself and chatthing.live's public names."""
+    modules = backplaneModules()
+    assert "chatthing.backplane.redis.connection" in modules  # the walk found the parts
+    wrong = []
+    for name, path in modules.items():
+        for module, names in importsOf(name, path, modules):
+            if module == "chatthing.live":
+                wrong += [f"{name}: chatthing.live.{n}" for n in names
+                          if n not in chatthing.live.__all__]
+            elif module.split(".")[0] == "chatthing" and module not in modules:
+                wrong.append(f"{name}: {module}")
+    assert wrong == []
+
+
+def test_backplaneImportGraphHasNoCycle():
+    """No two modules of chatthing.backplane import each other, even through others or only for types."""
+    modules = backplaneModules()
+    edges = {name: {module for module, _ in importsOf(name, path, modules) if module in modules}
+             for name, path in modules.items()}
+    cycles = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        for target in sorted(edges[name]):
+            if target in trail:
+                cycles.append(" -> ".join([*trail[trail.index(target):], target]))
+            elif target not in done:
+                visit(target, [*trail, target])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in sorted(modules):
+        if name not in done:
+            visit(name, [name])
+    assert cycles == []
+
+
+#: Methods of the chat's widget: the chat app's words, not the backplane's.
+WIDGET_METHODS = ("presenceJoined", "presenceLeft", "updatePresence", "displayMessage",
+                  "displayUserMessage", "displayAction", "showTyping", "messageTime")
+
+
+def test_backplaneWritesNoWidgetMethodName():
+    """No method of the chat's widget is named in chatthing.backplane's code."""
+    named = [f"{path.name}: {method}" for path in backplaneModules().values()
+             for method in WIDGET_METHODS if method in path.read_text()]
+    assert named == []
+
+
+def test_memoryRosterSpeaksTheApplicationsTerms():
+    """A roster publishes joins, renames and leaves with the application's methods and holds names by
+    its key."""
+    backplane = MemoryBackplane()
+    backplane.roster.usePresence(TERMS)
+    stream = backplane.stream("room:r", "room", 100)
+    heard: list = []
+    stream.observe(lambda method, args: heard.append((method, args)))
+    alice, other = Holder("s-alice"), Holder("s-other")
+    backplane.roster.hold(alice, "Alice", "r", stream, [], [])
+    failure = backplane.roster.hold(other, "A1ICE", "r", stream, [], [])
+    errors: list = []
+    failure.addErrback(lambda f: errors.append(f.value))
+    assert isinstance(errors[0], NameTaken)
+    backplane.roster.hold(alice, "Ally", "r", stream, [], [])
+    backplane.roster.release(alice, [])
+    assert heard == [("arrived", ["Alice"]), ("departed", ["Alice"]), ("arrived", ["Ally"]),
+                     ("departed", ["Ally"])]
+
+
+def test_redisPartsShareOneConnection():
+    """The Redis backplane's streams, roster and sessions use one connection object and hold no
+    reference to the backplane; each module of the package stays under 300 lines."""
+    backplane = RedisBackplane("redis://127.0.0.1:1/0", gracePeriod=1, reactor=Clock())
+    parts = [backplane.roster, backplane.sessions, backplane.stream("k", "room", 10),
+             backplane.passingStream("t", "typing")]
+    assert all(part.connection is backplane.connection for part in parts)
+    assert [part for part in parts if backplane in vars(part).values()] == []
+    assert "backplane" not in [name.rpartition(".")[2] for name in
+                               {type(v).__module__ for part in parts for v in vars(part).values()}]
+    long = {name: lines for name, path in backplaneModules().items()
+            if (lines := len(path.read_text().splitlines())) > 300}
+    assert long == {}

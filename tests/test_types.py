@@ -70,7 +70,7 @@ def test_backplanesSatisfyTheirProtocol(tmp_path):
 
 def test_redisRosterSaysWhichStreamsItTakes():
     """A Redis roster given a stream its backplane did not make says so at once."""
-    from chatthing.backplane._cluster import sharedStream
+    from chatthing.backplane.redis.roster import sharedStream
     from chatthing.live import Stream
 
     with pytest.raises(TypeError, match="stream of its backplane"):

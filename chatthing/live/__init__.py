@@ -27,9 +27,12 @@ from ._errors import (
     TooManyPendingCalls,
 )
 from ._expose import expose
+from ._logsafe import LogThrottle, cut
 from ._reactor import defaultReactor
+from ._session import LiveSession
+from ._sessionstore import LocalSessions, SessionRecord, SessionStore
 from ._settings import LiveSettings
-from ._stream import PassingStream, Stream
+from ._stream import PassingStream, Stream, runningCall
 from ._web import LiveSite
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
@@ -59,4 +62,12 @@ __all__ = [
     "AppCheckFailed",
     "ElementUnavailable",
     "checkElementModule",
+    # What a backplane builds on (chatthing.backplane):
+    "LiveSession",
+    "LocalSessions",
+    "LogThrottle",
+    "SessionRecord",
+    "SessionStore",
+    "cut",
+    "runningCall",
 ]

@@ -1,29 +1,33 @@
 """
-The roster and the session store of the Redis backplane.
+L{RedisRoster}: the names held across the processes of a Redis backplane,
+in the application's terms (L{chatthing.backplane.Presence}).
 """
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..live import CallRefused, Stream
-from ..live._logsafe import LogThrottle, cut
-from ..live._sessionstore import SessionRecord
-from ..names import nameKey
-from . import JOINED, LEFT, STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, _lua
-from ._shared import SharedStream
+from ...live import CallRefused, LogThrottle, Stream, cut
+from .. import STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, Presence
+from . import lua
+from .connection import RedisConnection
+from .streams import SharedStream
 
-if TYPE_CHECKING:
-    from ..live._session import LiveSession
-    from .redis import RedisBackplane
+#: Seconds a login waits for Redis (while the process starts, or Redis is
+#: back in a moment) before it is refused.
+LOGIN_WAIT = 3.0
 
-#: The widget methods told that someone joined a group, or left it.
-JOINED_METHOD = json.dumps(JOINED)
-LEFT_METHOD = json.dumps(LEFT)
+
+def methodJSON(method: str) -> str:
+    """
+    A method name as the Lua scripts take it: JSON, ready to splice into a
+    call (see L{lua.HOLD}).
+    """
+    return json.dumps(method)
 
 
 def encodeCalls(calls: list[Call]) -> list[str]:
@@ -55,17 +59,24 @@ def sharedStream(stream: Stream) -> SharedStream:
 
 class RedisRoster:
     """
-    Names held across the cluster, in Redis (see L{_lua.HOLD}).  Remembers
+    Names held across the cluster, in Redis (see L{lua.HOLD}).  Remembers
     what this process's holders hold, to record it again in a Redis that
     lost it.
+
+    @ivar loginWait: seconds L{hold} waits for Redis before it refuses.
     """
 
     log = Logger()
 
-    def __init__(self, backplane: "RedisBackplane") -> None:
-        self.backplane = backplane
+    def __init__(self, connection: RedisConnection, presence: Presence = Presence()) -> None:
+        self.connection = connection
+        self.presence = presence
+        self.loginWait = LOGIN_WAIT
         self.held: dict[str, tuple[str, str, SharedStream, list[Call]]] = {}
         self._warnings = LogThrottle(time.monotonic)
+
+    def usePresence(self, presence: Presence) -> None:
+        self.presence = presence
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
              announce: list[Call], onLeave: list[Call]) -> Deferred:
@@ -74,7 +85,7 @@ class RedisRoster:
             ident = holderId(holder)
         except BackplaneDown as e:
             return fail(e)
-        d = self.backplane.whenConnected(timeout=self.backplane.loginWait)
+        d = self.connection.whenConnected(timeout=self.loginWait)
 
         def connected(up: bool) -> Deferred:
             if not up:
@@ -101,13 +112,14 @@ class RedisRoster:
 
     def _hold(self, ident: str, name: str, group: str, stream: SharedStream, onLeave: list[Call],
               announce: list[Call], quiet: bool) -> Deferred:
-        prefix = self.backplane.prefix
-        key = nameKey(name)
-        return self.backplane.script(
-            _lua.HOLD,
+        prefix = self.connection.prefix
+        key = self.presence.nameKey(name)
+        return self.connection.script(
+            lua.HOLD,
             [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],
             [prefix, key, name, ident, group, json.dumps(encodeCalls(onLeave)), stream.maxlen,
-             self.backplane.nextOrigin(), JOINED_METHOD, LEFT_METHOD, "1" if quiet else "0",
+             self.connection.nextOrigin(), methodJSON(self.presence.joined),
+             methodJSON(self.presence.left), "1" if quiet else "0",
              *encodeCalls(announce)],
         )
 
@@ -123,9 +135,9 @@ class RedisRoster:
         The group's members, once Redis can be reached.
         """
         key = sharedStream(stream).key
-        d = self.backplane.whenConnected()
-        d.addCallback(lambda _: self.backplane.script(
-            _lua.MEMBERS, [f"{self.backplane.prefix}group:{group}", key], []))
+        d = self.connection.whenConnected()
+        d.addCallback(lambda _: self.connection.script(
+            lua.MEMBERS, [f"{self.connection.prefix}group:{group}", key], []))
         return d.addCallback(lambda reply: (reply[1], int(reply[0])))
 
     def release(self, holder: Any, announce: list[Call]) -> Deferred:
@@ -133,17 +145,17 @@ class RedisRoster:
         held = self.held.pop(ident, None) if ident is not None else None
         if ident is None:
             return fail(BackplaneDown("the page was never attached"))
-        if not self.backplane.connected:
+        if not self.connection.connected:
             # Only this process's pages can be told now; Redis is told
             # when it is back (see RedisSessions.resync).
             if held is not None:
-                held[2].fallback.publish([*announce, (LEFT, [held[0]])])
+                held[2].fallback.publish([*announce, (self.presence.left, [held[0]])])
             return fail(BackplaneDown("Redis cannot be reached"))
-        prefix = self.backplane.prefix
-        return self.backplane.script(
-            _lua.RELEASE, [],
-            [prefix, ident, held[2].maxlen if held else 1000, self.backplane.nextOrigin(),
-             LEFT_METHOD, *encodeCalls(announce)],
+        prefix = self.connection.prefix
+        return self.connection.script(
+            lua.RELEASE, [],
+            [prefix, ident, held[2].maxlen if held else 1000, self.connection.nextOrigin(),
+             methodJSON(self.presence.left), *encodeCalls(announce)],
         )
 
     def resync(self) -> Deferred:
@@ -161,79 +173,3 @@ class RedisRoster:
             d = self._hold(ident, name, group, stream, onLeave, [], quiet=True)
             work.append(d.addCallback(checked, ident, name))
         return gatherResults(work, consumeErrors=True)
-
-
-def _notTold(ident: str) -> None:
-    """
-    A L{RedisSessions}' C{movedAway} before the runtime sets its own.
-    """
-
-
-class RedisSessions:
-    """
-    The session store in Redis: what another process needs to carry on
-    each page's session, and which process has it.
-    """
-
-    log = Logger()
-
-    def __init__(self, backplane: "RedisBackplane") -> None:
-        #: Set by the runtime (see L{SessionStore}); until then, nothing to do.
-        self.movedAway: Callable[[str], None] = _notTold
-        self.backplane = backplane
-        self.live: dict[str, "LiveSession"] = {}
-
-    def _keys(self, ident: str) -> list[str]:
-        prefix = self.backplane.prefix
-        return [f"{prefix}session:{ident}", f"{prefix}proc:{self.backplane.proc}:sessions"]
-
-    def save(self, session: "LiveSession") -> None:
-        self.live[session.ident] = session
-        if self.backplane.connected:
-            self._save(session).addErrback(self._failed, "record", session)
-
-    def _save(self, session: "LiveSession") -> Deferred:
-        state = json.dumps(session.element.sessionState())
-        return self.backplane.script(_lua.SAVE_SESSION, self._keys(session.ident),
-                                     [session.page, state, self.backplane.proc])
-
-    def forget(self, session: "LiveSession") -> None:
-        self.live.pop(session.ident, None)
-        if self.backplane.connected:
-            d = self.backplane.script(_lua.FORGET_SESSION, self._keys(session.ident),
-                                      [self.backplane.proc])
-            d.addErrback(self._failed, "forget", session)
-
-    def adopt(self, ident: str) -> Deferred:
-        if not self.backplane.connected:
-            return fail(BackplaneDown("Redis cannot be reached"))
-        prefix = self.backplane.prefix
-        d = self.backplane.script(
-            _lua.ADOPT_SESSION, [f"{prefix}session:{ident}", f"{prefix}procs"],
-            [prefix, self.backplane.proc, int(self.backplane.deadAfter * 1000)],
-        )
-
-        def adopted(record: Any) -> SessionRecord | None:
-            if not record:
-                return None
-            page, state = record
-            return SessionRecord(page, json.loads(state) if state else None)
-
-        return d.addCallback(adopted)
-
-    def resync(self) -> Deferred:
-        """
-        Record this process's sessions again, and end in Redis those that
-        ended here while it could not be told.
-        """
-        prefix = self.backplane.prefix
-        work = [self._save(session) for session in list(self.live.values())]
-        work.append(self.backplane.script(
-            _lua.END_STALE, [],
-            [prefix, self.backplane.proc, 1000, LEFT_METHOD, *self.live],
-        ))
-        return gatherResults(work, consumeErrors=True)
-
-    def _failed(self, failure: Failure, what: str, session: "LiveSession") -> None:
-        self.log.warn("could not {what} {session} in Redis: {error}", what=what,
-                      session=session, error=failure.getErrorMessage())

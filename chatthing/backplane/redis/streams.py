@@ -5,18 +5,15 @@ room's log, numbered by Redis) and L{SharedPassingStream} (typing).
 
 import json
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..live import PassingStream, Stream
-from ..live._stream import runningCall
-from . import _lua
-
-if TYPE_CHECKING:
-    from .redis import RedisBackplane
+from ...live import PassingStream, Stream, runningCall
+from . import lua
+from .connection import RedisConnection
 
 #: How many (call, stream) pairs remember how often the call published on
 #: the stream, to name each publication of a call uniquely.
@@ -40,10 +37,12 @@ class SharedStream(Stream):
     #: Never L{None} here: a shared stream always has one.
     fallback: Stream
 
-    def __init__(self, backplane: "RedisBackplane", key: str, name: str, history: int) -> None:
+    def __init__(self, connection: RedisConnection, key: str, name: str, history: int,
+                 dedupeSeconds: int) -> None:
         super().__init__(name, history)
-        self.backplane = backplane
+        self.connection = connection
         self.key = key
+        self.dedupeSeconds = dedupeSeconds
         self.maxlen = history
         self.fallback = Stream(f"{name}.here", history)
         self.fallback.observe(self._tellObservers)
@@ -56,7 +55,7 @@ class SharedStream(Stream):
         self._published: OrderedDict[str, int] = OrderedDict()
 
     def ready(self) -> Deferred:
-        if self.loaded or not self.backplane.connected:
+        if self.loaded or not self.connection.connected:
             return succeed(self)
         d: Deferred = Deferred()
         self._waiting.append(d)
@@ -68,14 +67,14 @@ class SharedStream(Stream):
 
     def publish(self, calls: Iterable[tuple[str, list]]) -> Deferred:
         calls = [(method, list(args)) for method, args in calls]
-        if not self.backplane.connected:
+        if not self.connection.connected:
             self.fallback.publish(calls)
             return succeed(None)
-        origin = self.backplane.nextOrigin()
+        origin = self.connection.nextOrigin()
         encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
                    for method, args in calls]
-        d = self.backplane.script(_lua.PUBLISH, [self.key, self._dedupeKey()],
-                                  [self.maxlen, origin, self.backplane.dedupeSeconds, *encoded])
+        d = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
+                                  [self.maxlen, origin, self.dedupeSeconds, *encoded])
         d.addCallback(lambda _: None)
         d.addErrback(self._notPublished, origin, calls)
         return d
@@ -95,7 +94,7 @@ class SharedStream(Stream):
         self._published.move_to_end(mark)
         while len(self._published) > _RECENT_CALLS:
             self._published.popitem(last=False)
-        return f"{self.backplane.prefix}dedupe:{mark}:{count}"
+        return f"{self.connection.prefix}dedupe:{mark}:{count}"
 
     def _notPublished(self, failure: Failure, origin: str, calls: list) -> None:
         self.log.warn("{stream}: Redis did not take a publication ({error}); "
@@ -106,9 +105,16 @@ class SharedStream(Stream):
 
     # Receiving
 
-    def received(self, seq: int, origin: str, call: str) -> None:
+    def received(self, message: str) -> None:
         """
-        A call came on the stream's channel.
+        A call came on the stream's channel: C{"SEQ ORIGIN CALL"}.
+        """
+        seq, origin, call = message.split(" ", 2)
+        self.arrived(int(seq), origin, call)
+
+    def arrived(self, seq: int, origin: str, call: str) -> None:
+        """
+        The call numbered C{seq}, published as C{origin}, came.
         """
         if self._catchingUp or not self.loaded or seq > self.offset + 1:
             self._early[seq] = (origin, call)
@@ -146,9 +152,9 @@ class SharedStream(Stream):
         self._catchingUp = True
         generation = self._generation
         if self.loaded:
-            d = self.backplane.call("XRANGE", self.key, f"(0-{self.offset}", "+")
+            d = self.connection.call("XRANGE", self.key, f"(0-{self.offset}", "+")
         else:
-            d = self.backplane.call("XREVRANGE", self.key, "+", "-", "COUNT", self.maxlen)
+            d = self.connection.call("XREVRANGE", self.key, "+", "-", "COUNT", self.maxlen)
             d.addCallback(lambda entries: list(reversed(entries or [])))
         d.addCallback(self._caughtUp, generation)
         d.addErrback(self._notCaughtUp, generation)
@@ -197,7 +203,7 @@ class SharedStream(Stream):
             self._generation += 1
 
     def close(self) -> None:
-        self.backplane.forgetStream(self)
+        self.connection.unsubscribe(self.key)
 
 
 class SharedPassingStream(PassingStream):
@@ -206,17 +212,17 @@ class SharedPassingStream(PassingStream):
     kept in Redis); on this process only while Redis cannot be reached.
     """
 
-    def __init__(self, backplane: "RedisBackplane", key: str, name: str) -> None:
+    def __init__(self, connection: RedisConnection, key: str, name: str) -> None:
         super().__init__(name)
-        self.backplane = backplane
+        self.connection = connection
         self.key = key
 
     def emit(self, method: str, *args: Any) -> None:
         arguments = list(args)
-        if not self.backplane.connected:
+        if not self.connection.connected:
             self.deliver(0, method, arguments)
             return None
-        d = self.backplane.call("PUBLISH", self.key,
+        d = self.connection.call("PUBLISH", self.key,
                                 json.dumps([method, arguments], ensure_ascii=False))
         d.addErrback(lambda failure: self.deliver(0, method, arguments))
         return None
@@ -229,4 +235,4 @@ class SharedPassingStream(PassingStream):
         self.deliver(0, method, args)
 
     def close(self) -> None:
-        self.backplane.forgetStream(self)
+        self.connection.unsubscribe(self.key)

@@ -1,0 +1,165 @@
+"""
+What every backplane is, and what it says: the L{Backplane} and L{Roster}
+protocols, the terms a roster speaks in (L{Presence}), and its errors.
+
+A module of its own so that the backplanes (L{chatthing.backplane.memory},
+L{chatthing.backplane.redis}) and the package that names them import it,
+and it imports none of them: the arrows point one way.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred
+
+from ..live import CallRefused, SessionStore, Stream
+
+#: One remote call to publish: C{(method, args)}.
+Call = tuple[str, list]
+
+
+#: What a page is told when Redis answered a command with an error: the
+#: error itself (Redis's text, key names...) goes to the log only.
+STORE_UNREACHABLE = "The server could not reach its store; please try again in a moment."
+
+
+@dataclass(frozen=True)
+class Presence:
+    """
+    The terms a roster speaks in, which belong to the application: the
+    remote calls it publishes on a group's stream when a name joins the
+    group or leaves it (a rename is both), and what makes two names the
+    same name.
+
+    Changes, not whole lists, so that a join costs the same in a room of
+    ten or of ten thousand.  The defaults name no application's widget
+    methods; an application gives its own (the chat: its widget's methods
+    and a lookalike-proof key, C{chatthing.rooms.PRESENCE}) with
+    L{Roster.usePresence}.
+
+    @ivar joined: the method called with C{[name]} when a name joins.
+    @ivar left: the method called with C{[name]} when a name leaves.
+    @ivar nameKey: the key a name is held under: two names with the same
+        key cannot be held at once.  It must give the same key in every
+        process (a Redis roster compares keys there).
+    """
+
+    joined: str = "joined"
+    left: str = "left"
+    nameKey: Callable[[str], str] = str.casefold
+
+
+class NameTaken(CallRefused):
+    """
+    Someone else holds the name.
+    """
+
+
+class BackplaneDown(CallRefused):
+    """
+    The backplane cannot be reached now, and what was asked needs it.
+    """
+
+
+class Roster(Protocol):
+    """
+    Names held by sessions, unique across every process (by their
+    L{Presence.nameKey}), each in a group whose changes (L{Presence.joined},
+    L{Presence.left}) are published on that group's stream.
+    """
+
+    @property
+    def presence(self) -> Presence:
+        """
+        The terms this roster speaks in now.
+        """
+
+    def usePresence(self, presence: Presence) -> None:
+        """
+        Speak in the application's terms from now on: it calls this before
+        any name is held.
+        """
+
+    def hold(self, holder: Any, name: str, group: str, stream: Stream,
+             announce: list[Call], onLeave: list[Call]) -> Deferred:
+        """
+        Give C{holder} (a L{chatthing.live.LiveElement}) the C{name} in
+        C{group}, letting go of any name it held, then publish on C{stream}
+        C{announce}, C{left(old name)} if it had one, and C{joined(name)}.
+        C{onLeave} is what to publish if the holder's process dies and the
+        session does not come back.
+
+        @return: a L{Deferred} that fails with L{NameTaken} if someone else
+            holds the name, or L{BackplaneDown}.
+        """
+
+    def restore(self, holder: Any, name: str, group: str, stream: Stream,
+                onLeave: list[Call]) -> None:
+        """
+        C{holder}'s session, which holds C{name} in C{group}, has moved to
+        this process: remember it; nothing is published.
+        """
+
+    def release(self, holder: Any, announce: list[Call]) -> Deferred:
+        """
+        C{holder} no longer holds its name: publish C{announce}, then
+        C{left(name)}.
+        """
+
+    def members(self, group: str, stream: Stream) -> Deferred:
+        """
+        The names in C{group} now, and the offset of C{stream} they are
+        true at: a L{Deferred} firing with C{(names, offset)}.
+        """
+
+
+class Backplane(Protocol):
+    """
+    What an application asks of the backplane its processes share.
+
+    C{roster} and C{sessions} are read-only here: a backplane keeps its own
+    kind (a L{MemoryBackplane} has a C{MemoryRoster}), and a caller given a
+    L{Backplane} reads them only.  As plain mutable attributes no backplane
+    could satisfy this protocol (an attribute's type is invariant).
+    """
+
+    @property
+    def roster(self) -> Roster:
+        """
+        The names held by sessions (a L{Roster}).
+        """
+
+    @property
+    def sessions(self) -> SessionStore:
+        """
+        The runtime's L{SessionStore}.
+        """
+
+    def stream(self, key: str, name: str, history: int) -> Stream:
+        """
+        The stream called C{name} on the wire and C{key} among all the
+        processes, keeping C{history} calls for pages that resume.
+        """
+
+    def passingStream(self, key: str, name: str) -> Stream:
+        """
+        A stream of passing events called C{name} on the wire and C{key}
+        among the processes.
+        """
+
+    def problem(self) -> str | None:
+        """
+        L{None} if the backplane works, else why not (for C{/healthz}).
+        """
+
+    def onStatusChange(self, listener: Callable[[bool], None]) -> None:
+        """
+        Call C{listener(connected)} each time the backplane is lost or back.
+        """
+
+
+def memberList(names: Any) -> list[str]:
+    """
+    A group's member names in the order people read them.
+    """
+    return sorted(names, key=lambda name: (name.casefold(), name))

@@ -1,0 +1,97 @@
+"""
+L{RedisSessions}: the live runtime's session store in Redis, so that a
+page can take its session to another process.
+"""
+
+import json
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ...live import LiveSession, SessionRecord
+from .. import BackplaneDown, Presence
+from . import lua
+from .connection import RedisConnection
+
+
+def _notTold(ident: str) -> None:
+    """
+    A L{RedisSessions}' C{movedAway} before the runtime sets its own.
+    """
+
+
+class RedisSessions:
+    """
+    The session store in Redis: what another process needs to carry on
+    each page's session, and which process has it.
+
+    @ivar deadAfter: seconds without a heartbeat after which a process is
+        taken for dead (its sessions can be adopted without telling it).
+    """
+
+    log = Logger()
+
+    def __init__(self, connection: RedisConnection, deadAfter: float) -> None:
+        #: Set by the runtime (see L{SessionStore}); until then, nothing to do.
+        self.movedAway: Callable[[str], None] = _notTold
+        self.connection = connection
+        self.deadAfter = deadAfter
+        self.live: dict[str, LiveSession] = {}
+
+    def _keys(self, ident: str) -> list[str]:
+        prefix = self.connection.prefix
+        return [f"{prefix}session:{ident}", f"{prefix}proc:{self.connection.proc}:sessions"]
+
+    def save(self, session: LiveSession) -> None:
+        self.live[session.ident] = session
+        if self.connection.connected:
+            self._save(session).addErrback(self._failed, "record", session)
+
+    def _save(self, session: LiveSession) -> Deferred:
+        state = json.dumps(session.element.sessionState())
+        return self.connection.script(lua.SAVE_SESSION, self._keys(session.ident),
+                                     [session.page, state, self.connection.proc])
+
+    def forget(self, session: LiveSession) -> None:
+        self.live.pop(session.ident, None)
+        if self.connection.connected:
+            d = self.connection.script(lua.FORGET_SESSION, self._keys(session.ident),
+                                      [self.connection.proc])
+            d.addErrback(self._failed, "forget", session)
+
+    def adopt(self, ident: str) -> Deferred:
+        if not self.connection.connected:
+            return fail(BackplaneDown("Redis cannot be reached"))
+        prefix = self.connection.prefix
+        d = self.connection.script(
+            lua.ADOPT_SESSION, [f"{prefix}session:{ident}", f"{prefix}procs"],
+            [prefix, self.connection.proc, int(self.deadAfter * 1000)],
+        )
+
+        def adopted(record: Any) -> SessionRecord | None:
+            if not record:
+                return None
+            page, state = record
+            return SessionRecord(page, json.loads(state) if state else None)
+
+        return d.addCallback(adopted)
+
+    def resync(self, presence: Presence) -> Deferred:
+        """
+        Record this process's sessions again, and end in Redis those that
+        ended here while it could not be told (their names leave, in the
+        roster's C{presence} terms).
+        """
+        prefix = self.connection.prefix
+        work = [self._save(session) for session in list(self.live.values())]
+        work.append(self.connection.script(
+            lua.END_STALE, [],
+            [prefix, self.connection.proc, 1000, json.dumps(presence.left), *self.live],
+        ))
+        return gatherResults(work, consumeErrors=True)
+
+    def _failed(self, failure: Failure, what: str, session: LiveSession) -> None:
+        self.log.warn("could not {what} {session} in Redis: {error}", what=what,
+                      session=session, error=failure.getErrorMessage())
