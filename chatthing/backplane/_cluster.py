@@ -13,9 +13,21 @@ from twisted.python.failure import Failure
 from ..live import CallRefused, Stream
 from ..live._logsafe import LogThrottle, cut
 from ..live._sessionstore import SessionRecord
-from ..names import nameKey
 from . import JOINED, LEFT, STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, _lua
 from ._shared import SharedStream
+
+
+def nameKey(name: str) -> str:
+    """
+    The chat's key for C{name} (L{chatthing.chat.names.nameKey}), imported
+    when first used: C{chatthing.chat} imports the backplane.
+    """
+    # TODO(layers): the name key should come from the application (the
+    # backplanepkg branch makes the roster take it from the chat).
+    from ..chat.names import nameKey as chatNameKey
+
+    return chatNameKey(name)
+
 
 if TYPE_CHECKING:
     from ..live._session import LiveSession

@@ -10,8 +10,20 @@ from twisted.internet.defer import Deferred, fail, succeed
 from ..live import Stream
 from ..live._sessionstore import LocalSessions
 from ..live._stream import PassingStream
-from ..names import nameKey
 from . import JOINED, LEFT, Call, NameTaken, memberList
+
+
+def nameKey(name: str) -> str:
+    """
+    The chat's key for C{name} (L{chatthing.chat.names.nameKey}), imported
+    when first used: C{chatthing.chat} imports the backplane.
+    """
+    # TODO(layers): the name key should come from the application (the
+    # backplanepkg branch makes the roster take it from the chat).
+    from ..chat.names import nameKey as chatNameKey
+
+    return chatNameKey(name)
+
 
 
 class MemoryRoster:
