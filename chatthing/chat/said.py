@@ -24,7 +24,7 @@ _METHOD_OF: dict[str, str] = {MESSAGE: widget.DISPLAY_USER_MESSAGE, ACTION: widg
 _KIND_OF: dict[str, Kind] = {widget.DISPLAY_USER_MESSAGE: MESSAGE, widget.DISPLAY_ACTION: ACTION}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Said:
     """
     One line of a room's history.
