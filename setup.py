@@ -40,7 +40,7 @@ setup(
         # own parser hands each pub/sub message to a later reactor turn,
         # so a page's frames could not be written together (5x the CPU).
         "hiredis>=2.0",
-        # Usernames that look alike are the same name (chatthing/names.py):
+        # Usernames that look alike are the same name (chatthing/chat/names.py):
         # this small pure-Python package ships Unicode's confusables.txt
         # and script data, which the skeleton and the mixed-script check
         # read; nothing else it has is used.

@@ -39,6 +39,7 @@ from urllib.parse import quote
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
+from .chat import widget
 from .live import RemoteError
 from .live.client import Backoff, ConnectionLost, LiveClient, State
 
@@ -181,8 +182,8 @@ class ChatClient:
         return None
 
     def _dispatch(self, method: str, args: list) -> Any:
-        if method == "displayUserMessage" and len(args) == 2:
+        if method == widget.DISPLAY_USER_MESSAGE and len(args) == 2:
             return self.onMessage(*args)
-        if method == "displayMessage" and len(args) == 1:
+        if method == widget.DISPLAY_MESSAGE and len(args) == 1:
             return self.onAlert(*args)
         return self.onCall(method, args)

@@ -32,7 +32,7 @@ import chatthing
 # package, not in site-packages: make twisted.plugins find it there too.
 sys.path.append(str(Path(chatthing.__file__).resolve().parent.parent))
 
-from chatthing.rooms import Room
+from chatthing.chat import Room
 from chatthing.listening import ListeningService
 from chatthing.live import LiveSettings, LiveSite
 from chatthing.live.testing import LiveTestClient

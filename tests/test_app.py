@@ -12,6 +12,8 @@ import pytest
 import pytest_twisted
 from conftest import startChatServer, subprocessEnvironment
 from twisted.internet import reactor
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, readBody
 from zope.interface.verify import verifyObject
 
@@ -41,7 +43,7 @@ def test_chatRoomBuildsAndTracksChatters():
         assert isinstance(element.room, Room) and element.room is chatterbox.chatRoom.rooms["lobby"]
         assert element in element.room.chatters
     finally:
-        chatterbox.chatRoom.leave(element)
+        element.disconnected(Failure(ConnectionDone("the page closed")))
     assert element not in element.room.chatters
 
 

@@ -50,7 +50,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 
-from chatthing.rooms import Room
+from chatthing.chat import Room
 from chatthing.listening import ListeningService
 from chatthing.live import LiveSettings, LiveSite
 from chatthing.live.testing import LiveTestClient

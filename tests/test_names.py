@@ -6,7 +6,7 @@ characters, odd spaces, stacks of marks or two alphabets are refused with a
 clear reason; bidi controls are taken out of messages; over-long input is
 refused with the words the page says too.
 
-The key itself (L{chatthing.names.nameKey}) is tested directly, with
+The key itself (L{chatthing.chat.names.nameKey}) is tested directly, with
 hypothesis for the properties it must have; everything else through a real
 server on an ephemeral loopback port and real WebSocket clients.
 """
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatthing.live import RemoteError
-from chatthing.names import _prototypes, nameKey, nameProblem, skeleton
+from chatthing.chat.names import _prototypes, nameKey, nameProblem, skeleton
 
 #: The cluster harness's fixtures, for the test across processes.
 cluster = harness.cluster

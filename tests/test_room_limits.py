@@ -31,7 +31,7 @@ FAST = LiveSettings(frameRate=5000.0, frameBurst=5000)
 #: The biggest message there is, in bytes: 2,000 four-byte characters.
 BIG = "\U0001F600" * 1990
 
-#: The default budgets (chatthing.roommemory), written out so that the test
+#: The default budgets (chatthing.chat.roommemory), written out so that the test
 #: says what it expects of the code before this change too.
 REPLAY_BYTES = 384 * 1024
 HISTORY_BYTES = 128 * 1024
@@ -51,8 +51,8 @@ def keptBytes(chatRoom: ChatRoom) -> dict[str, int]:
         for stream in (room.stream, room.stream.fallback):
             if stream is not None:
                 total += sum(len(message.payloadHybi) for _, message in stream._history)
-        total += sum(len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode())
-                     for entry in room.history)
+        total += sum(len(json.dumps(said.entry(), ensure_ascii=False, separators=(",", ":")).encode())
+                     for said in room.history)
         kept[name] = total
     return kept
 
@@ -134,7 +134,7 @@ async def test_leftRoomsKeepOnlyTheirHistoryWithinBudget(serve):
 @pytest_twisted.ensureDeferred
 async def test_allRoomsTogetherKeepWithinTheTotalBudget(serve):
     """Rooms in use, filled past the ChatRoom's total budget: the oldest frames go, and the rooms keep no more than the total."""
-    from chatthing.roommemory import RoomMemory
+    from chatthing.chat.roommemory import RoomMemory
 
     memory = RoomMemory(replayBytes=256 * KIB, historyBytes=64 * KIB, totalBytes=2 * MIB)
     chatRoom = ChatRoom(memory=memory)
@@ -302,16 +302,17 @@ class ByteBoundTests(SynchronousTestCase):
 
     def test_historyBoundedInCountAndBytes(self):
         """A history keeps at most its count of entries, and at most its bytes, the newest."""
-        from chatthing.roommemory import History, entryBytes
+        from chatthing.chat import Said
+        from chatthing.chat.roommemory import History, entryBytes
 
         history = History(3, 10_000)
         for i in range(5):
-            history.append(["message", "ann", str(i), 0])
-        self.assertEqual([entry[2] for entry in history], ["2", "3", "4"])
+            history.append(Said("message", "ann", str(i), 0))
+        self.assertEqual([said.text for said in history], ["2", "3", "4"])
         big = History(50, 10_000)
         for i in range(10):
-            big.append(["message", "ann", f"{i} " + "y" * 2000, 0])
+            big.append(Said("message", "ann", f"{i} " + "y" * 2000, 0))
         self.assertEqual(len(big), 4)
-        self.assertEqual(big.heldBytes, sum(entryBytes(entry) for entry in big))
+        self.assertEqual(big.heldBytes, sum(entryBytes(said) for said in big))
         self.assertLessEqual(big.heldBytes, 10_000)
-        self.assertTrue(big[-1][2].startswith("9 "))
+        self.assertTrue(big[-1].text.startswith("9 "))

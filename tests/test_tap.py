@@ -5,8 +5,10 @@ tests do.
 
 import pytest
 from twisted.application.service import IServiceMaker
+from twisted.internet.error import ConnectionDone
 from twisted.plugin import getPlugins
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from zope.interface.verify import verifyObject
 
@@ -299,7 +301,7 @@ def test_chatterElementIsLiveElement():
     try:
         assert isinstance(element, ChatterElement)
     finally:
-        chat.__self__.leave(element)
+        element.disconnected(Failure(ConnectionDone("the page closed")))
 
 
 class FakeSite:

@@ -34,7 +34,7 @@ class Presence:
     Changes, not whole lists, so that a join costs the same in a room of
     ten or of ten thousand.  The defaults name no application's widget
     methods; an application gives its own (the chat: its widget's methods
-    and a lookalike-proof key, C{chatthing.rooms.PRESENCE}) with
+    and a lookalike-proof key, C{chatthing.chat.rooms.PRESENCE}) with
     L{Roster.usePresence}.
 
     @ivar joined: the method called with C{[name]} when a name joins.

@@ -11,6 +11,7 @@ from ..live import LocalSessions, PassingStream, Stream
 from ._base import Call, NameTaken, Presence, memberList
 
 
+
 class MemoryRoster:
     """
     The names held in this process.

@@ -7,19 +7,17 @@ C{//} is said as it is, less one slash.
 """
 
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
+from .parts import Chatter
 from .validation import InvalidMessage, InvalidUsername, UnknownCommand, checkMessage
-
-if TYPE_CHECKING:
-    from .chatterbox import ChatterElement
 
 _COMMAND = re.compile(r"/(\S*)\s*(.*)", re.DOTALL)
 
 
-def run(chatter: "ChatterElement", text: str) -> Any:
+def run(chatter: Chatter, text: str) -> Any:
     """
     Say C{text} as C{chatter}, or run the command it is.
 
@@ -46,13 +44,13 @@ def run(chatter: "ChatterElement", text: str) -> Any:
     return command[0](chatter, rest)
 
 
-def me(chatter: "ChatterElement", rest: str) -> Any:
+def me(chatter: Chatter, rest: str) -> Any:
     if not rest:
         raise InvalidMessage("Usage: /me ACTION, for example /me waves")
     return chatter.room.act(chatter, rest)
 
 
-def nick(chatter: "ChatterElement", rest: str) -> Deferred:
+def nick(chatter: Chatter, rest: str) -> Deferred:
     """
     Rename C{chatter} to C{rest}: a L{Deferred} firing with the name as
     stored, once the roster has it.
@@ -62,18 +60,18 @@ def nick(chatter: "ChatterElement", rest: str) -> Deferred:
     return chatter.room.rename(chatter, rest)
 
 
-def who(chatter: "ChatterElement", rest: str) -> None:
+def who(chatter: Chatter, rest: str) -> None:
     here = chatter.room.presence()
     chatter.tell(f"In #{chatter.room.name} ({len(here)} online): {', '.join(here)}")
 
 
-def help(chatter: "ChatterElement", rest: str) -> None:
+def help(chatter: Chatter, rest: str) -> None:
     lines = [f"{usage} \u2014 {what}" for _, usage, what in COMMANDS.values()]
     chatter.tell("Commands:\n" + "\n".join(lines))
 
 
 #: Each command: what runs it, its usage, and what it does.
-COMMANDS: dict[str, tuple[Callable[["ChatterElement", str], Any], str, str]] = {
+COMMANDS: dict[str, tuple[Callable[[Chatter, str], Any], str, str]] = {
     "help": (help, "/help", "list the commands (only you see it)"),
     "me": (me, "/me ACTION", "show an action, like * alice waves"),
     "nick": (nick, "/nick NEWNAME", "change your username"),

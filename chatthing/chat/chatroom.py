@@ -12,25 +12,24 @@ its room without a slot, so idle pages cannot lock everyone else out of
 new rooms, and a login in a room that has no slot yet is refused with
 L{TooManyRooms} when they are all taken.  Rooms nobody is in are
 forgotten, oldest first, when there are more than L{MAX_ROOMS}, or when
-the rooms' bytes are over their budget (L{chatthing.roommemory}).
+the rooms' bytes are over their budget (L{chatthing.chat.roommemory}).
 """
 
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .backplane import Backplane, MemoryBackplane
-from .live import CallRefused, ILiveApplication
-from .live._logsafe import LogThrottle
+from ..backplane import Backplane, MemoryBackplane
+from ..live import CallRefused, ILiveApplication
+from ..live._logsafe import LogThrottle  # TODO(layers): private to chatthing.live today
+from . import widget
+from .element import ChatterElement
 from .roommemory import RoomBytes, RoomMemory
 from .rooms import DEFAULT_HISTORY, Room
 from .validation import LOBBY, roomForPath
-
-if TYPE_CHECKING:
-    from .chatterbox import ChatterElement
 
 #: How many global alerts are kept for pages that resume.
 ALERT_HISTORY = 100
@@ -209,7 +208,7 @@ class ChatRoom:
         """
         return roomForPath(path) is not None
 
-    def makeChatter(self, page: str = "/") -> "ChatterElement":
+    def makeChatter(self, page: str = "/") -> ChatterElement:
         """
         The element for a new page at C{page}, in that page's room.
 
@@ -224,12 +223,6 @@ class ChatRoom:
     #: same function, so that C{ILiveApplication(chatRoom.makeChatter)} is
     #: C{chatRoom} (see L{chatthing.live.ILiveApplication}).
     makeElement = makeChatter
-
-    def leave(self, chatter: "ChatterElement") -> None:
-        """
-        Forget C{chatter} (its page has gone), in whichever room it is.
-        """
-        chatter.room.leave(chatter)
 
     def online(self) -> list[str]:
         """
@@ -261,5 +254,6 @@ class ChatRoom:
 
         @return: how many pages of this process it was sent to.
         """
-        self.alerts.publish([("messageTime", [int(time.time() * 1000)]), ("displayMessage", [message])])
+        self.alerts.publish([(widget.MESSAGE_TIME, [int(time.time() * 1000)]),
+                             (widget.DISPLAY_MESSAGE, [message])])
         return sum(len(room.chatters) for room in self.rooms.values())

@@ -1,5 +1,5 @@
 """
-What the rooms of a lobby may hold, in bytes: L{RoomMemory} (the budgets,
+What the rooms of a L{chatthing.chat.chatroom.ChatRoom} may hold, in bytes: L{RoomMemory} (the budgets,
 and the count of what all the rooms hold together), L{RoomBytes} (what one
 room holds) and L{History} (a room's last messages, bounded in count and
 in bytes).
@@ -11,17 +11,17 @@ keeps at most L{RoomMemory.replayBytes} of frames for pages that resume,
 and drops them all once nobody is left who could resume (no page attached,
 no session waiting in its grace period); its history, at most
 L{RoomMemory.historyBytes}, stays for the next newcomer.  All rooms
-together keep at most L{RoomMemory.totalBytes}: past that the lobby lets
+together keep at most L{RoomMemory.totalBytes}: past that the chat room lets
 go first of empty rooms, then of the oldest frames of the fullest ones
-(L{chatthing.lobby.Lobby}).  Bytes are those of the frames as encoded.
+(L{chatthing.chat.chatroom.ChatRoom}).  Bytes are those of the frames as encoded.
 """
 
 import json
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
-if TYPE_CHECKING:
-    from .live import Stream
+from ..live import Stream
+from .said import Said
 
 #: Bytes of stream frames one room keeps for pages that resume (about 40
 #: seconds of ten 1 KiB messages a second).
@@ -30,20 +30,20 @@ REPLAY_BYTES = 384 * 1024
 #: Bytes of history (its last messages) one room keeps for newcomers.
 HISTORY_BYTES = 128 * 1024
 
-#: Bytes all the rooms of a lobby keep together, frames and histories.
+#: Bytes all the rooms of a chat room keep together, frames and histories.
 TOTAL_BYTES = 128 * 1024 * 1024
 
 
 class RoomMemory:
     """
-    The budgets of a lobby's rooms, and how many bytes they hold now.
+    The budgets of a chat room's rooms, and how many bytes they hold now.
 
     @ivar replayBytes: stream frames one room keeps for pages that resume.
     @ivar historyBytes: history one room keeps.
     @ivar totalBytes: what all the rooms keep together.
     @ivar held: what all the rooms hold now.
     @ivar overBudget: called when L{held} goes past L{totalBytes} (the
-        lobby, which knows the rooms, trims them).
+        chat room, which knows the rooms, trims them).
     """
 
     def __init__(self, replayBytes: int = REPLAY_BYTES, historyBytes: int = HISTORY_BYTES,
@@ -71,11 +71,12 @@ class RoomMemory:
                 self._trimming = False
 
 
-def entryBytes(entry: list) -> int:
+def entryBytes(said: Said) -> int:
     """
-    The size of a history entry as it is sent: its JSON in UTF-8.
+    The size of a history entry as it is sent (L{Said.entry}): its JSON in
+    UTF-8.
     """
-    return len(json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    return len(json.dumps(said.entry(), ensure_ascii=False, separators=(",", ":"))
                .encode("utf-8", "surrogatepass"))
 
 
@@ -91,18 +92,18 @@ class History:
         self.count = count
         self.maxBytes = maxBytes
         self.heldBytes = 0
-        self._entries: deque[tuple[list, int]] = deque()
+        self._entries: deque[tuple[Said, int]] = deque()
 
-    def __iter__(self) -> Iterator[list]:
+    def __iter__(self) -> Iterator[Said]:
         return (entry for entry, _ in self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __getitem__(self, index: int) -> list:
+    def __getitem__(self, index: int) -> Said:
         return self._entries[index][0]
 
-    def append(self, entry: list) -> None:
+    def append(self, entry: Said) -> None:
         size = entryBytes(entry)
         self._entries.append((entry, size))
         self.heldBytes += size
@@ -129,7 +130,7 @@ class History:
 class RoomBytes:
     """
     What one room holds: the frames its stream (and the stream's fallback)
-    keeps for replay, and its L{History}; it keeps the lobby's
+    keeps for replay, and its L{History}; it keeps the chat room's
     L{RoomMemory} told of every change.
     """
 
@@ -149,7 +150,7 @@ class RoomBytes:
 
     def account(self, dropReplay: bool = False) -> None:
         """
-        Tell the lobby's L{RoomMemory} how much more (or less) is held,
+        Tell the chat room's L{RoomMemory} how much more (or less) is held,
         after dropping every frame kept for replay if C{dropReplay} (nobody
         is left in the room who could resume).
         """

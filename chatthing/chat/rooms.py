@@ -5,20 +5,20 @@ A L{Room} keeps its pages, who is logged in there, its last messages
 (the history a joining page is shown) and two streams: C{room}, the
 messages, alerts and presence every page of the room receives (and gets
 again, exactly once, if it resumes after a drop), and C{typing}, who is
-typing, which is not replayed.  The server-wide L{chatthing.lobby.ChatRoom}
+typing, which is not replayed.  The server-wide L{chatthing.chat.chatroom.ChatRoom}
 (the one C{chatthing.chatterbox.chat} belongs to) holds them.
-What a room keeps is bounded in bytes (L{chatthing.roommemory}).
+What a room keeps is bounded in bytes (L{chatthing.chat.roommemory}).
 """
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .backplane import (
+from ..backplane import (
     Backplane,
     Call,
     MemoryBackplane,
@@ -26,13 +26,14 @@ from .backplane import (
     Presence,
     memberList,
 )
-from .live import SessionMoved, Stream
+from ..live import SessionMoved, Stream
+from . import widget
+from .element import ChatterElement
+from .parts import Chatter
 from .names import nameKey
 from .roommemory import History, RoomBytes, RoomMemory
+from .said import ACTION, MESSAGE, Said, historyCall
 from .validation import LOBBY, UsernameTaken, normalizeUsername
-
-if TYPE_CHECKING:
-    from .chatterbox import ChatterElement
 
 #: How many of its last messages a room shows a page that joins.
 DEFAULT_HISTORY = 50
@@ -44,9 +45,7 @@ STREAM_HISTORY = 1000
 #: the room, or leaves it (a rename is both), and the key names are held
 #: under (lookalikes are one name): the chat's terms, which the backplane
 #: speaks (L{chatthing.backplane.Presence}).
-JOINED = "presenceJoined"
-LEFT = "presenceLeft"
-PRESENCE = Presence(joined=JOINED, left=LEFT, nameKey=nameKey)
+PRESENCE = Presence(joined=widget.PRESENCE_JOINED, left=widget.PRESENCE_LEFT, nameKey=nameKey)
 
 #: Seconds during which a page's further "typing" calls are not passed on
 #: (the page itself sends at most one every 2 s).
@@ -66,11 +65,10 @@ class Room:
         until each has gone for good.
     @ivar stream: what every page in the room receives, replayed on resume.
     @ivar typingStream: who is typing; not replayed.
-    @ivar history: the last messages said here, oldest first, as
-        C{[kind, speaker, text, epochMilliseconds]}, C{kind} being
-        C{"message"} or C{"action"} (a L{History}, bounded in bytes too).
+    @ivar history: the last messages said here, oldest first, each a
+        L{Said} (a L{History}, bounded in bytes too).
     @ivar memory: the budgets of the room's bytes, shared by the rooms of
-        a L{chatthing.lobby.ChatRoom}, which it tells of every change in what this room holds.
+        a L{chatthing.chat.chatroom.ChatRoom}, which it tells of every change in what this room holds.
     @ivar bytes: what this room holds (frames for replay, and history).
     """
 
@@ -92,7 +90,7 @@ class Room:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
         self.backplane.roster.usePresence(PRESENCE)
-        self.chatters: list[ChatterElement] = []
+        self.chatters: list[Chatter] = []
         self.stream = self.backplane.stream(f"room:{name}", "room", streamHistory)
         self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")
         self.alerts = alerts
@@ -105,7 +103,7 @@ class Room:
         self.clock = clock
         self.timer = timer
         self.typingInterval = typingInterval
-        self._online: dict[str, ChatterElement] = {}
+        self._online: dict[str, Chatter] = {}
         self._presence: dict[str, str] = {}
         self._presenceChanges: deque[tuple[int, str, str]] = deque(maxlen=streamHistory)
         self._stampedSecond: int | None = None
@@ -122,18 +120,16 @@ class Room:
     def inUse(self) -> bool:
         """
         Whether someone is logged in here (or logging in): the room holds
-        one of the chat room's slots (L{chatthing.lobby.ChatRoom.maxRooms}).
+        one of the chat room's slots (L{chatthing.chat.chatroom.ChatRoom.maxRooms}).
         """
         return bool(self._online) or self._loggingIn > 0
 
-    def makeChatter(self, page: str | None = None) -> "ChatterElement":
+    def makeChatter(self, page: str | None = None) -> ChatterElement:
         """
         Make the element for a new page of this room and track it until the
         page goes away.  (C{page}, the page's path, is the
-        L{chatthing.lobby.ChatRoom}'s business.)
+        L{chatthing.chat.chatroom.ChatRoom}'s business.)
         """
-        from .chatterbox import ChatterElement
-
         chatter = ChatterElement(self)
         self.chatters.append(chatter)
         return chatter
@@ -152,7 +148,7 @@ class Room:
         """
         return memberList(self._presence.values())
 
-    def welcome(self, chatter: "ChatterElement") -> None:
+    def welcome(self, chatter: Chatter) -> None:
         """
         A page has connected: show it the room's last messages, then send it
         what the room says from now on.  What is for this page only (the
@@ -162,7 +158,7 @@ class Room:
         """
         self.stream.ready().addCallback(lambda _: self._subscribe(chatter, showHistory=True))
 
-    def restore(self, chatter: "ChatterElement", username: str | None) -> None:
+    def restore(self, chatter: Chatter, username: str | None) -> None:
         """
         A page's session has come here from another process: take up where
         it was, without showing the history again or announcing anything.
@@ -175,20 +171,21 @@ class Room:
                                           self._onLeave(username))
             self.log.info("{user} came back to {room}", user=username, room=self.name)
 
-    def _subscribe(self, chatter: "ChatterElement", showHistory: bool) -> None:
+    def _subscribe(self, chatter: Chatter, showHistory: bool) -> None:
         if chatter not in self.chatters:
             return  # gone already
         if showHistory:
             if self.history:
-                chatter.notifyRemote("displayHistory", list(self.history))
+                method, args = historyCall(list(self.history))
+                chatter.notifyRemote(method, *args)
             # The whole list once; then the room's stream says who comes and goes.
-            chatter.notifyRemote("updatePresence", self.presence())
+            chatter.notifyRemote(widget.UPDATE_PRESENCE, self.presence())
         chatter.subscribe(self.stream)
         chatter.subscribe(self.typingStream)
         if self.alerts is not None:
             chatter.subscribe(self.alerts)
 
-    def login(self, chatter: "ChatterElement", username: str) -> Deferred:
+    def login(self, chatter: Chatter, username: str) -> Deferred:
         """
         Give C{chatter} the name C{username} and announce it.
 
@@ -215,7 +212,7 @@ class Room:
         d = self._hold(chatter, name, f" * user {name} has joined the room")
         return d.addBoth(done).addCallback(held)
 
-    def rename(self, chatter: "ChatterElement", username: str) -> Deferred:
+    def rename(self, chatter: Chatter, username: str) -> Deferred:
         """
         Change the logged-in C{chatter}'s name to C{username} and announce it.
 
@@ -239,14 +236,14 @@ class Room:
 
         return self._hold(chatter, name, f" * user {old} is now known as {name}").addCallback(held)
 
-    def _hold(self, chatter: "ChatterElement", name: str, announcement: str) -> Deferred:
+    def _hold(self, chatter: Chatter, name: str, announcement: str) -> Deferred:
         # Once the room's stream is ready: a page that opened the room on
         # this process is subscribed by then (it asked first), so it gets
         # its own announcement.
         d = self.stream.ready()
         d.addCallback(lambda _: self.backplane.roster.hold(
             chatter, name, self.name, self.stream,
-            announce=self._stamped("displayMessage", announcement),
+            announce=self._stamped(widget.DISPLAY_MESSAGE, announcement),
             onLeave=self._onLeave(name),
         ))
 
@@ -262,9 +259,9 @@ class Room:
         What to tell the room if C{name}'s process dies and its page does
         not come back.
         """
-        return [("displayMessage", [f" * user {name} has left the room"])]
+        return [(widget.DISPLAY_MESSAGE, [f" * user {name} has left the room"])]
 
-    def leave(self, chatter: "ChatterElement", reason: BaseException | None = None) -> None:
+    def leave(self, chatter: Chatter, reason: BaseException | None = None) -> None:
         """
         Forget C{chatter}; announce its user's leaving if it had logged in
         (unless its session has only moved to another process).
@@ -277,7 +274,7 @@ class Room:
             if not isinstance(reason, SessionMoved):
                 self.log.info("{user} left {room}", user=name, room=self.name)
                 self.backplane.roster.release(
-                    chatter, self._stamped("displayMessage", f" * user {name} has left the room")
+                    chatter, self._stamped(widget.DISPLAY_MESSAGE, f" * user {name} has left the room")
                 ).addErrback(lambda failure: self.log.failure(
                     "could not announce that {user} left", failure, user=name))
         if not self.chatters:
@@ -289,7 +286,7 @@ class Room:
         Show C{message} to the room's pages on this process only.
         """
         stream = self.stream.fallback or self.stream
-        stream.publish(self._stamped("displayMessage", message))
+        stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
 
     def wall(self, message: str) -> int:
         """
@@ -297,25 +294,37 @@ class Room:
 
         @return: how many pages of this process it was sent to.
         """
-        self.stream.publish(self._stamped("displayMessage", message))
+        self.stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
         return len(self.chatters)
 
-    def tellEverybody(self, who: "ChatterElement", what: str) -> Deferred | None:
+    def tellEverybody(self, who: Chatter, what: str) -> Deferred | None:
         """
         Let every page of the room hear C{who} say C{what}.
 
         @return: L{None}, or a L{Deferred} that fires when a shared stream
             has taken the message.
         """
-        return self.stream.publish(self._stamped("displayUserMessage", who.username, what))
+        return self._say(Said(MESSAGE, self._speaker(who), what))
 
-    def act(self, who: "ChatterElement", what: str) -> Deferred | None:
+    def act(self, who: Chatter, what: str) -> Deferred | None:
         """
         Show every page of the room that C{who} does C{what} (C{/me}).
         """
-        return self.stream.publish(self._stamped("displayAction", who.username, what))
+        return self._say(Said(ACTION, self._speaker(who), what))
 
-    def typing(self, who: "ChatterElement") -> bool:
+    def _speaker(self, who: Chatter) -> str:
+        assert who.username is not None, "only a logged-in page speaks"
+        return who.username
+
+    def _say(self, said: Said) -> Deferred | None:
+        """
+        Publish C{said} to the room, dated; the history keeps it when the
+        stream delivers it (L{_heard}), on every process alike.
+        """
+        method, args = said.call()
+        return self.stream.publish(self._stamped(method, *args))
+
+    def typing(self, who: Chatter) -> bool:
         """
         Tell the room's pages that C{who} is typing, unless it was told less
         than C{typingInterval} seconds ago.
@@ -326,7 +335,7 @@ class Room:
         if who.lastTyping is not None and now - who.lastTyping < self.typingInterval:
             return False
         who.lastTyping = now
-        self.typingStream.emit("showTyping", who.username)
+        self.typingStream.emit(widget.SHOW_TYPING, who.username)
         return True
 
     def _stamped(self, method: str, *args: Any) -> list[Call]:
@@ -339,7 +348,7 @@ class Room:
         calls: list[Call] = []
         if int(now) != self._stampedSecond:
             self._stampedSecond = int(now)
-            calls.append(("messageTime", [int(now * 1000)]))
+            calls.append((widget.MESSAGE_TIME, [int(now * 1000)]))
         calls.append((method, list(args)))
         return calls
 
@@ -348,19 +357,19 @@ class Room:
         Keep the room's history and presence list from what its stream
         delivers.
         """
-        if method == "messageTime" and args and isinstance(args[0], int):
+        said = Said.fromCall(method, args, self._lastStamp)
+        if said is not None:
+            self.history.append(said)
+        elif method == widget.MESSAGE_TIME and args and isinstance(args[0], int):
             self._lastStamp = args[0]
-        elif method in ("displayUserMessage", "displayAction") and len(args) == 2:
-            kind = "message" if method == "displayUserMessage" else "action"
-            self.history.append([kind, args[0], args[1], self._lastStamp])
-        elif method in (JOINED, LEFT) and len(args) == 1 and isinstance(args[0], str):
+        elif method in (widget.PRESENCE_JOINED, widget.PRESENCE_LEFT) and len(args) == 1 and isinstance(args[0], str):
             if not self._presenceStarted:
                 self._presenceChanges.append((self.stream.offset, method, args[0]))
             self._changePresence(method, args[0])
         self.bytes.account(dropReplay=not self.chatters)
 
     def _changePresence(self, method: str, name: str) -> None:
-        if method == JOINED:
+        if method == widget.PRESENCE_JOINED:
             self._presence[name.casefold()] = name
         elif self._presence.get(name.casefold()) == name:
             del self._presence[name.casefold()]

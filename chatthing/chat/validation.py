@@ -6,7 +6,7 @@ told why and the log gets one line).
 
 import re
 
-from .live import CallRefused
+from ..live import CallRefused
 from .names import nameProblem
 
 #: Longest username, in characters, after trimming.
@@ -35,14 +35,14 @@ ROOM_PREFIX = "/room/"
 class InvalidUsername(CallRefused):
     """
     The name is empty, too long, holds characters that do not print or do
-    not show, or mixes alphabets (see L{chatthing.names.nameProblem}).
+    not show, or mixes alphabets (see L{chatthing.chat.names.nameProblem}).
     """
 
 
 class UsernameTaken(CallRefused):
     """
     Someone online, in any room, already has that name, or one that looks
-    like it (compared by L{chatthing.names.nameKey}: case, width, accents
+    like it (compared by L{chatthing.chat.names.nameKey}: case, width, accents
     written apart and lookalike letters do not count).
     """
 
