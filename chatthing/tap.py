@@ -17,11 +17,18 @@ from .admin import adminSite, readToken
 from .backplane import MemoryBackplane
 from .backplane.redis import RedisURL
 from .listening import ListeningService
-from .live import ILiveApplication, LiveSite, checkElementModule
-from .live._health import operatorSite
-from .live._hosts import ANY_HOST, HostCheck, hostName, listenHosts
-from .live._metrics import MetricsResource
-from .live._settings import LiveSettings
+from .live import (
+    ANY_HOST,
+    HostCheck,
+    ILiveApplication,
+    LiveSettings,
+    LiveSite,
+    MetricsResource,
+    checkElementModule,
+    hostName,
+    listenHosts,
+    operatorSite,
+)
 from .shutdown import RESTART_ALERT, GracefulShutdown
 from .startup import StartupService, checkEndpoint
 

@@ -23,8 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..backplane import Backplane, MemoryBackplane
-from ..live import CallRefused, ILiveApplication
-from ..live._logsafe import LogThrottle  # TODO(layers): private to chatthing.live today
+from ..live import CallRefused, ILiveApplication, LogThrottle
 from . import widget
 from .element import ChatterElement
 from .roommemory import RoomBytes, RoomMemory

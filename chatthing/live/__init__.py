@@ -27,16 +27,25 @@ from ._errors import (
     TooManyPendingCalls,
 )
 from ._expose import expose
+from ._health import operatorSite
+from ._hosts import ANY_HOST, HostCheck, hostName, listenHosts
 from ._logsafe import LogThrottle, cut
+from ._metrics import MetricsResource
 from ._reactor import defaultReactor
 from ._session import LiveSession
-from ._sessionstore import LocalSessions, SessionRecord, SessionStore
+from ._sessionstore import LocalSessions, SessionRecord, SessionStore, StoredSession
 from ._settings import LiveSettings
 from ._stream import PassingStream, Stream, runningCall
 from ._web import LiveSite
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
 __all__ = [
+    "ANY_HOST",
+    "HostCheck",
+    "MetricsResource",
+    "hostName",
+    "listenHosts",
+    "operatorSite",
     "BadArguments",
     "CallRefused",
     "CallableApplication",
@@ -68,6 +77,7 @@ __all__ = [
     "LogThrottle",
     "SessionRecord",
     "SessionStore",
+    "StoredSession",
     "cut",
     "runningCall",
 ]

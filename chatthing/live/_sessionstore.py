@@ -5,12 +5,9 @@ the store of a server that runs alone (sessions live in its memory only).
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
-
-if TYPE_CHECKING:
-    from ._session import LiveSession
 
 
 @dataclass(frozen=True)
@@ -23,6 +20,30 @@ class SessionRecord:
 
     page: str
     state: Any
+
+
+class StatefulElement(Protocol):
+    def sessionState(self) -> Any:
+        """
+        What another process needs to carry on the element's page.
+        """
+
+
+class StoredSession(Protocol):
+    """
+    What a store reads of a session (a L{chatthing.live.LiveSession}): its
+    id, its page's path and its element's state; declared here so that the
+    store need not know the session's class, which uses the store.
+    """
+
+    @property
+    def ident(self) -> str: ...
+
+    @property
+    def page(self) -> str: ...
+
+    @property
+    def element(self) -> StatefulElement: ...
 
 
 class SessionStore(Protocol):
@@ -38,13 +59,13 @@ class SessionStore(Protocol):
 
     movedAway: Callable[[str], None]
 
-    def save(self, session: "LiveSession") -> None:
+    def save(self, session: StoredSession) -> None:
         """
         Record C{session} (its page and its element's state) as this
         process's.
         """
 
-    def forget(self, session: "LiveSession") -> None:
+    def forget(self, session: StoredSession) -> None:
         """
         C{session} has ended: no other process may take it over.
         """
@@ -74,10 +95,10 @@ class LocalSessions:
     def __init__(self) -> None:
         self.movedAway: Callable[[str], None] = _nothing
 
-    def save(self, session: "LiveSession") -> None:
+    def save(self, session: StoredSession) -> None:
         pass
 
-    def forget(self, session: "LiveSession") -> None:
+    def forget(self, session: StoredSession) -> None:
         pass
 
     def adopt(self, ident: str) -> Deferred:

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ...live import LiveSession, SessionRecord
+from ...live import SessionRecord, StoredSession
 from .. import BackplaneDown, Presence
 from . import lua
 from .connection import RedisConnection
@@ -38,23 +38,23 @@ class RedisSessions:
         self.movedAway: Callable[[str], None] = _notTold
         self.connection = connection
         self.deadAfter = deadAfter
-        self.live: dict[str, LiveSession] = {}
+        self.live: dict[str, StoredSession] = {}
 
     def _keys(self, ident: str) -> list[str]:
         prefix = self.connection.prefix
         return [f"{prefix}session:{ident}", f"{prefix}proc:{self.connection.proc}:sessions"]
 
-    def save(self, session: LiveSession) -> None:
+    def save(self, session: StoredSession) -> None:
         self.live[session.ident] = session
         if self.connection.connected:
             self._save(session).addErrback(self._failed, "record", session)
 
-    def _save(self, session: LiveSession) -> Deferred:
+    def _save(self, session: StoredSession) -> Deferred:
         state = json.dumps(session.element.sessionState())
         return self.connection.script(lua.SAVE_SESSION, self._keys(session.ident),
                                      [session.page, state, self.connection.proc])
 
-    def forget(self, session: LiveSession) -> None:
+    def forget(self, session: StoredSession) -> None:
         self.live.pop(session.ident, None)
         if self.connection.connected:
             d = self.connection.script(lua.FORGET_SESSION, self._keys(session.ident),
@@ -92,6 +92,6 @@ class RedisSessions:
         ))
         return gatherResults(work, consumeErrors=True)
 
-    def _failed(self, failure: Failure, what: str, session: LiveSession) -> None:
+    def _failed(self, failure: Failure, what: str, session: StoredSession) -> None:
         self.log.warn("could not {what} {session} in Redis: {error}", what=what,
                       session=session, error=failure.getErrorMessage())
