@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian machine, then runs them
-# all: Debian's Chromium for the browser tests, Debian's redis-server for the
-# cluster tests (they start their own), and a fresh virtual environment
+# all: Debian's Chromium for the browser tests, Debian's firefox-esr, WebKitGTK
+# (webkit2gtk-driver, libwebkit2gtk-4.1-0's MiniBrowser) and Xvfb for
+# tests/test_other_browsers.py, node and npm for puppeteer-core (installed by
+# `npm ci` into tests/browsers/node_modules, no browser downloaded), Debian's
+# redis-server for the cluster tests (they start their own), and a fresh virtual environment
 # (.venv-test) with chatthing installed from this checkout by `pip install .[bench]`
 # (the bench extra: matplotlib, for `chatthing bench --plot`).
 # Extra arguments go to pytest.
@@ -13,11 +16,21 @@ sudo=""
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
+compgen -G '/usr/lib/*/webkit2gtk-4.1/MiniBrowser' >/dev/null || missing+=(libwebkit2gtk-4.1-0)
+[ -x /usr/bin/Xvfb ] || missing+=(xvfb)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# puppeteer-core, as pinned by tests/browsers/package-lock.json; it drives
+# Debian's firefox-esr, so it downloads no browser of its own.
+(cd tests/browsers && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
 rm -rf .venv-test
 python3 -m venv .venv-test
