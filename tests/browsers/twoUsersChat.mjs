@@ -32,20 +32,27 @@ function shown(page) {
   }));
 }
 
+/** Wait until `condition(arg)` is true in `page`; if not, say what was awaited and what the page shows. */
+async function waitFor(page, what, condition, arg) {
+  try {
+    await page.waitForFunction(condition, { timeout: DEADLINE }, arg);
+  } catch (error) {
+    throw new Error(`waiting for ${what}: ${error.message}; the page shows ${JSON.stringify(await shown(page))}`);
+  }
+}
+
 /** Wait until some line of `page`'s scroll area contains `text`. */
 function waitForLine(page, text) {
-  return page.waitForFunction(
+  return waitFor(page, `a line saying ${JSON.stringify(text)}`,
     (text) => [...document.querySelectorAll('[name="scrollArea"] .message')]
-      .some((n) => n.textContent.includes(text)),
-    { timeout: DEADLINE }, text);
+      .some((n) => n.textContent.includes(text)), text);
 }
 
 /** Wait until `page`'s presence list is exactly `names`. */
 function waitForPresence(page, names) {
-  return page.waitForFunction(
+  return waitFor(page, `the presence list to be ${JSON.stringify(names)}`,
     (names) => JSON.stringify([...document.querySelectorAll('[name="presence"] li')]
-      .map((n) => n.textContent)) === JSON.stringify(names),
-    { timeout: DEADLINE }, names);
+      .map((n) => n.textContent)) === JSON.stringify(names), names);
 }
 
 async function openAs(browser, name, errors) {
@@ -62,10 +69,9 @@ async function openAs(browser, name, errors) {
   await page.waitForSelector('html[data-live-ready="true"]');
   await page.type('[name="username"]', name);
   await page.click('[name="GO"]');
-  await page.waitForFunction(
+  await waitFor(page, `the page to say it is logged in as ${name}`,
     (name) => document.querySelector('[name="loggedInAs"]').textContent === `Logged in as ${name}`
-      && !document.querySelector('[name="sendLine"]').hidden,
-    { timeout: DEADLINE }, name);
+      && !document.querySelector('[name="sendLine"]').hidden, name);
   return page;
 }
 
@@ -73,8 +79,8 @@ async function say(page, text) {
   await page.type('[name="userMessage"]', text);
   await page.keyboard.press("Enter");
   // The field is cleared once the line is sent.
-  await page.waitForFunction(
-    () => document.querySelector('[name="userMessage"]').value === "", { timeout: DEADLINE });
+  await waitFor(page, `${JSON.stringify(text)} to be sent`,
+    () => document.querySelector('[name="userMessage"]').value === "");
 }
 
 async function main() {
