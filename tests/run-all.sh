@@ -16,16 +16,26 @@ sudo=""
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
-[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
-[ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
-compgen -G '/usr/lib/*/webkit2gtk-4.1/MiniBrowser' >/dev/null || missing+=(libwebkit2gtk-4.1-0)
-[ -x /usr/bin/Xvfb ] || missing+=(xvfb)
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Firefox and WebKit for tests/test_other_browsers.py, without their
+# recommended packages (GStreamer's plugins, desktop portals, spell-checking
+# dictionaries, none of which the tests use).
+others=()
+[ -x /usr/bin/firefox-esr ] || others+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || others+=(webkit2gtk-driver)
+compgen -G '/usr/lib/*/webkit2gtk-4.1/MiniBrowser' >/dev/null || others+=(libwebkit2gtk-4.1-0)
+[ -x /usr/bin/Xvfb ] || others+=(xvfb)
+command -v node >/dev/null || others+=(nodejs)
+command -v npm >/dev/null || others+=(npm)
+if [ ${#others[@]} -gt 0 ]; then
+    echo "Installing Debian packages: ${others[*]}"
+    [ ${#missing[@]} -gt 0 ] || $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${others[@]}" >/dev/null
 fi
 
 # puppeteer-core, as pinned by tests/browsers/package-lock.json; it drives
