@@ -132,9 +132,16 @@ def test_firefoxTwoUsersChat(server):
     )
     events: list[dict] = []
     errors: list[str] = []
+
+    def readEvents() -> None:
+        for line in process.stdout:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                errors.append(line)
+
     readers = [
-        threading.Thread(target=lambda: events.extend(json.loads(line) for line in process.stdout),
-                         daemon=True),
+        threading.Thread(target=readEvents, daemon=True),
         threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True),
     ]
     for reader in readers:
