@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh Debian machine, then runs them
-# all: Debian's Chromium for the browser tests, Debian's redis-server for the
-# cluster tests (they start their own), and a fresh virtual environment
+# all: Debian's Chromium for the browser tests, Debian's firefox-esr, WebKitGTK
+# (webkit2gtk-driver, libwebkit2gtk-4.1-0's MiniBrowser) and Xvfb for
+# tests/test_other_browsers.py, node and npm for puppeteer-core (installed by
+# `npm ci` into tests/browsers/node_modules, no browser downloaded), Debian's
+# redis-server for the cluster tests (they start their own), and a fresh virtual environment
 # (.venv-test) with chatthing installed from this checkout by `pip install .[bench]`
 # (the bench extra: matplotlib, for `chatthing bench --plot`).
 # Extra arguments go to pytest.
@@ -18,6 +21,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# Firefox and WebKit for tests/test_other_browsers.py, without their
+# recommended packages (GStreamer's plugins, desktop portals, spell-checking
+# dictionaries, none of which the tests use).
+others=()
+[ -x /usr/bin/firefox-esr ] || others+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || others+=(webkit2gtk-driver)
+compgen -G '/usr/lib/*/webkit2gtk-4.1/MiniBrowser' >/dev/null || others+=(libwebkit2gtk-4.1-0)
+[ -x /usr/bin/Xvfb ] || others+=(xvfb)
+command -v node >/dev/null || others+=(nodejs)
+command -v npm >/dev/null || others+=(npm)
+if [ ${#others[@]} -gt 0 ]; then
+    echo "Installing Debian packages: ${others[*]}"
+    [ ${#missing[@]} -gt 0 ] || $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${others[@]}" >/dev/null
+fi
+
+# puppeteer-core, as pinned by tests/browsers/package-lock.json; it drives
+# Debian's firefox-esr, so it downloads no browser of its own.
+(cd tests/browsers && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
 rm -rf .venv-test
 python3 -m venv .venv-test
