@@ -503,16 +503,18 @@ def test_decodeRefusesBadFrames(payload, isBinary, message):
         _wire.decode(payload, isBinary)
 
 
-def test_parseCallChecksFields():
-    """A call frame needs an integer id, a method string and an argument list."""
+def test_callFrameFieldsCheckedWhenDecoded():
+    """A call frame needs an integer id, a method string and an argument list: decode checks them, once."""
     for frame in [{"type": "call", "method": "m"},
                   {"type": "call", "id": "1", "method": "m"},
                   {"type": "call", "id": -1, "method": "m"},
                   {"type": "call", "id": 1, "method": 5},
                   {"type": "call", "id": 1, "method": "m", "args": {"a": 1}}]:
-        with pytest.raises(ProtocolError):
-            _wire.parseCall(frame)
-    assert _wire.parseCall({"type": "call", "id": 3, "method": "m"}) == (3, "m", [])
+        malformed = _wire.decode(json.dumps(frame).encode(), False)
+        assert isinstance(malformed, _wire.Malformed) and malformed.type == "call"
+        assert isinstance(malformed.error, ProtocolError)
+        assert malformed.id == (1 if frame.get("id") == 1 else None)
+    assert _wire.decode(b'{"type": "call", "id": 3, "method": "m"}', False) == _wire.Call(3, "m", [], None)
 
 
 class WriteNowTests(SynchronousTestCase):

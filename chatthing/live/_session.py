@@ -32,6 +32,10 @@ from ._settings import LiveSettings
 from ._stream import Stream, runningCall
 
 
+#: The frames with which a page answers the server's calls.
+_ANSWERS = frozenset({_wire.RESULT, _wire.ERROR})
+
+
 class PageConnection(Protocol):
     """
     What a session needs of the connection it is attached to (implemented by
@@ -363,56 +367,64 @@ class LiveSession:
 
     def receive(self, frame: dict[str, Any]) -> None:
         """
-        Act on one frame from the page, unless it is a re-sent one already
-        acted on.
+        Act on one frame from the page given as a decoded JSON object (for
+        in-process callers and tests): checked by L{_wire.fromObject}, then
+        as L{receiveFrame}.
         """
-        kind = frame["type"]
-        if kind == _wire.ACK:
-            seq = _wire.optionalSeq(frame)
-            if seq is None:
-                raise ProtocolError('"ack" frame needs a "seq"')
-            self._sent.ack(seq)
+        self.receiveFrame(_wire.fromObject(frame))
+
+    def receiveFrame(self, frame: _wire.Frame) -> None:
+        """
+        Act on one frame from the page, already checked by L{_wire.decode},
+        unless it is a re-sent one already acted on.
+        """
+        if isinstance(frame, _wire.Ack):
+            self._sent.ack(frame.seq)
             return
-        if kind == _wire.LEAVE:
+        if isinstance(frame, _wire.Leave):
             return  # the connection closes and ends the session
-        if kind not in _wire.NUMBERED:
-            if kind == _wire.HELLO:
-                raise ProtocolError('"hello" was already received on this connection')
-            raise ProtocolError(f'unknown frame type "{kind}"')
-        seq = _wire.optionalSeq(frame)
+        if isinstance(frame, _wire.Hello) or (
+                isinstance(frame, _wire.Malformed) and frame.type == _wire.HELLO):
+            raise ProtocolError('"hello" was already received on this connection')
+        if isinstance(frame, _wire.Unexpected):
+            raise ProtocolError(f'unknown frame type "{frame.type}"')
+        seq = frame.seq
         if seq is not None:
             if seq <= self._receivedSeq:
                 return  # re-sent after a reconnection; already run
             self._receivedSeq = seq
             self._acks.received()
-        if kind == _wire.CALL:
+        if isinstance(frame, _wire.Malformed):
+            if (self.moved and not frame.badSeq and frame.type in _ANSWERS
+                    and frame.id not in self._awaitingAnswer):
+                return  # an answer to a call of the process this session moved from
+            raise frame.error
+        if isinstance(frame, _wire.Call):
             token = runningCall.set(f"{self.ident}:{seq}" if seq is not None else None)
             try:
                 self._runCall(frame)
             finally:
                 runningCall.reset(token)
-        elif self.moved and frame.get("id") not in self._awaitingAnswer:
+        elif self.moved and frame.id not in self._awaitingAnswer:
             # An answer to a call of the process this session moved from.
             return
-        elif kind == _wire.RESULT:
-            self._answer(frame).callback(frame.get("value"))
+        elif isinstance(frame, _wire.Result):
+            self._answer(frame.id).callback(frame.value)
         else:
-            error = RemoteError(*_wire.parseError(frame))
-            self._answer(frame).errback(error)
+            self._answer(frame.id).errback(RemoteError(frame.name, frame.message))
 
     def _acknowledge(self) -> None:
         if self.connection is not None:
             self.connection.sendLiveFrame({"type": _wire.ACK, "seq": self._receivedSeq})
 
-    def _answer(self, frame: dict[str, Any]) -> Deferred:
-        ident = _wire.requireCallId(frame)
+    def _answer(self, ident: int) -> Deferred:
         d = self._awaitingAnswer.pop(ident, None)
         if d is None:
             raise ProtocolError(f"no call with id {ident} is waiting for an answer")
         return d
 
-    def _runCall(self, frame: dict[str, Any]) -> None:
-        ident, name, args = _wire.parseCall(frame)
+    def _runCall(self, frame: _wire.Call) -> None:
+        ident, name, args = frame.id, frame.method, frame.args
         method = exposedMethod(self.element, name)
         self.metrics.callReceived(name if method is not None else None)
         if method is None:
