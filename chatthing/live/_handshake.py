@@ -49,7 +49,7 @@ class Greeted(PageConnection, Protocol):
         send nothing more.
     """
 
-    peer: str
+    peer: str | None
     session: LiveSession | None
     adopting: bool
 

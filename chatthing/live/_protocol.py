@@ -26,6 +26,7 @@ from ._footprint import (
     shareEmptySendQueue,
     withoutOptionsDump,
 )
+from ._handshake import Handshake
 from ._logsafe import cut
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
@@ -139,7 +140,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             if session is None:
                 if self.adopting:
                     raise ProtocolError("wait for the answer to hello before sending more")
-                self.factory.handshake.hello(self, frame)
+                handshake: Handshake = self.factory.handshake
+                handshake.hello(self, frame)
             else:
                 session.receiveFrame(frame)
                 if type(frame) is _wire.Leave:
