@@ -18,11 +18,12 @@ from twisted.python.failure import Failure
 
 from . import _wire
 from ._apps import ElementUnavailable
+from ._connection import PageConnection
 from ._element import LiveElement
 from ._errors import LiveError, ProtocolError
 from ._logsafe import cut
 from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE, LiveMetrics
-from ._session import LiveSession, PageConnection
+from ._session import LiveSession
 
 #: Why a session asked for cannot be resumed when it is not known here.
 _UNKNOWN = "the session has expired or is unknown to this server"
