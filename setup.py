@@ -3,7 +3,7 @@ chatthing: a real-time browser chat server on Twisted.
 
 The top-level C{templates/} and C{js/} folders are installed inside the
 package, as C{chatthing/templates} and C{chatthing/js}, so an installed
-chatthing serves them from anywhere (see C{chatthing/_assets.py}).
+chatthing serves them from anywhere (see C{chatthing/live/_assets.py}).
 """
 
 from setuptools import find_packages, setup

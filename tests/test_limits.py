@@ -27,7 +27,7 @@ from conftest import eventually, logLines
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 
-from chatthing._assets import assetFolder
+from chatthing.live import assetFolder
 from chatthing.chatterbox import MAX_MESSAGE_LENGTH
 from chatthing.live import LiveElement, LiveSettings, expose
 from chatthing.live._backlog import bufferedBytes

@@ -503,16 +503,18 @@ def test_decodeRefusesBadFrames(payload, isBinary, message):
         _wire.decode(payload, isBinary)
 
 
-def test_parseCallChecksFields():
-    """A call frame needs an integer id, a method string and an argument list."""
+def test_callFrameFieldsCheckedWhenDecoded():
+    """A call frame needs an integer id, a method string and an argument list: decode checks them, once."""
     for frame in [{"type": "call", "method": "m"},
                   {"type": "call", "id": "1", "method": "m"},
                   {"type": "call", "id": -1, "method": "m"},
                   {"type": "call", "id": 1, "method": 5},
                   {"type": "call", "id": 1, "method": "m", "args": {"a": 1}}]:
-        with pytest.raises(ProtocolError):
-            _wire.parseCall(frame)
-    assert _wire.parseCall({"type": "call", "id": 3, "method": "m"}) == (3, "m", [])
+        malformed = _wire.decode(json.dumps(frame).encode(), False)
+        assert isinstance(malformed, _wire.Malformed) and malformed.type == "call"
+        assert isinstance(malformed.error, ProtocolError)
+        assert malformed.id == (1 if frame.get("id") == 1 else None)
+    assert _wire.decode(b'{"type": "call", "id": 3, "method": "m"}', False) == _wire.Call(3, "m", [], None)
 
 
 class WriteNowTests(SynchronousTestCase):
@@ -651,3 +653,62 @@ def test_coalescerKeepsOthersFramesWhenOneConnectionFails():
         globalLogPublisher.removeObserver(events.append)
     assert writes == [("bob", b"1")]
     assert any("could not write" in e.get("log_format", "") for e in events)
+
+
+# The runtime stands alone (issue 13, item 4)
+
+_LIVE = __import__("pathlib").Path(__file__).resolve().parent.parent / "chatthing" / "live"
+
+
+def _importsOf(path) -> list[str]:
+    """The modules a source file imports, relative ones made absolute."""
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ["chatthing", "live"][: max(0, 3 - node.level)] if node.level else []
+            if node.level > 2:
+                base = []
+            names.append(".".join(base + ([node.module] if node.module else [])))
+    return names
+
+
+def test_runtimeImportsNothingElseOfChatthing():
+    """No module of chatthing/live/ imports a chatthing module outside chatthing.live (the assets included)."""
+    outside = {
+        (path.name, name)
+        for path in sorted(_LIVE.glob("*.py"))
+        for name in _importsOf(path)
+        if (name == "chatthing" or name.startswith("chatthing."))
+        and not (name == "chatthing.live" or name.startswith("chatthing.live."))
+    }
+    assert outside == set()
+
+
+def test_runtimeImportedAloneLoadsOnlyItself():
+    """A fresh interpreter importing chatthing.live and its modules loads no other chatthing module."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, sys, chatthing.live as live\n"
+            "for m in pkgutil.iter_modules(live.__path__, 'chatthing.live.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "print(sorted(n for n in sys.modules if n.startswith('chatthing')"
+            " and n != 'chatthing' and not n.startswith('chatthing.live')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(_LIVE.parent.parent), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_assetFolderIsPublic():
+    """chatthing.live.assetFolder finds the project's templates/ and js/ (the runtime's own modules in js/live/)."""
+    from chatthing.live import assetFolder
+
+    assert (assetFolder("js") / "live" / "index.js").is_file()
+    assert assetFolder("templates").is_dir()
+    with pytest.raises(FileNotFoundError):
+        assetFolder("no-such-folder")

@@ -12,6 +12,7 @@ plain element factory is adapted to one (L{CallableApplication}).
 
 from ._app import CallableApplication, ILiveApplication, LiveApplication
 from ._appcheck import AppCheckFailed, checkElementModule
+from ._assets import assetFolder
 from ._apps import ElementUnavailable
 from ._element import LiveElement
 from ._errors import (
@@ -71,6 +72,7 @@ __all__ = [
     "AppCheckFailed",
     "ElementUnavailable",
     "checkElementModule",
+    "assetFolder",
     # What a backplane builds on (chatthing.backplane):
     "LiveSession",
     "LocalSessions",

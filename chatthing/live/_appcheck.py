@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import Environment, TemplateError, TemplateNotFound
 from twisted.python.usage import UsageError
 
-from .._assets import assetFolder
+from ._assets import assetFolder
 from ._apps import ElementUnavailable, appFolder, isBare, templatesFor, widgetModule
 from ._element import LiveElement
 from ._web import templateEnvironment

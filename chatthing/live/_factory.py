@@ -18,6 +18,7 @@ from ._apps import AppFolders, ElementUnavailable, widgetModule
 from ._budget import PartialBytes
 from ._element import LiveElement
 from ._errors import LiveError
+from ._handshake import Handshake
 from ._logsafe import LogThrottle, cut
 from ._metrics import LiveMetrics
 from ._protocol import LiveServerProtocol
@@ -104,6 +105,11 @@ class LiveServerFactory(WebSocketServerFactory):
         # Warnings any page can cause at will: a few lines and a count.
         self.logThrottle = LogThrottle(reactor.seconds)
         self.application.registerMetrics(self.metrics)
+        #: Answers each connection's hello, through the four operations of
+        #: this factory it names (L{SessionHost}).
+        self.handshake = Handshake(
+            self, self.sessions, self.metrics,
+            {"maxFrameBytes": settings.maxFrameBytes, "gracePeriod": settings.gracePeriod})
         # failByDrop=False: a connection Autobahn fails (a frame over the hard
         # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
         # docs/protocol.md says, instead of the TCP connection being dropped.

@@ -14,7 +14,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
-from ._apps import ElementUnavailable
 from ._backlog import BacklogLimit
 from ._budget import BudgetedFrames, wireBucket
 from ._errors import LiveError, ProtocolError, RateLimited
@@ -27,8 +26,8 @@ from ._footprint import (
     shareEmptySendQueue,
     withoutOptionsDump,
 )
+from ._handshake import Handshake
 from ._logsafe import cut
-from ._metrics import EXPIRED, RESUMED, UNREPLAYABLE
 from ._origin import originAllowed
 from ._ratelimit import TokenBucket
 from ._sending import canSendDirectly, writeNow
@@ -53,7 +52,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     liveLog = Logger()
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
-        "_floodReported", "_adopting", "_ackBucket", "_wireBucket", "_oversize",
+        "_floodReported", "adopting", "_ackBucket", "_wireBucket", "_oversize",
         "_direct")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
@@ -63,7 +62,9 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     _cut: bool
     _backlogCheck: Any
     _floodReported: bool
-    _adopting: bool
+    #: A session is being taken over for this page (L{Handshake}): until it
+    #: is, the page may send nothing more.
+    adopting: bool
     _bucket: TokenBucket
     #: Whether frames may go straight to the socket (L{canSendDirectly}):
     #: decided once, when the connection opens; never under TLS.
@@ -110,14 +111,14 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         self._ackBucket = TokenBucket(settings.ackRate, settings.ackBurst, clock)
         self._wireBucket = wireBucket(settings, clock)
         self._helloTimeout = factory.reactor.callLater(
-            HELLO_TIMEOUT, self._closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
+            HELLO_TIMEOUT, self.closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
         factory.connectionOpened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self._cut:
             return
-        frame: dict[str, Any] | None = None
+        frame: _wire.Frame | None = None
         try:
             try:
                 frame = _wire.decode(payload, isBinary, self.factory.settings.maxFrameBytes)
@@ -127,7 +128,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
                 # without limit.
                 self._throttle()
                 raise
-            if self.session is not None and _wire.isAck(frame):
+            session = self.session
+            if session is not None and type(frame) is _wire.Ack:
                 # Acks have a rate of their own (a page acks a few times a
                 # second); before hello, an ack is a frame like any other.
                 if not self._ackBucket.take():
@@ -135,13 +137,14 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
                     return
             else:
                 self._throttle()
-            if self.session is None:
-                if self._adopting:
+            if session is None:
+                if self.adopting:
                     raise ProtocolError("wait for the answer to hello before sending more")
-                self._hello(frame)
+                handshake: Handshake = self.factory.handshake
+                handshake.hello(self, frame)
             else:
-                self.session.receive(frame)
-                if frame["type"] == _wire.LEAVE:
+                session.receiveFrame(frame)
+                if type(frame) is _wire.Leave:
                     self._leaving = True
                     self.sendClose(1000, "left")
         except LiveError as e:
@@ -151,7 +154,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             # Only a call's id names the frame being refused: a "result" or
             # "error" carries the id of one of the server's calls, which the
             # page could mistake for one of its own.
-            ident = _wire.callId(frame) if frame is not None and frame["type"] == _wire.CALL else None
+            ident = (frame.id if type(frame) is _wire.Call
+                     or (type(frame) is _wire.Malformed and frame.type == _wire.CALL) else None)
             refuser = self if self.session is None else self.session
             refuser.refuse(ident, e, quiet=quiet)
 
@@ -250,145 +254,35 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         The page has resumed its session on a newer connection: close this one.
         """
         self.session = None
-        self._closeWithCode(_wire.CLOSE_REPLACED, "replaced by a newer connection")
+        self.closeWithCode(_wire.CLOSE_REPLACED, "replaced by a newer connection")
 
     def expel(self, reason: str) -> None:
         """
         The session cannot go on: close with the reason.
         """
-        self._closeWithCode(_wire.CLOSE_TOO_FAR_BEHIND, reason)
+        self.closeWithCode(_wire.CLOSE_TOO_FAR_BEHIND, reason)
 
     def goAway(self) -> None:
         """
         The server is shutting down: close with "going away"; the page will
         reconnect to the server that replaces this one.
         """
-        self._closeWithCode(_wire.CLOSE_GOING_AWAY, "server going away")
+        self.closeWithCode(_wire.CLOSE_GOING_AWAY, "server going away")
 
-    # Opening
+    # Opening: the hello is answered by the factory's L{Handshake}, which
+    # sees this connection as a L{Greeted}.
 
-    def _hello(self, frame: dict[str, Any]) -> None:
-        if frame["type"] != _wire.HELLO:
-            raise ProtocolError('the first frame must be "hello"')
-        version = frame.get("version")
-        if type(version) is not int or version != _wire.PROTOCOL_VERSION:
-            self.refuse(None, ProtocolError(
-                f"protocol version {version!r} is not supported; "
-                f"this server speaks version {_wire.PROTOCOL_VERSION}"
-            ))
-            self._closeWithCode(_wire.CLOSE_PROTOCOL_ERROR, "unsupported protocol version")
-            return
-        resume = _wire.parseResume(frame)
-        self._helloTimeout.cancel()
-        page = frame.get("page", "/")
-        if not isinstance(page, str):
-            page = "/"
-        render = frame.get("render", True) is not False
-        if resume is None:
-            self._startSession(render, None, page)
-        elif resume[0] in self.factory.sessions:
-            expired = self._resume(*resume)
-            if expired is not None:
-                self._startSession(render, expired, page)
-        else:
-            # Perhaps another process had the session: ask the store.
-            self._adopting = True
-            d = self.factory.adoptSession(resume[0])
-            d.addCallback(self._adopted, resume, render, page)
-            d.addErrback(self._notAdopted, render, page)
+    def isOpen(self) -> bool:
+        return bool(self.state == self.STATE_OPEN)
 
-    def _adopted(self, session: LiveSession | None, resume: tuple, render: bool, page: str) -> None:
-        self._adopting = False
-        ident, seenSeq, offsets = resume
-        if self.state != self.STATE_OPEN:
-            if session is not None:
-                session.awaitPage()
-            return
-        why: str | None
-        if session is None:
-            self.factory.metrics.resumed(EXPIRED)
-            why = "the session has expired or is unknown to this server"
-        elif session.moved:
-            # Already here: taken over for an earlier connection of the page.
-            why = self._resume(ident, seenSeq, offsets)
-            if why is not None:
-                self._startSession(render, why, page)
-            return
-        else:
-            why = session.resumeMoved(self, seenSeq, offsets)
-            if why is None:
-                self.session = session
-                self.factory.metrics.resumed(RESUMED)
-                self.liveLog.info("{session} taken over from another server by {peer}",
-                                  session=session, peer=self.peer)
-                return
-            self.factory.metrics.resumed(UNREPLAYABLE)
-            session.end(Failure(ConnectionLost(why)))
-        self.liveLog.info("{peer} could not resume: {why}", peer=self.peer, why=why)
-        self._startSession(render, why, page)
+    def helloReceived(self) -> None:
+        """
+        A good C{hello} came: the page no longer has a deadline for it.
+        """
+        if self._helloTimeout is not None and self._helloTimeout.active():
+            self._helloTimeout.cancel()
 
-    def _notAdopted(self, failure: Failure, render: bool, page: str) -> None:
-        self._adopting = False
-        if failure.check(LiveError):
-            self.liveLog.info("{peer} could not resume: {why}", peer=self.peer,
-                              why=cut(failure.getErrorMessage()))
-        else:
-            self.liveLog.failure("could not take over a session for {peer}", failure, peer=self.peer)
-        self.factory.metrics.resumed(EXPIRED)
-        if self.state == self.STATE_OPEN:
-            self._startSession(render, "the session could not be taken over", page)
-
-    def _resume(self, ident: str, seenSeq: int, offsets: dict[str, int]) -> str | None:
-        session = self.factory.sessions.get(ident)
-        if session is None:
-            why = "the session has expired or is unknown to this server"
-            self.factory.metrics.resumed(EXPIRED)
-        else:
-            why = session.resume(self, seenSeq, offsets)
-            if why is None:
-                self.session = session
-                self.factory.metrics.resumed(RESUMED)
-                self.liveLog.info("{session} resumed from {peer}", session=session, peer=self.peer)
-                return None
-            self.factory.metrics.resumed(UNREPLAYABLE)
-            session.end(Failure(ConnectionLost(why)))
-        self.liveLog.info("{peer} could not resume: {why}", peer=self.peer, why=why)
-        return why
-
-    def _startSession(self, render: bool, expired: str | None, page: str = "/") -> None:
-        try:
-            element = self.factory.makeElement(page)
-        except LiveError as e:
-            # The application refused this page (no such room...): say why.
-            self.refuse(None, e)
-            self._closeWithCode(_wire.CLOSE_SERVER_ERROR, str(e))
-            return
-        if element is None:
-            self._closeWithCode(_wire.CLOSE_SERVER_ERROR, "the server could not create an element")
-            return
-        try:
-            shown = self.factory.showElement(element, render)
-        except ElementUnavailable as e:
-            self.refuse(None, e, quiet=True)  # showElement logged it
-            self._closeWithCode(_wire.CLOSE_ELEMENT_UNAVAILABLE, str(e))
-            return
-        session = self.factory.startSession(element, page)
-        self.session = session
-        session.attach(self)
-        welcome = {
-            "type": _wire.WELCOME,
-            "version": _wire.PROTOCOL_VERSION,
-            "session": session.ident,
-            "element": shown,
-            "limits": {"maxFrameBytes": self.factory.settings.maxFrameBytes,
-                       "gracePeriod": self.factory.settings.gracePeriod},
-        }
-        if expired is not None:
-            welcome["expired"] = expired
-        self.sendLiveFrame(welcome)
-        element._liveAttach(session)
-
-    def _closeWithCode(self, code: int, reason: str) -> None:
+    def closeWithCode(self, code: int, reason: str) -> None:
         """
         Start the closing handshake with C{code}.  Autobahn's C{sendClose}
         accepts only 1000 and 3000-4999 (raising for 1001, 1002 and 1011,
@@ -404,7 +298,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
 _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_ownOptions", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
-    ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("_adopting", False),
+    ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("adopting", False),
     ("_direct", False),
     ("_wireBucket", None), ("_oversize", False),
 )

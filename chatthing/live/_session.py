@@ -1,52 +1,31 @@
 """
 L{LiveSession}: one element's conversation with its page, which outlives
-any one connection.
+any one connection.  What it does with the frames the page sends is its
+base class's job (L{PageFrames}, in C{_receiving}).
 """
 
-import inspect
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from autobahn.websocket.protocol import PreparedMessage
-from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
+from ._connection import PageConnection
 from ._element import LiveElement
-from ._errors import (
-    ElementDetached,
-    LiveError,
-    NoSuchMethod,
-    ProtocolError,
-    RemoteError,
-    SessionMoved,
-    TooManyPendingCalls,
-)
-from ._expose import checkArguments, exposedMethod
-from ._logsafe import LogThrottle, cut
+from ._errors import ElementDetached, SessionMoved
+from ._logsafe import LogThrottle
 from ._metrics import UNMEASURED, LiveMetrics
+from ._receiving import PageFrames
 from ._replay import AckSchedule, ReplayBuffer, ReplayOverflow
 from ._sessionstore import LocalSessions, SessionStore
 from ._settings import LiveSettings
-from ._stream import Stream, runningCall
+from ._stream import Stream
 
 
-class PageConnection(Protocol):
-    """
-    What a session needs of the connection it is attached to (implemented by
-    L{LiveServerProtocol}, which does not inherit from it: a protocol, so
-    that mypy checks the connection against it).
-    """
-
-    def sendPayload(self, payload: bytes) -> None: ...
-    def sendPrepared(self, message: PreparedMessage) -> None: ...
-    def sendLiveFrame(self, frame: dict[str, Any]) -> None: ...
-    def replaced(self) -> None: ...
-    def expel(self, reason: str) -> None: ...
-
-
-class LiveSession:
+class LiveSession(PageFrames):
     """
     Binds one L{LiveElement} to its page across reconnections.
 
@@ -358,111 +337,3 @@ class LiveSession:
         self._awaitingAnswer[ident] = d
         self.send(_wire.callFrame(ident, method, args))
         return d
-
-    # Receiving
-
-    def receive(self, frame: dict[str, Any]) -> None:
-        """
-        Act on one frame from the page, unless it is a re-sent one already
-        acted on.
-        """
-        kind = frame["type"]
-        if kind == _wire.ACK:
-            seq = _wire.optionalSeq(frame)
-            if seq is None:
-                raise ProtocolError('"ack" frame needs a "seq"')
-            self._sent.ack(seq)
-            return
-        if kind == _wire.LEAVE:
-            return  # the connection closes and ends the session
-        if kind not in _wire.NUMBERED:
-            if kind == _wire.HELLO:
-                raise ProtocolError('"hello" was already received on this connection')
-            raise ProtocolError(f'unknown frame type "{kind}"')
-        seq = _wire.optionalSeq(frame)
-        if seq is not None:
-            if seq <= self._receivedSeq:
-                return  # re-sent after a reconnection; already run
-            self._receivedSeq = seq
-            self._acks.received()
-        if kind == _wire.CALL:
-            token = runningCall.set(f"{self.ident}:{seq}" if seq is not None else None)
-            try:
-                self._runCall(frame)
-            finally:
-                runningCall.reset(token)
-        elif self.moved and frame.get("id") not in self._awaitingAnswer:
-            # An answer to a call of the process this session moved from.
-            return
-        elif kind == _wire.RESULT:
-            self._answer(frame).callback(frame.get("value"))
-        else:
-            error = RemoteError(*_wire.parseError(frame))
-            self._answer(frame).errback(error)
-
-    def _acknowledge(self) -> None:
-        if self.connection is not None:
-            self.connection.sendLiveFrame({"type": _wire.ACK, "seq": self._receivedSeq})
-
-    def _answer(self, frame: dict[str, Any]) -> Deferred:
-        ident = _wire.requireCallId(frame)
-        d = self._awaitingAnswer.pop(ident, None)
-        if d is None:
-            raise ProtocolError(f"no call with id {ident} is waiting for an answer")
-        return d
-
-    def _runCall(self, frame: dict[str, Any]) -> None:
-        ident, name, args = _wire.parseCall(frame)
-        method = exposedMethod(self.element, name)
-        self.metrics.callReceived(name if method is not None else None)
-        if method is None:
-            raise NoSuchMethod(f"{type(self.element).__name__} has no exposed method {name!r}")
-        checkArguments(method, args)
-        if self._running >= self.settings.maxPendingCalls:
-            raise TooManyPendingCalls(
-                f"{self._running} calls are still running; wait for their answers"
-            )
-        self._running += 1
-        d = maybeDeferred(method, *args)
-        d.addCallback(_awaitCoroutine)
-        d.addBoth(self._callDone)
-        d.addCallbacks(
-            lambda value: self.send(_wire.resultFrame(ident, value)),
-            lambda failure: self._callFailed(ident, name, failure),
-        )
-
-    def _callDone(self, result: Any) -> Any:
-        self._running -= 1
-        return result
-
-    def _callFailed(self, ident: int, name: str, failure: Failure) -> None:
-        if isinstance(failure.value, LiveError):
-            # A deliberate refusal, from the runtime or the application: the
-            # page is told, the log gets one line and no traceback.
-            self.refuse(ident, failure.value)
-        else:
-            self.log.failure("{method}() raised", failure, method=name)
-            self.metrics.refused("ServerError")
-            self.send(_wire.errorFrameFor(ident, failure.value))
-
-    def refuse(self, ident: int | None, error: BaseException, quiet: bool = False) -> None:
-        """
-        Answer the frame C{error} was about with it, and log it once (unless
-        C{quiet}).
-        """
-        if not quiet:
-            kind = type(error).__name__
-            line = "refused input from {session}: {kind}: {error}"
-            fields = {"session": self, "kind": kind, "error": cut(str(error))}
-            if self.logThrottle is None:
-                self.log.warn(line, **fields)
-            else:
-                self.logThrottle.warn(self.log, kind, line, **fields)
-        self.metrics.refused(type(error).__name__)
-        self.send(_wire.errorFrameFor(ident, error))
-
-
-def _awaitCoroutine(result: Any) -> Any:
-    if inspect.iscoroutine(result):
-        return ensureDeferred(result)
-    return result

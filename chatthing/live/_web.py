@@ -15,7 +15,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
-from .._assets import assetFolder
+from ._assets import assetFolder
 from ._app import ILiveApplication
 from ._apps import APPS_PATH, AppFolders
 from ._element import LiveElement
