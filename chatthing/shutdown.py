@@ -1,26 +1,35 @@
 """
-L{GracefulShutdown}: when twistd stops (SIGTERM, SIGINT), tell every page
-the server is restarting, and close every WebSocket with 1001 "going away"
-so that pages reconnect, instead of having their TCP connections cut.
+L{GracefulShutdown}: when twistd stops (SIGTERM, SIGINT), drain: tell each
+of this process's pages the server is restarting (their elements'
+C{goingAway}), and close its WebSocket with 1012 "service restart", the
+closes spread over a short window, so that the pages reconnect (to another
+process, or this one's successor) and resume, instead of having their TCP
+connections cut, or all knocking at once.
 """
 
-from typing import Any, Callable
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-#: The global alert every page gets when the server stops.
-RESTART_ALERT = "The server is restarting. You will be reconnected."
+#: Seconds over which the closes are spread by default (C{--drain-seconds}).
+DRAIN_SECONDS = 2.0
 
 
 class GracefulShutdown(Service):
     """
-    Does nothing while running; when stopped, sends C{message} through
-    C{alert} (the application's C{ILiveApplication.wall}, if it has one),
-    then closes every connection of C{site} with "going away".  Its C{stopService}
-    fires once they have closed (or after the site's timeout), so twistd
-    waits for it before the reactor stops.
+    Does nothing while running; when stopped, drains C{site}: each page is
+    told by its own element (not through an alert every process's pages
+    get), then its connection is closed with 1012, the closes spread
+    evenly over C{drainSeconds}.  Its C{stopService} fires once they have
+    closed (or after the site's timeout), so twistd waits for it before
+    the reactor stops.
+
+    C{holds}: sibling services (the backplane) that the pages still being
+    drained need; L{chatthing.startup.StartupService} stops them only once
+    the drain is done.
 
     Add it to a L{MultiService} after the services that listen for C{site}:
     a C{MultiService} stops its children last-added first, so this runs
@@ -29,25 +38,19 @@ class GracefulShutdown(Service):
 
     log = Logger()
 
-    def __init__(
-        self, site: Any, alert: Callable[[str], Any] | None = None, message: str = RESTART_ALERT,
-    ) -> None:
+    def __init__(self, site: Any, drainSeconds: float = DRAIN_SECONDS, holds: Sequence[Any] = ()) -> None:
         self.site = site
-        self.alert = alert
-        self.message = message
+        self.drainSeconds = drainSeconds
+        #: Sibling services (the backplane) that must stop only once the
+        #: drain is done: the plugin's top service (L{StartupService}) waits.
+        self.holds = tuple(holds)
 
     def stopService(self) -> Deferred:
         super().stopService()
         count = len(self.site.liveFactory.connections)
-        alerted = False
-        if self.alert is not None and count:
-            try:
-                self.alert(self.message)
-                alerted = True
-            except Exception:
-                self.log.failure("the shutdown alert could not be sent")
         self.log.info(
-            "shutting down: {alerted}closing {count} WebSocket connection(s) with 1001 going away",
-            alerted="sent the restart alert; " if alerted else "", count=count,
+            "shutting down: telling {count} page(s) and closing their WebSocket connections "
+            "with 1012 service restart over {seconds:g}s",
+            count=count, seconds=self.drainSeconds if count > 1 else 0,
         )
-        return self.site.shutDown()
+        return self.site.shutDown(spread=self.drainSeconds)

@@ -12,17 +12,23 @@ Two checks, at the two moments a mistake can be found:
 - L{StartupService}, when twistd starts the service: a listener refused
   then (the port is in use, the address is not this machine's) ends the
   process with one log line and exit status 1.
+
+L{StartupService} also orders the stop: what the L{GracefulShutdown} holds
+(the backplane) stops only once its drain is done, so that the pages still
+connected during the drain keep talking through Redis.
 """
 
 import sys
 from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
 from .listening import CannotListen, oneLine
+from .shutdown import GracefulShutdown
 
 #: What an C{ssl:} description needs, said when it fails.
 SSL_HINT = ("an ssl: endpoint needs privateKey=KEY.pem:certKey=CERT.pem, both readable PEM files "
@@ -84,6 +90,27 @@ class StartupService(MultiService):
             super().startService()
         except CannotListen as e:
             self._exit(e)
+
+    def stopService(self) -> Deferred:
+        """
+        Stop the children last-added first, all at once, as a
+        L{MultiService} does; but those a L{GracefulShutdown} holds (the
+        backplane) only once its drain has finished: a page not yet closed
+        may still be saying something, which must reach the other
+        processes, not this one alone.  The listeners stop at once, so that
+        the pages moving away do not come back here.
+        """
+        Service.stopService(self)
+        children = list(self)
+        held = [child for child in children
+                if any(child in drain.holds for drain in children if isinstance(drain, GracefulShutdown))]
+        first = DeferredList([maybeDeferred(child.stopService)
+                              for child in reversed(children) if child not in held])
+
+        def stopTheHeld(_: Any) -> Deferred:
+            return DeferredList([maybeDeferred(child.stopService) for child in reversed(held)])
+
+        return first.addCallback(stopTheHeld)
 
     def _exit(self, error: CannotListen) -> Any:
         self.log.critical("{line}", line=str(error))

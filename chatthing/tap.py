@@ -29,7 +29,7 @@ from .live import (
     listenHosts,
     operatorSite,
 )
-from .shutdown import RESTART_ALERT, GracefulShutdown
+from .shutdown import DRAIN_SECONDS, GracefulShutdown
 from .startup import StartupService, checkEndpoint
 
 
@@ -108,6 +108,9 @@ class Options(usage.Options):
         ["grace-period", None, "30",
          "Seconds a page whose connection dropped may take to come back to its "
          "session (and get what it missed) before the session ends; 0 or more."],
+        ["drain-seconds", None, "2",
+         "On SIGTERM, seconds over which this process's pages are told and their "
+         "connections closed (1012), so that they do not all reconnect at once; 0 or more."],
         ["max-connections", None, "10000",
          "WebSocket connections served at once; past that, handshakes get HTTP 503."],
         ["rate", None, "20",
@@ -228,6 +231,7 @@ class Options(usage.Options):
             self["listen"] = [f"tcp:{port}"]
         self.checkEndpoints()
         self["settings"] = self.makeSettings()
+        self["drainSeconds"] = self.makeDrainSeconds()
         if self["redis"] is not None:
             try:
                 RedisURL(self["redis"])
@@ -260,6 +264,21 @@ class Options(usage.Options):
             checkEndpoint("--metrics-listen", self["metrics-listen"])
         if self["admin-token-file"] is not None:
             checkEndpoint("--admin-listen", self["admin-listen"])
+
+    def makeDrainSeconds(self) -> float:
+        """
+        C{--drain-seconds}, a number of seconds, 0 or more.
+
+        @raise usage.UsageError: if it is not.
+        """
+        try:
+            value = float(str(self["drain-seconds"]).strip())
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < float("inf"):
+            raise usage.UsageError(
+                f"--drain-seconds must be a number of seconds, 0 or more, not {self['drain-seconds']!r}")
+        return value
 
     def makeSettings(self) -> LiveSettings:
         """
@@ -402,5 +421,8 @@ def makeService(config: Options) -> MultiService:
             config["admin-listen"],
             site.limitOther(adminSite(config["adminToken"], config["alertTarget"]), "admin"), "admin"
         ).setServiceParent(service)
-    GracefulShutdown(site, application.wall, RESTART_ALERT).setServiceParent(service)
+    # The backplane stops once the drain is done: the pages not yet closed
+    # go on talking to the other processes.
+    GracefulShutdown(site, config.get("drainSeconds", DRAIN_SECONDS),
+                     holds=[backplane]).setServiceParent(service)
     return service

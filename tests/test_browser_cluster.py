@@ -51,3 +51,38 @@ def test_pageMovesToAnotherProcessWhenItsOwnDies(openChat, startTwistd, redisSer
         assert unexpectedErrors(alice) == [] and unexpectedErrors(bob) == []
     finally:
         proxy.stop()
+
+
+def test_drainedPageIsToldOnceAndResumesElsewhere(openChat, startTwistd, redisServer):  # noqa: F811
+    """
+    SIGTERM the process a page is on: that page shows the restart notice
+    once, reconnects (1012) to the other process and carries on, logged
+    in; the other process's page is told nothing.
+    """
+    shared = ("--redis", redisServer.url, "--grace-period", "20", "--drain-seconds", "0.5")
+    first, second = startTwistd(*shared), startTwistd(*shared)
+    proxy = FlakyProxy(first.port)
+    try:
+        alice = openChat(url=proxy.url)
+        alice.login("alice")
+        bob = openChat(url=second.url)
+        bob.login("bob")
+        alice.expectLine("user bob has joined the room")
+
+        proxy._do(lambda: setattr(proxy, "targetPort", second.port))
+        first.process.send_signal(signal.SIGTERM)
+        alice.expectLine("The server is restarting. You will be reconnected.")
+        assert first.process.wait(15) in (0, -signal.SIGTERM)
+        bob.say("said after the drain")
+        alice.expectLine("said after the drain")
+        expect(alice.page.locator('[name="loggedInAs"]')).to_have_text("Logged in as alice")
+        alice.say("said by the moved page")
+        bob.expectLine("said by the moved page")
+        second.waitForLog(r"taken over from another server")
+
+        expect(alice.lines.filter(has_text="The server is restarting")).to_have_count(1)
+        expect(bob.lines.filter(has_text="The server is restarting")).to_have_count(0)
+        expect(bob.lines.filter(has_text="has left")).to_have_count(0)
+        assert unexpectedErrors(alice) == [] and unexpectedErrors(bob) == []
+    finally:
+        proxy.stop()

@@ -27,12 +27,12 @@ from conftest import eventually, logLines
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 
+from chatthing.chat import RESTART_ALERT
 from chatthing.live import assetFolder
 from chatthing.chatterbox import MAX_MESSAGE_LENGTH
 from chatthing.live import LiveElement, LiveSettings, expose
 from chatthing.live._backlog import bufferedBytes
 from chatthing.live.testing import LiveTestClient
-from chatthing.shutdown import RESTART_ALERT
 
 EVIL = "http://evil.example"
 
@@ -514,7 +514,7 @@ async def test_heartbeatDropsDeadPeer(serve, serverLog):
 
 @pytest_twisted.ensureDeferred
 async def test_gracefulShutdown(startTwistd):
-    """On SIGTERM the pages get the restart alert and a 1001 close, and twistd exits 0 after logging it."""
+    """On SIGTERM each page gets the restart notice and a 1012 close, and twistd exits 0 after logging it."""
     server = startTwistd()
     url = f"ws://127.0.0.1:{server.port}/live"
     clients = []
@@ -526,8 +526,9 @@ async def test_gracefulShutdown(startTwistd):
     for client in clients:
         await client.waitFor(lambda client=client: [RESTART_ALERT] in client.calls("displayMessage"),
                              "the restart alert")
-        assert await client.closed() == 1001
+        assert await client.closed() == 1012
         assert client.calls("displayMessage")[-1] == [RESTART_ALERT]
+        assert client.calls("displayMessage").count([RESTART_ALERT]) == 1
     try:
         code = await threads.deferToThread(server.process.wait, 15)
     except subprocess.TimeoutExpired:
@@ -535,7 +536,7 @@ async def test_gracefulShutdown(startTwistd):
     # twistd ends by re-raising the signal that stopped it (so a supervisor
     # sees "terminated by SIGTERM", a clean stop), after a clean shutdown.
     assert code in (0, -signal.SIGTERM), server.log()
-    server.waitForLog(r"shutting down: sent the restart alert; closing 2 WebSocket connection")
+    server.waitForLog(r"shutting down: telling 2 page\(s\) and closing their WebSocket connections with 1012")
 
 
 @pytest_twisted.ensureDeferred

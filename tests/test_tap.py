@@ -21,7 +21,7 @@ from chatthing.live import CallableApplication, ILiveApplication, LiveElement, L
 from chatthing.live._health import HealthResource
 from chatthing.live._metrics import MetricsResource
 from chatthing.live._settings import LiveSettings
-from chatthing.shutdown import RESTART_ALERT, GracefulShutdown
+from chatthing.shutdown import DRAIN_SECONDS, GracefulShutdown
 
 
 def parse(*args):
@@ -203,9 +203,10 @@ def test_makeService(tmp_path):
 
 
 def test_makeServiceSettingsAndShutdown():
-    """The site gets the options' LiveSettings; the shutdown, added last (stopped first), alerts the room."""
+    """The site gets the options' LiveSettings; the shutdown, added last (stopped first), drains the site."""
     options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--rate", "5")
-    services = serving(tap.makeService(options))
+    top = tap.makeService(options)
+    services = serving(top)
     site = services[0].factory
     assert isinstance(site, LiveSite)
     assert site.liveFactory.settings is options["settings"]
@@ -213,8 +214,8 @@ def test_makeServiceSettingsAndShutdown():
     shutdown = services[-1]
     assert isinstance(shutdown, GracefulShutdown)
     assert shutdown.site is site
-    assert shutdown.alert == chat.__self__.wall
-    assert shutdown.message == RESTART_ALERT
+    assert shutdown.drainSeconds == DRAIN_SECONDS == 2
+    assert shutdown.holds == (list(top)[0],)  # the backplane stops once the drain is done
 
 
 def test_limitDefaults():
@@ -317,44 +318,38 @@ class FakeSite:
         self.closed = Deferred()
         self.shutDowns = 0
 
-    def shutDown(self):
+    def shutDown(self, spread=0.0):
         self.shutDowns += 1
+        self.spread = spread
         return self.closed
 
 
-def test_gracefulShutdownAlertsThenCloses():
-    """Stopping sends the restart alert through wall(), then closes the site's connections; it waits for them."""
-    site, alerts = FakeSite(2), []
-    shutdown = GracefulShutdown(site, alerts.append)
+def test_gracefulShutdownDrains():
+    """Stopping drains the site over drainSeconds (no global alert: each page is told by its element); it waits for the closes."""
+    site = FakeSite(2)
+    shutdown = GracefulShutdown(site, drainSeconds=5)
     shutdown.startService()
     d = shutdown.stopService()
-    assert alerts == [RESTART_ALERT] and site.shutDowns == 1
+    assert site.shutDowns == 1 and site.spread == 5
     assert d is site.closed and not d.called
 
 
-@pytest.mark.parametrize("count, alert", [(0, "list"), (3, None)])
-def test_gracefulShutdownWithoutAlert(count, alert):
-    """With no connections, or no wall(), nothing is alerted, and the connections still close."""
-    site, alerts = FakeSite(count), []
-    GracefulShutdown(site, alerts.append if alert else None).stopService()
-    assert alerts == [] and site.shutDowns == 1
+@pytest.mark.parametrize("count", [0, 3])
+def test_gracefulShutdownDefaultWindow(count):
+    """With or without connections, the site is drained over the default window."""
+    site = FakeSite(count)
+    GracefulShutdown(site).stopService()
+    assert site.shutDowns == 1 and site.spread == DRAIN_SECONDS
 
 
-def test_gracefulShutdownAlertFails():
-    """An alert that raises is logged, and the connections still close."""
-    from twisted.logger import globalLogPublisher
-    site, events = FakeSite(1), []
-
-    def broken(message):
-        raise RuntimeError("no room")
-
-    globalLogPublisher.addObserver(events.append)
-    try:
-        GracefulShutdown(site, broken).stopService()
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-    assert site.shutDowns == 1
-    assert [e for e in events if "log_failure" in e]
+def test_drainSecondsOption():
+    """--drain-seconds sets the shutdown's window; a negative or non-number is a usage error."""
+    options = parse("--element=chatthing.chatterbox.chat", "--listen", "tcp:0", "--drain-seconds", "0.5")
+    assert options["drainSeconds"] == 0.5
+    assert serving(tap.makeService(options))[-1].drainSeconds == 0.5
+    for bad in ("-1", "soon", "inf", "nan"):
+        with pytest.raises(usage.UsageError, match="--drain-seconds"):
+            parse("--element=chatthing.chatterbox.chat", "--drain-seconds", bad)
 
 
 def test_operatorDefaults():

@@ -19,7 +19,7 @@ L{chatthing.chat.parts}.
 
 from . import commands, widget
 from .chatroom import ALERT_HISTORY, MAX_ROOMS, ChatRoom, NoSuchRoom, TooManyRooms
-from .element import ChatterElement
+from .element import RESTART_ALERT, ChatterElement
 from .parts import Chatter, ChatterRoom
 from .roommemory import History, RoomBytes, RoomMemory
 from .rooms import DEFAULT_HISTORY, STREAM_HISTORY, TYPING_INTERVAL, Room
@@ -41,7 +41,7 @@ from .validation import (
 
 __all__ = [
     "ALERT_HISTORY", "DEFAULT_HISTORY", "LOBBY", "MAX_MESSAGE_LENGTH", "MAX_ROOMS",
-    "MAX_USERNAME_LENGTH", "STREAM_HISTORY", "TYPING_INTERVAL",
+    "MAX_USERNAME_LENGTH", "RESTART_ALERT", "STREAM_HISTORY", "TYPING_INTERVAL",
     "AlreadyLoggedIn", "ChatRoom", "Chatter", "ChatterElement", "ChatterRoom", "History",
     "InvalidMessage", "InvalidUsername", "NoSuchRoom", "NotLoggedIn", "Room",
     "RoomBytes", "RoomMemory", "Said", "TooManyRooms", "UnknownCommand", "UsernameTaken",

@@ -12,6 +12,9 @@ from . import commands, widget
 from .parts import ChatterRoom
 from .validation import MAX_MESSAGE_LENGTH, MAX_USERNAME_LENGTH, AlreadyLoggedIn, NotLoggedIn
 
+#: What each page of a stopping process is told, just before it moves.
+RESTART_ALERT = "The server is restarting. You will be reconnected."
+
 
 class ChatterElement(LiveElement):
     """
@@ -90,6 +93,13 @@ class ChatterElement(LiveElement):
     def restore(self, state: dict) -> None:
         username = state.get("username") if isinstance(state, dict) else None
         self.room.restore(self, username if isinstance(username, str) else None)
+
+    def goingAway(self) -> None:
+        """
+        This process is stopping: tell this page (only), before its
+        connection closes with 1012 and it reconnects.
+        """
+        self.tell(RESTART_ALERT)
 
     def tell(self, message: str) -> None:
         """

@@ -130,6 +130,15 @@ class LiveElement:
         what it missed of them).
         """
 
+    def goingAway(self) -> None:
+        """
+        Called when this process is stopping, just before the page's
+        connection is closed with 1012 (the page reconnects, maybe to
+        another process, and resumes its session): tell the page, if it
+        should know, with L{notifyRemote}.  Only the pages of the stopping
+        process are asked, each just before its own close.
+        """
+
     def disconnected(self, reason: Failure) -> None:
         """
         Called once when the page goes away; the element is detached by then.

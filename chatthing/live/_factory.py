@@ -258,19 +258,31 @@ class LiveServerFactory(WebSocketServerFactory):
         if closed is not None:
             closed.callback(None)
 
-    def shutDown(self, timeout: float = 3.0) -> Deferred:
+    def shutDown(self, timeout: float = 3.0, spread: float = 0.0, clock: Any = None) -> Deferred:
         """
-        Close every connection with "going away"; fires when all have closed,
-        or after C{timeout} seconds.
+        Drain: tell each page (its element's C{goingAway}) and close its
+        connection with 1012 "service restart", the closes spread evenly
+        over C{spread} seconds so that the pages do not all reconnect at
+        once; fires when all have closed, or C{timeout} seconds after the
+        last close was started.
+
+        @param clock: what schedules the closes (the factory's reactor by
+            default).
         """
+        clock = self.reactor if clock is None else clock
         closing = []
         for connection, closed in list(self.connections.items()):
             if closed is None:
                 self.connections[connection] = closed = Deferred()
             closing.append(closed)
-        for connection in list(self.connections):
-            connection.goAway()
+        pages = list(self.connections)
+        step = spread / len(pages) if pages and spread > 0 else 0.0
+        for index, connection in enumerate(pages):
+            if index == 0 or step == 0:
+                connection.restart()
+            else:
+                clock.callLater(index * step, connection.restart)
         done = DeferredList(closing)
-        done.addTimeout(timeout, self.reactor)
+        done.addTimeout(spread + timeout, self.reactor)
         done.addErrback(lambda failure: None)
         return done

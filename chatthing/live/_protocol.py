@@ -262,12 +262,18 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         """
         self.closeWithCode(_wire.CLOSE_TOO_FAR_BEHIND, reason)
 
-    def goAway(self) -> None:
+    def restart(self) -> None:
         """
-        The server is shutting down: close with "going away"; the page will
-        reconnect to the server that replaces this one.
+        The server is stopping and this page is to move: let its element
+        tell the page (its C{goingAway} hook, sent on this connection, so
+        the page has it before the close), then close with 1012 "service
+        restart".  The session waits for the page to resume, as after any
+        close the server did not mean to end it.
         """
-        self.closeWithCode(_wire.CLOSE_GOING_AWAY, "server going away")
+        if self.session is not None and self.isOpen():
+            element = self.session.element
+            element._liveRunHook(element.goingAway)
+        self.closeWithCode(_wire.CLOSE_SERVICE_RESTART, "server restarting")
 
     # Opening: the hello is answered by the factory's L{Handshake}, which
     # sees this connection as a L{Greeted}.

@@ -267,8 +267,10 @@ class LiveSite(Site):
         """
         self.resource.putChild(b"metrics", MetricsResource(self.metrics))
 
-    def shutDown(self) -> Deferred:
+    def shutDown(self, spread: float = 0.0) -> Deferred:
         """
-        Tell every page the server is going away; fires once they have gone.
+        Tell every page the server is going away and close its connection
+        (1012), the closes spread over C{spread} seconds; fires once they
+        have gone.
         """
-        return self.liveFactory.shutDown()
+        return self.liveFactory.shutDown(spread=spread)

@@ -38,9 +38,11 @@ NUMBERED = frozenset({CALL, RESULT, ERROR})
 
 #: WebSocket close codes the runtime uses (RFC 6455, section 7.4; 4000-4999
 #: are ours, see docs/protocol.md).
-CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_SERVER_ERROR = 1011
+#: The server is stopping (draining): the page reconnects, to another
+#: process or this one's replacement, and resumes its session.
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_REPLACED = 4001
 CLOSE_TOO_FAR_BEHIND = 4008
 #: The element cannot be shown (its template or module is broken): final,
