@@ -5,19 +5,22 @@ that switches its target) and carries on, as the same user, losing nothing.
 """
 
 import signal
+from contextlib import contextmanager
 
 from cluster import redisServer  # noqa: F401 (a fixture)
 from playwright.sync_api import expect
 from test_browser import FlakyProxy, browser, openChat, unexpectedErrors  # noqa: F401 (fixtures)
 
 
-def test_pageMovesToAnotherProcessWhenItsOwnDies(openChat, startTwistd, redisServer):  # noqa: F811
+@contextmanager
+def aliceAndBobOnTwoProcesses(openChat, startTwistd, redisServer, *extra: str):  # noqa: F811
     """
-    Kill the process a page is on (SIGKILL) while the other process's user
-    talks: the page comes back on the other process, still logged in,
-    shows every line once and in order, and can talk; nobody sees it leave.
+    Two twistd processes on C{redisServer} (with C{extra} options): alice's
+    page reaches the first through a L{FlakyProxy} (the balancer), bob's
+    the second directly; both logged in, alice has seen bob join.  Yields
+    C{(first, second, proxy, alice, bob)}; the proxy is stopped after.
     """
-    shared = ("--redis", redisServer.url, "--grace-period", "20")
+    shared = ("--redis", redisServer.url, "--grace-period", "20", *extra)
     first, second = startTwistd(*shared), startTwistd(*shared)
     proxy = FlakyProxy(first.port)
     try:
@@ -26,6 +29,18 @@ def test_pageMovesToAnotherProcessWhenItsOwnDies(openChat, startTwistd, redisSer
         bob = openChat(url=second.url)
         bob.login("bob")
         alice.expectLine("user bob has joined the room")
+        yield first, second, proxy, alice, bob
+    finally:
+        proxy.stop()
+
+
+def test_pageMovesToAnotherProcessWhenItsOwnDies(openChat, startTwistd, redisServer):  # noqa: F811
+    """
+    Kill the process a page is on (SIGKILL) while the other process's user
+    talks: the page comes back on the other process, still logged in,
+    shows every line once and in order, and can talk; nobody sees it leave.
+    """
+    with aliceAndBobOnTwoProcesses(openChat, startTwistd, redisServer) as (first, second, proxy, alice, bob):
         alice.say("said on the first process")
         bob.expectLine("said on the first process")
 
@@ -49,8 +64,6 @@ def test_pageMovesToAnotherProcessWhenItsOwnDies(openChat, startTwistd, redisSer
             assert [next(s for s in said if s in line) for line in texts] == said, texts
         expect(bob.lines.filter(has_text="has left")).to_have_count(0)
         assert unexpectedErrors(alice) == [] and unexpectedErrors(bob) == []
-    finally:
-        proxy.stop()
 
 
 def test_drainedPageIsToldOnceAndResumesElsewhere(openChat, startTwistd, redisServer):  # noqa: F811
@@ -59,16 +72,8 @@ def test_drainedPageIsToldOnceAndResumesElsewhere(openChat, startTwistd, redisSe
     once, reconnects (1012) to the other process and carries on, logged
     in; the other process's page is told nothing.
     """
-    shared = ("--redis", redisServer.url, "--grace-period", "20", "--drain-seconds", "0.5")
-    first, second = startTwistd(*shared), startTwistd(*shared)
-    proxy = FlakyProxy(first.port)
-    try:
-        alice = openChat(url=proxy.url)
-        alice.login("alice")
-        bob = openChat(url=second.url)
-        bob.login("bob")
-        alice.expectLine("user bob has joined the room")
-
+    with aliceAndBobOnTwoProcesses(openChat, startTwistd, redisServer, "--drain-seconds", "0.5") as (
+            first, second, proxy, alice, bob):
         proxy._do(lambda: setattr(proxy, "targetPort", second.port))
         first.process.send_signal(signal.SIGTERM)
         alice.expectLine("The server is restarting. You will be reconnected.")
@@ -84,5 +89,3 @@ def test_drainedPageIsToldOnceAndResumesElsewhere(openChat, startTwistd, redisSe
         expect(bob.lines.filter(has_text="The server is restarting")).to_have_count(0)
         expect(bob.lines.filter(has_text="has left")).to_have_count(0)
         assert unexpectedErrors(alice) == [] and unexpectedErrors(bob) == []
-    finally:
-        proxy.stop()

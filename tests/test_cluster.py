@@ -127,6 +127,33 @@ async def settle(deferreds, what: str, deadline: float = DEADLINE) -> None:
     assert not failures, f"{len(failures)} of {len(deferreds)} {what} failed: {failures[:5]}"
 
 
+class Transcript:
+    """
+    What each of C{clients} said, in order, and the answers still to come;
+    then L{heardByAll}: every client heard all of it once, in one order.
+    """
+
+    def __init__(self, clients) -> None:
+        self.clients = clients
+        self.said: dict[str, list[str]] = {c.username: [] for c in clients}
+        self.answers: list = []
+
+    def say(self, client, text: str) -> None:
+        self.said[client.username].append(text)
+        self.answers.append(client.say(text))
+
+    def everyoneSays(self, label: str) -> None:
+        for client in self.clients:
+            self.say(client, f"{client.username} {label}")
+
+    async def heardByAll(self, deadline: float = DEADLINE) -> None:
+        await settle(self.answers, "says", deadline)
+        total = sum(len(texts) for texts in self.said.values())
+        await allOf(self.clients, lambda c: len(c.heard.messages) >= total,
+                    f"every client to hear all {total} messages", deadline)
+        checkOneOrder(self.clients, self.said)
+
+
 async def runCli(*args: str) -> subprocess.CompletedProcess:
     """
     Run C{python -m chatthing.cli ARGS} in a thread, so pages keep receiving.
@@ -205,17 +232,10 @@ async def test_everyoneHearsEveryoneInOneOrder(cluster):
     servers = cluster.start(3)
     names = ["alice", "bob", "carol"]
     clients = [await cluster.chatClient(server, name) for server, name in zip(servers, names)]
-    said: dict[str, list[str]] = {name: [] for name in names}
-    answers = []
+    transcript = Transcript(clients)
     for round_ in range(10):
-        for client in clients:
-            text = f"{client.username} says {round_}"
-            said[client.username].append(text)
-            answers.append(client.say(text))
-    await settle(answers, "says")
-    total = sum(len(texts) for texts in said.values())
-    await allOf(clients, lambda c: len(c.heard.messages) >= total, f"every client to hear all {total} messages")
-    checkOneOrder(clients, said)
+        transcript.everyoneSays(f"says {round_}")
+    await transcript.heardByAll()
     # The joins of later clients crossed processes too.
     await allOf(clients[:2], lambda c: " * user carol has joined the room" in c.heard.alerts,
                 "carol's join to be announced on the other processes")
@@ -393,15 +413,8 @@ async def test_killedProcessClientsFailOverLosingNothing(cluster):
     sessions = {c.username: c.live.session for c in clients}
     await allOf(clients, lambda c: c.heard.presence == names, "everyone in presence")
 
-    said: dict[str, list[str]] = {name: [] for name in names}
-    answers = []
-
-    def everyoneSays(label: str) -> None:
-        for client in clients:
-            text = f"{client.username} {label}"
-            said[client.username].append(text)
-            answers.append(client.say(text))
-
+    transcript = Transcript(clients)
+    everyoneSays = transcript.everyoneSays
     for n in range(5):
         everyoneSays(f"before {n}")
         await pause(0.1)
@@ -416,11 +429,7 @@ async def test_killedProcessClientsFailOverLosingNothing(cluster):
         n += 1
         await pause(0.2)
 
-    await settle(answers, "says", 20)
-    total = sum(len(texts) for texts in said.values())
-    await allOf(clients, lambda c: len(c.heard.messages) >= total,
-                f"every client to hear all {total} messages", 20)
-    checkOneOrder(clients, said)
+    await transcript.heardByAll(20)
     for client in onVictim:
         assert client.connected
         assert proxy.backendFor(client) in (backend(servers[1]), backend(servers[2])), proxy.routes

@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from cluster import backend, needRedis, pause
 from conftest import eventually
-from test_cluster import allOf, checkOneOrder, settle
+from test_cluster import Transcript, allOf
 from twisted.internet import task, threads
 
 from chatthing.chat import RESTART_ALERT
@@ -92,15 +92,8 @@ async def test_sigtermTellsOnlyItsOwnPages(cluster):
     await allOf(clients, lambda c: c.heard.presence == sorted(names + ["direct", "other"]),
                 "everyone in presence")
 
-    said: dict[str, list[str]] = {name: [] for name in names}
-    answers = []
-
-    def everyoneSays(label: str) -> None:
-        for client in clients:
-            text = f"{client.username} {label}"
-            said[client.username].append(text)
-            answers.append(client.say(text))
-
+    transcript = Transcript(clients)
+    everyoneSays = transcript.everyoneSays
     for n in range(3):
         everyoneSays(f"before {n}")
         await pause(0.1)
@@ -116,10 +109,7 @@ async def test_sigtermTellsOnlyItsOwnPages(cluster):
     victim.waitForLog(r"shutting down: telling 5 page\(s\)")
     everyoneSays("after")
 
-    await settle(answers, "says", 20)
-    total = sum(len(texts) for texts in said.values())
-    await allOf(clients, lambda c: len(c.heard.messages) >= total, f"every client to hear all {total} messages", 20)
-    checkOneOrder(clients, said)
+    await transcript.heardByAll(20)
     told = Counter(c.username for c in clients for alert in c.heard.alerts if alert == RESTART_ALERT)
     assert {c.username: told[c.username] for c in onVictim} == {c.username: 1 for c in onVictim}
     assert {c.username: told[c.username] for c in onSurvivor} == {c.username: 0 for c in onSurvivor}, (
