@@ -4,7 +4,8 @@ of this process's pages the server is restarting (their elements'
 C{goingAway}), and close its WebSocket with 1012 "service restart", the
 closes spread over a short window, so that the pages reconnect (to another
 process, or this one's successor) and resume, instead of having their TCP
-connections cut, or all knocking at once.
+connections cut, or all knocking at once.  With C{--state-file}, the
+sessions and the application's state are then saved for the successor.
 """
 
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+
+from .live import StateKeeper
 
 #: Seconds over which the closes are spread by default (C{--drain-seconds}).
 DRAIN_SECONDS = 2.0
@@ -38,8 +41,12 @@ class GracefulShutdown(Service):
 
     log = Logger()
 
-    def __init__(self, site: Any, drainSeconds: float = DRAIN_SECONDS, holds: Sequence[Any] = ()) -> None:
+    def __init__(self, site: Any, drainSeconds: float = DRAIN_SECONDS, holds: Sequence[Any] = (),
+                 stateKeeper: StateKeeper | None = None) -> None:
         self.site = site
+        #: Saves the sessions and the application's state once the drain
+        #: is done (C{--state-file}), for the next process to resume.
+        self.stateKeeper = stateKeeper
         self.drainSeconds = drainSeconds
         #: Sibling services (the backplane) that must stop only once the
         #: drain is done: the plugin's top service (L{StartupService}) waits.
@@ -53,4 +60,9 @@ class GracefulShutdown(Service):
             "with 1012 service restart over {seconds:g}s",
             count=count, seconds=self.drainSeconds if count > 1 else 0,
         )
-        return self.site.shutDown(spread=self.drainSeconds)
+        drained = self.site.shutDown(spread=self.drainSeconds)
+        if self.stateKeeper is not None:
+            # After the pages were told and closed (what they were sent is
+            # theirs, and saved), before the process exits.
+            drained.addCallback(lambda _: self.stateKeeper.save())
+        return drained

@@ -19,7 +19,9 @@ from .backplane.redis import RedisURL
 from .listening import ListeningService
 from .live import (
     ANY_HOST,
+    MAX_STATE_BYTES,
     HostCheck,
+    IAppState,
     ILiveApplication,
     LiveSettings,
     LiveSite,
@@ -27,6 +29,8 @@ from .live import (
     checkElementModule,
     hostName,
     listenHosts,
+    StateFile,
+    StateKeeper,
     operatorSite,
 )
 from .shutdown import DRAIN_SECONDS, GracefulShutdown
@@ -155,6 +159,14 @@ class Options(usage.Options):
         ["max-request-body-bytes", None, "65536",
          "Largest HTTP request body read on the chat's port (it takes none); a larger "
          "one gets 413 and the connection is closed."],
+        ["state-file", None, None,
+         "File where, on SIGTERM (after the drain), a process that runs alone saves its "
+         "sessions, names, rooms and their history, and which it loads when it starts "
+         "again (then renames it PATH.loaded), so that a deploy logs no one out: the "
+         "pages resume. Not with --redis (Redis keeps them) [default: none]."],
+        ["state-file-max-bytes", None, str(MAX_STATE_BYTES),
+         "The largest --state-file written or loaded; a bigger state is not saved "
+         "(said in the log) and the pages start over."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -184,6 +196,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["allowed-origin"] = []
         self["allowed-host"] = []
+        self["public-url"] = []
 
     def opt_listen(self, description: str) -> None:
         """
@@ -213,6 +226,15 @@ class Options(usage.Options):
         when listening on all interfaces, this machine's host names].
         """
         self["allowed-host"].append(host)
+
+    def opt_public_url(self, url: str) -> None:
+        """
+        The public WebSocket URL (ws://HOST:PORT/live or wss://...) of a
+        process of this cluster, this one's included; repeatable. Each page
+        and ChatClient is told them in its welcome, and tries the next one
+        when its own keeps failing [default: none].
+        """
+        self["public-url"].append(checkPublicUrl(url))
 
     def postOptions(self) -> None:
         if self["element"] is None:
@@ -249,6 +271,28 @@ class Options(usage.Options):
                     "to send alerts to"
                 )
         self["roomLimits"] = roomLimits(self)
+        self["stateFile"] = self.makeStateFile()
+
+    def makeStateFile(self) -> StateFile | None:
+        """
+        The L{StateFile} C{--state-file} and C{--state-file-max-bytes} ask
+        for, or L{None}.
+
+        @raise usage.UsageError: if they cannot be used.
+        """
+        try:
+            maxBytes = int(str(self["state-file-max-bytes"]).strip())
+        except ValueError:
+            maxBytes = 0
+        if maxBytes < 1024:
+            raise usage.UsageError("--state-file-max-bytes must be a whole number of bytes, 1024 or "
+                                   f"more, not {self['state-file-max-bytes']!r}")
+        if self["state-file"] is None:
+            return None
+        if self["redis"] is not None:
+            raise usage.UsageError("--state-file is for a process that runs alone: with --redis, "
+                                   "the sessions, names and rooms are kept in Redis already")
+        return StateFile(self["state-file"], maxBytes)
 
     def checkEndpoints(self) -> None:
         """
@@ -302,6 +346,7 @@ class Options(usage.Options):
         values["allowedOrigins"] = tuple(checkOrigin(o) for o in self["allowed-origin"])
         values["noDelay"] = not self["nagle"]
         values["allowedHosts"] = tuple(checkHost(h) for h in self["allowed-host"])
+        values["publicUrls"] = tuple(self["public-url"])
         return LiveSettings(**values)
 
 
@@ -325,6 +370,25 @@ def checkOrigin(origin: str) -> str:
             f"--allowed-origin must be an origin like https://chat.example.com, not {origin!r}"
         )
     return origin.strip().rstrip("/")
+
+
+def checkPublicUrl(url: str) -> str:
+    """
+    C{url}, if it is a WebSocket URL (C{ws://} or C{wss://}, a host, no
+    query or credentials).
+
+    @raise usage.UsageError: if it is not.
+    """
+    parts = urlsplit(url.strip())
+    try:
+        parts.port
+        valid = (parts.scheme in ("ws", "wss") and bool(parts.hostname) and not parts.query
+                 and not parts.fragment and "@" not in parts.netloc)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise usage.UsageError(f"--public-url must be a URL like wss://chat1.example.com/live, not {url!r}")
+    return url.strip()
 
 
 def roomLimits(config: Options) -> dict[str, int]:
@@ -404,6 +468,11 @@ def makeService(config: Options) -> MultiService:
                     sessionStore=backplane.sessions)
     # The Host names the site answers to: --allowed-host's, and those it
     # listens as (this machine's names, if on all interfaces).
+    stateKeeper = None
+    if config.get("stateFile") is not None:
+        # Started before the listeners: the state is loaded before any page comes.
+        stateKeeper = StateKeeper(config["stateFile"], site.liveFactory, IAppState(application, None))
+        stateKeeper.setServiceParent(service)
     site.hostCheck = HostCheck((*listenHosts(config["listen"]), *config["settings"].allowedHosts))
     site.health.addCheck(lambda: None if service.running else "shutting down")
     site.health.addCheck(backplane.problem, critical=False)
@@ -424,5 +493,5 @@ def makeService(config: Options) -> MultiService:
     # The backplane stops once the drain is done: the pages not yet closed
     # go on talking to the other processes.
     GracefulShutdown(site, config.get("drainSeconds", DRAIN_SECONDS),
-                     holds=[backplane]).setServiceParent(service)
+                     holds=[backplane], stateKeeper=stateKeeper).setServiceParent(service)
     return service

@@ -24,6 +24,7 @@ from .parts import Chatter, ChatterRoom
 from .roommemory import History, RoomBytes, RoomMemory
 from .rooms import DEFAULT_HISTORY, STREAM_HISTORY, TYPING_INTERVAL, Room
 from .said import Said
+from .state import ChatState
 from .validation import (
     LOBBY,
     MAX_MESSAGE_LENGTH,
@@ -46,4 +47,5 @@ __all__ = [
     "InvalidMessage", "InvalidUsername", "NoSuchRoom", "NotLoggedIn", "Room",
     "RoomBytes", "RoomMemory", "Said", "TooManyRooms", "UnknownCommand", "UsernameTaken",
     "checkMessage", "commands", "normalizeUsername", "roomForPath", "widget",
+    "ChatState",
 ]

@@ -388,3 +388,30 @@ class Room:
         # Needed only until now.
         self._presenceStarted = True
         self._presenceChanges.clear()
+
+    # Carried across a restart (chatthing.chat.state)
+
+    def savedState(self) -> dict[str, Any]:
+        """
+        What the room's successor in a restarted process needs: its stream
+        (offset and frames kept for replay), history, who is here, and the
+        last time its stream said.
+        """
+        return {"name": self.name, "stream": self.stream.savedState(),
+                "history": [said.entry() for said in self.history],
+                "presence": list(self._presence.values()), "lastStamp": self._lastStamp}
+
+    def restoreState(self, stream: dict[str, Any], history: list[Said], presence: list[str],
+                     lastStamp: int) -> None:
+        """
+        Take up where the room saved by L{savedState} was (checked by
+        L{chatthing.chat.state}); a new room, before any page comes.
+        """
+        self.stream.restoreState(stream)
+        for said in history:
+            self.history.append(said)
+        self._presence = {name.casefold(): name for name in presence}
+        self._presenceStarted = True
+        self._presenceChanges.clear()
+        self._lastStamp = lastStamp
+        self.bytes.account()

@@ -36,6 +36,7 @@ from ._reactor import defaultReactor
 from ._session import LiveSession
 from ._sessionstore import LocalSessions, SessionRecord, SessionStore, StoredSession
 from ._settings import LiveSettings
+from ._statefile import MAX_STATE_BYTES, IAppState, StateFile, StateKeeper
 from ._stream import PassingStream, Stream, runningCall
 from ._web import LiveSite
 from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
@@ -82,4 +83,9 @@ __all__ = [
     "StoredSession",
     "cut",
     "runningCall",
+    # Carrying a process's state across a restart (--state-file):
+    "IAppState",
+    "MAX_STATE_BYTES",
+    "StateFile",
+    "StateKeeper",
 ]

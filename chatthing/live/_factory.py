@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from jinja2 import Environment
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -109,7 +109,8 @@ class LiveServerFactory(WebSocketServerFactory):
         #: this factory it names (L{SessionHost}).
         self.handshake = Handshake(
             self, self.sessions, self.metrics,
-            {"maxFrameBytes": settings.maxFrameBytes, "gracePeriod": settings.gracePeriod})
+            {"maxFrameBytes": settings.maxFrameBytes, "gracePeriod": settings.gracePeriod},
+            urls=settings.publicUrls)
         # failByDrop=False: a connection Autobahn fails (a frame over the hard
         # limit: 1009; invalid UTF-8: 1007) is closed with its close code, as
         # docs/protocol.md says, instead of the TCP connection being dropped.
@@ -211,10 +212,11 @@ class LiveServerFactory(WebSocketServerFactory):
             self.sessionStore.save(session)
         return session
 
-    def adoptSession(self, ident: str) -> Deferred:
+    def adoptSession(self, ident: str, record: SessionRecord | None = None) -> Deferred:
         """
         Take over the session C{ident}, which another process had, if the
-        session store has it: make its element again for its page, restore
+        session store has it (or as C{record} says: one this process's
+        predecessor saved): make its element again for its page, restore
         the element's state, and wait for its streams to be ready.
 
         @return: a L{Deferred} firing with the L{LiveSession} (no page
@@ -237,7 +239,7 @@ class LiveServerFactory(WebSocketServerFactory):
             ready = gatherResults([stream.ready() for stream in session.streams()], consumeErrors=True)
             return ready.addCallback(lambda _: session)
 
-        d = self.sessionStore.adopt(ident)
+        d = self.sessionStore.adopt(ident) if record is None else succeed(record)
         d.addCallback(adopted)
         return d
 

@@ -9,7 +9,7 @@ session), the sessions kept here, the metrics, and the limits each welcome
 announces.  The connection it greets is a L{Greeted}.
 """
 
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
@@ -69,8 +69,10 @@ class Handshake:
     log = Logger()
 
     def __init__(self, host: SessionHost, sessions: Mapping[str, LiveSession],
-                 metrics: LiveMetrics, limits: Mapping[str, Any]) -> None:
+                 metrics: LiveMetrics, limits: Mapping[str, Any], urls: Sequence[str] = ()) -> None:
         """
+        @param urls: the public WebSocket URLs of the cluster's processes,
+            told in each welcome (C{"urls"}) if there are any.
         @param sessions: the sessions kept here by id (the factory's, live:
             read at each hello).
         @param limits: what each welcome frame says of the server's limits.
@@ -79,6 +81,7 @@ class Handshake:
         self._sessions = sessions
         self._metrics = metrics
         self._limits = dict(limits)
+        self._urls = list(urls)
 
     def hello(self, connection: Greeted, frame: _wire.Frame) -> None:
         """
@@ -212,5 +215,7 @@ class Handshake:
         }
         if expired is not None:
             welcome["expired"] = expired
+        if self._urls:
+            welcome["urls"] = list(self._urls)
         connection.sendLiveFrame(welcome)
         element._liveAttach(session)

@@ -60,6 +60,9 @@ class LiveSession(PageFrames):
     moved = False
     #: The path of the session's page.
     page = "/"
+    #: Whether the session was saved by this process's predecessor when
+    #: it stopped (C{--state-file}): its page is told, in C{resumed}.
+    restarted = False
     #: Keeps refusals a page can cause at will to a few log lines (set by
     #: the factory: one for all its sessions).
     logThrottle: LogThrottle | None = None
@@ -163,8 +166,11 @@ class LiveSession(PageFrames):
         self.moved = True
         self._sent.startAfter(seenSeq)
         self.attach(connection)
-        self._sendResumed(connection, {"type": _wire.RESUMED, "session": self.ident,
-                                       "seq": 0, "rerun": True}, [], missedStreams)
+        resumed: dict[str, Any] = {"type": _wire.RESUMED, "session": self.ident,
+                                   "seq": self._receivedSeq, "rerun": True}
+        if self.restarted:
+            resumed["restarted"] = True
+        self._sendResumed(connection, resumed, [], missedStreams)
         return None
 
     def _sendResumed(self, connection: PageConnection, resumed: dict[str, Any],
@@ -175,6 +181,22 @@ class LiveSession(PageFrames):
         for messages in missedStreams:
             for message in messages:
                 connection.sendPrepared(message)
+
+    @property
+    def receivedSeq(self) -> int:
+        """
+        The page's numbered frames run here, up to this one.
+        """
+        return self._receivedSeq
+
+    def restartAfter(self, receivedSeq: int) -> None:
+        """
+        This session was saved by this process's predecessor, which had run
+        the page's frames up to C{receivedSeq}: run none of them again, and
+        tell the page, when it resumes, that the server restarted.
+        """
+        self._receivedSeq = receivedSeq
+        self.restarted = True
 
     def awaitPage(self) -> None:
         """

@@ -20,6 +20,10 @@ class SessionRecord:
 
     page: str
     state: Any
+    #: The page's numbered frames already run by the process that saved
+    #: the session (0 if unknown: the page sends again what was not
+    #: acknowledged, and a shared stream runs each call once).
+    receivedSeq: int = 0
 
 
 class StatefulElement(Protocol):

@@ -50,6 +50,9 @@ class LiveSettings:
     @ivar allowedHosts: host names (C{chat.example.com}, C{*.example.com},
         or C{*} for any) the site answers to besides C{localhost} and the
         address a connection arrived at; others get 421 (DNS rebinding).
+    @ivar publicUrls: the public WebSocket URLs of this cluster's processes,
+        told to each page in its C{welcome} so that a client whose server
+        keeps failing tries the next one.
     """
 
     gracePeriod: float = 30.0
@@ -71,3 +74,4 @@ class LiveSettings:
     maxUnfinishedRequests: int = 256
     maxRequestBodyBytes: int = 64 * 1024
     allowedHosts: tuple[str, ...] = ()
+    publicUrls: tuple[str, ...] = ()

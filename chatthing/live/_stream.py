@@ -229,6 +229,40 @@ class Stream:
             return None
         return [message for (at, message) in self._history if at > offset]
 
+    # Carried across a restart (L{chatthing.live._statefile})
+
+    def savedState(self) -> dict[str, Any]:
+        """
+        What L{restoreState} needs to carry this stream on in the process
+        that replaces this one: its offset, and the frames it keeps for
+        replay (as their JSON text), so that a page that resumes there is
+        sent exactly what it missed.
+        """
+        return {"offset": self.offset, "complete": self._complete,
+                "frames": [[at, _payloadOf(message)] for at, message in self._history]}
+
+    def restoreState(self, state: dict[str, Any]) -> None:
+        """
+        Take up where a stream saved with L{savedState} was (this one must
+        be new: nothing emitted yet).
+
+        @raise ValueError: if C{state} is not what L{savedState} gives.
+        """
+        offset, complete, frames = state.get("offset"), state.get("complete"), state.get("frames")
+        if (type(offset) is not int or type(complete) is not int or not isinstance(frames, list)
+                or not 0 <= complete <= offset
+                or not all(isinstance(f, list) and len(f) == 2 and type(f[0]) is int
+                           and complete < f[0] <= offset and isinstance(f[1], str) for f in frames)):
+            raise ValueError(f"the saved state of stream {self.name!r} is not one a stream saves")
+        if self.offset or self._history:
+            raise ValueError(f"stream {self.name!r} has emitted already")
+        self._history = [(at, PreparedMessage(text.encode("utf-8"), isBinary=False, applyMask=False,
+                                              doNotCompress=True)) for at, text in frames]
+        self.heldBytes = sum(len(message.payloadHybi) for _, message in self._history)
+        self.offset, self._complete = offset, complete
+        if self.maxBytes is not None:
+            self.trimBytes(self.maxBytes)
+
 
 class PassingStream(Stream):
     """
@@ -253,3 +287,13 @@ class PassingStream(Stream):
 
 def _prepare(frame: dict[str, Any]) -> PreparedMessage:
     return PreparedMessage(_wire.encode(frame), isBinary=False, applyMask=False, doNotCompress=True)
+
+
+def _payloadOf(message: PreparedMessage) -> str:
+    """
+    The text of a prepared (unmasked, uncompressed) text frame: its bytes
+    after the WebSocket header.
+    """
+    raw = message.payloadHybi
+    start = 2 + {126: 2, 127: 8}.get(raw[1] & 0x7F, 0)
+    return raw[start:].decode("utf-8")

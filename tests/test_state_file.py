@@ -1,0 +1,198 @@
+"""
+A deploy of one process logs no one out (issue 15): with C{--state-file},
+SIGTERM saves the sessions, names, rooms and history after the drain, the
+next process on the same port loads them, and every page resumes its
+session: same name, no join announcement, nothing missed or doubled, told
+once that the server restarted.  A missing or corrupt state file is one
+log line and a normal start.
+
+The restarted process must listen on the port the pages know: the test
+picks a free loopback port, and if another program takes it in the moment
+between the stop and the start, the start is retried on it for a few
+seconds (then the test fails saying so) -- never a fixed port.
+"""
+
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from cluster import FAST_BACKOFF, Heard, freePort
+from conftest import TwistdServer, _collectLines, eventually, runTwistd, withDeadline
+from twisted.internet import threads
+
+from chatthing.chat import RESTART_ALERT
+from chatthing.client import ChatClient
+from chatthing.live import StateFile, StateKeeper
+from chatthing.live.client import Backoff
+
+#: Lines a restarted process says when it resumes the saved sessions.
+RESUMING = r"resuming (\d+) session\(s\) from the state file"
+
+
+class PortTaken(Exception):
+    """
+    Another program listens on the port the restarted process needs.
+    """
+
+
+class OnePort:
+    """
+    C{twistd -n chat-widget} on one loopback port, stopped and started again
+    on it; every process it starts is stopped by its PID at the end.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = 0
+        self.servers: list[TwistdServer] = []
+
+    def start(self, *extra: str) -> TwistdServer:
+        """
+        Start on this port (a free one, the first time): retried while the
+        port is taken, for up to 10 s.
+        """
+        end = time.monotonic() + 10
+        while True:
+            if not self.port:
+                self.port = freePort()
+            try:
+                return self._start(extra)
+            except PortTaken:
+                if time.monotonic() > end:
+                    raise AssertionError(f"port {self.port} stayed taken by another program") from None
+                if len(self.servers) == 1:
+                    self.port = 0  # the first start: any free port will do
+                time.sleep(0.2)
+
+    def _start(self, extra: tuple[str, ...]) -> TwistdServer:
+        process = runTwistd(["chat-widget", "--element=chatthing.chatterbox.chat",
+                             "--listen", f"tcp:{self.port}:interface=127.0.0.1", *extra], self.directory)
+        lines: list[str] = []
+        threading.Thread(target=_collectLines, args=(process, lines), daemon=True).start()
+        server = TwistdServer(process, self.port, lines)
+        self.servers.append(server)
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            if any("chat listening on" in line for line in lines):
+                return server
+            if process.poll() is not None:
+                process.wait()
+                time.sleep(0.1)  # the last lines
+                if "in use" in server.log():
+                    raise PortTaken()
+                raise AssertionError(f"twistd exited with {process.returncode}:\n{server.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"twistd did not listen:\n{server.log()}")
+
+    async def sigterm(self, server: TwistdServer) -> None:
+        server.process.send_signal(signal.SIGTERM)
+        code = await threads.deferToThread(server.process.wait, 20)
+        assert code in (0, -signal.SIGTERM), server.log()
+
+    def stopAll(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def onePort(tmp_path):
+    ports = OnePort(tmp_path)
+    yield ports
+    ports.stopAll()
+
+
+async def chatClient(server: TwistdServer, name: str, clients: list) -> ChatClient:
+    heard = Heard()
+    client = await withDeadline(ChatClient.connect(server.wsUrl, name, backoff=Backoff(**FAST_BACKOFF),
+                                                   **heard.callbacks()))
+    client.heard = heard
+    client.live.onWelcome(heard.newSessions.append)
+    clients.append(client)
+    return client
+
+
+@pytest_twisted.ensureDeferred
+async def test_restartWithStateFileResumesEveryone(onePort, tmp_path):
+    """SIGTERM then a start with the same --state-file: every client resumes its session (0 new sessions, 0 join lines, nothing doubled), history and presence kept."""
+    stateFile = tmp_path / "state.json"
+    options = ("--state-file", str(stateFile), "--drain-seconds", "0.3", "--grace-period", "30")
+    first = onePort.start(*options)
+    clients: list[ChatClient] = []
+    try:
+        alice = await chatClient(first, "alice", clients)
+        bob = await chatClient(first, "bob", clients)
+        sessions = {c.username: c.live.session for c in clients}
+        await alice.say("one")
+        await bob.say("two")
+        await eventually(lambda: all(len(c.heard.messages) == 2 for c in clients), "the first lines")
+        joinsBefore = {c.username: len(c.heard.alertsWith("has joined")) for c in clients}
+
+        await onePort.sigterm(first)
+        first.waitForLog(r"saved 2 session\(s\) to the state file")
+        assert stateFile.exists()
+        second = onePort.start(*options)
+        assert int(second.waitForLog(RESUMING).group(1)) == 2
+        assert not stateFile.exists() and stateFile.with_name("state.json.loaded").exists()
+        await eventually(lambda: all(c.connected for c in clients), "both clients back")
+        await alice.say("three")
+        await eventually(lambda: all(("alice", "three") in c.heard.messages for c in clients), "a line after")
+
+        for client in clients:
+            assert client.heard.newSessions == [], client.heard.newSessions
+            assert client.live.session == sessions[client.username]
+            assert client.heard.alerts.count(RESTART_ALERT) == 1
+            assert len(client.heard.alertsWith("has joined")) == joinsBefore[client.username]
+            assert client.heard.alertsWith("has left") == []
+            assert client.heard.messages == [("alice", "one"), ("bob", "two"), ("alice", "three")], (client.heard.messages, client.heard.alerts, second.log())
+        assert not [line for line in second.logLines if "joined" in line], second.log()
+        assert len([line for line in second.logLines if "came back to" in line]) == 2
+        # A newcomer sees the history and the names kept.
+        carol = await chatClient(second, "carol", clients)
+        assert [entry[1:3] for entry in carol.heard.history] == [
+            ["alice", "one"], ["bob", "two"], ["alice", "three"]]
+        assert carol.heard.presence == ["alice", "bob", "carol"]
+        taken = await withDeadline(ChatClient.connect(second.wsUrl, "Alice").addErrback(lambda f: f.value))
+        assert getattr(taken, "name", None) == "UsernameTaken", taken
+    finally:
+        for client in clients:
+            await withDeadline(client.close(), 5)
+
+
+@pytest_twisted.ensureDeferred
+async def test_corruptStateFileIsOneLineAndAFreshStart(onePort, tmp_path):
+    """A corrupt state file, or one of another version: one log line, set aside, and a normal start."""
+    stateFile = tmp_path / "state.json"
+    for content in ("{not json", json.dumps({"version": 99, "savedAt": 0, "sessions": []})):
+        stateFile.write_text(content)
+        server = onePort.start("--state-file", str(stateFile))
+        lines = [line for line in server.logLines if "state file" in line]
+        assert len(lines) == 1 and "not resuming from the state file" in lines[0], server.log()
+        assert not stateFile.exists() and stateFile.with_name("state.json.rejected").exists()
+        client = await withDeadline(ChatClient.connect(server.wsUrl, "dave"))
+        await withDeadline(client.close(), 5)
+        await onePort.sigterm(server)
+        stateFile.unlink()
+    # And a missing one.
+    server = onePort.start("--state-file", str(stateFile))
+    assert "no such file" in server.waitForLog("not resuming from the state file.*").group(0)
+
+
+def test_stateFileIsWrittenWholeAndBounded(tmp_path):
+    """The state file is replaced whole (no temporary left), and a state over the bound is neither written nor read."""
+    path = tmp_path / "state.json"
+    small = StateFile(str(path), maxBytes=2048)
+    assert small.write({"sessions": [], "app": None}) > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    with pytest.raises(Exception, match="more than the 2048 allowed"):
+        small.write({"sessions": [], "app": "x" * 4096})
+    assert json.loads(path.read_text())["app"] is None  # the old file is left whole
+    path.write_text(json.dumps({"version": 1, "savedAt": 0, "app": "x" * 4096}))
+    with pytest.raises(Exception, match="more than the 2048 allowed"):
+        small.read()
+    assert Counter(p.name for p in tmp_path.iterdir()) == Counter(["state.json.rejected"])
+    assert StateKeeper  # the service that uses it: covered by the twistd tests above
