@@ -66,6 +66,44 @@ export class ChatterWidget extends Widget {
     this.usernameField.focus();
   }
 
+  /**
+   * The server ended this page's session (it restarted with no state
+   * file, or the page was away too long): what the next widget takes over
+   * (see takeOver).
+   */
+  carryOver() {
+    return { lines: [...this.scrollArea.childNodes], username: this.username };
+  }
+
+  /**
+   * Take over from the widget of the session that ended: keep its lines on
+   * screen, log in again with its name if it had one, and say in plain
+   * words what happened (`how.restarted`: the server restarted).
+   */
+  async takeOver({ lines, username }, { restarted }) {
+    this.scrollArea.prepend(...lines);
+    this._scrollToEnd();
+    const what = restarted ? "The server restarted" : "You were away too long to keep your session";
+    if (username === null) {
+      this.displayMessage(`${what}; please log in again.`);
+      return;
+    }
+    this.usernameField.value = username;
+    try {
+      this._loggedIn(await this.callRemote("setUsername", username));
+      this.displayMessage(`${what}; you are logged in again as ${this.username}.`);
+    } catch (error) {
+      this.displayMessage(`${what}, and you could not log in again as ${username}: ${error.message}`);
+      this.loginError.textContent = error.message;
+    }
+  }
+
+  /** The server restarted and resumed this page's session from its state file. */
+  serverRestarted() {
+    const who = this.username === null ? "" : `; you are still logged in as ${this.username}`;
+    this.displayMessage(`The server restarted${who}.`);
+  }
+
   /** Log in with the name typed in the login box. */
   async doSetUsername() {
     this.loginError.textContent = "";
@@ -76,17 +114,21 @@ export class ChatterWidget extends Widget {
       return;
     }
     try {
-      const username = await this.callRemote("setUsername", this.usernameField.value);
-      this._setName(username);
-      this.chooseBox.hidden = true;
-      this.sendLine.hidden = false;
-      this.loggedInAs.hidden = false;
-      this._scrollToEnd();
-      this.userMessage.focus();
+      this._loggedIn(await this.callRemote("setUsername", this.usernameField.value));
     } catch (error) {
       this.loginError.textContent = error.message;
       this.usernameField.select();
     }
+  }
+
+  /** Logged in as `username`: show the message line instead of the login box. */
+  _loggedIn(username) {
+    this._setName(username);
+    this.chooseBox.hidden = true;
+    this.sendLine.hidden = false;
+    this.loggedInAs.hidden = false;
+    this._scrollToEnd();
+    this.userMessage.focus();
   }
 
   /** Say what is typed in the message field (or run its slash command). */
@@ -172,6 +214,12 @@ export class ChatterWidget extends Widget {
    * `[kind, speaker, text, epochMs]`, under an "Earlier messages" divider.
    */
   displayHistory(entries) {
+    // Lines already on screen (taken over from an ended session) are not shown twice.
+    const shown = new Set([...this.scrollArea.querySelectorAll("[data-said]")].map((line) => line.dataset.said));
+    entries = entries.filter(([, speaker, text, when]) => !shown.has(saidKey(speaker, text, when)));
+    if (entries.length === 0) {
+      return;
+    }
     const divider = document.createElement("div");
     divider.className = "divider";
     divider.setAttribute("role", "separator");
@@ -292,7 +340,7 @@ export class ChatterWidget extends Widget {
     if (before) {
       children.unshift(document.createTextNode(before));
     }
-    this._append(all, children, when, mine);
+    this._append(all, children, when, mine).dataset.said = saidKey(avatarName, text, when);
   }
 
   /**
@@ -318,6 +366,7 @@ export class ChatterWidget extends Widget {
     if (following || mine) {
       this._scrollToEnd();
     }
+    return line;
   }
 
   _scrollToEnd() {
@@ -348,6 +397,11 @@ function showLengthError(field, box, error) {
   if (error === null) {
     delete box.dataset.lengthError;
   }
+}
+
+/** What identifies a line said (a history entry and its live line alike). */
+function saidKey(speaker, text, when) {
+  return JSON.stringify([speaker, text, when]);
 }
 
 /** How close to the bottom, in pixels, counts as following the log. */

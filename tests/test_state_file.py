@@ -196,3 +196,81 @@ def test_stateFileIsWrittenWholeAndBounded(tmp_path):
         small.read()
     assert Counter(p.name for p in tmp_path.iterdir()) == Counter(["state.json.rejected"])
     assert StateKeeper  # the service that uses it: covered by the twistd tests above
+
+
+# In a browser
+
+from playwright.sync_api import expect  # noqa: E402
+from test_browser import browser, openChat  # noqa: E402,F401  (fixtures)
+
+
+def pageErrors(chat) -> list[str]:
+    """
+    The page's console errors, but for the browser's own line for each
+    attempt to reconnect while no server listened.
+    """
+    return [error for error in chat.errors if "ERR_CONNECTION_REFUSED" not in error]
+
+
+def sigtermAndWait(server: TwistdServer) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(20) in (0, -signal.SIGTERM), server.log()
+
+
+def test_pageResumesAfterRestartWithStateFile(onePort, tmp_path, openChat):
+    """A Chromium page resumes after a restart with --state-file: transcript kept, no line doubled, no new divider or join line, told once."""
+    options = ("--state-file", str(tmp_path / "state.json"), "--drain-seconds", "0.3")
+    first = onePort.start(*options)
+    alice, bob = openChat(url=first.url), None
+    alice.login("alice")
+    alice.say("one")
+    alice.say("two")
+    bob = openChat(url=first.url)
+    bob.login("bob")
+    bob.say("three")
+    said = ["alice: one", "alice: two", "bob: three"]
+    for chat in (alice, bob):
+        expect(chat.scrollArea.locator(".message.user")).to_have_text(said)
+    before = {n: chat.lines.all_inner_texts() for n, chat in enumerate((alice, bob))}
+    dividers = [chat.scrollArea.locator(".divider").count() for chat in (alice, bob)]
+
+    sigtermAndWait(first)
+    second = onePort.start(*options)
+    second.waitForLog(RESUMING)
+    restarted = "The server restarted; you are still logged in as"
+    for chat, name in ((alice, "alice"), (bob, "bob")):
+        chat.expectLine(f"{restarted} {name}.")
+        expect(chat.page.locator("html")).to_have_attribute("data-live-status", "connected")
+    bob.say("four")
+    for n, chat in enumerate((alice, bob)):
+        expect(chat.scrollArea.locator(".message.user")).to_have_text(said + ["bob: four"])
+        lines = chat.lines.all_inner_texts()
+        assert lines[:len(before[n])] == before[n]
+        assert Counter(lines)[RESTART_ALERT] == 1
+        assert len([line for line in lines if "has joined" in line]) == len(
+            [line for line in before[n] if "has joined" in line])
+        assert len([line for line in lines if line.startswith(restarted)]) == 1
+        assert chat.scrollArea.locator(".divider").count() == dividers[n]
+        assert chat.page.locator("[data-live-notice]").is_hidden()
+        assert pageErrors(chat) == []
+
+
+def test_pageLogsInAgainAfterRestartWithoutStateFile(onePort, openChat):
+    """Without a state file the page keeps its transcript, logs in again as its name by itself, and says so."""
+    first = onePort.start("--drain-seconds", "0.3")
+    alice = openChat(url=first.url)
+    alice.login("alice")
+    alice.say("before the restart")
+    alice.expectLine("alice: before the restart")
+    before = alice.lines.all_inner_texts()
+
+    sigtermAndWait(first)
+    onePort.start("--drain-seconds", "0.3")
+    alice.expectLine("The server restarted; you are logged in again as alice.")
+    expect(alice.page.locator('[name="loggedInAs"]')).to_have_text("Logged in as alice")
+    alice.say("after the restart")
+    expect(alice.scrollArea.locator(".message.user")).to_have_text(
+        ["alice: before the restart", "alice: after the restart"])
+    assert alice.lines.all_inner_texts()[:len(before)] == before
+    assert alice.page.locator("[data-live-notice]").is_hidden()
+    assert pageErrors(alice) == []

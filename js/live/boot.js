@@ -1,7 +1,9 @@
 /**
  * Starts a live page: connects, shows the element's markup, and starts its
  * widget; shows the connection's state, and starts over when the server
- * could not resume the page's session.  Loaded by templates/page.html.
+ * could not resume the page's session (a widget with `carryOver()` hands
+ * what it shows to the new one's `takeOver(carried, how)`, which says what
+ * happened).  Loaded by templates/page.html.
  */
 
 import { SocketState } from "./constants.js";
@@ -28,8 +30,16 @@ socket.onStateChange((state) => {
   document.documentElement.dataset.liveStatus = state;
 });
 
+// The page's widget now, so that a new session's widget can take over
+// what it shows (its transcript, who was logged in).
+let current = null;
+
 socket.onWelcome(async (welcome) => {
-  if (welcome.expired !== undefined) {
+  // What the old widget hands over (null if it cannot): the new one takes
+  // it up, and says itself what happened.
+  const carried = welcome.expired !== undefined ? current?.carryOver?.() ?? null : null;
+  current = null;
+  if (welcome.expired !== undefined && carried === null) {
     notice.textContent = "You were disconnected for too long, so this is a new session. "
       + "Messages sent while you were away are not shown.";
     notice.hidden = false;
@@ -51,7 +61,11 @@ socket.onWelcome(async (welcome) => {
       showBroken(`the widget could not be loaded: ${error.message}`);
       return;
     }
-    socket.attach(new WidgetClass(container, socket));
+    current = new WidgetClass(container, socket);
+    if (carried !== null) {
+      current.takeOver?.(carried, { restarted: socket.lastCloseCode === 1012, expired: welcome.expired });
+    }
+    socket.attach(current);
   }
   document.documentElement.dataset.liveReady = "true";
 });

@@ -41,3 +41,9 @@ export const FINAL_CLOSE_CODES = Object.freeze([4010]);
 /** Acknowledge the server's numbered frames after this many, or this many ms. */
 export const ACK_EVERY = 16;
 export const ACK_DELAY_MS = 250;
+
+/**
+ * Connections lost or refused in a row, on one URL, after which the page
+ * tries the next of the cluster's public URLs (the welcome's `urls`).
+ */
+export const FAILOVER_AFTER = 2;

@@ -5,7 +5,7 @@
 
 import { Backoff } from "./backoff.js";
 import {
-  ACK_DELAY_MS, ACK_EVERY, FINAL_CLOSE_CODES, FrameType, PROTOCOL_VERSION, SocketState, WEBSOCKET_PATH,
+  ACK_DELAY_MS, ACK_EVERY, FAILOVER_AFTER, FINAL_CLOSE_CODES, FrameType, PROTOCOL_VERSION, SocketState, WEBSOCKET_PATH,
 } from "./constants.js";
 import { ConnectionLost, RemoteError } from "./errors.js";
 
@@ -57,6 +57,11 @@ export class LiveSocket {
     this._welcomeListeners = [];
     this._errorListeners = [];
     this._finalListeners = [];
+    /** The close code of the last connection that was up (1012: the server restarted). */
+    this.lastCloseCode = null;
+    /** Where to connect: this URL, then the cluster's others from the welcome. */
+    this.urls = [url];
+    this._failures = 0;
   }
 
   /**
@@ -163,8 +168,12 @@ export class LiveSocket {
         return;
       }
       this._ws = null;
+      if (this.state === SocketState.CONNECTED) {
+        this.lastCloseCode = event.code;
+      }
       clearTimeout(this._ackTimer);
       this._ackTimer = null;
+      this._failedOnce();
       if (FINAL_CLOSE_CODES.includes(event.code)) {
         this._leaving = true;
         this._setState(SocketState.DISCONNECTED);
@@ -191,6 +200,10 @@ export class LiveSocket {
         // What waited goes first, in order: the server runs each number once.
         this._resend(frame.rerun === true);
         this._connected();
+        if (frame.restarted === true) {
+          // The server restarted and resumed this session from its state file.
+          this._widget?.serverRestarted?.();
+        }
         break;
       case FrameType.ACK:
         this._acknowledged(frame.seq);
@@ -242,6 +255,9 @@ export class LiveSocket {
       waiting.forEach((call) => call.reject(lost));
     }
     this.session = frame.session;
+    if (Array.isArray(frame.urls)) {
+      this._useUrls(frame.urls);
+    }
     this._receivedSeq = 0;
     this._offsets.clear();
     // Calls made before the first welcome go to this session, first.
@@ -250,7 +266,33 @@ export class LiveSocket {
     this._welcomeListeners.forEach((listener) => listener(frame));
   }
 
+  /**
+   * The cluster's public URLs (the welcome's `urls`): this socket's own
+   * first, then the others in the order given after it, so that each page
+   * fails over to the next process, not all to the same one.
+   */
+  _useUrls(urls) {
+    const others = urls.filter((url) => typeof url === "string" && url !== this.url);
+    const mine = urls.indexOf(this.url);
+    const after = mine < 0 ? others : [...urls.slice(mine + 1), ...urls.slice(0, mine)];
+    this.urls = [this.url, ...after.filter((url) => others.includes(url))];
+  }
+
+  /**
+   * One more connection lost, or not made, since the last that worked:
+   * after FAILOVER_AFTER in a row, try the next of the cluster's URLs.
+   */
+  _failedOnce() {
+    this._failures += 1;
+    if (this._failures >= FAILOVER_AFTER && this.urls.length > 1) {
+      this._failures = 0;
+      const index = this.urls.indexOf(this.url);
+      this.url = this.urls[(index + 1) % this.urls.length];
+    }
+  }
+
   _connected() {
+    this._failures = 0;
     this.backoff.reset();
     this._setState(SocketState.CONNECTED);
   }
