@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .chat import widget
 from .live import RemoteError
@@ -85,6 +86,9 @@ class ChatClient:
                                backoff=backoff)
         self.live.onWelcome(self._welcomed)
         self._loggedIn = False
+        # While logging in again after a new session: what was said
+        # meanwhile waits, to be said once logged in (never before).
+        self._relogging: list[tuple[str, Deferred]] | None = None
 
     @classmethod
     def connect(cls, url: str, username: str, room: str | None = None,
@@ -121,9 +125,25 @@ class ChatClient:
         # away too long): log in again under the same name.
         self.log.info("{client}: session expired ({why}); logging in again",
                       client=self, why=welcome.get("expired"))
-        ensureDeferred(self._login()).addErrback(
-            lambda failure: self.log.failure("{client}: could not log in again", failure,
-                                             client=self))
+        if self._relogging is None:
+            self._relogging = []
+        ensureDeferred(self._login()).addBoth(self._loggedInAgain)
+
+    def _loggedInAgain(self, result: Any) -> None:
+        """
+        The new session's login is done (C{result}, a failure if it was
+        refused): say what waited for it, in order, or fail it saying why.
+        """
+        waiting, self._relogging = self._relogging or [], None
+        if isinstance(result, Failure):
+            self.log.failure("{client}: could not log in again", result, client=self)
+            error = ConnectionLost(f"not said: could not log in again as {self.username!r}: "
+                                   f"{result.getErrorMessage()}")
+            for _, d in waiting:
+                d.errback(error)
+            return
+        for text, d in waiting:
+            self.live.callRemote("say", text).chainDeferred(d)
 
     def __repr__(self) -> str:
         return f"<ChatClient {self.username!r} {self.live.state}>"
@@ -138,12 +158,19 @@ class ChatClient:
     def say(self, text: str) -> Deferred:
         """
         Say C{text} to the room.  While the connection is down it waits,
-        and is said once when the session resumes.
+        and is said once when the session resumes; while the client logs
+        in again (its session could not be resumed) it waits for that, and
+        is said only once logged in (or fails with L{ConnectionLost} if the
+        name cannot be had again).
 
         @return: a L{Deferred} firing with L{None} once the server has taken
             it, or failing with L{RemoteError} (C{"InvalidMessage"}, ...) or
             L{ConnectionLost}.
         """
+        if self._relogging is not None:
+            d: Deferred = Deferred()
+            self._relogging.append((text, d))
+            return d
         return self.live.callRemote("say", text)
 
     def close(self) -> Deferred:

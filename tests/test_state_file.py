@@ -14,106 +14,18 @@ seconds (then the test fails saying so) -- never a fixed port.
 
 import json
 import signal
-import threading
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import pytest_twisted
-from cluster import FAST_BACKOFF, Heard, freePort
-from conftest import TwistdServer, _collectLines, eventually, runTwistd, withDeadline
-from twisted.internet import threads
+from conftest import TwistdServer, eventually, withDeadline
+from oneport import chatClient, onePort  # noqa: F401  (a fixture)
 
 from chatthing.chat import RESTART_ALERT
 from chatthing.client import ChatClient
-from chatthing.live import StateFile, StateKeeper
-from chatthing.live.client import Backoff
 
 #: Lines a restarted process says when it resumes the saved sessions.
 RESUMING = r"resuming (\d+) session\(s\) from the state file"
-
-
-class PortTaken(Exception):
-    """
-    Another program listens on the port the restarted process needs.
-    """
-
-
-class OnePort:
-    """
-    C{twistd -n chat-widget} on one loopback port, stopped and started again
-    on it; every process it starts is stopped by its PID at the end.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = 0
-        self.servers: list[TwistdServer] = []
-
-    def start(self, *extra: str) -> TwistdServer:
-        """
-        Start on this port (a free one, the first time): retried while the
-        port is taken, for up to 10 s.
-        """
-        end = time.monotonic() + 10
-        while True:
-            if not self.port:
-                self.port = freePort()
-            try:
-                return self._start(extra)
-            except PortTaken:
-                if time.monotonic() > end:
-                    raise AssertionError(f"port {self.port} stayed taken by another program") from None
-                if len(self.servers) == 1:
-                    self.port = 0  # the first start: any free port will do
-                time.sleep(0.2)
-
-    def _start(self, extra: tuple[str, ...]) -> TwistdServer:
-        process = runTwistd(["chat-widget", "--element=chatthing.chatterbox.chat",
-                             "--listen", f"tcp:{self.port}:interface=127.0.0.1", *extra], self.directory)
-        lines: list[str] = []
-        threading.Thread(target=_collectLines, args=(process, lines), daemon=True).start()
-        server = TwistdServer(process, self.port, lines)
-        self.servers.append(server)
-        end = time.monotonic() + 15
-        while time.monotonic() < end:
-            if any("chat listening on" in line for line in lines):
-                return server
-            if process.poll() is not None:
-                process.wait()
-                time.sleep(0.1)  # the last lines
-                if "in use" in server.log():
-                    raise PortTaken()
-                raise AssertionError(f"twistd exited with {process.returncode}:\n{server.log()}")
-            time.sleep(0.05)
-        raise AssertionError(f"twistd did not listen:\n{server.log()}")
-
-    async def sigterm(self, server: TwistdServer) -> None:
-        server.process.send_signal(signal.SIGTERM)
-        code = await threads.deferToThread(server.process.wait, 20)
-        assert code in (0, -signal.SIGTERM), server.log()
-
-    def stopAll(self) -> None:
-        for server in self.servers:
-            server.stop()
-
-
-@pytest.fixture
-def onePort(tmp_path):
-    ports = OnePort(tmp_path)
-    yield ports
-    ports.stopAll()
-
-
-async def chatClient(server: TwistdServer, name: str, clients: list) -> ChatClient:
-    heard = Heard()
-    client = await withDeadline(ChatClient.connect(server.wsUrl, name, backoff=Backoff(**FAST_BACKOFF),
-                                                   **heard.callbacks()))
-    client.heard = heard
-    client.live.onWelcome(heard.newSessions.append)
-    clients.append(client)
-    return client
 
 
 @pytest_twisted.ensureDeferred
@@ -184,6 +96,8 @@ async def test_corruptStateFileIsOneLineAndAFreshStart(onePort, tmp_path):
 
 def test_stateFileIsWrittenWholeAndBounded(tmp_path):
     """The state file is replaced whole (no temporary left), and a state over the bound is neither written nor read."""
+    from chatthing.live import StateFile
+
     path = tmp_path / "state.json"
     small = StateFile(str(path), maxBytes=2048)
     assert small.write({"sessions": [], "app": None}) > 0
@@ -195,7 +109,6 @@ def test_stateFileIsWrittenWholeAndBounded(tmp_path):
     with pytest.raises(Exception, match="more than the 2048 allowed"):
         small.read()
     assert Counter(p.name for p in tmp_path.iterdir()) == Counter(["state.json.rejected"])
-    assert StateKeeper  # the service that uses it: covered by the twistd tests above
 
 
 # In a browser

@@ -46,6 +46,10 @@ __all__ = ["Backoff", "ConnectionLost", "LiveClient", "State"]
 #: The close code of a connection replaced by a newer one resuming its session.
 SUPERSEDED = 4001
 
+#: Connections lost or refused in a row, on one URL, after which the client
+#: tries the next of the cluster's public URLs (the welcome's C{urls}).
+FAILOVER_AFTER = 2
+
 
 class ConnectionLost(LiveError):
     """
@@ -123,6 +127,10 @@ class LiveClient:
             nothing.
         """
         self.url = url
+        #: Where to connect: C{url}, then the cluster's other public URLs
+        #: from the welcome (its C{urls}); see L{FAILOVER_AFTER}.
+        self.urls = [url]
+        self._failures = 0
         self.receiver: Receiver = receiver or (lambda method, args: None)
         self.page = page
         self.reactor = defaultReactor(reactor)
@@ -293,6 +301,7 @@ class LiveClient:
             self._stopped(ConnectionLost("the session was resumed by another connection"))
         else:
             self._setState(State.RECONNECTING)
+            self._failedOnce()
             delay = self.backoff.next()
             self.log.info("{client}: connection lost ({code} {reason}); retrying in {delay:.2f}s",
                           client=self, code=code, reason=reason, delay=delay)
@@ -354,6 +363,9 @@ class LiveClient:
                 d.errback(lost)
         self.ledger.welcomed(frame["session"])
         self.welcome = frame
+        urls = frame.get("urls")
+        if isinstance(urls, list):
+            self._useUrls([url for url in urls if isinstance(url, str)])
         # Calls made before the first welcome go to this session, first.
         for data in self.ledger.kept():
             self._sendBytes(data)
@@ -366,7 +378,30 @@ class LiveClient:
             except Exception:
                 self.log.failure("{client}: welcome listener failed", client=self)
 
+    def _useUrls(self, urls: list[str]) -> None:
+        """
+        The cluster's public URLs: this client's own first, then the others
+        in the order given after it (so that the clients of a dead process
+        spread over the others instead of all moving to the same one).
+        """
+        mine = urls.index(self.url) if self.url in urls else -1
+        after = urls[mine + 1:] + urls[:max(mine, 0)]
+        self.urls = [self.url] + [url for url in dict.fromkeys(after) if url != self.url]
+
+    def _failedOnce(self) -> None:
+        """
+        One more connection lost, or not made, since the last that worked:
+        after L{FAILOVER_AFTER} in a row, try the next of L{urls}.
+        """
+        self._failures += 1
+        if self._failures >= FAILOVER_AFTER and len(self.urls) > 1:
+            self._failures = 0
+            index = self.urls.index(self.url) if self.url in self.urls else -1
+            self.url = self.urls[(index + 1) % len(self.urls)]
+            self.log.info("{client}: failing over to {url}", client=self, url=self.url)
+
     def _connected(self) -> None:
+        self._failures = 0
         self.backoff.reset()
         self._setState(State.CONNECTED)
 
