@@ -83,7 +83,7 @@ export class ChatterWidget extends Widget {
   async takeOver({ lines, username }, { restarted }) {
     this.scrollArea.prepend(...lines);
     this._scrollToEnd();
-    const what = restarted ? "The server restarted" : "You were away too long to keep your session";
+    const what = restarted ? "The server restarted" : "The connection was lost and your session could not be kept";
     if (username === null) {
       this.displayMessage(`${what}; please log in again.`);
       return;
