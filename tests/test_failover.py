@@ -82,3 +82,66 @@ async def test_noSayBeforeLoggingInAgain(cluster):
     assert outcome == [None], outcome
     await allOf([alice], lambda c: ("alice", "right away") in c.heard.messages, "the line heard")
     assert len(alice.heard.newSessions) == 1 and "expired" in alice.heard.newSessions[0]
+
+
+# In a browser
+
+from playwright.sync_api import expect  # noqa: E402
+from test_browser import browser, openChat  # noqa: E402,F401  (fixtures)
+from test_state_file import pageErrors  # noqa: E402
+
+
+def test_pageFailsOverToTheWelcomesUrls(redisServer: RedisServer, tmp_path, openChat):  # noqa: F811
+    """A Chromium page served by A, A SIGKILLed: the page moves to B by the welcome's URLs and resumes its session there, transcript and name kept."""
+    needRedis()
+    a, b = OnePort(tmp_path, freePort()), OnePort(tmp_path, freePort())
+    try:
+        urls = [f"ws://127.0.0.1:{port}/live" for port in (a.port, b.port)]
+        options = ("--redis", redisServer.url, "--grace-period", "10",
+                   "--public-url", urls[0], "--public-url", urls[1],
+                   "--allowed-origin", f"http://127.0.0.1:{a.port}")
+        victim, survivor = a.start(*options), b.start(*options)
+        alice = openChat(url=victim.url)
+        alice.login("alice")
+        alice.say("before")
+        alice.expectLine("alice: before")
+        session = alice.page.evaluate("() => liveSocket.session")
+        assert alice.page.evaluate("() => liveSocket.urls") == urls
+
+        harness.Cluster.kill(None, victim)  # SIGKILL by its PID
+        expect(alice.page.locator("html")).to_have_attribute("data-live-status", "reconnecting")
+        try:
+            expect(alice.page.locator("html")).to_have_attribute("data-live-status", "connected")
+        except AssertionError as e:
+            where = alice.page.evaluate("() => [liveSocket.url, liveSocket.urls]")
+            raise AssertionError(f"not back, at {where}; {alice.errors[-3:]}\n{survivor.log()[-2000:]}") from e
+        assert alice.page.evaluate("() => liveSocket.url") == urls[1]
+        assert alice.page.evaluate("() => liveSocket.session") == session
+        alice.say("after")
+        expect(alice.scrollArea.locator(".message.user")).to_have_text(["alice: before", "alice: after"])
+        expect(alice.page.locator('[name="loggedInAs"]')).to_have_text("Logged in as alice")
+        assert alice.page.locator("[data-live-notice]").is_hidden()
+        assert pageErrors(alice) == []
+    finally:
+        a.stopAll()
+        b.stopAll()
+
+
+def test_publicUrlOptions():
+    """--public-url takes WebSocket URLs only, and the page's policy lets it connect to them."""
+    import pytest
+    from twisted.python import usage
+
+    from chatthing.live import LiveSite
+    from chatthing.tap import Options
+
+    options = Options()
+    options.parseOptions(["--element", "chatthing.chatterbox.chat", "--public-url", "wss://a.example/live",
+                          "--public-url", "ws://127.0.0.1:9/live"])
+    settings = options["settings"]
+    assert settings.publicUrls == ("wss://a.example/live", "ws://127.0.0.1:9/live")
+    policy = LiveSite(options["application"], settings=settings).securityHeaders[b"Content-Security-Policy"]
+    assert b"connect-src 'self' wss://a.example/live ws://127.0.0.1:9/live;" in policy
+    for bad in ("https://a.example/live", "wss:///live", "ws://a.example/live?x=1"):
+        with pytest.raises(usage.UsageError, match="--public-url must be"):
+            Options().parseOptions(["--element", "chatthing.chatterbox.chat", "--public-url", bad])

@@ -187,3 +187,17 @@ def test_pageLogsInAgainAfterRestartWithoutStateFile(onePort, openChat):
     assert alice.lines.all_inner_texts()[:len(before)] == before
     assert alice.page.locator("[data-live-notice]").is_hidden()
     assert pageErrors(alice) == []
+
+
+def test_stateFileOptions(tmp_path):
+    """--state-file is refused with --redis (Redis keeps the sessions), and its bound must be a number of bytes."""
+    from twisted.python import usage
+
+    from chatthing.tap import Options
+
+    base = ["--element", "chatthing.chatterbox.chat", "--state-file", str(tmp_path / "s.json")]
+    assert Options().parseOptions(base) is None
+    with pytest.raises(usage.UsageError, match="--state-file is for a process that runs alone"):
+        Options().parseOptions([*base, "--redis", "redis://127.0.0.1:6379/0"])
+    with pytest.raises(usage.UsageError, match="--state-file-max-bytes must be"):
+        Options().parseOptions([*base, "--state-file-max-bytes", "lots"])

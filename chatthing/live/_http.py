@@ -16,7 +16,7 @@ is refused with 413 before it is read.
 """
 
 from collections import OrderedDict
-from typing import Any, Callable, Protocol, cast
+from typing import Any, Callable, Protocol, Sequence, cast
 
 from prometheus_client import CollectorRegistry, Counter
 from twisted.internet.protocol import connectionDone
@@ -39,6 +39,22 @@ SECURITY_HEADERS = {
     b"X-Frame-Options": b"DENY",
     b"Referrer-Policy": b"no-referrer",
 }
+
+def withConnectSources(urls: Sequence[str]) -> dict[bytes, bytes]:
+    """
+    L{SECURITY_HEADERS}, with the page also allowed to open WebSockets to
+    C{urls} (the cluster's public URLs, which it fails over to); as they
+    are if there are none.
+    """
+    headers = dict(SECURITY_HEADERS)
+    sources = [url.encode("ascii", "ignore") for url in urls
+               if url.isascii() and not any(c in url for c in " ;,'\"")]
+    if sources:
+        policy = headers[b"Content-Security-Policy"]
+        headers[b"Content-Security-Policy"] = policy.replace(
+            b"connect-src 'self'", b" ".join([b"connect-src 'self'", *sources]))
+    return headers
+
 
 #: Why HTTP requests are refused, as the C{reason} label of
 #: C{live_http_refused}.

@@ -22,7 +22,14 @@ from ._element import LiveElement
 from ._factory import LiveServerFactory
 from ._health import HealthResource
 from ._hosts import HostCheck
-from ._http import HOST_NOT_ALLOWED, SECURITY_HEADERS, BoundedHTTPChannel, HTTPRefusals, limitRequests
+from ._http import (
+    HOST_NOT_ALLOWED,
+    SECURITY_HEADERS,
+    BoundedHTTPChannel,
+    HTTPRefusals,
+    limitRequests,
+    withConnectSources,
+)
 from ._logsafe import cut
 from ._metrics import MetricsResource
 from ._settings import LiveSettings
@@ -44,10 +51,10 @@ class SecureRequest(Request):
     """
 
     def process(self) -> None:
-        for name, value in SECURITY_HEADERS.items():
-            self.setHeader(name, value)
         # Request.process sets self.site from the channel; it has not run yet.
         site: Any = cast(BoundedHTTPChannel, self.channel).site
+        for name, value in getattr(site, "securityHeaders", SECURITY_HEADERS).items():
+            self.setHeader(name, value)
         check = getattr(site, "hostCheck", None)
         if check is not None and self.path.split(b"?", 1)[0] != b"/healthz":
             host = self.getHeader(b"host")
@@ -245,6 +252,9 @@ class LiveSite(Site):
         self.metrics, self.health = self.liveFactory.metrics, HealthResource()
         page.putChild(b"healthz", self.health.public())
         self.hostCheck = HostCheck(settings.allowedHosts)
+        #: L{SECURITY_HEADERS}, the page allowed to connect to the cluster's
+        #: other processes too (C{settings.publicUrls}), to fail over.
+        self.securityHeaders = withConnectSources(settings.publicUrls)
         limitRequests(self, HTTPRefusals(self.metrics.registry, self.reactor.seconds),
                       settings.requestHeaderTimeout, settings.maxUnfinishedRequests,
                       settings.maxRequestBodyBytes)
