@@ -76,6 +76,35 @@ async def test_restartWithStateFileResumesEveryone(onePort, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_restoredNameIsHeldUntilItsPageIsGone(onePort, tmp_path):
+    """After a restart with a state file, a name whose page does not come back stays taken for the grace period, then leaves once, announced."""
+    from chatthing.live.testing import LiveTestClient
+
+    options = ("--state-file", str(tmp_path / "state.json"), "--drain-seconds", "0", "--grace-period", "3")
+    first = onePort.start(*options)
+    clients: list[ChatClient] = []
+    try:
+        alice = await chatClient(first, "alice", clients)
+        # A page that never reconnects by itself.
+        bob = await LiveTestClient.connect(first.wsUrl)
+        assert (await bob.call("setUsername", "bob"))["type"] == "result"
+        await eventually(lambda: alice.heard.presence == ["alice", "bob"], "bob in presence")
+        await onePort.sigterm(first)
+        second = onePort.start(*options)
+        assert int(second.waitForLog(RESUMING).group(1)) == 2
+        await eventually(lambda: alice.connected, "alice back")
+        # bob's session waits for its page: the name is not free.
+        taken = await withDeadline(ChatClient.connect(second.wsUrl, "bob").addErrback(lambda f: f.value))
+        assert getattr(taken, "name", None) == "UsernameTaken", taken
+        await eventually(lambda: alice.heard.presence == ["alice"], "bob gone after the grace period")
+        assert alice.heard.alertsWith("has left") == [" * user bob has left the room"]
+        assert alice.heard.newSessions == []
+    finally:
+        for client in clients:
+            await withDeadline(client.close(), 5)
+
+
+@pytest_twisted.ensureDeferred
 async def test_corruptStateFileIsOneLineAndAFreshStart(onePort, tmp_path):
     """A corrupt state file, or one of another version: one log line, set aside, and a normal start."""
     stateFile = tmp_path / "state.json"
@@ -102,6 +131,7 @@ def test_stateFileIsWrittenWholeAndBounded(tmp_path):
     small = StateFile(str(path), maxBytes=2048)
     assert small.write({"sessions": [], "app": None}) > 0
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    assert path.stat().st_mode & 0o777 == 0o600  # session ids: the server's user's only
     with pytest.raises(Exception, match="more than the 2048 allowed"):
         small.write({"sessions": [], "app": "x" * 4096})
     assert json.loads(path.read_text())["app"] is None  # the old file is left whole

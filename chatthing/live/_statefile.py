@@ -93,7 +93,9 @@ class StateFile:
         if len(data) > self.maxBytes:
             raise StateUnusable(f"the state is {len(data)} bytes, more than the {self.maxBytes} allowed")
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as file:
+        # It holds the session ids, which resume sessions: for the server's user only.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
