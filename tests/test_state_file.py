@@ -13,6 +13,7 @@ seconds (then the test fails saying so) -- never a fixed port.
 """
 
 import json
+import re
 import signal
 from collections import Counter
 
@@ -231,3 +232,53 @@ def test_stateFileOptions(tmp_path):
         Options().parseOptions([*base, "--redis", "redis://127.0.0.1:6379/0"])
     with pytest.raises(usage.UsageError, match="--state-file-max-bytes must be"):
         Options().parseOptions([*base, "--state-file-max-bytes", "lots"])
+
+
+def test_pageSaysWhenItsNameWasTakenAfterRestart(onePort, openChat, tmp_path):
+    """Without a state file, if someone took the page's name while it was away, the page keeps its transcript, says so, and shows the login box."""
+    import subprocess
+    import sys
+
+    from conftest import subprocessEnvironment
+
+    first = onePort.start("--drain-seconds", "0")
+    alice = openChat(url=first.url)
+    alice.login("alice")
+    alice.say("mine")
+    alice.expectLine("alice: mine")
+    # The page waits to come back until told to (below)...
+    alice.page.evaluate("() => { liveSocket.backoff.base = 600000; liveSocket.backoff.cap = 600000; }")
+    sigtermAndWait(first)
+    second = onePort.start("--drain-seconds", "0")
+    # ...by when a bot (in another process, so this one's reactor may wait) holds the name.
+    bot = subprocess.Popen(
+        [sys.executable, "-c", BOT, second.wsUrl], env=subprocessEnvironment(),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert bot.stdout.readline().strip() == "alice"
+        alice.page.wait_for_function("() => liveSocket.state === 'reconnecting'")
+        alice.page.evaluate("() => liveSocket.retryNow()")
+        alice.expectLine(re.compile(r"^The server restarted, and you could not log in again as alice: "
+                                    r".*taken"))
+        expect(alice.page.locator('[name="chooseBox"]')).to_be_visible()
+        expect(alice.page.locator('[name="loginError"]')).to_contain_text("taken")
+        alice.expectLine("alice: mine")
+        assert pageErrors(alice) == []
+    finally:
+        bot.kill()
+        bot.wait()
+
+
+#: A bot that logs in as alice, prints its name, and stays until killed.
+BOT = """
+import sys
+from twisted.internet import defer, task
+from chatthing.client import ChatClient
+
+async def main(reactor):
+    client = await ChatClient.connect(sys.argv[1], "alice")
+    print(client.username, flush=True)
+    await defer.Deferred()
+
+task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
+"""
