@@ -8,6 +8,9 @@ never says anything before it has logged in again.
 """
 
 import pytest_twisted
+from playwright.sync_api import expect
+from test_browser import browser, openChat  # noqa: F401  (fixtures)
+from test_state_file import pageErrors
 from cluster import GRACE_PERIOD, RedisServer, freePort, needRedis, pause
 from oneport import OnePort, chatClient
 from test_cluster import Transcript, allOf
@@ -85,10 +88,6 @@ async def test_noSayBeforeLoggingInAgain(cluster):
 
 
 # In a browser
-
-from playwright.sync_api import expect  # noqa: E402
-from test_browser import browser, openChat  # noqa: E402,F401  (fixtures)
-from test_state_file import pageErrors  # noqa: E402
 
 
 def test_pageFailsOverToTheWelcomesUrls(redisServer: RedisServer, tmp_path, openChat):  # noqa: F811

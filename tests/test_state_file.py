@@ -19,6 +19,8 @@ from collections import Counter
 
 import pytest
 import pytest_twisted
+from playwright.sync_api import expect
+from test_browser import browser, openChat  # noqa: F401  (fixtures)
 from conftest import TwistdServer, eventually, withDeadline
 from oneport import chatClient, onePort  # noqa: F401  (a fixture)
 
@@ -143,9 +145,6 @@ def test_stateFileIsWrittenWholeAndBounded(tmp_path):
 
 
 # In a browser
-
-from playwright.sync_api import expect  # noqa: E402
-from test_browser import browser, openChat  # noqa: E402,F401  (fixtures)
 
 
 def pageErrors(chat) -> list[str]:
