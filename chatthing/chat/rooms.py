@@ -26,10 +26,11 @@ from ..backplane import (
     Presence,
     memberList,
 )
-from ..live import SessionMoved, Stream
+from ..live import SessionMoved, Stream, encodeArgs
 from . import widget
 from .element import ChatterElement
 from .parts import Chatter
+from .presence import PRESENCE_INTERVAL, PresenceBatch, PresenceThrottle, alertLines
 from .names import nameKey
 from .roommemory import History, RoomBytes, RoomMemory
 from .said import ACTION, MESSAGE, Said, historyCall
@@ -41,11 +42,11 @@ DEFAULT_HISTORY = 50
 #: How many frames of its C{room} stream a room keeps for pages that resume.
 STREAM_HISTORY = 1000
 
-#: The widget methods the roster calls on a room's stream when a name joins
-#: the room, or leaves it (a rename is both), and the key names are held
-#: under (lookalikes are one name): the chat's terms, which the backplane
-#: speaks (L{chatthing.backplane.Presence}).
-PRESENCE = Presence(joined=widget.PRESENCE_JOINED, left=widget.PRESENCE_LEFT, nameKey=nameKey)
+#: The widget method the roster calls on a room's stream with a batch of
+#: presence changes (who joined, who left: a rename is both), and the key
+#: names are held under (lookalikes are one name): the chat's terms, which
+#: the backplane speaks (L{chatthing.backplane.Presence}).
+PRESENCE = Presence(changed=widget.PRESENCE_CHANGED, nameKey=nameKey)
 
 #: Seconds during which a page's further "typing" calls are not passed on
 #: (the page itself sends at most one every 2 s).
@@ -86,6 +87,8 @@ class Room:
         alerts: Stream | None = None,
         memory: RoomMemory | None = None,
         admit: Callable[["Room"], None] = lambda room: None,
+        presenceInterval: float = PRESENCE_INTERVAL,
+        reactor: Any = None,
     ) -> None:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
@@ -105,9 +108,11 @@ class Room:
         self.typingInterval = typingInterval
         self._online: dict[str, Chatter] = {}
         self._presence: dict[str, str] = {}
-        self._presenceChanges: deque[tuple[int, str, str]] = deque(maxlen=streamHistory)
+        self._presenceChanges: deque[tuple[int, list[str], list[str]]] = deque(maxlen=streamHistory)
         self._stampedSecond: int | None = None
         self._lastStamp = 0
+        self._presenceJSON: bytes | None = None
+        self.throttle = PresenceThrottle(self._publishPresence, presenceInterval, reactor)
         self.stream.observe(self._heard)
         self.backplane.roster.members(name, self.stream).addCallbacks(
             self._startPresence,
@@ -148,6 +153,16 @@ class Room:
         """
         return memberList(self._presence.values())
 
+    def presenceArgs(self) -> bytes:
+        """
+        C{updatePresence}'s arguments, C{[names]}, encoded: once per change
+        of the list, however many pages connect meanwhile (each page's own
+        frame splices them in, numbered for that page).
+        """
+        if self._presenceJSON is None:
+            self._presenceJSON = encodeArgs([self.presence()])
+        return self._presenceJSON
+
     def welcome(self, chatter: Chatter) -> None:
         """
         A page has connected: show it the room's last messages, then send it
@@ -179,7 +194,7 @@ class Room:
                 method, args = historyCall(list(self.history))
                 chatter.notifyRemote(method, *args)
             # The whole list once; then the room's stream says who comes and goes.
-            chatter.notifyRemote(widget.UPDATE_PRESENCE, self.presence())
+            chatter.notifyRemoteEncoded(widget.UPDATE_PRESENCE, self.presenceArgs())
         chatter.subscribe(self.stream)
         chatter.subscribe(self.typingStream)
         if self.alerts is not None:
@@ -207,9 +222,11 @@ class Room:
             chatter.username = name
             chatter.sessionStateChanged()
             self.log.info("{user} joined {room}", user=name, room=self.name)
+            self.throttle.batch.joined(name)
+            self.throttle.changed()
             return name
 
-        d = self._hold(chatter, name, f" * user {name} has joined the room")
+        d = self._hold(chatter, name)
         return d.addBoth(done).addCallback(held)
 
     def rename(self, chatter: Chatter, username: str) -> Deferred:
@@ -232,20 +249,19 @@ class Room:
             chatter.username = name
             chatter.sessionStateChanged()
             self.log.info("{old} is now {new} in {room}", old=old, new=name, room=self.name)
+            self.throttle.batch.renamed(old, name)
+            self.throttle.changed()
             return name
 
-        return self._hold(chatter, name, f" * user {old} is now known as {name}").addCallback(held)
+        return self._hold(chatter, name).addCallback(held)
 
-    def _hold(self, chatter: Chatter, name: str, announcement: str) -> Deferred:
+    def _hold(self, chatter: Chatter, name: str) -> Deferred:
         # Once the room's stream is ready: a page that opened the room on
         # this process is subscribed by then (it asked first), so it gets
-        # its own announcement.
+        # its own announcement (published with the room's next batch).
         d = self.stream.ready()
         d.addCallback(lambda _: self.backplane.roster.hold(
-            chatter, name, self.name, self.stream,
-            announce=self._stamped(widget.DISPLAY_MESSAGE, announcement),
-            onLeave=self._onLeave(name),
-        ))
+            chatter, name, self.name, self.stream, onLeave=self._onLeave(name)))
 
         def taken(failure: Failure) -> None:
             failure.trap(NameTaken)
@@ -273,18 +289,34 @@ class Room:
             del self._online[name.casefold()]
             if not isinstance(reason, SessionMoved):
                 self.log.info("{user} left {room}", user=name, room=self.name)
-                self.backplane.roster.release(
-                    chatter, self._stamped(widget.DISPLAY_MESSAGE, f" * user {name} has left the room")
-                ).addErrback(lambda failure: self.log.failure(
-                    "could not announce that {user} left", failure, user=name))
+                self.backplane.roster.release(chatter).addErrback(lambda failure: self.log.failure(
+                    "could not let go of {user}'s name", failure, user=name))
+                self.throttle.batch.left(name)
+                self.throttle.changed()
         if not self.chatters:
             # Nobody left who could resume: the frames kept for that go.
             self.bytes.account(dropReplay=True)
+
+    def _publishPresence(self, batch: PresenceBatch) -> None:
+        """
+        Publish one batch of presence changes: its alert lines (dated) and
+        one C{presenceChanged}, which the roster adds (it keeps the room's
+        list, shared by every process, in step with the stream).
+        """
+        joined, left = batch.diff()
+        calls: list[Call] = []
+        for line in alertLines(batch.events):
+            calls.extend(self._stamped(widget.DISPLAY_MESSAGE, line))
+        d = self.backplane.roster.publishChanges(self.name, self.stream, calls, joined, left)
+        if d is not None:
+            d.addErrback(lambda failure: self.log.failure(
+                "{room}: could not publish who came and went", failure, room=self.name))
 
     def tellHere(self, message: str) -> None:
         """
         Show C{message} to the room's pages on this process only.
         """
+        self.throttle.flush()
         stream = self.stream.fallback or self.stream
         stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
 
@@ -294,6 +326,7 @@ class Room:
 
         @return: how many pages of this process it was sent to.
         """
+        self.throttle.flush()
         self.stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
         return len(self.chatters)
 
@@ -322,6 +355,7 @@ class Room:
         stream delivers it (L{_heard}), on every process alike.
         """
         method, args = said.call()
+        self.throttle.flush()
         return self.stream.publish(self._stamped(method, *args))
 
     def typing(self, who: Chatter) -> bool:
@@ -362,17 +396,25 @@ class Room:
             self.history.append(said)
         elif method == widget.MESSAGE_TIME and args and isinstance(args[0], int):
             self._lastStamp = args[0]
-        elif method in (widget.PRESENCE_JOINED, widget.PRESENCE_LEFT) and len(args) == 1 and isinstance(args[0], str):
+        elif method == widget.PRESENCE_CHANGED and _namesLists(args):
+            joined, left = args
             if not self._presenceStarted:
-                self._presenceChanges.append((self.stream.offset, method, args[0]))
-            self._changePresence(method, args[0])
+                self._presenceChanges.append((self.stream.offset, joined, left))
+            self._changePresence(joined, left)
         self.bytes.account(dropReplay=not self.chatters)
 
-    def _changePresence(self, method: str, name: str) -> None:
-        if method == widget.PRESENCE_JOINED:
+    def _changePresence(self, joined: list[str], left: list[str]) -> None:
+        """
+        Apply one batch: those who left go, then those who joined come
+        (idempotent, so a batch a snapshot has seen already changes
+        nothing).
+        """
+        for name in left:
+            if self._presence.get(name.casefold()) == name:
+                del self._presence[name.casefold()]
+        for name in joined:
             self._presence[name.casefold()] = name
-        elif self._presence.get(name.casefold()) == name:
-            del self._presence[name.casefold()]
+        self._presenceJSON = None
 
     def _startPresence(self, snapshot: tuple[list[str], int]) -> None:
         """
@@ -382,9 +424,18 @@ class Room:
         """
         names, offset = snapshot
         self._presence = {name.casefold(): name for name in names}
-        for at, method, name in self._presenceChanges:
+        self._presenceJSON = None
+        for at, joined, left in self._presenceChanges:
             if at > offset:
-                self._changePresence(method, name)
+                self._changePresence(joined, left)
         # Needed only until now.
         self._presenceStarted = True
         self._presenceChanges.clear()
+
+
+def _namesLists(args: list) -> bool:
+    """
+    Whether C{args} are C{presenceChanged}'s: two lists of names.
+    """
+    return (len(args) == 2 and all(isinstance(names, list) for names in args)
+            and all(isinstance(name, str) for names in args for name in names))

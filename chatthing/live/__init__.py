@@ -38,7 +38,7 @@ from ._sessionstore import LocalSessions, SessionRecord, SessionStore, StoredSes
 from ._settings import LiveSettings
 from ._stream import PassingStream, Stream, runningCall
 from ._web import LiveSite
-from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
+from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION, encodeArgs
 
 __all__ = [
     "ANY_HOST",
@@ -69,6 +69,7 @@ __all__ = [
     "TooManyPendingCalls",
     "expose",
     "defaultReactor",
+    "encodeArgs",
     "AppCheckFailed",
     "ElementUnavailable",
     "checkElementModule",

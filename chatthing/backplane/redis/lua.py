@@ -6,7 +6,8 @@ Keys: C{PREFIX stream:KEY} (a Redis stream of calls, each entry C{c}: the
 call's JSON C{[method, args]}, C{o}: its origin; its pub/sub channel has
 the same name), C{PREFIX names} (case-folded name -> holder),
 C{PREFIX holder:SESSION} (the name a session holds: key, name, group,
-stream, onLeave), C{PREFIX group:GROUP} (case-folded name -> name),
+stream, onLeave), C{PREFIX group:GROUP} (name key -> name: who the group
+shows, changed only with the batches published on its stream, L{CHANGES}),
 C{PREFIX session:SESSION} (page, state, proc), C{PREFIX proc:PROC:sessions},
 C{PREFIX procs} (process -> time of its last heartbeat, in ms).
 """
@@ -21,26 +22,58 @@ local function append(stream, maxlen, origin, call)
   return seq
 end
 
-local function presenceChange(stream, maxlen, origin, method, name)
-  append(stream, maxlen, origin, '[' .. method .. ',[' .. cjson.encode(name) .. ']]')
+-- A JSON array of names (cjson makes {} of an empty table).
+local function names(list)
+  if #list == 0 then return '[]' end
+  return cjson.encode(list)
 end
 
-local function release(prefix, holder, maxlen, origin, leftMethod, announce)
+-- One batch of presence changes: [method, [joined, left]].
+local function changed(method, joined, left)
+  return '[' .. method .. ',[' .. names(joined) .. ',' .. names(left) .. ']]'
+end
+
+-- Lets go of a holder's name; its record {key, name, group, stream,
+-- onLeave}, or nil if it held none.
+local function letGo(prefix, holder)
   local h = prefix .. 'holder:' .. holder
-  local key = redis.call('HGET', h, 'key')
-  if not key then return 0 end
-  local group = redis.call('HGET', h, 'group')
-  local stream = redis.call('HGET', h, 'stream')
-  local name = redis.call('HGET', h, 'name')
-  if redis.call('HGET', prefix .. 'names', key) == holder then
-    redis.call('HDEL', prefix .. 'names', key)
+  local record = redis.call('HMGET', h, 'key', 'name', 'group', 'stream', 'onLeave')
+  if not record[1] then return nil end
+  if redis.call('HGET', prefix .. 'names', record[1]) == holder then
+    redis.call('HDEL', prefix .. 'names', record[1])
   end
-  redis.call('HDEL', prefix .. 'group:' .. group, key)
-  if announce == nil then announce = cjson.decode(redis.call('HGET', h, 'onLeave')) end
   redis.call('DEL', h)
-  for _, call in ipairs(announce) do append(stream, maxlen, origin, call) end
-  presenceChange(stream, maxlen, origin, leftMethod, name)
-  return 1
+  return record
+end
+"""
+
+#: Ending the sessions of a dead process: each name shown in its group
+#: leaves, and each group is told in one batch (the holders' onLeave calls,
+#: then one change with every name that left).
+_REAP = _APPEND + """
+local reaped, reapedOrder = {}, {}
+local function reap(prefix, holder)
+  local record = letGo(prefix, holder)
+  if not record then return end
+  local group = prefix .. 'group:' .. record[3]
+  if redis.call('HGET', group, record[1]) ~= record[2] then return end
+  redis.call('HDEL', group, record[1])
+  local batch = reaped[record[4]]
+  if not batch then
+    batch = {names = {}, calls = {}}
+    reaped[record[4]] = batch
+    reapedOrder[#reapedOrder + 1] = record[4]
+  end
+  batch.names[#batch.names + 1] = record[2]
+  for _, call in ipairs(cjson.decode(record[5])) do batch.calls[#batch.calls + 1] = call end
+end
+local function publishReaped(maxlen, origin, method)
+  for _, stream in ipairs(reapedOrder) do
+    local batch = reaped[stream]
+    for _, call in ipairs(batch.calls) do append(stream, maxlen, origin, call) end
+    table.sort(batch.names)
+    append(stream, maxlen, origin, changed(method, {}, batch.names))
+  end
 end
 """
 
@@ -70,40 +103,71 @@ end
 return seq
 """
 
-#: KEYS: names, holder:H, group:G, stream.  ARGV: prefix, key, name, holder,
-#: group, onLeave JSON, maxlen, origin, joined method JSON, left method JSON,
-#: quiet ("1": no announcement, for a resync), announce call...
-#: Publishes the announcement, then who left (a renamed holder's old name)
-#: and who joined.  Returns 0 if someone else holds the name, 1 if held
-#: now, 2 if held already.
-HOLD = _APPEND + """
-local owner = redis.call('HGET', KEYS[1], ARGV[2])
-if owner and owner ~= ARGV[4] then return 0 end
-if owner == ARGV[4] and redis.call('HGET', KEYS[2], 'name') == ARGV[3] then return 2 end
+#: KEYS: names, holder:H, group:G, stream.  ARGV: key, name, holder, group,
+#: onLeave JSON, resync ("1": the name is shown in the group already, as
+#: it was before Redis lost it).  Holds the name (letting go of the
+#: holder's old one); publishes nothing: who joined is published with the
+#: room's next batch (L{CHANGES}).  Returns 0 if someone else holds the
+#: name, 1 if held now, 2 if held already.
+HOLD = """
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner and owner ~= ARGV[3] then return 0 end
+if owner == ARGV[3] and redis.call('HGET', KEYS[2], 'name') == ARGV[2] then return 2 end
 local oldKey = redis.call('HGET', KEYS[2], 'key')
-local oldName = redis.call('HGET', KEYS[2], 'name')
-if oldKey then
-  redis.call('HDEL', KEYS[1], oldKey)
-  redis.call('HDEL', ARGV[1] .. 'group:' .. redis.call('HGET', KEYS[2], 'group'), oldKey)
-end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
-redis.call('HSET', KEYS[2], 'key', ARGV[2], 'name', ARGV[3], 'group', ARGV[5],
-           'stream', KEYS[4], 'onLeave', ARGV[6])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-if ARGV[11] ~= '1' then
-  for i = 12, #ARGV do append(KEYS[4], ARGV[7], ARGV[8], ARGV[i]) end
-end
-if oldName then presenceChange(KEYS[4], ARGV[7], ARGV[8], ARGV[10], oldName) end
-presenceChange(KEYS[4], ARGV[7], ARGV[8], ARGV[9], ARGV[3])
+if oldKey then redis.call('HDEL', KEYS[1], oldKey) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'key', ARGV[1], 'name', ARGV[2], 'group', ARGV[4],
+           'stream', KEYS[4], 'onLeave', ARGV[5])
+if ARGV[6] == '1' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
 return 1
 """
 
-#: ARGV: prefix, holder, maxlen, origin, left method JSON, announce call...
+#: ARGV: prefix, holder.  Lets go of the holder's name; publishes nothing.
 #: Returns 1 if the holder held a name, else 0.
 RELEASE = _APPEND + """
-local announce = {}
-for i = 6, #ARGV do announce[#announce + 1] = ARGV[i] end
-return release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], announce)
+if letGo(ARGV[1], ARGV[2]) then return 1 end
+return 0
+"""
+
+#: KEYS: group:G, stream.  ARGV: prefix, group, maxlen, origin, changed
+#: method JSON, the number of calls, the calls..., the number of names that
+#: joined, then (key, name) for each that joined, then for each that left.
+#: Publishes the calls and one change with who joined and who left, and
+#: changes the group's list to match, together (so a process that reads
+#: the list and the stream's offset at once, L{MEMBERS}, is never a batch
+#: off).  A name that left which someone holds in the group under exactly
+#: that name again (they came back through another process) is left out.
+CHANGES = _APPEND + """
+local prefix, group, maxlen, origin, method = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local i = 6
+local calls = {}
+for _ = 1, tonumber(ARGV[i]) do i = i + 1; calls[#calls + 1] = ARGV[i] end
+i = i + 1
+local joinedCount = tonumber(ARGV[i])
+i = i + 1
+local joined, left = {}, {}
+for _ = 1, joinedCount do
+  joined[#joined + 1] = {ARGV[i], ARGV[i + 1]}
+  i = i + 2
+end
+for j = i, #ARGV - 1, 2 do
+  local key, name = ARGV[j], ARGV[j + 1]
+  local holder = redis.call('HGET', prefix .. 'names', key)
+  local held = nil
+  if holder then held = redis.call('HMGET', prefix .. 'holder:' .. holder, 'name', 'group') end
+  if not (held and held[1] == name and held[2] == group) then
+    if redis.call('HGET', KEYS[1], key) == name then redis.call('HDEL', KEYS[1], key) end
+    left[#left + 1] = name
+  end
+end
+local joinedNames = {}
+for _, pair in ipairs(joined) do
+  redis.call('HSET', KEYS[1], pair[1], pair[2])
+  joinedNames[#joinedNames + 1] = pair[2]
+end
+for _, call in ipairs(calls) do append(KEYS[2], maxlen, origin, call) end
+append(KEYS[2], maxlen, origin, changed(method, joinedNames, left))
+return 1
 """
 
 #: KEYS: session:S, proc:P:sessions.  ARGV: page, state JSON, proc.
@@ -147,17 +211,18 @@ return {record[1], record[2]}
 """
 
 #: KEYS: procs.  ARGV: prefix, proc, deadAfter ms, grace ms, maxlen,
-#: left method JSON.  Records this process's heartbeat, and ends the
-#: sessions (and names) of processes dead for longer than the grace period.
-#: Returns the ids of the sessions ended.
-HEARTBEAT = _APPEND + """
+#: changed method JSON.  Records this process's heartbeat, and ends the
+#: sessions (and names) of processes dead for longer than the grace period,
+#: one batch per group for all of them.  Returns the ids of the sessions
+#: ended.
+HEARTBEAT = _REAP + """
 local prefix, me = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], me, now)
 local ended = {}
 local function endSession(s)
-  release(prefix, s, ARGV[5], 'reaper', ARGV[6], nil)
+  reap(prefix, s)
   redis.call('DEL', prefix .. 'session:' .. s)
   ended[#ended + 1] = s
 end
@@ -171,14 +236,15 @@ for i = 1, #all, 2 do
     redis.call('HDEL', KEYS[1], p)
   end
 end
+publishReaped(ARGV[5], 'reaper', ARGV[6])
 return ended
 """
 
-#: ARGV: prefix, proc, maxlen, left method JSON, then the ids of this
+#: ARGV: prefix, proc, maxlen, changed method JSON, then the ids of this
 #: process's live sessions.  Ends the sessions recorded as this process's
-#: that it no longer has (they ended while Redis could not be told).
-#: Returns their ids.
-END_STALE = _APPEND + """
+#: that it no longer has (they ended while Redis could not be told), one
+#: batch per group.  Returns their ids.
+END_STALE = _REAP + """
 local prefix, me = ARGV[1], ARGV[2]
 local live = {}
 for i = 5, #ARGV do live[ARGV[i]] = true end
@@ -187,13 +253,14 @@ local ended = {}
 for _, s in ipairs(redis.call('SMEMBERS', set)) do
   if not live[s] then
     if redis.call('HGET', prefix .. 'session:' .. s, 'proc') == me then
-      release(prefix, s, ARGV[3], 'resync', ARGV[4], nil)
+      reap(prefix, s)
       redis.call('DEL', prefix .. 'session:' .. s)
       ended[#ended + 1] = s
     end
     redis.call('SREM', set, s)
   end
 end
+publishReaped(ARGV[3], 'resync', ARGV[4])
 return ended
 """
 
