@@ -197,13 +197,17 @@ async def test_aStaleLeaveIsLeftOut(redisServer, backplanes):  # noqa: F811
     assert await a.roster.members("r", sa) == (["ann"], sa.offset)
 
 
-@pytest_twisted.ensureDeferred
-async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, backplanes):  # noqa: F811
-    """When a process stops beating, another ends its sessions after the grace period: their
-    leaves are announced, with one presence batch for all of them."""
+async def aProcessDies(backplanes, redisServer, names: list[str], shown: list[str],
+                       presence: Presence = TERMS) -> tuple:
+    """
+    Process a holds C{names} in group r (C{shown} of them shown), each with
+    an onLeave line, then stops beating; once process b has ended its
+    sessions: b, and what b's page of the room got.
+    """
     a = await startBackplane(redisServer, gracePeriod=0.5)
     b = await startBackplane(redisServer, gracePeriod=0.5)
     backplanes += [a, b]
+    a.roster.usePresence(presence)
     a.deadAfter = b.deadAfter = 1.0
     (sa, _), (sb, pb) = await openStream(a), await openStream(b)
 
@@ -211,18 +215,39 @@ async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, ba
         return type("Session", (), {"ident": ident, "page": "/room/r", "element": type(
             "E", (), {"sessionState": lambda self: {"username": name}})()})()
 
-    for name in ("bob", "ann", "cy"):
+    for name in names:
         a.sessions.save(session(f"s-{name}", name))
         await a.roster.hold(Holder(f"s-{name}"), name, "r", sa, [("displayMessage", [f" * {name} left"])])
-    await a.roster.publishChanges("r", sa, [], ["ann", "bob"], [])  # cy is not shown yet
+    await a.roster.publishChanges("r", sa, [], shown, [])
     a._heartbeat.stop()  # the process freezes: no more heartbeats
-    await eventually(lambda: [c[1:] for c in pb.calls()[-1:]] == [("crowdMoved", [[], ["ann", "bob"]])],
+    await eventually(lambda: [c[1:] for c in pb.calls()[-1:]] == [("crowdMoved", [[], shown])],
                      "the leaves announced by the other process", deadline=15)
-    told = [x for _, m, x in pb.calls() if m == "displayMessage"]
-    assert sorted(told) == [[" * ann left"], [" * bob left"]]
     assert len([m for _, m, _ in pb.calls() if m == "crowdMoved"]) == 2
     assert await b.roster.members("r", sb) == ([], sb.offset)
+    return b, pb
+
+
+@pytest_twisted.ensureDeferred
+async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, backplanes):  # noqa: F811
+    """When a process stops beating, another ends its sessions after the grace period: their
+    leaves are announced, with one presence batch for all of them."""
+    b, pb = await aProcessDies(backplanes, redisServer, ["bob", "ann", "cy"], ["ann", "bob"])
+    told = [x for _, m, x in pb.calls() if m == "displayMessage"]
+    assert sorted(told) == [[" * ann left"], [" * bob left"]]  # cy was not shown yet
     assert await b.sessions.adopt("s-bob") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_manyNamesOfADeadProcessLeaveInOneLine(redisServer, backplanes):  # noqa: F811
+    """When more than the application's threshold of a dead process's names leave a group, one
+    line (the application's) tells them all, and one batch lists them."""
+    names = [f"u{i}" for i in range(5)]
+    many = Presence(changed="crowdMoved", nameKey=TERMS.nameKey,
+                    manyLeft=("gone", "{first}, {second} and {others} more"), manyAbove=3)
+    b, pb = await aProcessDies(backplanes, redisServer, names, names, many)
+    assert [(m, x) for _, m, x in pb.calls()][-2:] == [
+        ("gone", ["u0, u1 and 3 more"]), ("crowdMoved", [[], names])]
+    assert [m for _, m, _ in pb.calls()].count("displayMessage") == 0
 
 
 def test_downBackplaneRefusesNamesAfterAWhile():

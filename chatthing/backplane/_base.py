@@ -43,10 +43,19 @@ class Presence:
     @ivar nameKey: the key a name is held under: two names with the same
         key cannot be held at once.  It must give the same key in every
         process (a Redis roster compares keys there).
+    @ivar manyLeft: when more than C{manyAbove} names of a dead process
+        leave a group at once, the call C{(method, text)} published once
+        for all of them instead of each holder's C{onLeave}: C{text} with
+        C{{first}}, C{{second}} (the first two names, sorted) and
+        C{{others}} (how many more) filled in.  L{None}: each holder's
+        C{onLeave}, however many.
+    @ivar manyAbove: see C{manyLeft}.
     """
 
     changed: str = "changed"
     nameKey: Callable[[str], str] = str.casefold
+    manyLeft: tuple[str, str] | None = None
+    manyAbove: int = 3
 
     @property
     def left(self) -> str:

@@ -131,11 +131,18 @@ def _oneLine(event: _Event) -> str:
     return f" * user {event.name} is now known as {event.new}"
 
 
+#: The line for many joins or leaves in one batch (C{{kind}}: C{joined},
+#: C{left}); with C{left} filled in, what the backplane publishes when many
+#: users of a dead process leave a room at once (L{chatthing.backplane.Presence.manyLeft}).
+MANY_LINE = " * {first}, {second} and {others} others {kind} the room"
+MANY_LEFT_LINE = MANY_LINE.replace("{kind}", "left")
+
+
 def _manyLine(kind: str, events: list[_Event]) -> str:
     if kind == "renamed":
         return f" * {len(events)} users changed their names"
-    first, second = events[0].name, events[1].name
-    return f" * {first}, {second} and {len(events) - 2} others {kind} the room"
+    return MANY_LINE.format(first=events[0].name, second=events[1].name,
+                            others=len(events) - 2, kind=kind)
 
 
 class PresenceThrottle:

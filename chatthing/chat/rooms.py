@@ -30,7 +30,14 @@ from ..live import SessionMoved, Stream, encodeArgs
 from . import widget
 from .element import ChatterElement
 from .parts import Chatter
-from .presence import PRESENCE_INTERVAL, PresenceBatch, PresenceThrottle, alertLines
+from .presence import (
+    ALERT_THRESHOLD,
+    MANY_LEFT_LINE,
+    PRESENCE_INTERVAL,
+    PresenceBatch,
+    PresenceThrottle,
+    alertLines,
+)
 from .names import nameKey
 from .roommemory import History, RoomBytes, RoomMemory
 from .said import ACTION, MESSAGE, Said, historyCall
@@ -46,7 +53,8 @@ STREAM_HISTORY = 1000
 #: presence changes (who joined, who left: a rename is both), and the key
 #: names are held under (lookalikes are one name): the chat's terms, which
 #: the backplane speaks (L{chatthing.backplane.Presence}).
-PRESENCE = Presence(changed=widget.PRESENCE_CHANGED, nameKey=nameKey)
+PRESENCE = Presence(changed=widget.PRESENCE_CHANGED, nameKey=nameKey,
+                    manyLeft=(widget.DISPLAY_MESSAGE, MANY_LEFT_LINE), manyAbove=ALERT_THRESHOLD)
 
 #: Seconds during which a page's further "typing" calls are not passed on
 #: (the page itself sends at most one every 2 s).

@@ -34,10 +34,10 @@ local function changed(method, joined, left)
 end
 
 -- Lets go of a holder's name; its record {key, name, group, stream,
--- onLeave}, or nil if it held none.
+-- onLeave, many}, or nil if it held none.
 local function letGo(prefix, holder)
   local h = prefix .. 'holder:' .. holder
-  local record = redis.call('HMGET', h, 'key', 'name', 'group', 'stream', 'onLeave')
+  local record = redis.call('HMGET', h, 'key', 'name', 'group', 'stream', 'onLeave', 'many')
   if not record[1] then return nil end
   if redis.call('HGET', prefix .. 'names', record[1]) == holder then
     redis.call('HDEL', prefix .. 'names', record[1])
@@ -49,7 +49,9 @@ end
 
 #: Ending the sessions of a dead process: each name shown in its group
 #: leaves, and each group is told in one batch (the holders' onLeave calls,
-#: then one change with every name that left).
+#: or one call for all of them if more than "above" left and the holders
+#: were given "many": [method, text, above], text's {first}, {second} and
+#: {others} filled in; then one change with every name that left).
 _REAP = _APPEND + """
 local reaped, reapedOrder = {}, {}
 local function reap(prefix, holder)
@@ -60,7 +62,7 @@ local function reap(prefix, holder)
   redis.call('HDEL', group, record[1])
   local batch = reaped[record[4]]
   if not batch then
-    batch = {names = {}, calls = {}}
+    batch = {names = {}, calls = {}, many = record[6]}
     reaped[record[4]] = batch
     reapedOrder[#reapedOrder + 1] = record[4]
   end
@@ -70,8 +72,17 @@ end
 local function publishReaped(maxlen, origin, method)
   for _, stream in ipairs(reapedOrder) do
     local batch = reaped[stream]
-    for _, call in ipairs(batch.calls) do append(stream, maxlen, origin, call) end
     table.sort(batch.names)
+    local many = nil
+    if batch.many and batch.many ~= '' then many = cjson.decode(batch.many) end
+    if many and #batch.names > tonumber(many[3]) then
+      local values = {first = batch.names[1], second = batch.names[2],
+                      others = tostring(#batch.names - 2)}
+      local text = string.gsub(many[2], '{(%a+)}', function(k) return values[k] end)
+      append(stream, maxlen, origin, cjson.encode({many[1], {text}}))
+    else
+      for _, call in ipairs(batch.calls) do append(stream, maxlen, origin, call) end
+    end
     append(stream, maxlen, origin, changed(method, {}, batch.names))
   end
 end
@@ -105,7 +116,8 @@ return seq
 
 #: KEYS: names, holder:H, group:G, stream.  ARGV: key, name, holder, group,
 #: onLeave JSON, resync ("1": the name is shown in the group already, as
-#: it was before Redis lost it).  Holds the name (letting go of the
+#: it was before Redis lost it), what to publish for many leaving at once
+#: ("[method, text, above]" JSON, or "": see L{_REAP}).  Holds the name (letting go of the
 #: holder's old one); publishes nothing: who joined is published with the
 #: room's next batch (L{CHANGES}).  Returns 0 if someone else holds the
 #: name, 1 if held now, 2 if held already.
@@ -117,7 +129,7 @@ local oldKey = redis.call('HGET', KEYS[2], 'key')
 if oldKey then redis.call('HDEL', KEYS[1], oldKey) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[2], 'key', ARGV[1], 'name', ARGV[2], 'group', ARGV[4],
-           'stream', KEYS[4], 'onLeave', ARGV[5])
+           'stream', KEYS[4], 'onLeave', ARGV[5], 'many', ARGV[7] or '')
 if ARGV[6] == '1' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
 return 1
 """

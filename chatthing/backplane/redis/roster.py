@@ -117,8 +117,20 @@ class RedisRoster:
         return self.connection.script(
             lua.HOLD,
             [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],
-            [key, name, ident, group, json.dumps(encodeCalls(onLeave)), "1" if resync else "0"],
+            [key, name, ident, group, json.dumps(encodeCalls(onLeave)), "1" if resync else "0",
+             self._manyLeft()],
         )
+
+    def _manyLeft(self) -> str:
+        """
+        What the reaper publishes for many names leaving at once
+        (L{Presence.manyLeft}), as L{lua.HOLD} stores it with each holder:
+        C{[method, text, above]} in JSON, or C{""}.
+        """
+        many = self.presence.manyLeft
+        if many is None:
+            return ""
+        return json.dumps([many[0], many[1], self.presence.manyAbove], ensure_ascii=False)
 
     def publishChanges(self, group: str, stream: Stream, calls: list[Call],
                        joined: list[str], left: list[str]) -> Deferred | None:
