@@ -218,3 +218,18 @@ def test_alertLinesPastTheThreshold():
     assert batch.diff() == (["ann", "bob", "cy", "dee", "new"], ["old", "zed"])
     batch.left("dee")
     assert batch.diff() == (["ann", "bob", "cy", "new"], ["old", "zed"])
+
+
+def test_aRestoredUserNotShownIsListedQuietly():
+    """A session restored from another process whose user the room does not list (that process died
+    before its batch went) is listed with the next batch, with no alert line; one it lists is not."""
+    from test_chatroom_units import Page
+
+    room = Room(reactor=Clock())
+    watcher, moved = Page(room), Page(room)
+    moved.element.restore({"username": "ann"})
+    assert watcher.received[-1] == ("presenceChanged", ["ann"], [])
+    assert room.presence() == ["ann"]
+    again = Page(room)
+    again.element.restore({"username": "ann"})
+    assert len(watcher.received) == 2 and watcher.shown == []

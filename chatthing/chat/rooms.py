@@ -185,6 +185,9 @@ class Room:
         """
         A page's session has come here from another process: take up where
         it was, without showing the history again or announcing anything.
+        If the room's list does not show the user (the other process died
+        before its batch told of the join), the next batch lists the user,
+        with no alert line (a join told twice changes no list).
         """
         self._subscribe(chatter, showHistory=False)
         if username is not None:
@@ -193,6 +196,9 @@ class Room:
             self.backplane.roster.restore(chatter, username, self.name, self.stream,
                                           self._onLeave(username))
             self.log.info("{user} came back to {room}", user=username, room=self.name)
+            if self._presence.get(username.casefold()) != username:
+                self.throttle.batch.joined(username, alert=False)
+                self.throttle.changed()
 
     def _subscribe(self, chatter: Chatter, showHistory: bool) -> None:
         if chatter not in self.chatters:
