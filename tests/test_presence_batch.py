@@ -170,14 +170,14 @@ async def test_theFirstListIsEncodedOncePerChange(serve):
     room, server = await startRoom(serve, clock)
     [ann] = await connectAll(server, 1)
     await logIn([ann], ["ann"])
-    encoded = room.presenceArgs()
+    encoded = room.shown.encoded()
     pages = await connectAll(server, 3)
-    assert room.presenceArgs() is encoded
+    assert room.shown.encoded() is encoded
     assert [p.calls("updatePresence") for p in pages] == [[[["ann"]]]] * 3
     await logIn([pages[0]], ["bea"])
     clock.advance(PRESENCE_INTERVAL)
     await ann.waitFor(lambda: presenceOf(ann) == ["ann", "bea"], "bea's join")
-    assert room.presenceArgs() is not encoded and room.presenceArgs() == b'[["ann","bea"]]'
+    assert room.shown.encoded() is not encoded and room.shown.encoded() == b'[["ann","bea"]]'
 
 
 @pytest_twisted.ensureDeferred

@@ -11,7 +11,6 @@ What a room keeps is bounded in bytes (L{chatthing.chat.roommemory}).
 """
 
 import time
-from collections import deque
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
@@ -24,9 +23,8 @@ from ..backplane import (
     MemoryBackplane,
     NameTaken,
     Presence,
-    memberList,
 )
-from ..live import SessionMoved, Stream, encodeArgs
+from ..live import SessionMoved, Stream
 from . import widget
 from .element import ChatterElement
 from .parts import Chatter
@@ -39,6 +37,7 @@ from .presence import (
     alertLines,
 )
 from .names import nameKey
+from .presencelist import PresenceList
 from .roommemory import History, RoomBytes, RoomMemory
 from .said import ACTION, MESSAGE, Said, historyCall
 from .validation import LOBBY, UsernameTaken, normalizeUsername
@@ -79,6 +78,10 @@ class Room:
     @ivar memory: the budgets of the room's bytes, shared by the rooms of
         a L{chatthing.chat.chatroom.ChatRoom}, which it tells of every change in what this room holds.
     @ivar bytes: what this room holds (frames for replay, and history).
+    @ivar shown: who the room lists, kept from its stream (L{PresenceList}).
+    @ivar throttle: the joins, leaves and renames not yet published, and
+        when they will be: one batch per C{presenceInterval} seconds while
+        they keep coming, at once in a quiet room (L{PresenceThrottle}).
     """
 
     log = Logger()
@@ -110,20 +113,17 @@ class Room:
         self.bytes = RoomBytes(self.stream, self.history, self.memory)
         self.admit = admit
         self._loggingIn = 0
-        self._presenceStarted = False
         self.clock = clock
         self.timer = timer
         self.typingInterval = typingInterval
         self._online: dict[str, Chatter] = {}
-        self._presence: dict[str, str] = {}
-        self._presenceChanges: deque[tuple[int, list[str], list[str]]] = deque(maxlen=streamHistory)
+        self.shown = PresenceList(streamHistory)
         self._stampedSecond: int | None = None
         self._lastStamp = 0
-        self._presenceJSON: bytes | None = None
         self.throttle = PresenceThrottle(self._publishPresence, presenceInterval, reactor)
         self.stream.observe(self._heard)
         self.backplane.roster.members(name, self.stream).addCallbacks(
-            self._startPresence,
+            lambda snapshot: self.shown.start(*snapshot),
             lambda failure: self.log.warn("{room}: could not read who is here: {error}",
                                           room=self, error=failure.getErrorMessage()))
 
@@ -159,17 +159,7 @@ class Room:
         The names of the users logged in here (on every process), sorted as
         people read them.
         """
-        return memberList(self._presence.values())
-
-    def presenceArgs(self) -> bytes:
-        """
-        C{updatePresence}'s arguments, C{[names]}, encoded: once per change
-        of the list, however many pages connect meanwhile (each page's own
-        frame splices them in, numbered for that page).
-        """
-        if self._presenceJSON is None:
-            self._presenceJSON = encodeArgs([self.presence()])
-        return self._presenceJSON
+        return self.shown.names()
 
     def welcome(self, chatter: Chatter) -> None:
         """
@@ -196,7 +186,7 @@ class Room:
             self.backplane.roster.restore(chatter, username, self.name, self.stream,
                                           self._onLeave(username))
             self.log.info("{user} came back to {room}", user=username, room=self.name)
-            if self._presence.get(username.casefold()) != username:
+            if not self.shown.shows(username):
                 self.throttle.batch.joined(username, alert=False)
                 self.throttle.changed()
 
@@ -207,8 +197,9 @@ class Room:
             if self.history:
                 method, args = historyCall(list(self.history))
                 chatter.notifyRemote(method, *args)
-            # The whole list once; then the room's stream says who comes and goes.
-            chatter.notifyRemoteEncoded(widget.UPDATE_PRESENCE, self.presenceArgs())
+            # The whole list once (encoded once for every page until it
+            # changes); then the room's stream says who comes and goes.
+            chatter.notifyRemoteEncoded(widget.UPDATE_PRESENCE, self.shown.encoded())
         chatter.subscribe(self.stream)
         chatter.subscribe(self.typingStream)
         if self.alerts is not None:
@@ -410,46 +401,6 @@ class Room:
             self.history.append(said)
         elif method == widget.MESSAGE_TIME and args and isinstance(args[0], int):
             self._lastStamp = args[0]
-        elif method == widget.PRESENCE_CHANGED and _namesLists(args):
-            joined, left = args
-            if not self._presenceStarted:
-                self._presenceChanges.append((self.stream.offset, joined, left))
-            self._changePresence(joined, left)
+        elif method == widget.PRESENCE_CHANGED:
+            self.shown.heard(self.stream.offset, args)
         self.bytes.account(dropReplay=not self.chatters)
-
-    def _changePresence(self, joined: list[str], left: list[str]) -> None:
-        """
-        Apply one batch: those who left go, then those who joined come
-        (idempotent, so a batch a snapshot has seen already changes
-        nothing).
-        """
-        for name in left:
-            if self._presence.get(name.casefold()) == name:
-                del self._presence[name.casefold()]
-        for name in joined:
-            self._presence[name.casefold()] = name
-        self._presenceJSON = None
-
-    def _startPresence(self, snapshot: tuple[list[str], int]) -> None:
-        """
-        Who was in the room at offset C{offset} of its stream (read when it
-        opened here, from the backplane): the presence list is that, with
-        the changes after it.
-        """
-        names, offset = snapshot
-        self._presence = {name.casefold(): name for name in names}
-        self._presenceJSON = None
-        for at, joined, left in self._presenceChanges:
-            if at > offset:
-                self._changePresence(joined, left)
-        # Needed only until now.
-        self._presenceStarted = True
-        self._presenceChanges.clear()
-
-
-def _namesLists(args: list) -> bool:
-    """
-    Whether C{args} are C{presenceChanged}'s: two lists of names.
-    """
-    return (len(args) == 2 and all(isinstance(names, list) for names in args)
-            and all(isinstance(name, str) for names in args for name in names))
