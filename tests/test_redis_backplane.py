@@ -198,11 +198,12 @@ async def test_aStaleLeaveIsLeftOut(redisServer, backplanes):  # noqa: F811
 
 
 async def aProcessDies(backplanes, redisServer, names: list[str], shown: list[str],
-                       presence: Presence = TERMS) -> tuple:
+                       presence: Presence = TERMS, meanwhile=None, gone: list[str] | None = None) -> tuple:
     """
     Process a holds C{names} in group r (C{shown} of them shown), each with
-    an onLeave line, then stops beating; once process b has ended its
-    sessions: b, and what b's page of the room got.
+    an onLeave line, does C{meanwhile(a, stream)} if given, then stops
+    beating; once process b has ended its sessions, and told that C{gone}
+    (by default C{shown}) left: b, and what b's page of the room got.
     """
     a = await startBackplane(redisServer, gracePeriod=0.5)
     b = await startBackplane(redisServer, gracePeriod=0.5)
@@ -219,8 +220,11 @@ async def aProcessDies(backplanes, redisServer, names: list[str], shown: list[st
         a.sessions.save(session(f"s-{name}", name))
         await a.roster.hold(Holder(f"s-{name}"), name, "r", sa, [("displayMessage", [f" * {name} left"])])
     await a.roster.publishChanges("r", sa, [], shown, [])
+    if meanwhile is not None:
+        await meanwhile(a, sa)
     a._heartbeat.stop()  # the process freezes: no more heartbeats
-    await eventually(lambda: [c[1:] for c in pb.calls()[-1:]] == [("crowdMoved", [[], shown])],
+    gone = shown if gone is None else gone
+    await eventually(lambda: [c[1:] for c in pb.calls()[-1:]] == [("crowdMoved", [[], gone])],
                      "the leaves announced by the other process", deadline=15)
     assert len([m for _, m, _ in pb.calls() if m == "crowdMoved"]) == 2
     assert await b.roster.members("r", sb) == ([], sb.offset)
@@ -235,6 +239,20 @@ async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, ba
     told = [x for _, m, x in pb.calls() if m == "displayMessage"]
     assert sorted(told) == [[" * ann left"], [" * bob left"]]  # cy was not shown yet
     assert await b.sessions.adopt("s-bob") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_leavesADeadProcessHadNotPublishedAreTold(redisServer, backplanes):  # noqa: F811
+    """Names a process let go of (a leave, a rename) whose batch it had not published when it died
+    are told as leaving by the process that reaps it, in the same one batch."""
+    async def meanwhile(a, stream):
+        await a.roster.release(Holder("s-ann"))
+        await a.roster.hold(Holder("s-bob"), "rob", "r", stream, [("displayMessage", [" * rob left"])])
+
+    b, pb = await aProcessDies(backplanes, redisServer, ["ann", "bob", "cy"], ["ann", "bob", "cy"],
+                               meanwhile=meanwhile)
+    told = sorted(x for _, m, x in pb.calls() if m == "displayMessage")
+    assert told == [[" * ann left"], [" * bob left"], [" * cy left"]]
 
 
 @pytest_twisted.ensureDeferred

@@ -6,10 +6,16 @@ Keys: C{PREFIX stream:KEY} (a Redis stream of calls, each entry C{c}: the
 call's JSON C{[method, args]}, C{o}: its origin; its pub/sub channel has
 the same name), C{PREFIX names} (case-folded name -> holder),
 C{PREFIX holder:SESSION} (the name a session holds: key, name, group,
-stream, onLeave), C{PREFIX group:GROUP} (name key -> name: who the group
-shows, changed only with the batches published on its stream, L{CHANGES}),
+stream, onLeave, many), C{PREFIX group:GROUP} (name key -> name: who the
+group shows, changed only with the batches published on its stream,
+L{chatthing.backplane.redis.rosterlua.CHANGES}),
 C{PREFIX session:SESSION} (page, state, proc), C{PREFIX proc:PROC:sessions},
-C{PREFIX procs} (process -> time of its last heartbeat, in ms).
+C{PREFIX proc:PROC:leaving} ("GROUP KEY" -> the holder record, JSON, of
+a name the process let go of while its group still shows it: its batch
+has not told of the leave yet), C{PREFIX procs} (process -> time of its
+last heartbeat, in ms).
+
+The roster's own scripts are in L{chatthing.backplane.redis.rosterlua}.
 """
 
 #: Append one call to a stream and publish it as "SEQ ORIGIN CALL".
@@ -45,6 +51,23 @@ local function letGo(prefix, holder)
   redis.call('DEL', h)
   return record
 end
+
+-- Whether someone holds exactly name (by its key) in group now.
+local function heldThere(prefix, key, name, group)
+  local holder = redis.call('HGET', prefix .. 'names', key)
+  if not holder then return false end
+  local held = redis.call('HMGET', prefix .. 'holder:' .. holder, 'name', 'group')
+  return held[1] == name and held[2] == group
+end
+
+-- proc let go of the name of record, which its group still shows: until
+-- proc's batch tells of the leave, the reaper tells of it if proc dies.
+local function leaving(prefix, proc, record)
+  if redis.call('HGET', prefix .. 'group:' .. record[3], record[1]) == record[2] then
+    redis.call('HSET', prefix .. 'proc:' .. proc .. ':leaving', record[3] .. ' ' .. record[1],
+               cjson.encode(record))
+  end
+end
 """
 
 #: Ending the sessions of a dead process: each name shown in its group
@@ -54,11 +77,10 @@ end
 #: {others} filled in; then one change with every name that left).
 _REAP = _APPEND + """
 local reaped, reapedOrder = {}, {}
-local function reap(prefix, holder)
-  local record = letGo(prefix, holder)
-  if not record then return end
+local function reapRecord(prefix, record)
   local group = prefix .. 'group:' .. record[3]
   if redis.call('HGET', group, record[1]) ~= record[2] then return end
+  if heldThere(prefix, record[1], record[2], record[3]) then return end
   redis.call('HDEL', group, record[1])
   local batch = reaped[record[4]]
   if not batch then
@@ -68,6 +90,17 @@ local function reap(prefix, holder)
   end
   batch.names[#batch.names + 1] = record[2]
   for _, call in ipairs(cjson.decode(record[5])) do batch.calls[#batch.calls + 1] = call end
+end
+local function reap(prefix, holder)
+  local record = letGo(prefix, holder)
+  if record then reapRecord(prefix, record) end
+end
+-- The names a dead process let go of whose leave it had not published.
+local function reapLeaving(prefix, proc)
+  local key = prefix .. 'proc:' .. proc .. ':leaving'
+  local all = redis.call('HGETALL', key)
+  for i = 2, #all, 2 do reapRecord(prefix, cjson.decode(all[i])) end
+  redis.call('DEL', key)
 end
 local function publishReaped(maxlen, origin, method)
   for _, stream in ipairs(reapedOrder) do
@@ -112,74 +145,6 @@ if seq < tonumber(ARGV[1]) then
   redis.pcall('XADD', KEYS[1], '0-' .. ARGV[1], 'c', '', 'o', '')
 end
 return seq
-"""
-
-#: KEYS: names, holder:H, group:G, stream.  ARGV: key, name, holder, group,
-#: onLeave JSON, resync ("1": the name is shown in the group already, as
-#: it was before Redis lost it), what to publish for many leaving at once
-#: ("[method, text, above]" JSON, or "": see L{_REAP}).  Holds the name (letting go of the
-#: holder's old one); publishes nothing: who joined is published with the
-#: room's next batch (L{CHANGES}).  Returns 0 if someone else holds the
-#: name, 1 if held now, 2 if held already.
-HOLD = """
-local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if owner and owner ~= ARGV[3] then return 0 end
-if owner == ARGV[3] and redis.call('HGET', KEYS[2], 'name') == ARGV[2] then return 2 end
-local oldKey = redis.call('HGET', KEYS[2], 'key')
-if oldKey then redis.call('HDEL', KEYS[1], oldKey) end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'key', ARGV[1], 'name', ARGV[2], 'group', ARGV[4],
-           'stream', KEYS[4], 'onLeave', ARGV[5], 'many', ARGV[7] or '')
-if ARGV[6] == '1' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
-return 1
-"""
-
-#: ARGV: prefix, holder.  Lets go of the holder's name; publishes nothing.
-#: Returns 1 if the holder held a name, else 0.
-RELEASE = _APPEND + """
-if letGo(ARGV[1], ARGV[2]) then return 1 end
-return 0
-"""
-
-#: KEYS: group:G, stream.  ARGV: prefix, group, maxlen, origin, changed
-#: method JSON, the number of calls, the calls..., the number of names that
-#: joined, then (key, name) for each that joined, then for each that left.
-#: Publishes the calls and one change with who joined and who left, and
-#: changes the group's list to match, together (so a process that reads
-#: the list and the stream's offset at once, L{MEMBERS}, is never a batch
-#: off).  A name that left which someone holds in the group under exactly
-#: that name again (they came back through another process) is left out.
-CHANGES = _APPEND + """
-local prefix, group, maxlen, origin, method = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local i = 6
-local calls = {}
-for _ = 1, tonumber(ARGV[i]) do i = i + 1; calls[#calls + 1] = ARGV[i] end
-i = i + 1
-local joinedCount = tonumber(ARGV[i])
-i = i + 1
-local joined, left = {}, {}
-for _ = 1, joinedCount do
-  joined[#joined + 1] = {ARGV[i], ARGV[i + 1]}
-  i = i + 2
-end
-for j = i, #ARGV - 1, 2 do
-  local key, name = ARGV[j], ARGV[j + 1]
-  local holder = redis.call('HGET', prefix .. 'names', key)
-  local held = nil
-  if holder then held = redis.call('HMGET', prefix .. 'holder:' .. holder, 'name', 'group') end
-  if not (held and held[1] == name and held[2] == group) then
-    if redis.call('HGET', KEYS[1], key) == name then redis.call('HDEL', KEYS[1], key) end
-    left[#left + 1] = name
-  end
-end
-local joinedNames = {}
-for _, pair in ipairs(joined) do
-  redis.call('HSET', KEYS[1], pair[1], pair[2])
-  joinedNames[#joinedNames + 1] = pair[2]
-end
-for _, call in ipairs(calls) do append(KEYS[2], maxlen, origin, call) end
-append(KEYS[2], maxlen, origin, changed(method, joinedNames, left))
-return 1
 """
 
 #: KEYS: session:S, proc:P:sessions.  ARGV: page, state JSON, proc.
@@ -245,6 +210,7 @@ for i = 1, #all, 2 do
     local set = prefix .. 'proc:' .. p .. ':sessions'
     for _, s in ipairs(redis.call('SMEMBERS', set)) do endSession(s) end
     redis.call('DEL', set)
+    reapLeaving(prefix, p)
     redis.call('HDEL', KEYS[1], p)
   end
 end
@@ -274,14 +240,4 @@ for _, s in ipairs(redis.call('SMEMBERS', set)) do
 end
 publishReaped(ARGV[3], 'resync', ARGV[4])
 return ended
-"""
-
-#: KEYS: group:G, stream.  The group's members now, and the offset of the
-#: stream's last entry: a process opening a room starts its presence list
-#: from them, then applies the stream's changes after that offset.
-MEMBERS = """
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local seq = '0'
-if #last > 0 then seq = string.match(last[1][1], '%-(%d+)$') end
-return {seq, redis.call('HVALS', KEYS[1])}
 """

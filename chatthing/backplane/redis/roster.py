@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 
 from ...live import CallRefused, LogThrottle, Stream, cut
 from .. import STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, Presence
-from . import lua
+from . import rosterlua
 from .connection import RedisConnection
 from .streams import SharedStream
 
@@ -25,7 +25,7 @@ LOGIN_WAIT = 3.0
 def methodJSON(method: str) -> str:
     """
     A method name as the Lua scripts take it: JSON, ready to splice into a
-    call (see L{lua.HOLD}).
+    call (see L{rosterlua.HOLD}).
     """
     return json.dumps(method)
 
@@ -59,7 +59,7 @@ def sharedStream(stream: Stream) -> SharedStream:
 
 class RedisRoster:
     """
-    Names held across the cluster, in Redis (see L{lua.HOLD}).  Remembers
+    Names held across the cluster, in Redis (see L{rosterlua.HOLD}).  Remembers
     what this process's holders hold, to record it again in a Redis that
     lost it.
 
@@ -115,16 +115,16 @@ class RedisRoster:
         prefix = self.connection.prefix
         key = self.presence.nameKey(name)
         return self.connection.script(
-            lua.HOLD,
+            rosterlua.HOLD,
             [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],
             [key, name, ident, group, json.dumps(encodeCalls(onLeave)), "1" if resync else "0",
-             self._manyLeft()],
+             self._manyLeft(), prefix, self.connection.proc],
         )
 
     def _manyLeft(self) -> str:
         """
         What the reaper publishes for many names leaving at once
-        (L{Presence.manyLeft}), as L{lua.HOLD} stores it with each holder:
+        (L{Presence.manyLeft}), as L{rosterlua.HOLD} stores it with each holder:
         C{[method, text, above]} in JSON, or C{""}.
         """
         many = self.presence.manyLeft
@@ -135,7 +135,7 @@ class RedisRoster:
     def publishChanges(self, group: str, stream: Stream, calls: list[Call],
                        joined: list[str], left: list[str]) -> Deferred | None:
         """
-        Publish a batch (see L{lua.CHANGES}); while Redis cannot be reached,
+        Publish a batch (see L{rosterlua.CHANGES}); while Redis cannot be reached,
         or if it fails, on this process only (Redis is told of the names
         that left when it is back: L{chatthing.backplane.redis.RedisSessions.resync}).
         """
@@ -148,10 +148,10 @@ class RedisRoster:
         key = self.presence.nameKey
         names = [part for name in joined + left for part in (key(name), name)]
         d = self.connection.script(
-            lua.CHANGES, [f"{prefix}group:{group}", shared.key],
+            rosterlua.CHANGES, [f"{prefix}group:{group}", shared.key],
             [prefix, group, shared.maxlen, self.connection.nextOrigin(),
-             methodJSON(self.presence.changed), len(calls), *encodeCalls(calls), len(joined),
-             *names],
+             methodJSON(self.presence.changed), self.connection.proc, len(calls),
+             *encodeCalls(calls), len(joined), *names],
         )
 
         def failed(failure: Failure) -> None:
@@ -176,7 +176,7 @@ class RedisRoster:
         key = sharedStream(stream).key
         d = self.connection.whenConnected()
         d.addCallback(lambda _: self.connection.script(
-            lua.MEMBERS, [f"{self.connection.prefix}group:{group}", key], []))
+            rosterlua.MEMBERS, [f"{self.connection.prefix}group:{group}", key], []))
         return d.addCallback(lambda reply: (reply[1], int(reply[0])))
 
     def release(self, holder: Any) -> Deferred:
@@ -187,7 +187,8 @@ class RedisRoster:
         if not self.connection.connected:
             # Redis is told when it is back (see RedisSessions.resync).
             return fail(BackplaneDown("Redis cannot be reached"))
-        return self.connection.script(lua.RELEASE, [], [self.connection.prefix, ident])
+        return self.connection.script(rosterlua.RELEASE, [],
+                                      [self.connection.prefix, ident, self.connection.proc])
 
     def resync(self) -> Deferred:
         """
