@@ -13,11 +13,13 @@ import cluster as harness
 import pytest_twisted
 from cluster import wsUrl
 from conftest import eventually, presenceOf
+from test_chatroom_units import Page
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.task import Clock
 
 from chatthing.chat import Room
 from chatthing.chat.presence import PRESENCE_INTERVAL, PresenceBatch, alertLines
+from chatthing.live import _wire
 from chatthing.live.testing import LiveTestClient
 
 #: Pages in the join storm.
@@ -223,8 +225,6 @@ def test_alertLinesPastTheThreshold():
 def test_aRestoredUserNotShownIsListedQuietly():
     """A session restored from another process whose user the room does not list (that process died
     before its batch went) is listed with the next batch, with no alert line; one it lists is not."""
-    from test_chatroom_units import Page
-
     room = Room(reactor=Clock())
     watcher, moved = Page(room), Page(room)
     moved.element.restore({"username": "ann"})
@@ -233,3 +233,11 @@ def test_aRestoredUserNotShownIsListedQuietly():
     again = Page(room)
     again.element.restore({"username": "ann"})
     assert len(watcher.received) == 2 and watcher.shown == []
+
+
+def test_theSplicedFrameIsTheEncodedFrame():
+    """A one-page frame with its arguments encoded once is, byte for byte, the frame encoded whole
+    (non-ASCII and a lone surrogate included)."""
+    for args in ([["ann", "zoé", "\u0627\u0644"]], [["\ud800"]], [[]]):
+        whole = _wire.encode({**_wire.notifyFrame("updatePresence", args), "seq": 7})
+        assert _wire.notifyPayload("updatePresence", _wire.encodeArgs(args), 7) == whole
