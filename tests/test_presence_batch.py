@@ -157,6 +157,7 @@ async def test_aPageThatDropsInTheStormGetsEveryBatchOnce(serve):
     for page in (steady, dropper):
         await page.waitFor(lambda p=page: presenceOf(p) == everyone, "everyone listed")
     assert dropper.duplicates == 0
+    assert len(dropper.calls("updatePresence")) == 1
     assert roomFrames(dropper) == roomFrames(steady)
     offsets = [offset for offset, _, _ in roomFrames(dropper)]
     assert offsets == sorted(set(offsets))

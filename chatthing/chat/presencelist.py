@@ -28,12 +28,16 @@ class PresenceList:
         self._names: dict[str, str] = {}
         self._early: deque[tuple[int, list[str], list[str]]] = deque(maxlen=keep)
         self._encoded: bytes | None = None
+        self._sorted: list[str] | None = None
 
     def names(self) -> list[str]:
         """
-        The names, sorted as people read them.
+        The names, sorted as people read them (sorted once per change of
+        the list: every page drawn shows them).
         """
-        return memberList(self._names.values())
+        if self._sorted is None:
+            self._sorted = memberList(self._names.values())
+        return list(self._sorted)
 
     def shows(self, name: str) -> bool:
         """
@@ -69,7 +73,7 @@ class PresenceList:
         batches after it.
         """
         self._names = {name.casefold(): name for name in names}
-        self._encoded = None
+        self._encoded = self._sorted = None
         for at, joined, left in self._early:
             if at > offset:
                 self._change(joined, left)
@@ -88,7 +92,7 @@ class PresenceList:
                 del self._names[name.casefold()]
         for name in joined:
             self._names[name.casefold()] = name
-        self._encoded = None
+        self._encoded = self._sorted = None
 
 
 def _namesLists(args: list) -> bool:
