@@ -64,6 +64,9 @@ class ChatClient:
     @ivar username: the name as the server stored it (trimmed).
     @ivar room: the room joined, or L{None} for the default one.
     @ivar live: the L{LiveClient} underneath.
+    @ivar presence: who is in the room, sorted as people read them, as the
+        server last said (L{None} before it has); kept before C{onCall}
+        hears C{updatePresence} or C{presenceChanged}.
     """
 
     log = Logger()
@@ -89,6 +92,7 @@ class ChatClient:
         # While logging in again after a new session: what was said
         # meanwhile waits, to be said once logged in (never before).
         self._relogging: list[tuple[str, Deferred]] | None = None
+        self.presence: list[str] | None = None
 
     @classmethod
     def connect(cls, url: str, username: str, room: str | None = None,
@@ -213,4 +217,24 @@ class ChatClient:
             return self.onMessage(*args)
         if method == widget.DISPLAY_MESSAGE and len(args) == 1:
             return self.onAlert(*args)
+        if method in (widget.UPDATE_PRESENCE, widget.PRESENCE_CHANGED):
+            self._changePresence(method, args)
         return self.onCall(method, args)
+
+    def _changePresence(self, method: str, args: list) -> None:
+        """
+        Keep L{presence}: a whole list, or a batch of changes (those who
+        left go, then those who joined come, a name replacing one that
+        differs only in case), as the page does.
+        """
+        if method == widget.UPDATE_PRESENCE and len(args) == 1:
+            shown = {name.casefold(): name for name in args[0]}
+        elif len(args) == 2:
+            shown = {name.casefold(): name for name in self.presence or []}
+            for name in args[1]:
+                if shown.get(name.casefold()) == name:
+                    del shown[name.casefold()]
+            shown.update((name.casefold(), name) for name in args[0])
+        else:
+            return
+        self.presence = sorted(shown.values(), key=lambda name: (name.casefold(), name))

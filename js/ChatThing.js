@@ -23,7 +23,7 @@ export const TYPING_SHOWN_FOR_MS = 4000;
 export class ChatterWidget extends Widget {
   static remoteMethods = [
     "displayMessage", "displayUserMessage", "displayAction", "displayHistory",
-    "messageTime", "updatePresence", "presenceJoined", "presenceLeft", "showTyping",
+    "messageTime", "updatePresence", "presenceChanged", "showTyping",
   ];
 
   constructor(node, socket) {
@@ -267,15 +267,17 @@ export class ChatterWidget extends Widget {
     this.presence = names;
   }
 
-  /** `name` has logged in to this room (or taken this name). */
-  presenceJoined(name) {
-    const others = (this.presence ?? []).filter((known) => known.toLowerCase() !== name.toLowerCase());
-    this.updatePresence(sortNames([...others, name]));
-  }
-
-  /** `name` has left this room (or given up this name). */
-  presenceLeft(name) {
-    this.updatePresence((this.presence ?? []).filter((known) => known !== name));
+  /**
+   * Who joined this room and who left it (a rename is both) since the last
+   * change: the server gathers them over a short interval, so a crowd
+   * logging in at once costs each page a few frames, not one per name.
+   */
+  presenceChanged(joined, left) {
+    const gone = new Set(left);
+    const joining = new Set(joined.map((name) => name.toLowerCase()));
+    const kept = (this.presence ?? []).filter(
+      (known) => !gone.has(known) && !joining.has(known.toLowerCase()));
+    this.updatePresence(sortNames([...kept, ...joined]));
   }
 
   /** `avatarName` is typing: say so for a few seconds. */

@@ -326,18 +326,20 @@ def presenceShown(calls: list[tuple[str, list]]) -> list[str] | None:
     """
     The presence list a chat page shows after the calls C{(method, args)}
     it received, in order, as C{js/ChatThing.js} keeps it: a whole list
-    (C{updatePresence}), then who joins and leaves.  L{None} before any.
+    (C{updatePresence}), then batches of who joined and left
+    (C{presenceChanged}).  L{None} before any.
     """
     shown: dict[str, str] | None = None
     for method, args in calls:
         if method == "updatePresence":
             shown = {name.casefold(): name for name in args[0]}
-        elif method in ("presenceJoined", "presenceLeft") and shown is not None:
-            name = args[0]
-            if method == "presenceJoined":
+        elif method == "presenceChanged" and shown is not None:
+            joined, left = args
+            for name in left:
+                if shown.get(name.casefold()) == name:
+                    del shown[name.casefold()]
+            for name in joined:
                 shown[name.casefold()] = name
-            elif shown.get(name.casefold()) == name:
-                del shown[name.casefold()]
     if shown is None:
         return None
     return sorted(shown.values(), key=lambda name: (name.casefold(), name))

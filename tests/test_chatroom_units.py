@@ -25,7 +25,7 @@ from chatthing.live import LiveSettings
 from chatthing.live._session import LiveSession
 
 #: Calls that date the next line and update who is online, not lines.
-BOOKKEEPING = ("messageTime", "updatePresence", "presenceJoined", "presenceLeft")
+BOOKKEEPING = ("messageTime", "updatePresence", "presenceChanged")
 
 
 class Page:
@@ -73,7 +73,9 @@ class Page:
 class RoomTests(SynchronousTestCase):
     def setUp(self):
         # A stopped clock: the room sends its time once, before the first line.
-        self.room = Room(clock=lambda: 1_700_000_000.0)
+        # Presence changes are published as they come (no interval; the
+        # batching has its own tests, in test_presence_batch.py).
+        self.room = Room(clock=lambda: 1_700_000_000.0, presenceInterval=0)
 
     def test_moduleLevelFactory(self):
         """chat is the tutorial's factory: a bound makeChatter of the module-level ChatRoom that holds every room."""

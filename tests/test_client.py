@@ -107,6 +107,22 @@ async def test_alerts(chatServer, chatClients):
 
 
 @pytest_twisted.ensureDeferred
+async def test_presenceIsKeptFromTheBatches(chatServer, chatClients):
+    """A ChatClient keeps who is in the room from the first list and the batches of changes (joins,
+    a rename, a leave), and still passes them to onCall."""
+    heard = Recorder()
+    robot = await chatClients("robot", heard)
+    await eventually(lambda: robot.presence == ["robot"], "robot listed")
+    bob, carol = await chatServer.login("bob"), await chatServer.login("Carol")
+    await eventually(lambda: robot.presence == ["bob", "Carol", "robot"], "bob and Carol listed")
+    assert (await bob.call("say", "/nick Bob"))["value"] == "Bob"
+    carol.close()
+    await eventually(lambda: robot.presence == ["Bob", "robot"], "the rename and the leave")
+    assert [method for method, _ in heard.calls if "resence" in method][0] == "updatePresence"
+    assert "presenceChanged" in [method for method, _ in heard.calls]
+
+
+@pytest_twisted.ensureDeferred
 async def test_otherWidgetMethodsGoToOnCall(chatServer, chatClients):
     """Widget methods the client does not know go to onCall, by stream or by direct call, whose answer is onCall's."""
     heard = Recorder()

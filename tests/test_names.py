@@ -16,7 +16,7 @@ import unicodedata
 import cluster as harness
 import pytest
 import pytest_twisted
-from conftest import logLines, withDeadline
+from conftest import eventually, logLines, withDeadline
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -177,7 +177,8 @@ async def test_lookalikeNamesRefused(chatServer, serverLog):
         assert error["name"] == "InvalidUsername", (name, error)
         assert "invisible characters" in error["message"], (name, error)
     assert sorted(chatServer.room.online()) == ["alice", "zoé"]
-    assert sorted(chatServer.room.presence()) == ["alice", "zoé"]
+    # The list changes with the room's presence batches (one per 250 ms).
+    await eventually(lambda: sorted(chatServer.room.presence()) == ["alice", "zoé"], "zoé listed")
     taken = sum(1 for _, kind, _ in LOOKALIKES if kind == "UsernameTaken")
     assert refusals(chatServer, "UsernameTaken") == taken
     assert refusals(chatServer, "InvalidUsername") == len(LOOKALIKES) - taken + len(INVISIBLE)
@@ -188,7 +189,8 @@ async def test_lookalikeNamesRefused(chatServer, serverLog):
     assert error["name"] == "UsernameTaken"
     # The display name is what its user typed; only the key is folded.
     assert (await alice.call("say", "/nick Alice"))["value"] == "Alice"
-    assert sorted(chatServer.room.presence()) == ["Alice", "mallory", "zoé"]
+    await eventually(lambda: sorted(chatServer.room.presence()) == ["Alice", "mallory", "zoé"],
+                     "the new names listed")
 
 
 @pytest_twisted.ensureDeferred

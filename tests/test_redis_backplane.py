@@ -50,8 +50,7 @@ class Holder:
 #: methods): the backplane publishes these, and no words of its own.
 #: Its name key makes a one stand for an l, as the chat's makes lookalikes
 #: one name.
-TERMS = Presence(joined="arrived", left="departed",
-                 nameKey=lambda name: name.casefold().replace("1", "l"))
+TERMS = Presence(changed="crowdMoved", nameKey=lambda name: name.casefold().replace("1", "l"))
 
 
 async def startBackplane(redis, gracePeriod: float = 30.0) -> RedisBackplane:
@@ -154,46 +153,119 @@ async def test_numberingGoesOnAfterRedisRestartsEmpty(redisServer, backplanes): 
 @pytest_twisted.ensureDeferred
 async def test_namesAreUniqueAcrossProcesses(redisServer, backplanes):  # noqa: F811
     """A name held on one process is refused on another (by the application's key) until it is
-    released; joins and leaves are published in the application's terms."""
+    released; joins and leaves are published in batches, in the application's terms, and the
+    group's list changes with them."""
     a, b = await startBackplane(redisServer), await startBackplane(redisServer)
     backplanes += [a, b]
     (sa, _), (sb, pb) = await openStream(a), await openStream(b)
     alice = Holder("s-alice")
-    await a.roster.hold(alice, "Alice", "r", sa, [("joined", ["Alice"])], [("left", ["Alice"])])
+    await a.roster.hold(alice, "Alice", "r", sa, [("left", ["Alice"])])
     with pytest.raises(NameTaken):
-        await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [], [])
+        await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [])
     with pytest.raises(NameTaken):  # the same name by the application's key
-        await b.roster.hold(Holder("s-other"), "A1ice", "r", sb, [], [])
-    await eventually(lambda: ("arrived", ["Alice"]) in [(m, a) for _, m, a in pb.calls()],
-                     "presence on the other process")
+        await b.roster.hold(Holder("s-other"), "A1ice", "r", sb, [])
+    assert await b.roster.members("r", sb) == ([], sb.offset)  # held, not shown yet
+    await a.roster.publishChanges("r", sa, [("joined", ["Alice"])], ["Alice"], [])
+    await eventually(lambda: [(m, x) for _, m, x in pb.calls()] ==
+                     [("joined", ["Alice"]), ("crowdMoved", [["Alice"], []])],
+                     "the batch on the other process")
     assert await b.roster.members("r", sb) == (["Alice"], sb.offset)
-    await a.roster.release(alice, [("left", ["Alice"])])
-    await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [], [])
-    await eventually(lambda: pb.calls()[-1][1:] == ("arrived", ["ALICE"]), "the new holder")
-    assert ("departed", ["Alice"]) in [(m, a) for _, m, a in pb.calls()]
+    await a.roster.release(alice)
+    await b.roster.hold(Holder("s-other"), "ALICE", "r", sb, [])
+    await b.roster.publishChanges("r", sb, [], ["ALICE"], [])
+    await a.roster.publishChanges("r", sa, [], [], ["Alice"])
+    await eventually(lambda: pb.calls()[-1][1:] == ("crowdMoved", [[], ["Alice"]]), "the leave")
+    assert await b.roster.members("r", sb) == (["ALICE"], sb.offset)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aStaleLeaveIsLeftOut(redisServer, backplanes):  # noqa: F811
+    """A leave published after someone took exactly that name again in the group (through another
+    process) is left out of the batch: the name stays in the list."""
+    a, b = await startBackplane(redisServer), await startBackplane(redisServer)
+    backplanes += [a, b]
+    (sa, _), (sb, pb) = await openStream(a), await openStream(b)
+    first, second = Holder("s-first"), Holder("s-second")
+    await a.roster.hold(first, "ann", "r", sa, [])
+    await a.roster.publishChanges("r", sa, [], ["ann"], [])
+    await a.roster.release(first)
+    await b.roster.hold(second, "ann", "r", sb, [])
+    await b.roster.publishChanges("r", sb, [], ["ann"], [])
+    await a.roster.publishChanges("r", sa, [("gone", ["ann"])], [], ["ann"])  # late
+    await eventually(lambda: [(m, x) for _, m, x in pb.calls()][-2:] ==
+                     [("gone", ["ann"]), ("crowdMoved", [[], []])], "the late batch")
+    assert await a.roster.members("r", sa) == (["ann"], sa.offset)
+
+
+async def aProcessDies(backplanes, redisServer, names: list[str], shown: list[str],
+                       presence: Presence = TERMS, meanwhile=None, gone: list[str] | None = None) -> tuple:
+    """
+    Process a holds C{names} in group r (C{shown} of them shown), each with
+    an onLeave line, does C{meanwhile(a, stream)} if given, then stops
+    beating; once process b has ended its sessions, and told that C{gone}
+    (by default C{shown}) left: b, and what b's page of the room got.
+    """
+    a = await startBackplane(redisServer, gracePeriod=0.5)
+    b = await startBackplane(redisServer, gracePeriod=0.5)
+    backplanes += [a, b]
+    a.roster.usePresence(presence)
+    a.deadAfter = b.deadAfter = 1.0
+    (sa, _), (sb, pb) = await openStream(a), await openStream(b)
+
+    def session(ident: str, name: str):
+        return type("Session", (), {"ident": ident, "page": "/room/r", "element": type(
+            "E", (), {"sessionState": lambda self: {"username": name}})()})()
+
+    for name in names:
+        a.sessions.save(session(f"s-{name}", name))
+        await a.roster.hold(Holder(f"s-{name}"), name, "r", sa, [("displayMessage", [f" * {name} left"])])
+    await a.roster.publishChanges("r", sa, [], shown, [])
+    if meanwhile is not None:
+        await meanwhile(a, sa)
+    a._heartbeat.stop()  # the process freezes: no more heartbeats
+    gone = shown if gone is None else gone
+    await eventually(lambda: [c[1:] for c in pb.calls()[-1:]] == [("crowdMoved", [[], gone])],
+                     "the leaves announced by the other process", deadline=15)
+    assert len([m for _, m, _ in pb.calls() if m == "crowdMoved"]) == 2
+    assert await b.roster.members("r", sb) == ([], sb.offset)
+    return b, pb
 
 
 @pytest_twisted.ensureDeferred
 async def test_aDeadProcessesNamesAreReleasedAfterTheGracePeriod(redisServer, backplanes):  # noqa: F811
-    """When a process stops beating, another ends its sessions after the grace period: their leave is announced."""
-    a = await startBackplane(redisServer, gracePeriod=0.5)
-    b = await startBackplane(redisServer, gracePeriod=0.5)
-    backplanes += [a, b]
-    a.deadAfter = b.deadAfter = 1.0
-    (sa, _), (_, pb) = await openStream(a), await openStream(b)
-
-    class Session:
-        ident = "s-bob"
-        page = "/room/r"
-        element = type("E", (), {"sessionState": lambda self: {"username": "bob"}})()
-
-    a.sessions.save(Session())
-    await a.roster.hold(Holder("s-bob"), "bob", "r", sa, [], [("displayMessage", [" * bob left"])])
-    a._heartbeat.stop()  # the process freezes: no more heartbeats
-    await eventually(lambda: ("displayMessage", [" * bob left"]) in [(m, x) for _, m, x in pb.calls()],
-                     "bob's leave announced by the other process", deadline=15)
-    await eventually(lambda: pb.calls()[-1][1:] == ("departed", ["bob"]), "bob out of the presence list")
+    """When a process stops beating, another ends its sessions after the grace period: their
+    leaves are announced, with one presence batch for all of them."""
+    b, pb = await aProcessDies(backplanes, redisServer, ["bob", "ann", "cy"], ["ann", "bob"])
+    told = [x for _, m, x in pb.calls() if m == "displayMessage"]
+    assert sorted(told) == [[" * ann left"], [" * bob left"]]  # cy was not shown yet
     assert await b.sessions.adopt("s-bob") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_leavesADeadProcessHadNotPublishedAreTold(redisServer, backplanes):  # noqa: F811
+    """Names a process let go of (a leave, a rename) whose batch it had not published when it died
+    are told as leaving by the process that reaps it, in the same one batch."""
+    async def meanwhile(a, stream):
+        await a.roster.release(Holder("s-ann"))
+        await a.roster.hold(Holder("s-bob"), "rob", "r", stream, [("displayMessage", [" * rob left"])])
+
+    b, pb = await aProcessDies(backplanes, redisServer, ["ann", "bob", "cy"], ["ann", "bob", "cy"],
+                               meanwhile=meanwhile)
+    told = sorted(x for _, m, x in pb.calls() if m == "displayMessage")
+    assert told == [[" * ann left"], [" * bob left"], [" * cy left"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_manyNamesOfADeadProcessLeaveInOneLine(redisServer, backplanes):  # noqa: F811
+    """When more than the application's threshold of a dead process's names leave a group, one
+    line (the application's) tells them all, and one batch lists them."""
+    names = [f"u{i}" for i in range(5)]
+    many = Presence(changed="crowdMoved", nameKey=TERMS.nameKey,
+                    manyLeft=("gone", "{first}, {second} and {others} more"), manyAbove=3)
+    b, pb = await aProcessDies(backplanes, redisServer, names, names, many)
+    assert [(m, x) for _, m, x in pb.calls()][-2:] == [
+        ("gone", ["u0, u1 and 3 more"]), ("crowdMoved", [[], names])]
+    assert [m for _, m, _ in pb.calls()].count("displayMessage") == 0
 
 
 def test_downBackplaneRefusesNamesAfterAWhile():
@@ -201,7 +273,7 @@ def test_downBackplaneRefusesNamesAfterAWhile():
     BackplaneDown, with a message for the user."""
     clock = Clock()
     backplane = RedisBackplane("redis://127.0.0.1:1/0", gracePeriod=1, reactor=clock)
-    held = backplane.roster.hold(Holder("s"), "x", "r", backplane.stream("k", "room", 10), [], [])
+    held = backplane.roster.hold(Holder("s"), "x", "r", backplane.stream("k", "room", 10), [])
     error = []
     held.addErrback(lambda f: error.append(f.value))
     clock.advance(backplane.roster.loginWait - 0.1)
@@ -313,7 +385,7 @@ def test_backplaneImportGraphHasNoCycle():
 
 
 #: Methods of the chat's widget: the chat app's words, not the backplane's.
-WIDGET_METHODS = ("presenceJoined", "presenceLeft", "updatePresence", "displayMessage",
+WIDGET_METHODS = ("presenceChanged", "updatePresence", "displayMessage",
                   "displayUserMessage", "displayAction", "showTyping", "messageTime")
 
 
@@ -325,23 +397,28 @@ def test_backplaneWritesNoWidgetMethodName():
 
 
 def test_memoryRosterSpeaksTheApplicationsTerms():
-    """A roster publishes joins, renames and leaves with the application's methods and holds names by
-    its key."""
+    """A roster holds names by the application's key, publishes nothing when a name is held or
+    let go, and publishes batches with the application's method, keeping the group's list."""
     backplane = MemoryBackplane()
     backplane.roster.usePresence(TERMS)
     stream = backplane.stream("room:r", "room", 100)
     heard: list = []
     stream.observe(lambda method, args: heard.append((method, args)))
     alice, other = Holder("s-alice"), Holder("s-other")
-    backplane.roster.hold(alice, "Alice", "r", stream, [], [])
-    failure = backplane.roster.hold(other, "A1ICE", "r", stream, [], [])
+    backplane.roster.hold(alice, "Alice", "r", stream, [])
+    failure = backplane.roster.hold(other, "A1ICE", "r", stream, [])
     errors: list = []
     failure.addErrback(lambda f: errors.append(f.value))
     assert isinstance(errors[0], NameTaken)
-    backplane.roster.hold(alice, "Ally", "r", stream, [], [])
-    backplane.roster.release(alice, [])
-    assert heard == [("arrived", ["Alice"]), ("departed", ["Alice"]), ("arrived", ["Ally"]),
-                     ("departed", ["Ally"])]
+    backplane.roster.publishChanges("r", stream, [], ["Alice"], [])
+    backplane.roster.hold(alice, "Ally", "r", stream, [])
+    backplane.roster.publishChanges("r", stream, [("renamed", [])], ["Ally"], ["Alice"])
+    assert heard == [("crowdMoved", [["Alice"], []]), ("renamed", []), ("crowdMoved", [["Ally"], ["Alice"]])]
+    members: list = []
+    backplane.roster.members("r", stream).addCallback(members.append)
+    assert members == [(["Ally"], stream.offset)]
+    backplane.roster.release(alice)
+    assert len(heard) == 3
 
 
 def test_redisPartsShareOneConnection():

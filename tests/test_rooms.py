@@ -172,7 +172,7 @@ async def test_presenceUpdates(roomServer):
     assert presenceOf(outsider) == ["outsider"]
     # Changes, not whole lists: one whole list, when the page opened the room.
     assert len(watcher.calls("updatePresence")) == 1
-    assert watcher.calls("presenceJoined")[-1] == ["bea"] and watcher.calls("presenceLeft")[-1] == ["Amy"]
+    assert watcher.calls("presenceChanged")[-2:] == [[["bea"], ["zed"]], [[], ["Amy"]]]
 
 
 @pytest_twisted.ensureDeferred

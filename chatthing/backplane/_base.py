@@ -27,26 +27,44 @@ STORE_UNREACHABLE = "The server could not reach its store; please try again in a
 class Presence:
     """
     The terms a roster speaks in, which belong to the application: the
-    remote calls it publishes on a group's stream when a name joins the
-    group or leaves it (a rename is both), and what makes two names the
-    same name.
+    remote call it publishes on a group's stream with a batch of changes
+    (who joined the group, who left it: a rename is both), and what makes
+    two names the same name.
 
-    Changes, not whole lists, so that a join costs the same in a room of
-    ten or of ten thousand.  The defaults name no application's widget
-    methods; an application gives its own (the chat: its widget's methods
-    and a lookalike-proof key, C{chatthing.chat.rooms.PRESENCE}) with
-    L{Roster.usePresence}.
+    Changes, not whole lists, and gathered in batches by the application
+    (L{Roster.publishChanges}), so that a crowd joining costs each page a
+    few frames, not one per name.  The default names no application's
+    widget method; an application gives its own (the chat: its widget's
+    method and a lookalike-proof key, C{chatthing.chat.rooms.PRESENCE})
+    with L{Roster.usePresence}.
 
-    @ivar joined: the method called with C{[name]} when a name joins.
-    @ivar left: the method called with C{[name]} when a name leaves.
+    @ivar changed: the method called with C{[joined, left]}, two lists of
+        names: a page removes those that left, then adds those that joined.
     @ivar nameKey: the key a name is held under: two names with the same
         key cannot be held at once.  It must give the same key in every
         process (a Redis roster compares keys there).
+    @ivar manyLeft: when more than C{manyAbove} names of a dead process
+        leave a group at once, the call C{(method, text)} published once
+        for all of them instead of each holder's C{onLeave}: C{text} with
+        C{{first}}, C{{second}} (the first two names, sorted) and
+        C{{others}} (how many more) filled in.  L{None}: each holder's
+        C{onLeave}, however many.
+    @ivar manyAbove: see C{manyLeft}.
     """
 
-    joined: str = "joined"
-    left: str = "left"
+    changed: str = "changed"
     nameKey: Callable[[str], str] = str.casefold
+    manyLeft: tuple[str, str] | None = None
+    manyAbove: int = 3
+
+    @property
+    def left(self) -> str:
+        """
+        The method the Redis cleanup scripts call with C{[[], names]} when
+        a dead process's names leave: L{changed} (named so for the scripts'
+        callers, which pass it as "the left method").
+        """
+        return self.changed
 
 
 class NameTaken(CallRefused):
@@ -64,8 +82,15 @@ class BackplaneDown(CallRefused):
 class Roster(Protocol):
     """
     Names held by sessions, unique across every process (by their
-    L{Presence.nameKey}), each in a group whose changes (L{Presence.joined},
-    L{Presence.left}) are published on that group's stream.
+    L{Presence.nameKey}), each in a group; and each group's list of who is
+    shown there, which changes only with the batches the application
+    publishes (L{publishChanges}, a L{Presence.changed} call on the group's
+    stream), so that the list and the stream agree in every process.
+
+    Holding and releasing a name publish nothing: the application gathers
+    joins and leaves and publishes them together.  Only when a process dies
+    and its sessions do not come back does a roster publish by itself: the
+    holders' C{onLeave} calls and one L{Presence.changed} per group.
     """
 
     @property
@@ -81,12 +106,12 @@ class Roster(Protocol):
         """
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
-             announce: list[Call], onLeave: list[Call]) -> Deferred:
+             onLeave: list[Call]) -> Deferred:
         """
         Give C{holder} (a L{chatthing.live.LiveElement}) the C{name} in
-        C{group}, letting go of any name it held, then publish on C{stream}
-        C{announce}, C{left(old name)} if it had one, and C{joined(name)}.
-        C{onLeave} is what to publish if the holder's process dies and the
+        C{group}, letting go of any name it held; nothing is published (the
+        application says who joined with L{publishChanges}).  C{onLeave} is
+        what to publish on C{stream} if the holder's process dies and the
         session does not come back.
 
         @return: a L{Deferred} that fails with L{NameTaken} if someone else
@@ -100,16 +125,30 @@ class Roster(Protocol):
         this process: remember it; nothing is published.
         """
 
-    def release(self, holder: Any, announce: list[Call]) -> Deferred:
+    def release(self, holder: Any) -> Deferred:
         """
-        C{holder} no longer holds its name: publish C{announce}, then
-        C{left(name)}.
+        C{holder} no longer holds its name (anyone may take it now); nothing
+        is published.
+        """
+
+    def publishChanges(self, group: str, stream: Stream, calls: list[Call],
+                       joined: list[str], left: list[str]) -> Deferred | None:
+        """
+        Publish on C{stream} C{calls} (alerts), then one
+        L{Presence.changed} call with C{joined} and C{left}, and change
+        C{group}'s list of who is shown to match, at once, so that
+        L{members} and the stream agree.  A name in C{left} that someone
+        holds under exactly that name again (they joined through another
+        process meanwhile) is left out: its leave is stale.
+
+        @return: L{None}, or a L{Deferred} firing once it is published.
         """
 
     def members(self, group: str, stream: Stream) -> Deferred:
         """
-        The names in C{group} now, and the offset of C{stream} they are
-        true at: a L{Deferred} firing with C{(names, offset)}.
+        The names shown in C{group} now (as the batches published so far
+        left it), and the offset of C{stream} they are true at: a
+        L{Deferred} firing with C{(names, offset)}.
         """
 
 

@@ -14,7 +14,8 @@ from ._base import Call, NameTaken, Presence, memberList
 
 class MemoryRoster:
     """
-    The names held in this process.
+    The names held in this process, and who each group shows (as the
+    batches published with L{publishChanges} left it).
     """
 
     def __init__(self, presence: Presence = Presence()) -> None:
@@ -27,18 +28,29 @@ class MemoryRoster:
         self.presence = presence
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
-             announce: list[Call], onLeave: list[Call]) -> Deferred:
+             onLeave: list[Call]) -> Deferred:
         key = self.presence.nameKey(name)
         current = self._holders.get(key)
         if current is not None and current is not holder:
             return fail(NameTaken(f"the name {name!r} is taken"))
-        old = self._letGo(holder)
+        self._letGo(holder)
         self._holders[key] = holder
         self._held[holder] = (name, group, stream)
-        self._groups.setdefault(group, {})[key] = name
-        left = [(self.presence.left, [old[0]])] if old is not None else []
-        stream.publish([*announce, *left, (self.presence.joined, [name])])
         return succeed(None)
+
+    def publishChanges(self, group: str, stream: Stream, calls: list[Call],
+                       joined: list[str], left: list[str]) -> Deferred | None:
+        shown = self._groups.setdefault(group, {})
+        left = [name for name in left if not self._holds(name, group)]
+        for name in left:
+            key = self.presence.nameKey(name)
+            if shown.get(key) == name:
+                del shown[key]
+        for name in joined:
+            shown[self.presence.nameKey(name)] = name
+        if not shown:
+            del self._groups[group]
+        return stream.publish([*calls, (self.presence.changed, [joined, left])])
 
     def members(self, group: str, stream: Stream) -> Deferred:
         return succeed((memberList(self._groups.get(group, {}).values()), stream.offset))
@@ -49,22 +61,22 @@ class MemoryRoster:
         key = self.presence.nameKey(name)
         self._holders[key] = holder
         self._held[holder] = (name, group, stream)
-        self._groups.setdefault(group, {})[key] = name
 
-    def release(self, holder: Any, announce: list[Call]) -> Deferred:
-        held = self._letGo(holder)
-        if held is not None:
-            name, group, stream = held
-            stream.publish([*announce, (self.presence.left, [name])])
+    def release(self, holder: Any) -> Deferred:
+        self._letGo(holder)
         return succeed(None)
+
+    def _holds(self, name: str, group: str) -> bool:
+        """
+        Whether someone holds exactly C{name} in C{group} now.
+        """
+        holder = self._holders.get(self.presence.nameKey(name))
+        return holder is not None and self._held[holder][:2] == (name, group)
 
     def _letGo(self, holder: Any) -> tuple[str, str, Stream] | None:
         held = self._held.pop(holder, None)
         if held is not None:
-            name, group, _ = held
-            key = self.presence.nameKey(name)
-            self._holders.pop(key, None)
-            self._groups.get(group, {}).pop(key, None)
+            self._holders.pop(self.presence.nameKey(held[0]), None)
         return held
 
 

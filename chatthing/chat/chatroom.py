@@ -157,6 +157,7 @@ class ChatRoom:
         return False
 
     def _close(self, room: Room) -> None:
+        room.throttle.flush()
         room.stream.close()
         room.bytes.forget()
 

@@ -32,6 +32,9 @@ class Chatter(Protocol):
     def notifyRemote(self, methodName: str, *args: Any) -> None:
         """Call the page's widget, expecting no answer."""
 
+    def notifyRemoteEncoded(self, methodName: str, argsJSON: bytes) -> None:
+        """Call the page's widget with arguments encoded already (once for many pages)."""
+
     def subscribe(self, stream: Any) -> None:
         """Send the page what C{stream} carries from now on."""
 

@@ -11,7 +11,6 @@ What a room keeps is bounded in bytes (L{chatthing.chat.roommemory}).
 """
 
 import time
-from collections import deque
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
@@ -24,13 +23,21 @@ from ..backplane import (
     MemoryBackplane,
     NameTaken,
     Presence,
-    memberList,
 )
 from ..live import SessionMoved, Stream
 from . import widget
 from .element import ChatterElement
 from .parts import Chatter
+from .presence import (
+    ALERT_THRESHOLD,
+    MANY_LEFT_LINE,
+    PRESENCE_INTERVAL,
+    PresenceBatch,
+    PresenceThrottle,
+    alertLines,
+)
 from .names import nameKey
+from .presencelist import PresenceList
 from .roommemory import History, RoomBytes, RoomMemory
 from .said import ACTION, MESSAGE, Said, historyCall
 from .validation import LOBBY, UsernameTaken, normalizeUsername
@@ -41,11 +48,12 @@ DEFAULT_HISTORY = 50
 #: How many frames of its C{room} stream a room keeps for pages that resume.
 STREAM_HISTORY = 1000
 
-#: The widget methods the roster calls on a room's stream when a name joins
-#: the room, or leaves it (a rename is both), and the key names are held
-#: under (lookalikes are one name): the chat's terms, which the backplane
-#: speaks (L{chatthing.backplane.Presence}).
-PRESENCE = Presence(joined=widget.PRESENCE_JOINED, left=widget.PRESENCE_LEFT, nameKey=nameKey)
+#: The widget method the roster calls on a room's stream with a batch of
+#: presence changes (who joined, who left: a rename is both), and the key
+#: names are held under (lookalikes are one name): the chat's terms, which
+#: the backplane speaks (L{chatthing.backplane.Presence}).
+PRESENCE = Presence(changed=widget.PRESENCE_CHANGED, nameKey=nameKey,
+                    manyLeft=(widget.DISPLAY_MESSAGE, MANY_LEFT_LINE), manyAbove=ALERT_THRESHOLD)
 
 #: Seconds during which a page's further "typing" calls are not passed on
 #: (the page itself sends at most one every 2 s).
@@ -70,6 +78,10 @@ class Room:
     @ivar memory: the budgets of the room's bytes, shared by the rooms of
         a L{chatthing.chat.chatroom.ChatRoom}, which it tells of every change in what this room holds.
     @ivar bytes: what this room holds (frames for replay, and history).
+    @ivar shown: who the room lists, kept from its stream (L{PresenceList}).
+    @ivar throttle: the joins, leaves and renames not yet published, and
+        when they will be: one batch per C{presenceInterval} seconds while
+        they keep coming, at once in a quiet room (L{PresenceThrottle}).
     """
 
     log = Logger()
@@ -86,6 +98,8 @@ class Room:
         alerts: Stream | None = None,
         memory: RoomMemory | None = None,
         admit: Callable[["Room"], None] = lambda room: None,
+        presenceInterval: float = PRESENCE_INTERVAL,
+        reactor: Any = None,
     ) -> None:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
@@ -99,18 +113,17 @@ class Room:
         self.bytes = RoomBytes(self.stream, self.history, self.memory)
         self.admit = admit
         self._loggingIn = 0
-        self._presenceStarted = False
         self.clock = clock
         self.timer = timer
         self.typingInterval = typingInterval
         self._online: dict[str, Chatter] = {}
-        self._presence: dict[str, str] = {}
-        self._presenceChanges: deque[tuple[int, str, str]] = deque(maxlen=streamHistory)
+        self.shown = PresenceList(streamHistory)
         self._stampedSecond: int | None = None
         self._lastStamp = 0
+        self.throttle = PresenceThrottle(self._publishPresence, presenceInterval, reactor)
         self.stream.observe(self._heard)
         self.backplane.roster.members(name, self.stream).addCallbacks(
-            self._startPresence,
+            lambda snapshot: self.shown.start(*snapshot),
             lambda failure: self.log.warn("{room}: could not read who is here: {error}",
                                           room=self, error=failure.getErrorMessage()))
 
@@ -146,7 +159,7 @@ class Room:
         The names of the users logged in here (on every process), sorted as
         people read them.
         """
-        return memberList(self._presence.values())
+        return self.shown.names()
 
     def welcome(self, chatter: Chatter) -> None:
         """
@@ -162,6 +175,9 @@ class Room:
         """
         A page's session has come here from another process: take up where
         it was, without showing the history again or announcing anything.
+        If the room's list does not show the user (the other process died
+        before its batch told of the join), the next batch lists the user,
+        with no alert line (a join told twice changes no list).
         """
         self._subscribe(chatter, showHistory=False)
         if username is not None:
@@ -170,6 +186,9 @@ class Room:
             self.backplane.roster.restore(chatter, username, self.name, self.stream,
                                           self._onLeave(username))
             self.log.info("{user} came back to {room}", user=username, room=self.name)
+            if not self.shown.shows(username):
+                self.throttle.batch.joined(username, alert=False)
+                self.throttle.changed()
 
     def _subscribe(self, chatter: Chatter, showHistory: bool) -> None:
         if chatter not in self.chatters:
@@ -178,8 +197,9 @@ class Room:
             if self.history:
                 method, args = historyCall(list(self.history))
                 chatter.notifyRemote(method, *args)
-            # The whole list once; then the room's stream says who comes and goes.
-            chatter.notifyRemote(widget.UPDATE_PRESENCE, self.presence())
+            # The whole list once (encoded once for every page until it
+            # changes); then the room's stream says who comes and goes.
+            chatter.notifyRemoteEncoded(widget.UPDATE_PRESENCE, self.shown.encoded())
         chatter.subscribe(self.stream)
         chatter.subscribe(self.typingStream)
         if self.alerts is not None:
@@ -207,9 +227,11 @@ class Room:
             chatter.username = name
             chatter.sessionStateChanged()
             self.log.info("{user} joined {room}", user=name, room=self.name)
+            self.throttle.batch.joined(name)
+            self.throttle.changed()
             return name
 
-        d = self._hold(chatter, name, f" * user {name} has joined the room")
+        d = self._hold(chatter, name)
         return d.addBoth(done).addCallback(held)
 
     def rename(self, chatter: Chatter, username: str) -> Deferred:
@@ -232,20 +254,19 @@ class Room:
             chatter.username = name
             chatter.sessionStateChanged()
             self.log.info("{old} is now {new} in {room}", old=old, new=name, room=self.name)
+            self.throttle.batch.renamed(old, name)
+            self.throttle.changed()
             return name
 
-        return self._hold(chatter, name, f" * user {old} is now known as {name}").addCallback(held)
+        return self._hold(chatter, name).addCallback(held)
 
-    def _hold(self, chatter: Chatter, name: str, announcement: str) -> Deferred:
+    def _hold(self, chatter: Chatter, name: str) -> Deferred:
         # Once the room's stream is ready: a page that opened the room on
         # this process is subscribed by then (it asked first), so it gets
-        # its own announcement.
+        # its own announcement (published with the room's next batch).
         d = self.stream.ready()
         d.addCallback(lambda _: self.backplane.roster.hold(
-            chatter, name, self.name, self.stream,
-            announce=self._stamped(widget.DISPLAY_MESSAGE, announcement),
-            onLeave=self._onLeave(name),
-        ))
+            chatter, name, self.name, self.stream, onLeave=self._onLeave(name)))
 
         def taken(failure: Failure) -> None:
             failure.trap(NameTaken)
@@ -273,18 +294,34 @@ class Room:
             del self._online[name.casefold()]
             if not isinstance(reason, SessionMoved):
                 self.log.info("{user} left {room}", user=name, room=self.name)
-                self.backplane.roster.release(
-                    chatter, self._stamped(widget.DISPLAY_MESSAGE, f" * user {name} has left the room")
-                ).addErrback(lambda failure: self.log.failure(
-                    "could not announce that {user} left", failure, user=name))
+                self.backplane.roster.release(chatter).addErrback(lambda failure: self.log.failure(
+                    "could not let go of {user}'s name", failure, user=name))
+                self.throttle.batch.left(name)
+                self.throttle.changed()
         if not self.chatters:
             # Nobody left who could resume: the frames kept for that go.
             self.bytes.account(dropReplay=True)
+
+    def _publishPresence(self, batch: PresenceBatch) -> None:
+        """
+        Publish one batch of presence changes: its alert lines (dated) and
+        one C{presenceChanged}, which the roster adds (it keeps the room's
+        list, shared by every process, in step with the stream).
+        """
+        joined, left = batch.diff()
+        calls: list[Call] = []
+        for line in alertLines(batch.events):
+            calls.extend(self._stamped(widget.DISPLAY_MESSAGE, line))
+        d = self.backplane.roster.publishChanges(self.name, self.stream, calls, joined, left)
+        if d is not None:
+            d.addErrback(lambda failure: self.log.failure(
+                "{room}: could not publish who came and went", failure, room=self.name))
 
     def tellHere(self, message: str) -> None:
         """
         Show C{message} to the room's pages on this process only.
         """
+        self.throttle.flush()
         stream = self.stream.fallback or self.stream
         stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
 
@@ -294,6 +331,7 @@ class Room:
 
         @return: how many pages of this process it was sent to.
         """
+        self.throttle.flush()
         self.stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
         return len(self.chatters)
 
@@ -322,6 +360,7 @@ class Room:
         stream delivers it (L{_heard}), on every process alike.
         """
         method, args = said.call()
+        self.throttle.flush()
         return self.stream.publish(self._stamped(method, *args))
 
     def typing(self, who: Chatter) -> bool:
@@ -362,32 +401,9 @@ class Room:
             self.history.append(said)
         elif method == widget.MESSAGE_TIME and args and isinstance(args[0], int):
             self._lastStamp = args[0]
-        elif method in (widget.PRESENCE_JOINED, widget.PRESENCE_LEFT) and len(args) == 1 and isinstance(args[0], str):
-            if not self._presenceStarted:
-                self._presenceChanges.append((self.stream.offset, method, args[0]))
-            self._changePresence(method, args[0])
+        elif method == widget.PRESENCE_CHANGED:
+            self.shown.heard(self.stream.offset, args)
         self.bytes.account(dropReplay=not self.chatters)
-
-    def _changePresence(self, method: str, name: str) -> None:
-        if method == widget.PRESENCE_JOINED:
-            self._presence[name.casefold()] = name
-        elif self._presence.get(name.casefold()) == name:
-            del self._presence[name.casefold()]
-
-    def _startPresence(self, snapshot: tuple[list[str], int]) -> None:
-        """
-        Who was in the room at offset C{offset} of its stream (read when it
-        opened here, from the backplane): the presence list is that, with
-        the changes after it.
-        """
-        names, offset = snapshot
-        self._presence = {name.casefold(): name for name in names}
-        for at, method, name in self._presenceChanges:
-            if at > offset:
-                self._changePresence(method, name)
-        # Needed only until now.
-        self._presenceStarted = True
-        self._presenceChanges.clear()
 
     # Carried across a restart (chatthing.chat.state)
 
@@ -399,7 +415,7 @@ class Room:
         """
         return {"name": self.name, "stream": self.stream.savedState(),
                 "history": [said.entry() for said in self.history],
-                "presence": list(self._presence.values()), "lastStamp": self._lastStamp}
+                "presence": self.shown.names(), "lastStamp": self._lastStamp}
 
     def restoreState(self, stream: dict[str, Any], history: list[Said], presence: list[str],
                      lastStamp: int) -> None:
@@ -410,8 +426,6 @@ class Room:
         self.stream.restoreState(stream)
         for said in history:
             self.history.append(said)
-        self._presence = {name.casefold(): name for name in presence}
-        self._presenceStarted = True
-        self._presenceChanges.clear()
+        self.shown.start(presence, self.stream.offset)
         self._lastStamp = lastStamp
         self.bytes.account()

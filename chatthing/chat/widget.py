@@ -30,9 +30,10 @@ MESSAGE_TIME: Final = "messageTime"
 #: C{updatePresence(names)}: the whole list of who is in the room.
 UPDATE_PRESENCE: Final = "updatePresence"
 
-#: C{presenceJoined(name)}, C{presenceLeft(name)}: one change to it.
-PRESENCE_JOINED: Final = "presenceJoined"
-PRESENCE_LEFT: Final = "presenceLeft"
+#: C{presenceChanged(joined, left)}: the changes to it since the last one,
+#: gathered over an interval (L{chatthing.chat.presence}): the names that
+#: joined, and the names that left (a rename is both), each list sorted.
+PRESENCE_CHANGED: Final = "presenceChanged"
 
 #: C{showTyping(username)}: someone is typing.
 SHOW_TYPING: Final = "showTyping"
@@ -40,5 +41,5 @@ SHOW_TYPING: Final = "showTyping"
 #: Every method the chat calls on its widget.
 METHODS: Final = frozenset({
     DISPLAY_MESSAGE, DISPLAY_USER_MESSAGE, DISPLAY_ACTION, DISPLAY_HISTORY, MESSAGE_TIME,
-    UPDATE_PRESENCE, PRESENCE_JOINED, PRESENCE_LEFT, SHOW_TYPING,
+    UPDATE_PRESENCE, PRESENCE_CHANGED, SHOW_TYPING,
 })

@@ -39,7 +39,7 @@ from ._settings import LiveSettings
 from ._statefile import MAX_STATE_BYTES, IAppState, StateFile, StateKeeper
 from ._stream import PassingStream, Stream, runningCall
 from ._web import LiveSite
-from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION
+from ._wire import MAX_FRAME_BYTES, PROTOCOL_VERSION, encodeArgs
 
 __all__ = [
     "ANY_HOST",
@@ -70,6 +70,7 @@ __all__ = [
     "TooManyPendingCalls",
     "expose",
     "defaultReactor",
+    "encodeArgs",
     "AppCheckFailed",
     "ElementUnavailable",
     "checkElementModule",

@@ -90,6 +90,15 @@ class LiveElement:
         if self._liveSession is not None:
             self._liveSession.notify(methodName, args)
 
+    def notifyRemoteEncoded(self, methodName: str, argsJSON: bytes) -> None:
+        """
+        L{notifyRemote}, with the arguments' list encoded already (by
+        L{chatthing.live.encodeArgs}): what many pages are sent alike, such
+        as a room's presence list, is encoded once, not once per page.
+        """
+        if self._liveSession is not None:
+            self._liveSession.notifyEncoded(methodName, argsJSON)
+
     def subscribe(self, stream: Any) -> None:
         """
         Have the page receive every call that C{stream} (a L{Stream}) emits,

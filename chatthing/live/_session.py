@@ -330,6 +330,21 @@ class LiveSession(PageFrames):
                 **_wire.errorFrame(frame.get("id"), "ServerError", f"the answer cannot be sent as JSON: {e}"),
                 "seq": frame["seq"],
             })
+        self._keepAndSend(payload)
+
+    def notifyEncoded(self, method: str, argsJSON: bytes) -> None:
+        """
+        L{notify}, with C{args} encoded already (C{_wire.encode} of the
+        list), so that a value sent to many pages is encoded once.
+        """
+        if not self.ended:
+            self._keepAndSend(_wire.notifyPayload(method, argsJSON, self._sent.nextSeq()))
+
+    def _keepAndSend(self, payload: bytes) -> None:
+        """
+        Keep the numbered frame C{payload} for replay, and send it if the
+        page is here.
+        """
         try:
             self._sent.add(payload)
         except ReplayOverflow as e:

@@ -68,9 +68,9 @@ class FrameTooLarge(ProtocolError):
     """
 
 
-def encode(frame: dict[str, Any]) -> bytes:
+def encode(frame: dict[str, Any] | list[Any]) -> bytes:
     """
-    The UTF-8 bytes of C{frame}, compact.
+    The UTF-8 bytes of C{frame} (or of a list of arguments), compact.
     """
     text = _encoder.encode(frame)
     try:
@@ -362,6 +362,26 @@ def notifyFrame(method: str, args: tuple | list) -> dict[str, Any]:
     session when sent, so replayed like a call, but never answered.
     """
     return {"type": EMIT, "method": method, "args": list(args)}
+
+
+def encodeArgs(args: list[Any]) -> bytes:
+    """
+    A call's arguments encoded once, for L{notifyPayload} (and
+    C{LiveElement.notifyRemoteEncoded}) to splice into many pages' frames.
+    """
+    return encode(list(args))
+
+
+def notifyPayload(method: str, argsJSON: bytes, seq: int) -> bytes:
+    """
+    The bytes of L{notifyFrame}C{(method, args)} numbered C{seq}, its
+    C{args} given encoded already (L{encode} of the list): what one
+    encoding of a large value, such as a room's presence list, spliced into
+    each page's own numbered frame looks like, byte for byte as L{encode}
+    would have made it.
+    """
+    return b"".join((b'{"type":"emit","method":', encode([method])[1:-1], b',"args":', argsJSON,
+                     b',"seq":', str(seq).encode("ascii"), b"}"))
 
 
 def callFrame(ident: int, method: str, args: tuple | list) -> dict[str, Any]:

@@ -6,9 +6,16 @@ Keys: C{PREFIX stream:KEY} (a Redis stream of calls, each entry C{c}: the
 call's JSON C{[method, args]}, C{o}: its origin; its pub/sub channel has
 the same name), C{PREFIX names} (case-folded name -> holder),
 C{PREFIX holder:SESSION} (the name a session holds: key, name, group,
-stream, onLeave), C{PREFIX group:GROUP} (case-folded name -> name),
+stream, onLeave, many), C{PREFIX group:GROUP} (name key -> name: who the
+group shows, changed only with the batches published on its stream,
+L{chatthing.backplane.redis.rosterlua.CHANGES}),
 C{PREFIX session:SESSION} (page, state, proc), C{PREFIX proc:PROC:sessions},
-C{PREFIX procs} (process -> time of its last heartbeat, in ms).
+C{PREFIX proc:PROC:leaving} ("GROUP KEY" -> the holder record, JSON, of
+a name the process let go of while its group still shows it: its batch
+has not told of the leave yet), C{PREFIX procs} (process -> time of its
+last heartbeat, in ms).
+
+The roster's own scripts are in L{chatthing.backplane.redis.rosterlua}.
 """
 
 #: Append one call to a stream and publish it as "SEQ ORIGIN CALL".
@@ -21,26 +28,96 @@ local function append(stream, maxlen, origin, call)
   return seq
 end
 
-local function presenceChange(stream, maxlen, origin, method, name)
-  append(stream, maxlen, origin, '[' .. method .. ',[' .. cjson.encode(name) .. ']]')
+-- A JSON array of names (cjson makes {} of an empty table).
+local function names(list)
+  if #list == 0 then return '[]' end
+  return cjson.encode(list)
 end
 
-local function release(prefix, holder, maxlen, origin, leftMethod, announce)
+-- One batch of presence changes: [method, [joined, left]].
+local function changed(method, joined, left)
+  return '[' .. method .. ',[' .. names(joined) .. ',' .. names(left) .. ']]'
+end
+
+-- Lets go of a holder's name; its record {key, name, group, stream,
+-- onLeave, many}, or nil if it held none.
+local function letGo(prefix, holder)
   local h = prefix .. 'holder:' .. holder
-  local key = redis.call('HGET', h, 'key')
-  if not key then return 0 end
-  local group = redis.call('HGET', h, 'group')
-  local stream = redis.call('HGET', h, 'stream')
-  local name = redis.call('HGET', h, 'name')
-  if redis.call('HGET', prefix .. 'names', key) == holder then
-    redis.call('HDEL', prefix .. 'names', key)
+  local record = redis.call('HMGET', h, 'key', 'name', 'group', 'stream', 'onLeave', 'many')
+  if not record[1] then return nil end
+  if redis.call('HGET', prefix .. 'names', record[1]) == holder then
+    redis.call('HDEL', prefix .. 'names', record[1])
   end
-  redis.call('HDEL', prefix .. 'group:' .. group, key)
-  if announce == nil then announce = cjson.decode(redis.call('HGET', h, 'onLeave')) end
   redis.call('DEL', h)
-  for _, call in ipairs(announce) do append(stream, maxlen, origin, call) end
-  presenceChange(stream, maxlen, origin, leftMethod, name)
-  return 1
+  return record
+end
+
+-- Whether someone holds exactly name (by its key) in group now.
+local function heldThere(prefix, key, name, group)
+  local holder = redis.call('HGET', prefix .. 'names', key)
+  if not holder then return false end
+  local held = redis.call('HMGET', prefix .. 'holder:' .. holder, 'name', 'group')
+  return held[1] == name and held[2] == group
+end
+
+-- proc let go of the name of record, which its group still shows: until
+-- proc's batch tells of the leave, the reaper tells of it if proc dies.
+local function leaving(prefix, proc, record)
+  if redis.call('HGET', prefix .. 'group:' .. record[3], record[1]) == record[2] then
+    redis.call('HSET', prefix .. 'proc:' .. proc .. ':leaving', record[3] .. ' ' .. record[1],
+               cjson.encode(record))
+  end
+end
+"""
+
+#: Ending the sessions of a dead process: each name shown in its group
+#: leaves, and each group is told in one batch (the holders' onLeave calls,
+#: or one call for all of them if more than "above" left and the holders
+#: were given "many": [method, text, above], text's {first}, {second} and
+#: {others} filled in; then one change with every name that left).
+_REAP = _APPEND + """
+local reaped, reapedOrder = {}, {}
+local function reapRecord(prefix, record)
+  local group = prefix .. 'group:' .. record[3]
+  if redis.call('HGET', group, record[1]) ~= record[2] then return end
+  if heldThere(prefix, record[1], record[2], record[3]) then return end
+  redis.call('HDEL', group, record[1])
+  local batch = reaped[record[4]]
+  if not batch then
+    batch = {names = {}, calls = {}, many = record[6]}
+    reaped[record[4]] = batch
+    reapedOrder[#reapedOrder + 1] = record[4]
+  end
+  batch.names[#batch.names + 1] = record[2]
+  for _, call in ipairs(cjson.decode(record[5])) do batch.calls[#batch.calls + 1] = call end
+end
+local function reap(prefix, holder)
+  local record = letGo(prefix, holder)
+  if record then reapRecord(prefix, record) end
+end
+-- The names a dead process let go of whose leave it had not published.
+local function reapLeaving(prefix, proc)
+  local key = prefix .. 'proc:' .. proc .. ':leaving'
+  local all = redis.call('HGETALL', key)
+  for i = 2, #all, 2 do reapRecord(prefix, cjson.decode(all[i])) end
+  redis.call('DEL', key)
+end
+local function publishReaped(maxlen, origin, method)
+  for _, stream in ipairs(reapedOrder) do
+    local batch = reaped[stream]
+    table.sort(batch.names)
+    local many = nil
+    if batch.many and batch.many ~= '' then many = cjson.decode(batch.many) end
+    if many and #batch.names > tonumber(many[3]) then
+      local values = {first = batch.names[1], second = batch.names[2],
+                      others = tostring(#batch.names - 2)}
+      local text = string.gsub(many[2], '{(%a+)}', function(k) return values[k] end)
+      append(stream, maxlen, origin, cjson.encode({many[1], {text}}))
+    else
+      for _, call in ipairs(batch.calls) do append(stream, maxlen, origin, call) end
+    end
+    append(stream, maxlen, origin, changed(method, {}, batch.names))
+  end
 end
 """
 
@@ -68,42 +145,6 @@ if seq < tonumber(ARGV[1]) then
   redis.pcall('XADD', KEYS[1], '0-' .. ARGV[1], 'c', '', 'o', '')
 end
 return seq
-"""
-
-#: KEYS: names, holder:H, group:G, stream.  ARGV: prefix, key, name, holder,
-#: group, onLeave JSON, maxlen, origin, joined method JSON, left method JSON,
-#: quiet ("1": no announcement, for a resync), announce call...
-#: Publishes the announcement, then who left (a renamed holder's old name)
-#: and who joined.  Returns 0 if someone else holds the name, 1 if held
-#: now, 2 if held already.
-HOLD = _APPEND + """
-local owner = redis.call('HGET', KEYS[1], ARGV[2])
-if owner and owner ~= ARGV[4] then return 0 end
-if owner == ARGV[4] and redis.call('HGET', KEYS[2], 'name') == ARGV[3] then return 2 end
-local oldKey = redis.call('HGET', KEYS[2], 'key')
-local oldName = redis.call('HGET', KEYS[2], 'name')
-if oldKey then
-  redis.call('HDEL', KEYS[1], oldKey)
-  redis.call('HDEL', ARGV[1] .. 'group:' .. redis.call('HGET', KEYS[2], 'group'), oldKey)
-end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
-redis.call('HSET', KEYS[2], 'key', ARGV[2], 'name', ARGV[3], 'group', ARGV[5],
-           'stream', KEYS[4], 'onLeave', ARGV[6])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-if ARGV[11] ~= '1' then
-  for i = 12, #ARGV do append(KEYS[4], ARGV[7], ARGV[8], ARGV[i]) end
-end
-if oldName then presenceChange(KEYS[4], ARGV[7], ARGV[8], ARGV[10], oldName) end
-presenceChange(KEYS[4], ARGV[7], ARGV[8], ARGV[9], ARGV[3])
-return 1
-"""
-
-#: ARGV: prefix, holder, maxlen, origin, left method JSON, announce call...
-#: Returns 1 if the holder held a name, else 0.
-RELEASE = _APPEND + """
-local announce = {}
-for i = 6, #ARGV do announce[#announce + 1] = ARGV[i] end
-return release(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], announce)
 """
 
 #: KEYS: session:S, proc:P:sessions.  ARGV: page, state JSON, proc.
@@ -147,17 +188,18 @@ return {record[1], record[2]}
 """
 
 #: KEYS: procs.  ARGV: prefix, proc, deadAfter ms, grace ms, maxlen,
-#: left method JSON.  Records this process's heartbeat, and ends the
-#: sessions (and names) of processes dead for longer than the grace period.
-#: Returns the ids of the sessions ended.
-HEARTBEAT = _APPEND + """
+#: changed method JSON.  Records this process's heartbeat, and ends the
+#: sessions (and names) of processes dead for longer than the grace period,
+#: one batch per group for all of them.  Returns the ids of the sessions
+#: ended.
+HEARTBEAT = _REAP + """
 local prefix, me = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], me, now)
 local ended = {}
 local function endSession(s)
-  release(prefix, s, ARGV[5], 'reaper', ARGV[6], nil)
+  reap(prefix, s)
   redis.call('DEL', prefix .. 'session:' .. s)
   ended[#ended + 1] = s
 end
@@ -168,17 +210,19 @@ for i = 1, #all, 2 do
     local set = prefix .. 'proc:' .. p .. ':sessions'
     for _, s in ipairs(redis.call('SMEMBERS', set)) do endSession(s) end
     redis.call('DEL', set)
+    reapLeaving(prefix, p)
     redis.call('HDEL', KEYS[1], p)
   end
 end
+publishReaped(ARGV[5], 'reaper', ARGV[6])
 return ended
 """
 
-#: ARGV: prefix, proc, maxlen, left method JSON, then the ids of this
+#: ARGV: prefix, proc, maxlen, changed method JSON, then the ids of this
 #: process's live sessions.  Ends the sessions recorded as this process's
-#: that it no longer has (they ended while Redis could not be told).
-#: Returns their ids.
-END_STALE = _APPEND + """
+#: that it no longer has (they ended while Redis could not be told), one
+#: batch per group.  Returns their ids.
+END_STALE = _REAP + """
 local prefix, me = ARGV[1], ARGV[2]
 local live = {}
 for i = 5, #ARGV do live[ARGV[i]] = true end
@@ -187,22 +231,13 @@ local ended = {}
 for _, s in ipairs(redis.call('SMEMBERS', set)) do
   if not live[s] then
     if redis.call('HGET', prefix .. 'session:' .. s, 'proc') == me then
-      release(prefix, s, ARGV[3], 'resync', ARGV[4], nil)
+      reap(prefix, s)
       redis.call('DEL', prefix .. 'session:' .. s)
       ended[#ended + 1] = s
     end
     redis.call('SREM', set, s)
   end
 end
+publishReaped(ARGV[3], 'resync', ARGV[4])
 return ended
-"""
-
-#: KEYS: group:G, stream.  The group's members now, and the offset of the
-#: stream's last entry: a process opening a room starts its presence list
-#: from them, then applies the stream's changes after that offset.
-MEMBERS = """
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local seq = '0'
-if #last > 0 then seq = string.match(last[1][1], '%-(%d+)$') end
-return {seq, redis.call('HVALS', KEYS[1])}
 """

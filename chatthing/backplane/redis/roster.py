@@ -7,13 +7,13 @@ import json
 import time
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ...live import CallRefused, LogThrottle, Stream, cut
 from .. import STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, Presence
-from . import lua
+from . import rosterlua
 from .connection import RedisConnection
 from .streams import SharedStream
 
@@ -25,7 +25,7 @@ LOGIN_WAIT = 3.0
 def methodJSON(method: str) -> str:
     """
     A method name as the Lua scripts take it: JSON, ready to splice into a
-    call (see L{lua.HOLD}).
+    call (see L{rosterlua.HOLD}).
     """
     return json.dumps(method)
 
@@ -59,7 +59,7 @@ def sharedStream(stream: Stream) -> SharedStream:
 
 class RedisRoster:
     """
-    Names held across the cluster, in Redis (see L{lua.HOLD}).  Remembers
+    Names held across the cluster, in Redis (see L{rosterlua.HOLD}).  Remembers
     what this process's holders hold, to record it again in a Redis that
     lost it.
 
@@ -79,7 +79,7 @@ class RedisRoster:
         self.presence = presence
 
     def hold(self, holder: Any, name: str, group: str, stream: Stream,
-             announce: list[Call], onLeave: list[Call]) -> Deferred:
+             onLeave: list[Call]) -> Deferred:
         shared = sharedStream(stream)
         try:
             ident = holderId(holder)
@@ -91,7 +91,7 @@ class RedisRoster:
             if not up:
                 raise BackplaneDown("Logins are paused while this server is cut off from the "
                                     "others; try again in a moment.")
-            return self._hold(ident, name, group, shared, onLeave, announce, quiet=False)
+            return self._hold(ident, name, group, shared, onLeave, resync=False)
 
         d.addCallback(connected)
 
@@ -111,17 +111,56 @@ class RedisRoster:
         return d.addCallback(held).addErrback(failed)
 
     def _hold(self, ident: str, name: str, group: str, stream: SharedStream, onLeave: list[Call],
-              announce: list[Call], quiet: bool) -> Deferred:
+              resync: bool) -> Deferred:
         prefix = self.connection.prefix
         key = self.presence.nameKey(name)
         return self.connection.script(
-            lua.HOLD,
+            rosterlua.HOLD,
             [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],
-            [prefix, key, name, ident, group, json.dumps(encodeCalls(onLeave)), stream.maxlen,
-             self.connection.nextOrigin(), methodJSON(self.presence.joined),
-             methodJSON(self.presence.left), "1" if quiet else "0",
-             *encodeCalls(announce)],
+            [key, name, ident, group, json.dumps(encodeCalls(onLeave)), "1" if resync else "0",
+             self._manyLeft(), prefix, self.connection.proc],
         )
+
+    def _manyLeft(self) -> str:
+        """
+        What the reaper publishes for many names leaving at once
+        (L{Presence.manyLeft}), as L{rosterlua.HOLD} stores it with each holder:
+        C{[method, text, above]} in JSON, or C{""}.
+        """
+        many = self.presence.manyLeft
+        if many is None:
+            return ""
+        return json.dumps([many[0], many[1], self.presence.manyAbove], ensure_ascii=False)
+
+    def publishChanges(self, group: str, stream: Stream, calls: list[Call],
+                       joined: list[str], left: list[str]) -> Deferred | None:
+        """
+        Publish a batch (see L{rosterlua.CHANGES}); while Redis cannot be reached,
+        or if it fails, on this process only (Redis is told of the names
+        that left when it is back: L{chatthing.backplane.redis.RedisSessions.resync}).
+        """
+        shared = sharedStream(stream)
+        local = [*calls, (self.presence.changed, [joined, left])]
+        if not self.connection.connected:
+            shared.fallback.publish(local)
+            return succeed(None)
+        prefix = self.connection.prefix
+        key = self.presence.nameKey
+        names = [part for name in joined + left for part in (key(name), name)]
+        d = self.connection.script(
+            rosterlua.CHANGES, [f"{prefix}group:{group}", shared.key],
+            [prefix, group, shared.maxlen, self.connection.nextOrigin(),
+             methodJSON(self.presence.changed), self.connection.proc, len(calls),
+             *encodeCalls(calls), len(joined), *names],
+        )
+
+        def failed(failure: Failure) -> None:
+            self._warnings.warn(self.log, "changes", "could not publish presence changes in "
+                                "Redis ({error}); told this process's pages only",
+                                error=cut(failure.getErrorMessage()))
+            shared.fallback.publish(local)
+
+        return d.addCallbacks(lambda _: None, failed)
 
     def restore(self, holder: Any, name: str, group: str, stream: Stream,
                 onLeave: list[Call]) -> None:
@@ -137,26 +176,19 @@ class RedisRoster:
         key = sharedStream(stream).key
         d = self.connection.whenConnected()
         d.addCallback(lambda _: self.connection.script(
-            lua.MEMBERS, [f"{self.connection.prefix}group:{group}", key], []))
+            rosterlua.MEMBERS, [f"{self.connection.prefix}group:{group}", key], []))
         return d.addCallback(lambda reply: (reply[1], int(reply[0])))
 
-    def release(self, holder: Any, announce: list[Call]) -> Deferred:
+    def release(self, holder: Any) -> Deferred:
         ident = holder.sessionId
-        held = self.held.pop(ident, None) if ident is not None else None
         if ident is None:
             return fail(BackplaneDown("the page was never attached"))
+        self.held.pop(ident, None)
         if not self.connection.connected:
-            # Only this process's pages can be told now; Redis is told
-            # when it is back (see RedisSessions.resync).
-            if held is not None:
-                held[2].fallback.publish([*announce, (self.presence.left, [held[0]])])
+            # Redis is told when it is back (see RedisSessions.resync).
             return fail(BackplaneDown("Redis cannot be reached"))
-        prefix = self.connection.prefix
-        return self.connection.script(
-            lua.RELEASE, [],
-            [prefix, ident, held[2].maxlen if held else 1000, self.connection.nextOrigin(),
-             methodJSON(self.presence.left), *encodeCalls(announce)],
-        )
+        return self.connection.script(rosterlua.RELEASE, [],
+                                      [self.connection.prefix, ident, self.connection.proc])
 
     def resync(self) -> Deferred:
         """
@@ -170,6 +202,6 @@ class RedisRoster:
 
         work = []
         for ident, (name, group, stream, onLeave) in list(self.held.items()):
-            d = self._hold(ident, name, group, stream, onLeave, [], quiet=True)
+            d = self._hold(ident, name, group, stream, onLeave, resync=True)
             work.append(d.addCallback(checked, ident, name))
         return gatherResults(work, consumeErrors=True)

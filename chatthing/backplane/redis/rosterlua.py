@@ -1,0 +1,91 @@
+"""
+The roster's Lua scripts (L{chatthing.backplane.redis.RedisRoster}): names
+held and let go of, and each group's list changed with the batches
+published on its stream.  The keys are described in
+L{chatthing.backplane.redis.lua}, whose fragments these use.
+"""
+
+from .lua import _APPEND
+
+#: KEYS: names, holder:H, group:G, stream.  ARGV: key, name, holder, group,
+#: onLeave JSON, resync ("1": the name is shown in the group already, as
+#: it was before Redis lost it), what to publish for many leaving at once
+#: ("[method, text, above]" JSON, or "": see C{lua._REAP}), prefix, proc.
+#: Holds the name, letting go of the holder's old one (which, if its group
+#: shows it, is recorded as leaving, for the reaper should proc die before
+#: its batch tells of the rename); publishes nothing: who joined is
+#: published with the room's next batch (L{CHANGES}).  Returns 0 if
+#: someone else holds the name, 1 if held now, 2 if held already.
+HOLD = _APPEND + """
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner and owner ~= ARGV[3] then return 0 end
+if owner == ARGV[3] and redis.call('HGET', KEYS[2], 'name') == ARGV[2] then return 2 end
+local old = letGo(ARGV[8], ARGV[3])
+if old then leaving(ARGV[8], ARGV[9], old) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'key', ARGV[1], 'name', ARGV[2], 'group', ARGV[4],
+           'stream', KEYS[4], 'onLeave', ARGV[5], 'many', ARGV[7])
+if ARGV[6] == '1' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+#: ARGV: prefix, holder, proc.  Lets go of the holder's name (recorded as
+#: leaving until proc's batch tells of it); publishes nothing.  Returns 1
+#: if the holder held a name, else 0.
+RELEASE = _APPEND + """
+local record = letGo(ARGV[1], ARGV[2])
+if not record then return 0 end
+leaving(ARGV[1], ARGV[3], record)
+return 1
+"""
+
+#: KEYS: group:G, stream.  ARGV: prefix, group, maxlen, origin, changed
+#: method JSON, proc, the number of calls, the calls..., the number of
+#: names that joined, then (key, name) for each that joined, then for each
+#: that left.  Publishes the calls and one change with who joined and who
+#: left, and changes the group's list to match, together (so a process
+#: that reads the list and the stream's offset at once, L{MEMBERS}, is
+#: never a batch off); those that left are no longer proc's to tell of.  A
+#: name that left which someone holds in the group under exactly that name
+#: again (they came back through another process) is left out.
+CHANGES = _APPEND + """
+local prefix, group, maxlen, origin, method = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local pending = prefix .. 'proc:' .. ARGV[6] .. ':leaving'
+local i = 7
+local calls = {}
+for _ = 1, tonumber(ARGV[i]) do i = i + 1; calls[#calls + 1] = ARGV[i] end
+i = i + 1
+local joinedCount = tonumber(ARGV[i])
+i = i + 1
+local joined, left = {}, {}
+for _ = 1, joinedCount do
+  joined[#joined + 1] = {ARGV[i], ARGV[i + 1]}
+  i = i + 2
+end
+for j = i, #ARGV - 1, 2 do
+  local key, name = ARGV[j], ARGV[j + 1]
+  redis.call('HDEL', pending, group .. ' ' .. key)
+  if not heldThere(prefix, key, name, group) then
+    if redis.call('HGET', KEYS[1], key) == name then redis.call('HDEL', KEYS[1], key) end
+    left[#left + 1] = name
+  end
+end
+local joinedNames = {}
+for _, pair in ipairs(joined) do
+  redis.call('HSET', KEYS[1], pair[1], pair[2])
+  joinedNames[#joinedNames + 1] = pair[2]
+end
+for _, call in ipairs(calls) do append(KEYS[2], maxlen, origin, call) end
+append(KEYS[2], maxlen, origin, changed(method, joinedNames, left))
+return 1
+"""
+
+#: KEYS: group:G, stream.  The group's members now, and the offset of the
+#: stream's last entry: a process opening a room starts its presence list
+#: from them, then applies the stream's changes after that offset.
+MEMBERS = """
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local seq = '0'
+if #last > 0 then seq = string.match(last[1][1], '%-(%d+)$') end
+return {seq, redis.call('HVALS', KEYS[1])}
+"""

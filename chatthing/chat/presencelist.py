@@ -1,0 +1,103 @@
+"""
+L{PresenceList}: who a room shows, kept from the batches its stream
+delivers (C{presenceChanged}), the same in every process.
+
+A process that opens a room reads who is there from the backplane (a
+snapshot, true at one offset of the room's stream) while the stream may
+already be delivering batches: the list is the snapshot with the batches
+after its offset, and a batch applied twice changes nothing, so the order
+in which the two arrive does not matter.
+"""
+
+from collections import deque
+
+from ..backplane import memberList
+from ..live import encodeArgs
+
+
+class PresenceList:
+    """
+    The names a room shows, by case-folded name.
+
+    @ivar started: whether the snapshot has come (until then, batches are
+        kept with their offsets, to apply after it).
+    """
+
+    def __init__(self, keep: int) -> None:
+        self.started = False
+        self._names: dict[str, str] = {}
+        self._early: deque[tuple[int, list[str], list[str]]] = deque(maxlen=keep)
+        self._encoded: bytes | None = None
+        self._sorted: list[str] | None = None
+
+    def names(self) -> list[str]:
+        """
+        The names, sorted as people read them (sorted once per change of
+        the list: every page drawn shows them).
+        """
+        if self._sorted is None:
+            self._sorted = memberList(self._names.values())
+        return list(self._sorted)
+
+    def shows(self, name: str) -> bool:
+        """
+        Whether C{name} is listed, spelt so.
+        """
+        return self._names.get(name.casefold()) == name
+
+    def encoded(self) -> bytes:
+        """
+        C{updatePresence}'s arguments, C{[names]}, encoded once per change
+        of the list, however many pages are sent it meanwhile.
+        """
+        if self._encoded is None:
+            self._encoded = encodeArgs([self.names()])
+        return self._encoded
+
+    def heard(self, offset: int, args: list) -> None:
+        """
+        The room's stream delivered C{presenceChanged(*args)} at C{offset}
+        (anything else with that name is ignored).
+        """
+        if not _namesLists(args):
+            return
+        joined, left = args
+        if not self.started:
+            self._early.append((offset, joined, left))
+        self._change(joined, left)
+
+    def start(self, names: list[str], offset: int) -> None:
+        """
+        Who was in the room at C{offset} of its stream (read from the
+        backplane when the room opened here): the list is that, with the
+        batches after it.
+        """
+        self._names = {name.casefold(): name for name in names}
+        self._encoded = self._sorted = None
+        for at, joined, left in self._early:
+            if at > offset:
+                self._change(joined, left)
+        # Needed only until now.
+        self.started = True
+        self._early.clear()
+
+    def _change(self, joined: list[str], left: list[str]) -> None:
+        """
+        Apply one batch: those who left go, then those who joined come
+        (idempotent, so a batch a snapshot has seen already changes
+        nothing).
+        """
+        for name in left:
+            if self.shows(name):
+                del self._names[name.casefold()]
+        for name in joined:
+            self._names[name.casefold()] = name
+        self._encoded = self._sorted = None
+
+
+def _namesLists(args: list) -> bool:
+    """
+    Whether C{args} are C{presenceChanged}'s: two lists of names.
+    """
+    return (len(args) == 2 and all(isinstance(names, list) for names in args)
+            and all(isinstance(name, str) for names in args for name in names))
