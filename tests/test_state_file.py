@@ -83,7 +83,7 @@ async def test_restoredNameIsHeldUntilItsPageIsGone(onePort, tmp_path):
     """After a restart with a state file, a name whose page does not come back stays taken for the grace period, then leaves once, announced."""
     from chatthing.live.testing import LiveTestClient
 
-    options = ("--state-file", str(tmp_path / "state.json"), "--drain-seconds", "0", "--grace-period", "3")
+    options = ("--state-file", str(tmp_path / "state.json"), "--drain-seconds", "0", "--grace-period", "10")
     first = onePort.start(*options)
     clients: list[ChatClient] = []
     try:
