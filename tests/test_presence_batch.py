@@ -242,3 +242,30 @@ def test_theSplicedFrameIsTheEncodedFrame():
     for args in ([["ann", "zoé", "\u0627\u0644"]], [["\ud800"]], [[]]):
         whole = _wire.encode({**_wire.notifyFrame("updatePresence", args), "seq": 7})
         assert _wire.notifyPayload("updatePresence", _wire.encodeArgs(args), 7) == whole
+
+
+@pytest_twisted.ensureDeferred
+async def test_thePageDrawsTheListMadeOncePerChange(serve):
+    """A page drawn between two changes (its welcome's element HTML) shows the room's list, escaped,
+    from the HTML made once for that change, not looped over for every page; a change makes it anew."""
+
+    async def drawn() -> str:
+        page = await server.connect(hello={"render": True})
+        return next(f for f in page.frames if f["type"] == "welcome")["element"]["html"]
+
+    clock = Clock()
+    room, server = await startRoom(serve, clock)
+    [ann] = await connectAll(server, 1)
+    await logIn([ann], ["ann"])
+    html = await drawn()
+    assert "<li>ann</li>" in html and "1 online" in html
+    items = room.presenceItems()
+    await drawn()
+    assert room.presenceItems() is items
+    [bea] = await connectAll(server, 1)
+    await logIn([bea], ["b<e>a"])
+    clock.advance(PRESENCE_INTERVAL)
+    await ann.waitFor(lambda: len(presenceOf(ann)) == 2, "the second join")
+    html = await drawn()
+    assert "<li>ann</li><li>b&lt;e&gt;a</li>" in html and "2 online" in html
+    assert room.presenceItems() is not items

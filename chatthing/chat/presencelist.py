@@ -11,6 +11,8 @@ in which the two arrive does not matter.
 
 from collections import deque
 
+from markupsafe import Markup, escape
+
 from ..backplane import memberList
 from ..live import encodeArgs
 
@@ -29,6 +31,7 @@ class PresenceList:
         self._early: deque[tuple[int, list[str], list[str]]] = deque(maxlen=keep)
         self._encoded: bytes | None = None
         self._sorted: list[str] | None = None
+        self._html: Markup | None = None
 
     def names(self) -> list[str]:
         """
@@ -38,6 +41,24 @@ class PresenceList:
         if self._sorted is None:
             self._sorted = memberList(self._names.values())
         return list(self._sorted)
+
+    def count(self) -> int:
+        """
+        How many names are listed.
+        """
+        return len(self._names)
+
+    def html(self) -> Markup:
+        """
+        The names as the page's list items (C{<li>}, escaped), made once
+        per change of the list: a crowd of browsers opening the room would
+        otherwise have the template loop over every name for every page,
+        a cost that grows as the square of the crowd.
+        """
+        if self._html is None:
+            self._html = Markup("").join(Markup("<li>{}</li>").format(escape(name))
+                                         for name in self.names())
+        return self._html
 
     def shows(self, name: str) -> bool:
         """
@@ -73,7 +94,7 @@ class PresenceList:
         batches after it.
         """
         self._names = {name.casefold(): name for name in names}
-        self._encoded = self._sorted = None
+        self._encoded = self._sorted = self._html = None
         for at, joined, left in self._early:
             if at > offset:
                 self._change(joined, left)
@@ -92,7 +113,7 @@ class PresenceList:
                 del self._names[name.casefold()]
         for name in joined:
             self._names[name.casefold()] = name
-        self._encoded = self._sorted = None
+        self._encoded = self._sorted = self._html = None
 
 
 def _namesLists(args: list) -> bool:

@@ -13,6 +13,7 @@ What a room keeps is bounded in bytes (L{chatthing.chat.roommemory}).
 import time
 from typing import Any, Callable
 
+from markupsafe import Markup
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -160,6 +161,19 @@ class Room:
         people read them.
         """
         return self.shown.names()
+
+    def presenceCount(self) -> int:
+        """
+        How many users are logged in here (on every process).
+        """
+        return self.shown.count()
+
+    def presenceItems(self) -> Markup:
+        """
+        L{presence} as the page's list items, escaped, made once per change
+        (L{PresenceList.html}): what the template draws.
+        """
+        return self.shown.html()
 
     def welcome(self, chatter: Chatter) -> None:
         """
