@@ -72,7 +72,8 @@ class RedisBackplane(MultiService):
     log = Logger()
 
     def __init__(self, url: str, gracePeriod: float, reactor: Any = None,
-                 prefix: str = "chatthing:", presence: Presence = Presence()) -> None:
+                 prefix: str = "chatthing:", presence: Presence = Presence(),
+                 replicas: int | None = None) -> None:
         super().__init__()
         self.setName("backplane")
         if reactor is None:
@@ -80,7 +81,7 @@ class RedisBackplane(MultiService):
         self.reactor = reactor
         self.gracePeriod = gracePeriod
         self.dedupeSeconds = int(math.ceil(gracePeriod)) + DEDUPE_MARGIN
-        self.connection = RedisConnection(RedisURL(url), reactor, prefix)
+        self.connection = RedisConnection(RedisURL(url), reactor, prefix, replicas)
         self.connection.setServiceParent(self)
         self.connection.resync = self._resync
         self.connection.interrupted = self._interrupted
