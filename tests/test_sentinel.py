@@ -209,6 +209,16 @@ def cli(port: int, *words: str) -> list[str]:
     return done.stdout.split("\n")[:-1] if done.returncode == 0 else []
 
 
+def syncedReplica(primary: RedisServer, directory: Path) -> RedisProcess:
+    """
+    A replica of C{primary}, started, once it is in sync.
+    """
+    replica = RedisProcess(directory, replicaOf=primary.port).start()
+    waitFor(lambda: "master_link_status:up" in "".join(cli(replica.port, "INFO", "replication")),
+            f"replica {replica.port} to be in sync")
+    return replica
+
+
 class SentinelSet:
     """
     A primary, C{replicas} replicas of it and three sentinels monitoring it
@@ -226,11 +236,7 @@ class SentinelSet:
     def start(self) -> "SentinelSet":
         self.primary.start()
         for n in range(self.replicaCount):
-            self.replicas.append(RedisProcess(self.directory / f"replica{n}",
-                                              replicaOf=self.primary.port).start())
-        for replica in self.replicas:
-            waitFor(lambda: "master_link_status:up" in "".join(cli(replica.port, "INFO", "replication")),
-                    f"replica {replica.port} to be in sync")
+            self.replicas.append(syncedReplica(self.primary, self.directory / f"replica{n}"))
         for n in range(3):
             self.sentinels.append(RedisProcess(self.directory / f"sentinel{n}",
                                                sentinelOf=self.primary.port).start())
@@ -477,10 +483,7 @@ async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
                 await withDeadline(alice.say("nobody keeps a copy"), 10)
             assert refused.value.name == "BackplaneDown"
             assert "replica" in refused.value.message
-            replica = await threads.deferToThread(
-                lambda: RedisProcess(tmp_path / "replica", replicaOf=primary.port).start())
-            await eventually(lambda: "master_link_status:up" in "".join(
-                cli(replica.port, "INFO", "replication")), "the replica to be in sync")
+            replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
             await withDeadline(alice.say("kept twice now"), 10)
             await eventually(lambda: ("alice", "kept twice now") in alice.heard.messages,
                              "alice to hear herself")
@@ -503,7 +506,7 @@ async def test_readOnlyAnswerDropsTheConnection(tmp_path):
     needRedis()
     primary = RedisServer(tmp_path / "primary")
     primary.start()
-    replica = RedisProcess(tmp_path / "replica", replicaOf=primary.port).start()
+    replica = syncedReplica(primary, tmp_path / "replica")
     connection = RedisConnection(RedisURL(f"redis://127.0.0.1:{replica.port}/0"), reactor, "test:")
     connection.subscribe("test:channel", Heard())  # the subscriber needs a channel
     connection.startService()
@@ -517,5 +520,54 @@ async def test_readOnlyAnswerDropsTheConnection(tmp_path):
         assert await withDeadline(connection.call("GET", "greeting")) is None
     finally:
         await connection.stopService()
+        replica.stop()
+        primary.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_noNumberGivenTwiceAroundAFailover(tmp_path):
+    """A call one process delivered but the new primary never got (refused to its sender) does not make it skip the
+    other process's confirmed calls: each process numbers on past a margin when it reconnects."""
+    import json
+
+    from test_redis_backplane import openStream
+    from twisted.internet import reactor
+
+    from chatthing.backplane.redis import RedisBackplane
+
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    replica = syncedReplica(primary, tmp_path / "replica")
+    a, b = (RedisBackplane(primary.url, gracePeriod=30, reactor=reactor, replicas=1) for _ in range(2))
+    notices: dict = {a: [], b: []}
+    try:
+        for backplane in (a, b):
+            backplane.onStatusChange(notices[backplane].append)
+            backplane.startService()
+            assert await withDeadline(backplane.whenConnected(10))
+        (sa, pa), (sb, pb) = await openStream(a), await openStream(b)
+        await withDeadline(sa.publish([("said", ["confirmed 1"])]))
+        await eventually(lambda: len(pa.calls()) == len(pb.calls()) == 1, "the first call on both")
+        # The fault: A delivered a call from the old primary that the new one never got.
+        sa.arrived(sa.offset + 1, "old-primary/1", json.dumps(["said", ["refused, seen by A"]]))
+        # B reaches the new primary first and says something; then A does.
+        for backplane in (b, a):
+            backplane.connection.reconnect()
+            await eventually(lambda: notices[backplane] == [False, True], "the reconnection", 20)
+            if backplane is b:
+                await withDeadline(sb.publish([("said", ["confirmed 2"])]))
+        await withDeadline(sa.publish([("said", ["confirmed 3"])]))
+        expected = [["confirmed 1"], ["confirmed 2"], ["confirmed 3"]]
+        await eventually(lambda: [args for _, _, args in pb.calls()] == expected, "B to hear all", 10)
+        try:
+            await eventually(lambda: len(pa.calls()) >= 4, "A to hear all", 10)
+        except TimeoutError:
+            pass
+        assert [args for _, _, args in pa.calls()] == [expected[0], ["refused, seen by A"], *expected[1:]]
+    finally:
+        for backplane in (a, b):
+            if backplane.running:
+                await backplane.stopService()
         replica.stop()
         primary.stop()

@@ -168,7 +168,8 @@ class RedisBackplane(MultiService):
         and names (a Redis that restarted empty has lost them).
         """
         streams = self._sharedStreams()
-        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset]) for s in streams if s.offset]
+        margin = self.connection.replicaWait.floorMargin
+        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset + margin]) for s in streams if s.offset]
         d = gatherResults([self._beatOnce(), *floors], consumeErrors=True)
         d.addCallback(lambda _: self.sessions.resync(self.roster.presence))
         d.addCallback(lambda _: self.roster.resync())
