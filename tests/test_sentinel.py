@@ -482,7 +482,7 @@ async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
             with pytest.raises(RemoteError) as refused:
                 await withDeadline(alice.say("nobody keeps a copy"), 10)
             assert refused.value.name == "BackplaneDown"
-            assert "replica" in refused.value.message
+            assert "confirmed as saved (0 of the 1 Redis replica(s)" in refused.value.message
             replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
             await withDeadline(alice.say("kept twice now"), 10)
             await eventually(lambda: ("alice", "kept twice now") in alice.heard.messages,

@@ -73,10 +73,12 @@ class _Batches:
         self.busy = False
         owner = self.owner
         if isinstance(result, Failure):
-            error = BackplaneDown(f"Not confirmed by a Redis replica: {result.getErrorMessage()}")
+            error = BackplaneDown("it could not be confirmed as saved (the connection to Redis "
+                                  f"failed: {cut(result.getErrorMessage(), 100)}); please send it again")
         elif int(result) < owner.replicas:
-            error = BackplaneDown(f"Not confirmed by {owner.replicas} Redis replica(s) in "
-                                  f"{owner.milliseconds} ms (only {int(result)} did)")
+            error = BackplaneDown(f"it could not be confirmed as saved ({int(result)} of the "
+                                  f"{owner.replicas} Redis replica(s) needed had it within "
+                                  f"{owner.milliseconds} ms); please send it again")
         else:
             error = None
         if error is None:

@@ -93,7 +93,8 @@ class SharedStream(Stream):
         still be delivered (the replicas were only late).
         """
         if not self.connection.connected:
-            return fail(BackplaneDown("Redis cannot be reached now (a failover?): not sent"))
+            return fail(BackplaneDown("the server cannot reach Redis now (a failover?); "
+                                      "please send it again in a moment"))
         commands = self.connection.commands
         encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
                    for method, args in calls]
@@ -105,7 +106,8 @@ class SharedStream(Stream):
         def refused(failure: Failure) -> Failure:
             if failure.check(BackplaneDown):
                 return failure
-            return Failure(BackplaneDown(f"Redis did not take it: {failure.getErrorMessage()}"))
+            return Failure(BackplaneDown(f"Redis did not take it ({failure.getErrorMessage()}); "
+                                         "please send it again"))
 
         return d.addErrback(refused)
 
