@@ -8,10 +8,14 @@ real L{ChatClient} users, all on loopback ports chosen at run time.
 - The URL is parsed and checked at start-up (a bad one is a usage error).
 - A send is answered only once a replica has it: with no replica it is
   refused (C{BackplaneDown}), and said again once one is there.
-- The primary killed under traffic: the sentinels promote a replica, both
-  processes follow it, and the chat carries on; of the messages whose
-  senders were told they were sent, none is lost and none doubled; those
-  refused meanwhile are counted.
+- The primary killed under traffic, or switched over (C{SENTINEL
+  FAILOVER}): the sentinels promote a replica, both processes follow it,
+  and the chat carries on; of the messages whose senders were told they
+  were sent, none is lost and none doubled; those refused meanwhile are
+  counted.
+- A process follows only a primary: sentinels are asked in turn, a server
+  that says it is a replica (C{ROLE}, or C{READONLY} to a write) is left.
+- Around a failover no stream number is given twice.
 
 Every process is stopped by its PID; every wait is for a condition, with
 a deadline; the only pauses pace the simulated users.
@@ -569,5 +573,75 @@ async def test_noNumberGivenTwiceAroundAFailover(tmp_path):
         for backplane in (a, b):
             if backplane.running:
                 await backplane.stopService()
+        replica.stop()
+        primary.stop()
+
+
+class FakeSentinel:
+    """
+    A sentinel that names C{answers()} as the primary (an injected fault:
+    a sentinel that is wrong for a while), on a free loopback port.
+    """
+
+    def __init__(self, answers) -> None:
+        self.answers = answers
+        self.asked = 0
+        self.listening = None
+
+    async def start(self) -> "FakeSentinel":
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.protocol import Factory, Protocol
+
+        fake = self
+
+        class Answer(Protocol):
+            def connectionMade(self) -> None:
+                self.received = b""
+
+            def dataReceived(self, data: bytes) -> None:
+                self.received += data
+                if self.received.endswith(f"{SERVICE}\r\n".encode()):
+                    fake.asked += 1
+                    host, port = fake.answers()
+                    self.transport.write(f"*2\r\n${len(host)}\r\n{host}\r\n${len(str(port))}\r\n{port}\r\n"
+                                         .encode())
+
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        self.listening = await endpoint.listen(Factory.forProtocol(Answer))
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.listening.getHost().port
+
+
+@pytest_twisted.ensureDeferred
+async def test_followsOnlyAPrimary(tmp_path):
+    """The sentinels are asked in turn (a dead one skipped); a server named as the primary that says (ROLE) it is a
+    replica is left, and the sentinels asked again until the one named is the primary."""
+    from twisted.internet import reactor
+
+    from chatthing.backplane.redis import RedisConnection
+
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    replica = syncedReplica(primary, tmp_path / "replica")
+    fake = await FakeSentinel(lambda: ("127.0.0.1", replica.port if fake.asked <= 3 else primary.port)).start()
+    dead = freePort()
+    url = RedisURL(f"redis+sentinel://127.0.0.1:{dead},127.0.0.1:{fake.port}/{SERVICE}/0")
+    connection = RedisConnection(url, reactor, "test:")
+    connection.subscribe("test:channel", Heard())
+    connection.startService()
+    try:
+        assert await withDeadline(connection.whenConnected(20), 25)
+        assert fake.asked >= 4
+        for protocol in (connection.commands, connection._subscriber):
+            assert protocol.transport.getPeer().port == primary.port
+        assert await withDeadline(connection.call("SET", "greeting", "hello")) == "OK"
+    finally:
+        await connection.stopService()
+        await fake.listening.stopListening()
         replica.stop()
         primary.stop()
