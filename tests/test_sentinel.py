@@ -40,6 +40,7 @@ from twisted.python import usage
 
 from chatthing import tap
 from chatthing.backplane.redis import RedisURL
+from chatthing.backplane.redis.following import SWITCH_CHANNEL
 from chatthing.live import RemoteError
 
 #: The service name the sentinels monitor the primary as.
@@ -601,7 +602,10 @@ class FakeSentinel:
 
             def dataReceived(self, data: bytes) -> None:
                 self.received += data
-                if self.received.endswith(f"{SERVICE}\r\n".encode()):
+                if self.received.endswith(f"{SWITCH_CHANNEL}\r\n".encode()):  # SUBSCRIBE
+                    self.transport.write(f"*3\r\n$9\r\nsubscribe\r\n${len(SWITCH_CHANNEL)}\r\n"
+                                         f"{SWITCH_CHANNEL}\r\n:1\r\n".encode())
+                elif self.received.endswith(f"{SERVICE}\r\n".encode()):
                     fake.asked += 1
                     host, port = fake.answers()
                     self.transport.write(f"*2\r\n${len(host)}\r\n{host}\r\n${len(str(port))}\r\n{port}\r\n"

@@ -24,7 +24,8 @@ from twisted.python.failure import Failure
 from .. import BackplaneDown
 from .protocols import ConnectionFactory, Receiver, RedisURL, protocols
 from .replicas import ReplicaWait
-from .sentinel import checkRole, dropIfReadOnly, endpointFor, follow
+from .following import dropIfReadOnly, follow
+from .sentinel import checkRole, endpointFor
 
 #: Seconds a command may take before the connection is taken for broken.
 COMMAND_TIMEOUT = 5.0
