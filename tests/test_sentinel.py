@@ -620,10 +620,14 @@ class FakeSentinel:
         return self.listening.getHost().port
 
 
+@pytest.mark.parametrize("password", [None, "s3cr:t@"])
 @pytest_twisted.ensureDeferred
-async def test_followsOnlyAPrimary(tmp_path):
+async def test_followsOnlyAPrimary(tmp_path, password):
     """The sentinels are asked in turn (a dead one skipped); a server named as the primary that says (ROLE) it is a
-    replica is left, and the sentinels asked again until the one named is the primary."""
+    replica is left, and the sentinels asked again until the one named is the primary (logged in with the URL's
+    password, if any, before ROLE)."""
+    from urllib.parse import quote
+
     from twisted.internet import reactor
 
     from chatthing.backplane.redis import RedisConnection
@@ -632,9 +636,14 @@ async def test_followsOnlyAPrimary(tmp_path):
     primary = RedisServer(tmp_path / "primary")
     primary.start()
     replica = syncedReplica(primary, tmp_path / "replica")
+    credentials = ""
+    if password is not None:  # set once in sync: the replica keeps its link
+        for port in (replica.port, primary.port):
+            assert cli(port, "CONFIG", "SET", "requirepass", password) == ["OK"]
+        credentials = f":{quote(password, safe='')}@"
     fake = await FakeSentinel(lambda: ("127.0.0.1", replica.port if fake.asked <= 3 else primary.port)).start()
     dead = freePort()
-    url = RedisURL(f"redis+sentinel://127.0.0.1:{dead},127.0.0.1:{fake.port}/{SERVICE}/0")
+    url = RedisURL(f"redis+sentinel://{credentials}127.0.0.1:{dead},127.0.0.1:{fake.port}/{SERVICE}/0")
     connection = RedisConnection(url, reactor, "test:")
     connection.subscribe("test:channel", Heard())
     connection.startService()
