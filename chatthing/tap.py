@@ -159,9 +159,12 @@ class Options(usage.Options):
          "one gets 413 and the connection is closed."],
         ["redis-replicas", None, None,
          "With --redis: how many Redis replicas must have a message (WAIT) before its sender "
-         "is told it was sent; if fewer do within 0.5 s it is refused (BackplaneDown), and "
+         "is told it was sent; if fewer do within --redis-replica-wait it is refused (BackplaneDown), and "
          "while Redis cannot be reached messages are refused, not shown on this process "
          "only [default: 1 with redis+sentinel://, else 0]."],
+        ["redis-replica-wait", None, "0.5",
+         "With --redis-replicas above 0: seconds the replicas have to confirm a message "
+         "before it is refused; more than 0."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -249,6 +252,7 @@ class Options(usage.Options):
                     f"{self['redis']!r} ({e})"
                 ) from None
         self["redisReplicas"] = self.makeRedisReplicas()
+        self["redisReplicaWait"] = self.makeRedisReplicaWait()
         self["adminToken"] = None
         if self["admin-token-file"] is not None:
             self["adminToken"] = readToken(self["admin-token-file"])
@@ -291,6 +295,21 @@ class Options(usage.Options):
         if not str(text).strip().isdigit():
             raise usage.UsageError(f"--redis-replicas must be a whole number, 0 or more, not {text!r}")
         return int(str(text).strip())
+
+    def makeRedisReplicaWait(self) -> float:
+        """
+        C{--redis-replica-wait}, a number of seconds, more than 0.
+
+        @raise usage.UsageError: if it is not.
+        """
+        try:
+            value = float(str(self["redis-replica-wait"]).strip())
+        except ValueError:
+            value = 0.0
+        if not 0 < value < float("inf"):
+            raise usage.UsageError("--redis-replica-wait must be a number of seconds, more than 0, "
+                                   f"not {self['redis-replica-wait']!r}")
+        return value
 
     def makeDrainSeconds(self) -> float:
         """
@@ -408,7 +427,8 @@ def makeBackplane(config: Options) -> Any:
     from .backplane.redis import RedisBackplane
 
     return RedisBackplane(config["redis"], gracePeriod=config["settings"].gracePeriod,
-                          replicas=config.get("redisReplicas"))
+                          replicas=config.get("redisReplicas"),
+                          replicaWait=config.get("redisReplicaWait", 0.5))
 
 
 def makeService(config: Options) -> MultiService:

@@ -87,7 +87,8 @@ def test_badSentinelURLIsAUsageError(url, reason):
 
 
 def test_sentinelURLAccepted():
-    """--redis takes a redis+sentinel:// URL; --redis-replicas defaults to the URL's kind and is checked."""
+    """--redis takes a redis+sentinel:// URL; --redis-replicas defaults to the URL's kind; both it and
+    --redis-replica-wait are checked."""
     options = parse("--redis", "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/svc/2")
     assert options["redisReplicas"] is None
     assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replicas", "2")["redisReplicas"] == 2
@@ -96,6 +97,11 @@ def test_sentinelURLAccepted():
             parse("--redis", "redis://127.0.0.1:1/0", "--redis-replicas", bad)
     with pytest.raises(usage.UsageError, match="--redis-replicas was given without --redis"):
         parse("--redis-replicas", "1")
+    assert options["redisReplicaWait"] == 0.5
+    assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-wait", "2")["redisReplicaWait"] == 2
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(usage.UsageError, match="--redis-replica-wait must be a number of seconds"):
+            parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-wait", bad)
 
 
 def parse(*args: str) -> tap.Options:
@@ -459,7 +465,8 @@ async def test_primaryKilledUnderTraffic(sentinelSet, sentinelCluster):
 async def test_switchOverUnderTraffic(sentinelSet, sentinelCluster):
     """SENTINEL FAILOVER (the old primary stays up, demoted): the processes hear +switch-master and move; 0 lost, 0 doubled."""
     async def switchOver() -> None:
-        answer = await threads.deferToThread(cli, sentinelSet.sentinels[0].port, "SENTINEL", "FAILOVER", SERVICE)
+        answer = await threads.deferToThread(cli, sentinelSet.sentinels[0].port,
+                                             "SENTINEL", "FAILOVER", SERVICE)
         assert answer == ["OK"], answer
 
     await chatThroughFailover(sentinelSet, sentinelCluster, switchOver)
@@ -480,14 +487,15 @@ async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
     primary.start()
     try:
         group = Cluster(primary, startTwistd, tmp_path)
-        server, = group.start(1, "--redis-replicas", "1")
+        # A 2 s wait: a replica on a loaded machine may take more than 0.5 s.
+        server, = group.start(1, "--redis-replicas", "1", "--redis-replica-wait", "2")
         try:
             server.waitForLog("connected to Redis at")
             alice = await group.chatClient(server, "alice")
             with pytest.raises(RemoteError) as refused:
                 await withDeadline(alice.say("nobody keeps a copy"), 10)
             assert refused.value.name == "BackplaneDown"
-            assert "confirmed as saved (0 of the 1 Redis replica(s)" in refused.value.message
+            assert "(0 of the 1 Redis replica(s) needed had it within 2000 ms)" in refused.value.message
             replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
             await withDeadline(alice.say("kept twice now"), 10)
             await eventually(lambda: ("alice", "kept twice now") in alice.heard.messages,
@@ -544,7 +552,8 @@ async def test_noNumberGivenTwiceAroundAFailover(tmp_path):
     primary = RedisServer(tmp_path / "primary")
     primary.start()
     replica = syncedReplica(primary, tmp_path / "replica")
-    a, b = (RedisBackplane(primary.url, gracePeriod=30, reactor=reactor, replicas=1) for _ in range(2))
+    a, b = (RedisBackplane(primary.url, gracePeriod=30, reactor=reactor, replicas=1, replicaWait=10)
+            for _ in range(2))
     notices: dict = {a: [], b: []}
     try:
         for backplane in (a, b):
@@ -641,7 +650,9 @@ async def test_followsOnlyAPrimary(tmp_path, password):
         for port in (replica.port, primary.port):
             assert cli(port, "CONFIG", "SET", "requirepass", password) == ["OK"]
         credentials = f":{quote(password, safe='')}@"
-    fake = await FakeSentinel(lambda: ("127.0.0.1", replica.port if fake.asked <= 3 else primary.port)).start()
+    # Wrong three times, then right.
+    fake = FakeSentinel(lambda: ("127.0.0.1", replica.port if fake.asked <= 3 else primary.port))
+    await fake.start()
     dead = freePort()
     url = RedisURL(f"redis+sentinel://{credentials}127.0.0.1:{dead},127.0.0.1:{fake.port}/{SERVICE}/0")
     connection = RedisConnection(url, reactor, "test:")

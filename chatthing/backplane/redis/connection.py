@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from .. import BackplaneDown
 from .protocols import ConnectionFactory, Receiver, RedisURL, protocols
-from .replicas import ReplicaWait
+from .replicas import WAIT_SECONDS, ReplicaWait
 from .following import dropIfReadOnly, follow
 from .sentinel import checkRole, endpointFor
 
@@ -51,12 +51,14 @@ class RedisConnection(MultiService):
         again, before it is I{connected} (a L{Deferred}).
     @ivar interrupted: set by the owner: called when a connection is lost.
     @ivar replicaWait: confirms writes once enough replicas have them
-        (C{replicas}: by default one behind Sentinel, else none).
+        (C{replicas}: by default one behind Sentinel, else none) within
+        C{replicaWait} seconds.
     """
 
     log = Logger()
 
-    def __init__(self, url: RedisURL, reactor: Any, prefix: str, replicas: int | None = None) -> None:
+    def __init__(self, url: RedisURL, reactor: Any, prefix: str, replicas: int | None = None,
+                 replicaWait: float = WAIT_SECONDS) -> None:
         super().__init__()
         self.url = url
         self.reactor = reactor
@@ -80,7 +82,8 @@ class RedisConnection(MultiService):
                       prepareConnection=self._commandsUp).setServiceParent(self)
         ClientService(endpointFor(url, reactor), ConnectionFactory(subscriber, self), retry,
                       prepareConnection=self._subscriberUp).setServiceParent(self)
-        self.replicaWait = ReplicaWait(reactor, url.defaultReplicas if replicas is None else replicas)
+        self.replicaWait = ReplicaWait(reactor, url.defaultReplicas if replicas is None else replicas,
+                                       round(replicaWait * 1000))
         follow(self)
 
     def __repr__(self) -> str:

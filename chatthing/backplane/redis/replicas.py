@@ -25,8 +25,8 @@ from twisted.python.failure import Failure
 from ...live import LogThrottle, cut
 from .. import BackplaneDown
 
-#: Milliseconds a C{WAIT} gives the replicas to confirm a write.
-WAIT_MILLISECONDS = 500
+#: Seconds a C{WAIT} gives the replicas to confirm a write, by default.
+WAIT_SECONDS = 0.5
 
 #: How far past its own offset a process confirming writes numbers a stream
 #: when it (re)connects (L{ReplicaWait.floorMargin}).
@@ -107,7 +107,7 @@ class ReplicaWait:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, replicas: int, milliseconds: int = WAIT_MILLISECONDS) -> None:
+    def __init__(self, reactor: Any, replicas: int, milliseconds: int = round(WAIT_SECONDS * 1000)) -> None:
         self.reactor = reactor
         self.replicas = replicas
         self.milliseconds = milliseconds

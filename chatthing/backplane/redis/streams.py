@@ -84,7 +84,7 @@ class SharedStream(Stream):
 
     def _publishConfirmed(self, calls: list[tuple[str, list]]) -> Deferred:
         """
-        L{publish}, confirmed by C{connection.replicas} Redis replicas
+        L{publish}, confirmed by C{connection.replicaWait.replicas} Redis replicas
         (L{chatthing.backplane.redis.replicas}): the L{Deferred} fires once
         they have the calls, so that a failover cannot lose them, or fails
         with L{BackplaneDown} -- as it does at once while Redis cannot be
