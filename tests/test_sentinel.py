@@ -40,11 +40,13 @@ from twisted.python import usage
 
 from chatthing import tap
 from chatthing.backplane.redis import RedisURL
-from chatthing.backplane.redis.following import SWITCH_CHANNEL
 from chatthing.live import RemoteError
 
 #: The service name the sentinels monitor the primary as.
 SERVICE = "chatsvc"
+
+#: Where sentinels announce a new primary (Sentinel's own name for it).
+SWITCH_CHANNEL = "+switch-master"
 
 #: redis-cli, to ask the sentinels and servers how they see things.
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
