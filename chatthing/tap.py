@@ -106,9 +106,11 @@ class Options(usage.Options):
          "network, e.g. tcp:9100:interface=127.0.0.1 [default: off]."],
         ["title", None, "chatthing", "Title of the page."],
         ["redis", None, None,
-         "redis://host:port/db of a Redis server through which several processes share "
-         "the chat (rooms, names, history, alerts, sessions); see docs/scaling.md "
-         "[default: none, this process alone, in memory]."],
+         "redis://[:password@]host:port/db of a Redis server through which several processes "
+         "share the chat (rooms, names, history, alerts, sessions), or "
+         "redis+sentinel://[:password@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB] for the primary "
+         "that those Redis Sentinels name for SERVICE, followed across failovers; see "
+         "docs/scaling.md [default: none, this process alone, in memory]."],
         ["grace-period", None, "30",
          "Seconds a page whose connection dropped may take to come back to its "
          "session (and get what it missed) before the session ends; 0 or more."],
@@ -167,6 +169,14 @@ class Options(usage.Options):
         ["state-file-max-bytes", None, str(MAX_STATE_BYTES),
          "The largest --state-file written or loaded; a bigger state is not saved "
          "(said in the log) and the pages start over."],
+        ["redis-replicas", None, None,
+         "With --redis: how many Redis replicas must have a message (WAIT) before its sender "
+         "is told it was sent; if fewer do within --redis-replica-wait it is refused (BackplaneDown), and "
+         "while Redis cannot be reached messages are refused, not shown on this process "
+         "only [default: 1 with redis+sentinel://, else 0]."],
+        ["redis-replica-wait", None, "0.5",
+         "With --redis-replicas above 0: seconds the replicas have to confirm a message "
+         "before it is refused; more than 0."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -257,10 +267,14 @@ class Options(usage.Options):
         if self["redis"] is not None:
             try:
                 RedisURL(self["redis"])
-            except ValueError:
+            except ValueError as e:
                 raise usage.UsageError(
-                    f"--redis must be a URL like redis://127.0.0.1:6379/0, not {self['redis']!r}"
+                    f"--redis must be a URL like redis://127.0.0.1:6379/0 or "
+                    f"redis+sentinel://127.0.0.1:26379,127.0.0.2:26379/SERVICE/0, not "
+                    f"{self['redis']!r} ({e})"
                 ) from None
+        self["redisReplicas"] = self.makeRedisReplicas()
+        self["redisReplicaWait"] = self.makeRedisReplicaWait()
         self["adminToken"] = None
         if self["admin-token-file"] is not None:
             self["adminToken"] = readToken(self["admin-token-file"])
@@ -308,6 +322,38 @@ class Options(usage.Options):
             checkEndpoint("--metrics-listen", self["metrics-listen"])
         if self["admin-token-file"] is not None:
             checkEndpoint("--admin-listen", self["admin-listen"])
+
+    def makeRedisReplicas(self) -> int | None:
+        """
+        C{--redis-replicas}, a whole number, 0 or more, or L{None} for the
+        default of C{--redis}'s kind of URL.
+
+        @raise usage.UsageError: if it is not, or if it is given without
+            C{--redis}.
+        """
+        text = self["redis-replicas"]
+        if text is None:
+            return None
+        if self["redis"] is None:
+            raise usage.UsageError("--redis-replicas was given without --redis")
+        if not str(text).strip().isdigit():
+            raise usage.UsageError(f"--redis-replicas must be a whole number, 0 or more, not {text!r}")
+        return int(str(text).strip())
+
+    def makeRedisReplicaWait(self) -> float:
+        """
+        C{--redis-replica-wait}, a number of seconds, more than 0.
+
+        @raise usage.UsageError: if it is not.
+        """
+        try:
+            value = float(str(self["redis-replica-wait"]).strip())
+        except ValueError:
+            value = 0.0
+        if not 0 < value < float("inf"):
+            raise usage.UsageError("--redis-replica-wait must be a number of seconds, more than 0, "
+                                   f"not {self['redis-replica-wait']!r}")
+        return value
 
     def makeDrainSeconds(self) -> float:
         """
@@ -444,7 +490,9 @@ def makeBackplane(config: Options) -> Any:
         return MemoryBackplane()
     from .backplane.redis import RedisBackplane
 
-    return RedisBackplane(config["redis"], gracePeriod=config["settings"].gracePeriod)
+    return RedisBackplane(config["redis"], gracePeriod=config["settings"].gracePeriod,
+                          replicas=config.get("redisReplicas"),
+                          replicaWait=config.get("redisReplicaWait", 0.5))
 
 
 def makeService(config: Options) -> MultiService:

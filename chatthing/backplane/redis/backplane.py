@@ -26,6 +26,7 @@ from .. import Presence
 from . import lua
 from .connection import COMMAND_TIMEOUT, RedisConnection
 from .protocols import RedisURL
+from .replicas import WAIT_SECONDS
 from .roster import RedisRoster, methodJSON
 from .sessions import RedisSessions
 from .streams import SharedPassingStream, SharedStream
@@ -72,7 +73,8 @@ class RedisBackplane(MultiService):
     log = Logger()
 
     def __init__(self, url: str, gracePeriod: float, reactor: Any = None,
-                 prefix: str = "chatthing:", presence: Presence = Presence()) -> None:
+                 prefix: str = "chatthing:", presence: Presence = Presence(),
+                 replicas: int | None = None, replicaWait: float = WAIT_SECONDS) -> None:
         super().__init__()
         self.setName("backplane")
         if reactor is None:
@@ -80,7 +82,7 @@ class RedisBackplane(MultiService):
         self.reactor = reactor
         self.gracePeriod = gracePeriod
         self.dedupeSeconds = int(math.ceil(gracePeriod)) + DEDUPE_MARGIN
-        self.connection = RedisConnection(RedisURL(url), reactor, prefix)
+        self.connection = RedisConnection(RedisURL(url), reactor, prefix, replicas, replicaWait)
         self.connection.setServiceParent(self)
         self.connection.resync = self._resync
         self.connection.interrupted = self._interrupted
@@ -167,7 +169,9 @@ class RedisBackplane(MultiService):
         and names (a Redis that restarted empty has lost them).
         """
         streams = self._sharedStreams()
-        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset]) for s in streams if s.offset]
+        margin = self.connection.replicaWait.floorMargin
+        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset + margin])
+                  for s in streams if s.offset]
         d = gatherResults([self._beatOnce(), *floors], consumeErrors=True)
         d.addCallback(lambda _: self.sessions.resync(self.roster.presence))
         d.addCallback(lambda _: self.roster.resync())

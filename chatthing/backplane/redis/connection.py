@@ -23,6 +23,9 @@ from twisted.python.failure import Failure
 
 from .. import BackplaneDown
 from .protocols import ConnectionFactory, Receiver, RedisURL, protocols
+from .replicas import WAIT_SECONDS, ReplicaWait
+from .following import dropIfReadOnly, follow
+from .sentinel import checkRole, endpointFor
 
 #: Seconds a command may take before the connection is taken for broken.
 COMMAND_TIMEOUT = 5.0
@@ -47,11 +50,15 @@ class RedisConnection(MultiService):
     @ivar resync: set by the owner: what to do once both connections are up
         again, before it is I{connected} (a L{Deferred}).
     @ivar interrupted: set by the owner: called when a connection is lost.
+    @ivar replicaWait: confirms writes once enough replicas have them
+        (C{replicas}: by default one behind Sentinel, else none) within
+        C{replicaWait} seconds.
     """
 
     log = Logger()
 
-    def __init__(self, url: RedisURL, reactor: Any, prefix: str) -> None:
+    def __init__(self, url: RedisURL, reactor: Any, prefix: str, replicas: int | None = None,
+                 replicaWait: float = WAIT_SECONDS) -> None:
         super().__init__()
         self.url = url
         self.reactor = reactor
@@ -71,10 +78,13 @@ class RedisConnection(MultiService):
         self._origins = 0
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         commands, subscriber = protocols()
-        ClientService(url.endpoint(reactor), ConnectionFactory(commands, self), retry,
+        ClientService(endpointFor(url, reactor), ConnectionFactory(commands, self), retry,
                       prepareConnection=self._commandsUp).setServiceParent(self)
-        ClientService(url.endpoint(reactor), ConnectionFactory(subscriber, self), retry,
+        ClientService(endpointFor(url, reactor), ConnectionFactory(subscriber, self), retry,
                       prepareConnection=self._subscriberUp).setServiceParent(self)
+        self.replicaWait = ReplicaWait(reactor, url.defaultReplicas if replicas is None else replicas,
+                                       round(replicaWait * 1000))
+        follow(self)
 
     def __repr__(self) -> str:
         return f"<RedisConnection {self.url.text} as {self.proc}>"
@@ -112,13 +122,14 @@ class RedisConnection(MultiService):
     def call(self, *command: Any) -> Deferred:
         if self._commands is None:
             return fail(BackplaneDown("Redis cannot be reached"))
-        return self._commands.execute_command(*command).addTimeout(COMMAND_TIMEOUT, self.reactor)
+        d = self._commands.execute_command(*command).addTimeout(COMMAND_TIMEOUT, self.reactor)
+        return d.addErrback(dropIfReadOnly, self, self._commands)
 
     def script(self, source: str, keys: list, args: list) -> Deferred:
         if self._commands is None:
             return fail(BackplaneDown("Redis cannot be reached"))
         d = self._commands.eval(source, keys, [str(arg) for arg in args])
-        return d.addTimeout(COMMAND_TIMEOUT, self.reactor)
+        return d.addTimeout(COMMAND_TIMEOUT, self.reactor).addErrback(dropIfReadOnly, self, self._commands)
 
     def abort(self, commands: Any = None) -> None:
         """
@@ -188,6 +199,7 @@ class RedisConnection(MultiService):
         d = succeed(None)
         if self.url.password is not None:
             d.addCallback(lambda _: protocol.auth(self.url.password))
+        d.addCallback(lambda _: checkRole(self.url, protocol))
         d.addCallback(lambda _: prepare(protocol))
 
         def up(_: Any) -> None:
@@ -270,3 +282,12 @@ class RedisConnection(MultiService):
     def stopService(self) -> Deferred:
         self.connected = False
         return super().stopService()
+
+    def reconnect(self) -> None:
+        """
+        Drop both connections, for their L{ClientService}s to make them
+        again (to a new primary: L{chatthing.backplane.redis.sentinel}).
+        """
+        for protocol in (self._commands, self._subscriber):
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abortConnection()

@@ -7,11 +7,12 @@ import json
 from collections import OrderedDict
 from typing import Any, Iterable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ...live import PassingStream, Stream, runningCall
+from .. import BackplaneDown
 from . import lua
 from .connection import RedisConnection
 
@@ -67,6 +68,8 @@ class SharedStream(Stream):
 
     def publish(self, calls: Iterable[tuple[str, list]]) -> Deferred:
         calls = [(method, list(args)) for method, args in calls]
+        if self.connection.replicaWait.replicas:
+            return self._publishConfirmed(calls)
         if not self.connection.connected:
             self.fallback.publish(calls)
             return succeed(None)
@@ -78,6 +81,35 @@ class SharedStream(Stream):
         d.addCallback(lambda _: None)
         d.addErrback(self._notPublished, origin, calls)
         return d
+
+    def _publishConfirmed(self, calls: list[tuple[str, list]]) -> Deferred:
+        """
+        L{publish}, confirmed by C{connection.replicaWait.replicas} Redis replicas
+        (L{chatthing.backplane.redis.replicas}): the L{Deferred} fires once
+        they have the calls, so that a failover cannot lose them, or fails
+        with L{BackplaneDown} -- as it does at once while Redis cannot be
+        reached: no fallback to this process's pages, which the other
+        processes would never hear.  A call refused after Redis took it may
+        still be delivered (the replicas were only late).
+        """
+        if not self.connection.connected:
+            return fail(BackplaneDown("the server cannot reach Redis now (a failover?); "
+                                      "please send it again in a moment"))
+        commands = self.connection.commands
+        encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
+                   for method, args in calls]
+        d = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
+                                  [self.maxlen, self.connection.nextOrigin(), self.dedupeSeconds,
+                                   *encoded])
+        d.addCallback(lambda _: self.connection.replicaWait.confirm(commands))
+
+        def refused(failure: Failure) -> Failure:
+            if failure.check(BackplaneDown):
+                return failure
+            return Failure(BackplaneDown(f"Redis did not take it ({failure.getErrorMessage()}); "
+                                         "please send it again"))
+
+        return d.addErrback(refused)
 
     def _dedupeKey(self) -> str:
         """

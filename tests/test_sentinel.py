@@ -1,0 +1,673 @@
+"""
+Redis behind Sentinel (C{--redis redis+sentinel://...}) and sends confirmed
+by replicas (C{--redis-replicas}), tested as a black box: real
+C{redis-server} primaries and replicas, three real sentinels
+(C{redis-server --sentinel}), real C{twistd chat-widget} processes and
+real L{ChatClient} users, all on loopback ports chosen at run time.
+
+- The URL is parsed and checked at start-up (a bad one is a usage error).
+- A send is answered only once a replica has it: with no replica it is
+  refused (C{BackplaneDown}), and said again once one is there.
+- The primary killed under traffic, or switched over (C{SENTINEL
+  FAILOVER}): the sentinels promote a replica, both processes follow it,
+  and the chat carries on; of the messages whose senders were told they
+  were sent, none is lost and none doubled; those refused meanwhile are
+  counted.
+- A process follows only a primary: sentinels are asked in turn, a server
+  that says it is a replica (C{ROLE}, or C{READONLY} to a write) is left.
+- Around a failover no stream number is given twice.
+
+Every process is stopped by its PID; every wait is for a condition, with
+a deadline; the only pauses pace the simulated users.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from cluster import REDIS_SERVER, Cluster, RedisServer, freePort, needRedis, pause
+from conftest import eventually, withDeadline
+from twisted.internet import threads
+from twisted.internet.defer import ensureDeferred
+from twisted.python import usage
+
+from chatthing import tap
+from chatthing.backplane.redis import RedisURL
+from chatthing.live import RemoteError
+
+#: The service name the sentinels monitor the primary as.
+SERVICE = "chatsvc"
+
+#: Where sentinels announce a new primary (Sentinel's own name for it).
+SWITCH_CHANNEL = "+switch-master"
+
+#: redis-cli, to ask the sentinels and servers how they see things.
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+#: Seconds the sentinels may take to promote a replica once the primary died
+#: (down after 1 s, then agreement and election: a few seconds; a split
+#: vote is tried again after twice the failover timeout).
+FAILOVER_DEADLINE = 30.0
+
+
+# The URL
+
+
+@pytest.mark.parametrize("url, sentinels, service, db", [
+    ("redis+sentinel://127.0.0.1:26379/mymaster", [("127.0.0.1", 26379)], "mymaster", 0),
+    ("redis+sentinel://:pw@a:1,b,[::1]:3/svc/4", [("a", 1), ("b", 26379), ("::1", 3)], "svc", 4),
+])
+def test_sentinelURLParsed(url, sentinels, service, db):
+    """A redis+sentinel:// URL gives its sentinels (default port 26379), service, database and password."""
+    parsed = RedisURL(url)
+    assert (parsed.sentinels, parsed.service, parsed.db) == (sentinels, service, db)
+    assert parsed.password == ("pw" if "pw" in url else None)
+    assert parsed.defaultReplicas == 1 and RedisURL("redis://h:1/0").defaultReplicas == 0
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("redis+sentinel://127.0.0.1:26379", "no /SERVICE name"),
+    ("redis+sentinel://127.0.0.1:26379/", "no /SERVICE name"),
+    ("redis+sentinel:///svc", "bad address ''"),
+    ("redis+sentinel://a:1,/svc", "bad address ''"),
+    ("redis+sentinel://a:port/svc", "bad port in 'a:port'"),
+    ("redis+sentinel://a:1/svc/db", "the database of"),
+    ("redis+sentinel://user:pw@a:1/svc", "password"),
+])
+def test_badSentinelURLIsAUsageError(url, reason):
+    """A redis+sentinel:// URL without a service, with a bad address, port or database is a one-line usage error saying so."""
+    with pytest.raises(usage.UsageError, match=r"--redis must be a URL like .*redis\+sentinel://") as e:
+        parse("--redis", url)
+    assert reason in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sentinelURLAccepted():
+    """--redis takes a redis+sentinel:// URL; --redis-replicas defaults to the URL's kind; both it and
+    --redis-replica-wait are checked."""
+    options = parse("--redis", "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/svc/2")
+    assert options["redisReplicas"] is None
+    assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replicas", "2")["redisReplicas"] == 2
+    for bad in ("-1", "one", "1.5"):
+        with pytest.raises(usage.UsageError, match="--redis-replicas must be a whole number"):
+            parse("--redis", "redis://127.0.0.1:1/0", "--redis-replicas", bad)
+    with pytest.raises(usage.UsageError, match="--redis-replicas was given without --redis"):
+        parse("--redis-replicas", "1")
+    assert options["redisReplicaWait"] == 0.5
+    assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-wait", "2")["redisReplicaWait"] == 2
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(usage.UsageError, match="--redis-replica-wait must be a number of seconds"):
+            parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-wait", bad)
+
+
+def parse(*args: str) -> tap.Options:
+    options = tap.Options()
+    options.parseOptions(["--element=chatthing.chatterbox.chat", *args])
+    return options
+
+
+def test_badSentinelURLEndsStartUp(tmp_path):
+    """twistd with a bad redis+sentinel:// URL prints the usage error and exits 1."""
+    from conftest import runTwistd
+
+    process = runTwistd(["chat-widget", "--element=chatthing.chatterbox.chat", "--listen",
+                         "tcp:0:interface=127.0.0.1", "--redis", "redis+sentinel://127.0.0.1:1"], tmp_path)
+    try:
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, output
+    assert "--redis must be a URL like" in output and "no /SERVICE name" in output
+
+
+# Processes
+
+
+class RedisProcess:
+    """
+    A C{redis-server} (a replica with C{--replicaof}, or a sentinel with
+    C{--sentinel} and a config file) on a free loopback port.
+    """
+
+    def __init__(self, directory: Path, sentinelOf: int | None = None,
+                 replicaOf: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.sentinelOf = sentinelOf
+        self.replicaOf = replicaOf
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.logLines: list[str] = []
+
+    def start(self, deadline: float = 10.0) -> "RedisProcess":
+        for attempt in range(5):
+            self.port = freePort()
+            if self._launch(deadline):
+                return self
+        raise RuntimeError(f"redis-server would not start; its log:\n{self.log()}")
+
+    def _arguments(self) -> list[str]:
+        if self.sentinelOf is not None:
+            config = self.directory / "sentinel.conf"
+            config.write_text(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.sentinelOf} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 2000\n"
+                f"sentinel parallel-syncs {SERVICE} 2\n", encoding="utf-8")
+            return [str(config), "--sentinel"]
+        return ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.directory), "--replicaof", "127.0.0.1", str(self.replicaOf)]
+
+    def _launch(self, deadline: float) -> bool:
+        self.process = process = subprocess.Popen(
+            [REDIS_SERVER, *self._arguments()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        threading.Thread(target=self._collect, args=(process,), daemon=True).start()
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if process.poll() is not None:
+                return False
+            if cli(self.port, "PING") == ["PONG"]:
+                return True
+            time.sleep(0.05)
+        self.kill()
+        return False
+
+    def _collect(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.logLines.append(line)
+
+    def log(self) -> str:
+        return "".join(self.logLines)
+
+    def kill(self) -> None:
+        """
+        SIGKILL, by its PID, and wait for it to exit.
+        """
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """
+        SIGTERM, by its PID (SIGKILL if it takes over 10 s).
+        """
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def cli(port: int, *words: str) -> list[str]:
+    """
+    The lines C{redis-cli --raw} prints for one command to C{port}
+    (C{[]} if it cannot be reached).
+    """
+    try:
+        done = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), "--raw", *words],
+                              capture_output=True, text=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        return []
+    return done.stdout.split("\n")[:-1] if done.returncode == 0 else []
+
+
+def syncedReplica(primary: RedisServer, directory: Path) -> RedisProcess:
+    """
+    A replica of C{primary}, started, once it is in sync.
+    """
+    replica = RedisProcess(directory, replicaOf=primary.port).start()
+    waitFor(lambda: "master_link_status:up" in "".join(cli(replica.port, "INFO", "replication")),
+            f"replica {replica.port} to be in sync")
+    return replica
+
+
+class SentinelSet:
+    """
+    A primary, C{replicas} replicas of it and three sentinels monitoring it
+    as L{SERVICE}; what L{Cluster} takes as its Redis (C{url}, C{port},
+    C{log()}).
+    """
+
+    def __init__(self, directory: Path, replicas: int = 2) -> None:
+        self.directory = Path(directory)
+        self.primary = RedisServer(self.directory / "primary")
+        self.replicas: list[RedisProcess] = []
+        self.sentinels: list[RedisProcess] = []
+        self.replicaCount = replicas
+
+    def start(self) -> "SentinelSet":
+        self.primary.start()
+        for n in range(self.replicaCount):
+            self.replicas.append(syncedReplica(self.primary, self.directory / f"replica{n}"))
+        for n in range(3):
+            self.sentinels.append(RedisProcess(self.directory / f"sentinel{n}",
+                                               sentinelOf=self.primary.port).start())
+        for sentinel in self.sentinels:
+            waitFor(lambda: self._knows(sentinel), f"sentinel {sentinel.port} to know the others", 30)
+        return self
+
+    def _knows(self, sentinel: RedisProcess) -> bool:
+        lines = cli(sentinel.port, "SENTINEL", "MASTER", SERVICE)
+        fields = dict(zip(lines[::2], lines[1::2]))
+        return (fields.get("num-slaves") == str(self.replicaCount)
+                and fields.get("num-other-sentinels") == "2")
+
+    @property
+    def url(self) -> str:
+        addresses = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{addresses}/{SERVICE}/0"
+
+    @property
+    def port(self) -> int | None:
+        return self.primary.port
+
+    def primaryPorts(self) -> set[int]:
+        """
+        The primary's port as each sentinel names it now.
+        """
+        ports = set()
+        for sentinel in self.sentinels:
+            lines = cli(sentinel.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+            if len(lines) == 2 and lines[1].isdigit():
+                ports.add(int(lines[1]))
+        return ports
+
+    def log(self) -> str:
+        parts = [f"--- primary {self.primary.port} ---\n{self.primary.log()}"]
+        parts += [f"--- replica {r.port} ---\n{r.log()}" for r in self.replicas]
+        parts += [f"--- sentinel {s.port} ---\n{s.log()}" for s in self.sentinels]
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.replicas]:
+            process.stop()
+        self.primary.stop()
+
+
+def waitFor(condition, what: str, deadline: float = 10.0) -> None:
+    """
+    Wait (blocking: before the reactor has clients to serve) until
+    C{condition()}, or fail after C{deadline} seconds.
+    """
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"waited {deadline}s for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sentinelSet(tmp_path):
+    """
+    A started L{SentinelSet}; every process stopped after the test.
+    """
+    needRedis()
+    group = SentinelSet(tmp_path / "redis")
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def sentinelCluster(sentinelSet, startTwistd, tmp_path):
+    """
+    A L{Cluster} whose processes use C{sentinelSet} through its sentinels.
+    """
+    group = Cluster(sentinelSet, startTwistd, tmp_path)
+    yield group
+    await group.stop()
+
+
+# Traffic
+
+
+class Heard:
+    """
+    A L{Receiver} of a channel's messages.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def received(self, message: str) -> None:
+        self.messages.append(message)
+
+
+class Tally:
+    """
+    Every message each user said, and what its sender was told: sent
+    (C{acked}), refused (C{BackplaneDown}), or another error.
+    """
+
+    def __init__(self) -> None:
+        self.acked: list[tuple[str, str]] = []
+        self.refused: list[tuple[str, str]] = []
+        self.errors: list[tuple[tuple[str, str], str]] = []
+        self.stop = False
+
+    async def talk(self, client, pace: float = 0.05) -> None:
+        """
+        C{client} says one message after another, each once the last was
+        answered, until told to stop.
+        """
+        n = 0
+        while not self.stop:
+            said = (client.username, f"{client.username} #{n}")
+            n += 1
+            try:
+                await withDeadline(client.say(said[1]), 15)
+            except RemoteError as e:
+                (self.refused if e.name == "BackplaneDown" else self.errors).append(
+                    said if e.name == "BackplaneDown" else (said, str(e)))
+            except Exception as e:  # noqa: BLE001 (counted: the test fails on any)
+                self.errors.append((said, f"{type(e).__name__}: {e}"))
+            else:
+                self.acked.append(said)
+            await pause(pace)
+
+    def check(self, clients) -> dict[str, int]:
+        """
+        Every acknowledged message was heard exactly once by every client,
+        all in one same order; a refused one at most once.  The counts.
+        """
+        acked = set(self.acked)
+        refused = set(self.refused)
+        lost = doubled = refusedHeard = 0
+        orders = []
+        for client in clients:
+            heard = Counter(client.heard.messages)
+            lost += sum(1 for said in acked if heard[said] == 0)
+            doubled += sum(count - 1 for count in heard.values() if count > 1)
+            refusedHeard += sum(1 for said in refused if heard[said])
+            orders.append([said for said in client.heard.messages if said in acked])
+        outOfOrder = sum(1 for order in orders[1:] if order != orders[0])
+        return {"acked": len(acked), "refused": len(refused), "errors": len(self.errors),
+                "lost": lost, "doubled": doubled, "outOfOrder": outOfOrder,
+                "refusedHeard": refusedHeard}
+
+
+def connections(server) -> int:
+    """
+    How many times C{server} has logged that it connected to Redis.
+    """
+    return sum(1 for line in list(server.logLines) if "connected to Redis at" in line)
+
+
+# Failover
+
+
+async def chatThroughFailover(sentinelSet: SentinelSet, cluster: Cluster, failover) -> dict[str, int]:
+    """
+    Two processes, two users on each, all talking; call C{failover()}
+    once the chat is under way, wait for both processes to follow the new
+    primary and for the chat to carry on; then every user must have heard
+    every acknowledged message once, in one order.  The counts
+    (L{Tally.check}).
+    """
+    a, b = cluster.start(2)
+    for server in (a, b):
+        server.waitForLog(r"connected to Redis at redis\+sentinel://")
+    users = [await cluster.chatClient(server, f"user{n}") for n, server in enumerate((a, b, a, b))]
+    tally = Tally()
+    talking = [ensureDeferred(tally.talk(user)) for user in users]
+    await eventually(lambda: len(tally.acked) >= 20, "the chat to be under way", 20)
+    oldPrimary = sentinelSet.primary.port
+    before = len(tally.acked)
+    await failover()
+    try:
+        await eventually(lambda: connections(a) >= 2 and connections(b) >= 2,
+                         "both processes to reconnect to the new primary", FAILOVER_DEADLINE)
+        newPrimaries = await threads.deferToThread(sentinelSet.primaryPorts)
+        assert newPrimaries and oldPrimary not in newPrimaries, newPrimaries
+        afterFailover = len(tally.acked)
+        await eventually(lambda: len(tally.acked) >= afterFailover + 40,
+                         "the chat to carry on after the failover", 20)
+    finally:
+        tally.stop = True
+        for d in talking:
+            await withDeadline(d, 20)
+    total = len(tally.acked)
+    try:
+        await eventually(lambda: all(len(c.heard.messages) >= total for c in users),
+                         f"every user to hear the {total} acknowledged messages", 10)
+    except TimeoutError:
+        pass  # counted as lost below
+    counts = tally.check(users)
+    counts["before"] = before
+    print(f"failover: {counts}; errors {tally.errors[:5]}")
+    assert counts["lost"] == 0 and counts["doubled"] == 0 and counts["outOfOrder"] == 0, counts
+    assert counts["errors"] == 0, tally.errors[:5]
+    assert counts["acked"] > before + 40, counts
+    return counts
+
+
+@pytest_twisted.ensureDeferred
+async def test_primaryKilledUnderTraffic(sentinelSet, sentinelCluster):
+    """The primary SIGKILLed under traffic: the processes follow the promoted replica; 0 acknowledged lost, 0 doubled."""
+    async def kill() -> None:
+        sentinelSet.primary.kill()
+
+    await chatThroughFailover(sentinelSet, sentinelCluster, kill)
+
+
+@pytest_twisted.ensureDeferred
+async def test_switchOverUnderTraffic(sentinelSet, sentinelCluster):
+    """SENTINEL FAILOVER (the old primary stays up, demoted): the processes hear +switch-master and move; 0 lost, 0 doubled."""
+    async def switchOver() -> None:
+        answer = await threads.deferToThread(cli, sentinelSet.sentinels[0].port,
+                                             "SENTINEL", "FAILOVER", SERVICE)
+        assert answer == ["OK"], answer
+
+    await chatThroughFailover(sentinelSet, sentinelCluster, switchOver)
+    assert sentinelSet.primary.running
+    for server in sentinelCluster.servers:
+        server.waitForLog(f"the primary of {SERVICE} moved from 127.0.0.1:{sentinelSet.primary.port}")
+
+
+# Confirmed by replicas
+
+
+@pytest_twisted.ensureDeferred
+async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
+    """With --redis-replicas 1 and no replica a say is refused (BackplaneDown); with a replica in sync it is sent."""
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    replica = None
+    primary.start()
+    try:
+        group = Cluster(primary, startTwistd, tmp_path)
+        # A 2 s wait: a replica on a loaded machine may take more than 0.5 s.
+        server, = group.start(1, "--redis-replicas", "1", "--redis-replica-wait", "2")
+        try:
+            server.waitForLog("connected to Redis at")
+            alice = await group.chatClient(server, "alice")
+            with pytest.raises(RemoteError) as refused:
+                await withDeadline(alice.say("nobody keeps a copy"), 10)
+            assert refused.value.name == "BackplaneDown"
+            assert "(0 of the 1 Redis replica(s) needed had it within 2000 ms)" in refused.value.message
+            replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
+            await withDeadline(alice.say("kept twice now"), 10)
+            await eventually(lambda: ("alice", "kept twice now") in alice.heard.messages,
+                             "alice to hear herself")
+            assert ("alice", "nobody keeps a copy") in alice.heard.messages  # Redis took it, late
+        finally:
+            await group.stop()
+    finally:
+        if replica is not None:
+            replica.stop()
+        primary.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_readOnlyAnswerDropsTheConnection(tmp_path):
+    """A write answered READONLY (the server was made a replica) fails, and the command connection is made again."""
+    from twisted.internet import reactor
+
+    from chatthing.backplane.redis import RedisConnection
+
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    replica = syncedReplica(primary, tmp_path / "replica")
+    connection = RedisConnection(RedisURL(f"redis://127.0.0.1:{replica.port}/0"), reactor, "test:")
+    connection.subscribe("test:channel", Heard())  # the subscriber needs a channel
+    connection.startService()
+    try:
+        assert await withDeadline(connection.whenConnected(10))
+        first = connection.commands
+        with pytest.raises(Exception, match="READONLY"):
+            await withDeadline(connection.call("SET", "greeting", "hello"))
+        await eventually(lambda: connection.commands not in (None, first),
+                         "a new command connection")
+        assert await withDeadline(connection.call("GET", "greeting")) is None
+    finally:
+        await connection.stopService()
+        replica.stop()
+        primary.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_noNumberGivenTwiceAroundAFailover(tmp_path):
+    """A call one process delivered but the new primary never got (refused to its sender) does not make it skip the
+    other process's confirmed calls: each process numbers on past a margin when it reconnects."""
+    import json
+
+    from test_redis_backplane import openStream
+    from twisted.internet import reactor
+
+    from chatthing.backplane.redis import RedisBackplane
+
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    replica = syncedReplica(primary, tmp_path / "replica")
+    a, b = (RedisBackplane(primary.url, gracePeriod=30, reactor=reactor, replicas=1, replicaWait=10)
+            for _ in range(2))
+    notices: dict = {a: [], b: []}
+    try:
+        for backplane in (a, b):
+            backplane.onStatusChange(notices[backplane].append)
+            backplane.startService()
+            assert await withDeadline(backplane.whenConnected(10))
+        (sa, pa), (sb, pb) = await openStream(a), await openStream(b)
+        await withDeadline(sa.publish([("said", ["confirmed 1"])]))
+        await eventually(lambda: len(pa.calls()) == len(pb.calls()) == 1, "the first call on both")
+        # The fault: A delivered a call from the old primary that the new one never got.
+        sa.arrived(sa.offset + 1, "old-primary/1", json.dumps(["said", ["refused, seen by A"]]))
+        # B reaches the new primary first and says something; then A does.
+        for backplane in (b, a):
+            backplane.connection.reconnect()
+            await eventually(lambda: notices[backplane] == [False, True], "the reconnection", 20)
+            if backplane is b:
+                await withDeadline(sb.publish([("said", ["confirmed 2"])]))
+        await withDeadline(sa.publish([("said", ["confirmed 3"])]))
+        expected = [["confirmed 1"], ["confirmed 2"], ["confirmed 3"]]
+        await eventually(lambda: [args for _, _, args in pb.calls()] == expected, "B to hear all", 10)
+        try:
+            await eventually(lambda: len(pa.calls()) >= 4, "A to hear all", 10)
+        except TimeoutError:
+            pass
+        assert [args for _, _, args in pa.calls()] == [expected[0], ["refused, seen by A"], *expected[1:]]
+    finally:
+        for backplane in (a, b):
+            if backplane.running:
+                await backplane.stopService()
+        replica.stop()
+        primary.stop()
+
+
+class FakeSentinel:
+    """
+    A sentinel that names C{answers()} as the primary (an injected fault:
+    a sentinel that is wrong for a while), on a free loopback port.
+    """
+
+    def __init__(self, answers) -> None:
+        self.answers = answers
+        self.asked = 0
+        self.listening = None
+
+    async def start(self) -> "FakeSentinel":
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.protocol import Factory, Protocol
+
+        fake = self
+
+        class Answer(Protocol):
+            def connectionMade(self) -> None:
+                self.received = b""
+
+            def dataReceived(self, data: bytes) -> None:
+                self.received += data
+                if self.received.endswith(f"{SWITCH_CHANNEL}\r\n".encode()):  # SUBSCRIBE
+                    self.transport.write(f"*3\r\n$9\r\nsubscribe\r\n${len(SWITCH_CHANNEL)}\r\n"
+                                         f"{SWITCH_CHANNEL}\r\n:1\r\n".encode())
+                elif self.received.endswith(f"{SERVICE}\r\n".encode()):
+                    fake.asked += 1
+                    host, port = fake.answers()
+                    self.transport.write(f"*2\r\n${len(host)}\r\n{host}\r\n${len(str(port))}\r\n{port}\r\n"
+                                         .encode())
+
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        self.listening = await endpoint.listen(Factory.forProtocol(Answer))
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.listening.getHost().port
+
+
+@pytest.mark.parametrize("password", [None, "s3cr:t@"])
+@pytest_twisted.ensureDeferred
+async def test_followsOnlyAPrimary(tmp_path, password):
+    """The sentinels are asked in turn (a dead one skipped); a server named as the primary that says (ROLE) it is a
+    replica is left, and the sentinels asked again until the one named is the primary (logged in with the URL's
+    password, if any, before ROLE)."""
+    from urllib.parse import quote
+
+    from twisted.internet import reactor
+
+    from chatthing.backplane.redis import RedisConnection
+
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    replica = syncedReplica(primary, tmp_path / "replica")
+    credentials = ""
+    if password is not None:  # set once in sync: the replica keeps its link
+        for port in (replica.port, primary.port):
+            assert cli(port, "CONFIG", "SET", "requirepass", password) == ["OK"]
+        credentials = f":{quote(password, safe='')}@"
+    # Wrong three times, then right.
+    fake = FakeSentinel(lambda: ("127.0.0.1", replica.port if fake.asked <= 3 else primary.port))
+    await fake.start()
+    dead = freePort()
+    url = RedisURL(f"redis+sentinel://{credentials}127.0.0.1:{dead},127.0.0.1:{fake.port}/{SERVICE}/0")
+    connection = RedisConnection(url, reactor, "test:")
+    connection.subscribe("test:channel", Heard())
+    connection.startService()
+    try:
+        assert await withDeadline(connection.whenConnected(20), 25)
+        assert fake.asked >= 4
+        for protocol in (connection.commands, connection._subscriber):
+            assert protocol.transport.getPeer().port == primary.port
+        assert await withDeadline(connection.call("SET", "greeting", "hello")) == "OK"
+    finally:
+        await connection.stopService()
+        await fake.listening.stopListening()
+        replica.stop()
+        primary.stop()
