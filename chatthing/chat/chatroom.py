@@ -35,8 +35,8 @@ ALERT_HISTORY = 100
 
 #: What a room's pages are told when the backplane is lost, and when it is
 #: back (only with C{--redis}: see L{chatthing.backplane}).
-LOST_TOUCH = (" * This server has lost touch with the others: until it is back, your messages "
-              "reach only the people on this server, and new users cannot log in.")
+LOST_TOUCH = (" * This server has lost touch with the others: until it is back, messages cannot "
+              "be sent (send them again then), and new users cannot log in.")
 BACK_IN_TOUCH = " * This server is back in touch with the others."
 
 #: How many rooms may have someone logged in at once; and how many rooms a

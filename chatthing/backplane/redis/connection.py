@@ -7,7 +7,8 @@ It holds two connections to Redis (txredisapi protocols, kept up by
 L{ClientService}s): one for commands and scripts, one subscribed to the
 channels of its L{Receiver}s.  It is I{connected} while both are up and its
 owner has caught up after (re)connecting (L{RedisConnection.resync});
-until then its parts fall back to this process.
+until then its parts fall back to this process.  Its L{HungRedisWatchdog}
+finds a Redis that stopped answering on a connection still open.
 """
 
 import os
@@ -23,6 +24,7 @@ from twisted.python.failure import Failure
 
 from .. import BackplaneDown
 from .protocols import ConnectionFactory, Receiver, RedisURL, protocols
+from .watchdog import HungRedisWatchdog
 
 #: Seconds a command may take before the connection is taken for broken.
 COMMAND_TIMEOUT = 5.0
@@ -69,6 +71,7 @@ class RedisConnection(MultiService):
         self._resyncing = False
         self._generation = 0
         self._origins = 0
+        self.watchdog = HungRedisWatchdog(self, reactor)
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         commands, subscriber = protocols()
         ClientService(url.endpoint(reactor), ConnectionFactory(commands, self), retry,
@@ -114,11 +117,12 @@ class RedisConnection(MultiService):
             return fail(BackplaneDown("Redis cannot be reached"))
         return self._commands.execute_command(*command).addTimeout(COMMAND_TIMEOUT, self.reactor)
 
-    def script(self, source: str, keys: list, args: list) -> Deferred:
+    def script(self, source: str, keys: list, args: list,
+               timeout: float = COMMAND_TIMEOUT) -> Deferred:
         if self._commands is None:
             return fail(BackplaneDown("Redis cannot be reached"))
         d = self._commands.eval(source, keys, [str(arg) for arg in args])
-        return d.addTimeout(COMMAND_TIMEOUT, self.reactor)
+        return d.addTimeout(timeout, self.reactor)
 
     def abort(self, commands: Any = None) -> None:
         """
@@ -172,8 +176,11 @@ class RedisConnection(MultiService):
     # IProtocol, which has no whenConnected(): hence Any.
 
     def _commandsUp(self, proxy: Any) -> Deferred:
-        return proxy.whenConnected().addCallback(
-            self._setUp, "command", lambda protocol: protocol.select(self.url.db))
+        def prepare(protocol: Any) -> Deferred:
+            d = protocol.select(self.url.db)
+            return d.addCallback(lambda _: self.watchdog.measure(protocol))
+
+        return proxy.whenConnected().addCallback(self._setUp, "command", prepare)
 
     def _subscriberUp(self, proxy: Any) -> Deferred:
         channels = list(self.receivers)
@@ -210,17 +217,33 @@ class RedisConnection(MultiService):
             protocol.transport.abortConnection()
 
     def _lost(self, protocol: Any, which: str) -> None:
-        self._generation += 1
-        self._resyncing = False
         self.interrupted()
         if protocol is self._commands:
             self._commands = None
         if protocol is self._subscriber:
             self._subscriber = None
+        self._down(f"{which} connection closed")
+
+    def hung(self, commands: Any) -> None:
+        """
+        Redis stopped answering on C{commands} (L{HungRedisWatchdog}): not
+        I{connected} until it L{answering} again, or the connection is made
+        again.
+        """
+        if commands is self._commands:
+            self._down("it stopped answering")
+
+    def answering(self, commands: Any) -> None:
+        if commands is self._commands:
+            self._maybeConnected()
+
+    def _down(self, why: str) -> None:
+        self._generation += 1
+        self._resyncing = False
         if self.connected:
             self.connected = False
-            self.log.error("lost Redis at {url} ({which} connection closed); serving this "
-                           "process's pages only until it is back", url=self.url.text, which=which)
+            self.log.error("lost Redis at {url} ({why}); serving this process's pages only "
+                           "until it is back", url=self.url.text, why=why)
             self._tell(False)
 
     def _connectionTrouble(self, failure: Failure, what: str) -> None:
@@ -267,6 +290,11 @@ class RedisConnection(MultiService):
             except Exception:
                 self.log.failure("backplane listener {listener!r} raised", listener=listener)
 
+    def startService(self) -> None:
+        super().startService()
+        self.watchdog.start()
+
     def stopService(self) -> Deferred:
         self.connected = False
+        self.watchdog.stop()
         return super().stopService()

@@ -7,17 +7,34 @@ import json
 from collections import OrderedDict
 from typing import Any, Iterable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ...live import PassingStream, Stream, runningCall
+from ...live import LogThrottle, PassingStream, Stream, runningCall
+from .. import BackplaneDown
 from . import lua
 from .connection import RedisConnection
 
 #: How many (call, stream) pairs remember how often the call published on
 #: the stream, to name each publication of a call uniquely.
 _RECENT_CALLS = 1000
+
+#: Seconds (on Redis's clock) after it is sent that a publication is still
+#: taken; past that, Redis refuses it (L{lua.PUBLISH}), and its sender has
+#: been told it was not sent.
+PUBLISH_DEADLINE = 1.0
+
+#: Seconds the sender waits for Redis's answer before it is told the call
+#: was not sent: the deadline, and time for an answer written before it to
+#: come back.
+PUBLISH_TIMEOUT = PUBLISH_DEADLINE + 0.5
+
+#: What the sender of a call that was not published is told (the page shows
+#: it after "Not sent: ").
+NOT_SENT = ("this server cannot reach the others right now; "
+            "send it again in a moment")
 
 
 class SharedStream(Stream):
@@ -28,9 +45,13 @@ class SharedStream(Stream):
     L{publish} appends calls to the Redis stream (and publishes them on its
     channel) in one script; every process, this one included, delivers them
     when they come back on the channel, in offset order, reading any it
-    missed from the Redis stream first.  While Redis cannot be reached,
-    calls go to the L{fallback} stream instead: this process's pages get
-    them, the others do not.
+    missed from the Redis stream first.  While Redis cannot be reached, or
+    when it does not take them within L{PUBLISH_DEADLINE}, calls are
+    refused (L{BackplaneDown}): a call is delivered by every process in
+    the one order, or by none, and its sender is told so.  Only notices of
+    this process about itself go on the L{fallback}, a passing stream: they
+    carry no offset, so no numbering of this process alone is left for a
+    page that moves to another to reconcile.
     """
 
     log = Logger()
@@ -44,14 +65,14 @@ class SharedStream(Stream):
         self.key = key
         self.dedupeSeconds = dedupeSeconds
         self.maxlen = history
-        self.fallback = Stream(f"{name}.here", history)
+        self.fallback = PassingStream(f"{name}.here")
         self.fallback.observe(self._tellObservers)
+        self._refusals = LogThrottle(connection.reactor.seconds)
         self.loaded = False
         self._catchingUp = False
         self._generation = 0
         self._waiting: list[Deferred] = []
         self._early: dict[int, tuple[str, str]] = {}
-        self._fellBack: set[str] = set()
         self._published: OrderedDict[str, int] = OrderedDict()
 
     def ready(self) -> Deferred:
@@ -62,21 +83,26 @@ class SharedStream(Stream):
         return d
 
     def emit(self, method: str, *args: Any) -> None:
-        self.publish([(method, list(args))])
+        self.publish([(method, list(args))]).addErrback(lambda failure: None)
         return None
 
     def publish(self, calls: Iterable[tuple[str, list]]) -> Deferred:
+        """
+        Publish C{calls} on every process, in one order; the L{Deferred}
+        fails with L{BackplaneDown} if they were not (and will not be).
+        """
         calls = [(method, list(args)) for method, args in calls]
         if not self.connection.connected:
-            self.fallback.publish(calls)
-            return succeed(None)
+            return self._notPublished(Failure(BackplaneDown("Redis cannot be reached")), calls)
         origin = self.connection.nextOrigin()
         encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
                    for method, args in calls]
+        deadline = self.connection.watchdog.redisTime(PUBLISH_DEADLINE)
         d = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
-                                  [self.maxlen, origin, self.dedupeSeconds, *encoded])
+                                   [self.maxlen, origin, self.dedupeSeconds, deadline, *encoded],
+                                   timeout=PUBLISH_TIMEOUT)
         d.addCallback(lambda _: None)
-        d.addErrback(self._notPublished, origin, calls)
+        d.addErrback(self._notPublished, calls)
         return d
 
     def _dedupeKey(self) -> str:
@@ -96,12 +122,16 @@ class SharedStream(Stream):
             self._published.popitem(last=False)
         return f"{self.connection.prefix}dedupe:{mark}:{count}"
 
-    def _notPublished(self, failure: Failure, origin: str, calls: list) -> None:
-        self.log.warn("{stream}: Redis did not take a publication ({error}); "
-                      "delivering it on this process only", stream=self,
-                      error=failure.getErrorMessage())
-        self._fellBack.add(origin)
-        self.fallback.publish(calls)
+    def _notPublished(self, failure: Failure, calls: list) -> Deferred:
+        """
+        Redis did not take C{calls}, and will not (past their deadline it
+        refuses them): their sender is told.
+        """
+        error = (f"no answer within {PUBLISH_TIMEOUT} s" if failure.check(TimeoutError, CancelledError)
+                 else failure.getErrorMessage())
+        self._refusals.warn(self.log, "refused", "{stream}: {count} calls not published: {error}",
+                            stream=self, count=len(calls), error=error)
+        return fail(BackplaneDown(NOT_SENT))
 
     # Receiving
 
@@ -126,10 +156,8 @@ class SharedStream(Stream):
     def _accept(self, seq: int, origin: str, call: str) -> None:
         if seq <= self.offset:
             return
-        if not call or origin in self._fellBack:
-            # A floor marker, or a call this process already delivered on
-            # its fallback: numbered, not for the pages.
-            self._fellBack.discard(origin)
+        if not call:
+            # A floor marker: numbered, not for the pages.
             self.skipTo(seq)
             return
         try:

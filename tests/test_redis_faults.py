@@ -1,0 +1,223 @@
+"""
+Redis faults under traffic, as a black box: two real C{twistd chat-widget}
+processes on one real C{redis-server}, real L{ChatClient} users saying
+numbered messages at a steady pace, and Redis paused (SIGSTOP), or killed
+and started again (with and without C{--appendonly yes}), then one process
+killed.  Every message a sender was told was sent must reach every page
+once, in one order; every other one must have been refused to its sender
+(C{BackplaneDown}) and reach nobody; pages that move after the outage
+resume their sessions.  Tests count (sent, refused, missing, doubled,
+delivered though refused, out of order, new sessions), never time.
+"""
+
+from collections import Counter
+
+import cluster as harness
+import pytest
+import pytest_twisted
+from cluster import Cluster, RedisServer, backend, health, needRedis, pause
+from conftest import eventually
+from twisted.internet import reactor
+from twisted.python.failure import Failure
+
+from chatthing.live import RemoteError
+
+#: Seconds between two messages of one user.
+INTERVAL = 0.15
+
+#: Seconds Redis stays paused: longer than a command's timeout (5 s), after
+#: which bc7acba delivered a say on its process only, and again when Redis
+#: woke up and ran it.
+PAUSED = 6.0
+
+#: Seconds every say may take to be answered, and every message to arrive,
+#: once the traffic stops.
+SETTLE = 20.0
+
+redisServer = harness.redisServer
+cluster = harness.cluster
+
+
+class Traffic:
+    """
+    C{clients} saying numbered messages, each C{INTERVAL} seconds, and what
+    became of each: C{"sent"}, C{"refused"} (C{BackplaneDown}) or another
+    error.
+    """
+
+    def __init__(self, clients) -> None:
+        self.clients = clients
+        self.said: dict[str, list[str]] = {c.username: [] for c in clients}
+        self.outcomes: dict[tuple[str, str], object] = {}
+        self.answers: list = []
+
+    async def run(self, seconds: float = 0.0, until=None, deadline: float = 20.0) -> bool:
+        """
+        Talk for C{seconds}, and then until C{until()} holds (at most
+        C{deadline} seconds in all); whether it held.
+        """
+        start = reactor.seconds()
+        while reactor.seconds() < start + seconds or (until is not None and not until()):
+            if reactor.seconds() > start + deadline:
+                return False
+            for client in self.clients:
+                self.say(client)
+            await pause(INTERVAL)
+        return True
+
+    def say(self, client) -> None:
+        key = (client.username, f"{client.username} #{len(self.said[client.username])}")
+        self.said[client.username].append(key[1])
+
+        def answered(result) -> None:
+            if not isinstance(result, Failure):
+                self.outcomes[key] = "sent"
+            elif result.check(RemoteError) and result.value.name == "BackplaneDown":
+                self.outcomes[key] = "refused"
+            else:
+                self.outcomes[key] = result.value
+
+        self.answers.append(client.say(key[1]).addBoth(answered))
+
+    def which(self, outcome: str) -> set[tuple[str, str]]:
+        return {key for key, value in self.outcomes.items() if value == outcome}
+
+    async def settle(self, pages) -> dict[str, int]:
+        """
+        Wait until every say is answered and every page heard every message
+        sent; count what went wrong (none of it must have).
+        """
+        total = sum(len(texts) for texts in self.said.values())
+        await eventually(lambda: len(self.outcomes) == total, f"the answers to {total} says", SETTLE)
+        sent = self.which("sent")
+        errors = [(key, value) for key, value in self.outcomes.items() if value not in ("sent", "refused")]
+        if errors:
+            print(f"{len(errors)} says failed otherwise: {errors[:5]}")
+        try:
+            await eventually(lambda: all(sent <= set(p.heard.messages) for p in pages),
+                             "every page to hear every message sent", SETTLE)
+        except TimeoutError:
+            pass  # counted below
+        return self.count(pages)
+
+    def count(self, pages) -> dict[str, int]:
+        sent, refused = self.which("sent"), self.which("refused")
+        counts = Counter(sent=len(sent), refused=len(refused),
+                         failedOtherwise=len(self.outcomes) - len(sent) - len(refused))
+        reference = [m for m in pages[0].heard.messages if m in sent]
+        for page in pages:
+            heard = Counter(page.heard.messages)
+            counts["missing"] += len(sent - set(heard))
+            counts["doubled"] += sum(n - 1 for n in heard.values() if n > 1)
+            counts["deliveredThoughRefused"] += len(refused & set(heard))
+            counts["unknown"] += len(set(heard) - sent - refused)
+            for who, texts in self.said.items():
+                order = [t for w, t in page.heard.messages if w == who]
+                counts["outOfOrder"] += sum(1 for a, b in zip(order, order[1:])
+                                            if texts.index(a) > texts.index(b))
+            mine = [m for m in page.heard.messages if m in sent]
+            if mine != reference:
+                counts["outOfOrder"] += sum(1 for a, b in zip(mine, reference) if a != b)
+            counts["newSessions"] += len(page.heard.newSessions)
+        return dict(counts)
+
+
+def lossless(counts: dict[str, int]) -> dict[str, int]:
+    """
+    The counts that must be 0.
+    """
+    return {what: counts.get(what, 0) for what in
+            ("failedOtherwise", "missing", "doubled", "deliveredThoughRefused", "unknown", "outOfOrder", "newSessions")}
+
+
+NOTHING_WRONG = {"failedOtherwise": 0, "missing": 0, "doubled": 0, "deliveredThoughRefused": 0, "unknown": 0,
+                 "outOfOrder": 0, "newSessions": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_pausedRedisNeitherDoublesNorReordersNorLosesSilently(cluster):
+    """
+    Redis paused (SIGSTOP) for 6 s (past the 5 s a command may take)
+    under traffic from users of two
+    processes, then resumed: every message is heard by every page once, in
+    one order, or refused to its sender (BackplaneDown) and heard by nobody;
+    pages are told, and nobody gets a new session.
+    """
+    a, b = cluster.start(2)
+    pages = [await cluster.chatClient(server, f"{server is a and 'a' or 'b'}{n}")
+             for n in range(3) for server in (a, b)]
+    traffic = Traffic(pages)
+    await traffic.run(1.0)
+    cluster.redis.pause()
+    try:
+        await traffic.run(PAUSED)
+    finally:
+        cluster.redis.resume()
+    back = await traffic.run(1.0, until=lambda: all(p.heard.alertsWith("back in touch") for p in pages))
+    await traffic.run(1.0)
+    counts = await traffic.settle(pages)
+    print("paused Redis:", counts)
+    assert lossless(counts) == NOTHING_WRONG, counts
+    assert counts["refused"] > 0 and counts["sent"] > 0, counts
+    assert back, [p.heard.alerts for p in pages]
+    for page in pages:
+        assert len(page.heard.alertsWith("lost touch")) == 1, (page.username, page.heard.alerts)
+
+
+@pytest.fixture(params=[True, False], ids=["appendonly", "no-persistence"])
+def persistence(request):
+    return request.param
+
+
+@pytest_twisted.async_yield_fixture
+async def restartCluster(persistence, startTwistd, tmp_path):
+    """
+    A L{Cluster} on its own Redis, with C{--appendonly yes} or nothing
+    saved; everything stopped after the test.
+    """
+    needRedis()
+    redis = RedisServer(tmp_path / "redis", appendonly=persistence)
+    redis.start()
+    group = Cluster(redis, startTwistd, tmp_path)
+    try:
+        yield group
+        await group.stop()
+    finally:
+        redis.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_redisRestartedThenAProcessDiesNothingLostAndPagesResume(restartCluster):
+    """
+    Redis killed under traffic and started again, then one of the two
+    processes killed: what was said while Redis was down was refused to its
+    sender (not left on one process), every message sent is heard by every
+    page once in one order, and the dead process's pages resume their
+    sessions on the other (0 new sessions).
+    """
+    cluster = restartCluster
+    a, b = cluster.start(2)
+    proxy = await cluster.proxy([a, b])
+    pages = [await cluster.chatClient(proxy, f"user{n}") for n in range(4)]
+    sessions = {p.username: p.live.session for p in pages}
+    onA = [p for p in pages if proxy.backendFor(p) == backend(a)]
+    assert len(onA) == 2, proxy.routes
+    traffic = Traffic(pages)
+    await traffic.run(1.0)
+    cluster.redis.kill()
+    await traffic.run(2.0)
+    cluster.redis.start()
+    back = await traffic.run(1.0, until=lambda: all(p.heard.alertsWith("back in touch") for p in pages))
+    await traffic.run(1.0)
+    cluster.kill(a)
+    moved = await traffic.run(1.0, until=lambda: all(
+        p.connected and proxy.backendFor(p) == backend(b) for p in onA))
+    await traffic.run(1.0)
+    counts = await traffic.settle(pages)
+    print("Redis restarted, then a process killed:", counts)
+    assert lossless(counts) == NOTHING_WRONG, counts
+    assert counts["refused"] > 0 and counts["sent"] > 0, counts
+    assert back and moved, [p.heard.alerts for p in pages]
+    assert (await health(b))[0] == 200
+    for page in pages:
+        assert page.live.session == sessions[page.username], page.username
