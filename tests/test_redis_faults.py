@@ -20,6 +20,8 @@ from conftest import eventually
 from twisted.internet import reactor
 from twisted.python.failure import Failure
 
+from chatthing.backplane import BackplaneDown
+from chatthing.backplane.redis import RedisBackplane
 from chatthing.live import RemoteError
 
 #: Seconds between two messages of one user.
@@ -187,13 +189,14 @@ async def restartCluster(persistence, startTwistd, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_redisRestartedThenAProcessDiesNothingLostAndPagesResume(restartCluster):
+async def test_redisRestartedThenAProcessDiesNothingLostAndPagesResume(restartCluster, persistence):
     """
     Redis killed under traffic and started again, then one of the two
     processes killed: what was said while Redis was down was refused to its
     sender (not left on one process), every message sent is heard by every
     page once in one order, and the dead process's pages resume their
-    sessions on the other (0 new sessions).
+    sessions on the other (0 new sessions).  Where Redis kept nothing, the
+    loss of its entries is logged.
     """
     cluster = restartCluster
     a, b = cluster.start(2)
@@ -221,3 +224,52 @@ async def test_redisRestartedThenAProcessDiesNothingLostAndPagesResume(restartCl
     assert (await health(b))[0] == 200
     for page in pages:
         assert page.live.session == sessions[page.username], page.username
+    if not persistence:  # the loss is logged
+        assert "Redis had lost its entries" in b.log()
+
+
+# One backplane in this process, on a real Redis
+
+
+async def startBackplane(redis) -> RedisBackplane:
+    backplane = RedisBackplane(redis.url, gracePeriod=30.0)
+    backplane.startService()
+    await eventually(lambda: backplane.connected, "the backplane to connect")
+    return backplane
+
+
+@pytest_twisted.ensureDeferred
+async def test_aPublicationRefusedWhileRedisIsPausedNeverAppears(redisServer):  # noqa: F811
+    """
+    A publication sent to a paused Redis is refused to its sender
+    (BackplaneDown) within its timeout, the backplane takes Redis for hung
+    (once), and when Redis wakes up and runs the script buffered in its
+    socket, the script refuses it: nothing is added to the stream, nothing
+    delivered.
+    """
+    backplane = await startBackplane(redisServer)
+    try:
+        stream = backplane.stream("room:r", "room", 100)
+        await stream.ready()
+        await eventually(lambda: stream.loaded, "the stream to load")
+        heard: list = []
+        stream.observe(lambda method, args: heard.append(args))
+        await stream.publish([("said", ["before"])])
+        await eventually(lambda: heard == [["before"]], "the call before the pause")
+        redisServer.pause()
+        try:
+            outcome = await stream.publish([("said", ["during"])]).addErrback(lambda f: f.value)
+            assert isinstance(outcome, BackplaneDown), outcome
+            await eventually(lambda: not backplane.connected, "Redis to be taken for hung")
+            refused = await stream.publish([("said", ["at once"])]).addErrback(lambda f: f.value)
+            assert isinstance(refused, BackplaneDown), refused
+        finally:
+            redisServer.resume()
+        await eventually(lambda: backplane.connected, "the backplane to catch up")
+        await stream.publish([("said", ["after"])])
+        await eventually(lambda: heard[-1] == ["after"], "the call after the pause")
+        assert heard == [["before"], ["after"]]
+        assert redisServer.command("XLEN", "chatthing:stream:room:r").strip() == b":2"
+        assert backplane.connection.watchdog.hung == 1
+    finally:
+        await backplane.stopService()
