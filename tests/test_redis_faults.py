@@ -196,7 +196,7 @@ async def test_redisRestartedThenAProcessDiesNothingLostAndPagesResume(restartCl
     sender (not left on one process), every message sent is heard by every
     page once in one order, and the dead process's pages resume their
     sessions on the other (0 new sessions).  Where Redis kept nothing, the
-    loss of its entries is logged.
+    loss of its entries is logged, and the moved pages see a new epoch.
     """
     cluster = restartCluster
     a, b = cluster.start(2)
@@ -226,6 +226,10 @@ async def test_redisRestartedThenAProcessDiesNothingLostAndPagesResume(restartCl
         assert page.live.session == sessions[page.username], page.username
     if not persistence:  # the loss is logged
         assert "Redis had lost its entries" in b.log()
+    # The pages that moved were told, by a changed epoch, if Redis lost its
+    # data; the others were not resumed, and saw one epoch.
+    epochs = {p.username: len(p.live.epochs) for p in pages}
+    assert epochs == {p.username: 2 if p in onA and not persistence else 1 for p in pages}, epochs
 
 
 # One backplane in this process, on a real Redis

@@ -212,5 +212,7 @@ class Handshake:
         }
         if expired is not None:
             welcome["expired"] = expired
+        if session.store.epoch is not None:
+            welcome["epoch"] = session.store.epoch
         connection.sendLiveFrame(welcome)
         element._liveAttach(session)

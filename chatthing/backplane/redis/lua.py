@@ -216,3 +216,11 @@ local seq = '0'
 if #last > 0 then seq = string.match(last[1][1], '%-(%d+)$') end
 return {seq, redis.call('HVALS', KEYS[1])}
 """
+
+#: KEYS: epoch.  ARGV: a new epoch.  The epoch of what Redis keeps: set to
+#: the new one if Redis has none (it is new, or restarted with nothing
+#: saved), returned.
+EPOCH = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
