@@ -18,10 +18,14 @@ import pytest_twisted
 from cluster import Cluster, RedisServer, backend, health, needRedis, pause
 from conftest import eventually
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from chatthing.backplane import BackplaneDown
-from chatthing.backplane.redis import RedisBackplane
+from chatthing.backplane.redis import RedisBackplane, SharedStream
+from chatthing.backplane.redis.streams import PUBLISH_TIMEOUT
+from chatthing.backplane.redis.watchdog import HungRedisWatchdog
 from chatthing.live import RemoteError
 
 #: Seconds between two messages of one user.
@@ -277,3 +281,106 @@ async def test_aPublicationRefusedWhileRedisIsPausedNeverAppears(redisServer):  
         assert backplane.connection.watchdog.hung == 1
     finally:
         await backplane.stopService()
+
+
+# The watchdog and a publication's outcome, on a fake clock
+
+
+class FakeCommands:
+    """
+    What the watchdog reads of a command connection: the answers awaited.
+    """
+
+    def __init__(self) -> None:
+        self.replyQueue = type("Queue", (), {"waiting": []})()
+        self.sent: list = []
+
+    def execute_command(self, *command):
+        d = Deferred()
+        self.sent.append(command)
+        self.replyQueue.waiting.append(d)
+        return d
+
+    def eval(self, source, keys, args):
+        return self.execute_command("EVAL", keys, args)
+
+    def answer(self, reply) -> None:
+        self.replyQueue.waiting.pop(0).callback(reply)
+
+
+class FakeConnection:
+    """
+    What the watchdog and a stream use of a L{RedisConnection}: a fault
+    injected by hand.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.reactor = clock
+        self.commands = FakeCommands()
+        self.connected = True
+        self.url = type("URL", (), {"text": "redis://fake"})()
+        self.told: list[str] = []
+        self.watchdog = HungRedisWatchdog(self, clock)
+        self.prefix = "t:"
+
+    def hung(self, commands) -> None:
+        self.told.append("hung")
+        self.connected = False
+
+    def answering(self, commands) -> None:
+        self.told.append("answering")
+        self.connected = True
+
+    def abort(self, commands) -> None:
+        self.told.append("abort")
+
+    def nextOrigin(self) -> str:
+        return "p/1"
+
+    def script(self, source, keys, args):
+        return self.commands.eval(source, keys, args)
+
+
+def test_watchdogTakesASilentRedisForHungButNotAStalledProcess():
+    """Hung: the same answer awaited over 1 s of the watchdog's looks (then answering again when it
+    comes); not hung when the process itself stalled 2 s and the answer is read right after."""
+    clock = Clock()
+    connection = FakeConnection(clock)
+    connection.watchdog.startService()
+    commands = connection.commands
+    clock.advance(0.25)  # it asks TIME: one answer awaited
+    assert [c[0] for c in commands.sent] == ["TIME"]
+    clock.pump([0.25] * 6)
+    assert connection.told == ["hung"]
+    commands.answer(["1700000000", "0"])
+    clock.advance(0.25)
+    assert connection.told == ["hung", "answering"]
+    # Now this process stalls for 2 s while Redis answers: no false alarm.
+    clock.pump([0.25, 0.25])  # a TIME is sent, then seen awaited
+    assert commands.replyQueue.waiting
+    clock.advance(2.0)
+    for _ in range(8):  # the answers that came meanwhile are read, and more come
+        while commands.replyQueue.waiting:
+            commands.answer(["1700000002", "0"])
+        clock.advance(0.25)
+    assert connection.told == ["hung", "answering"]
+    assert connection.watchdog.hung == 1
+
+
+def test_aSlowAnswerIsAwaitedWhileRedisAnswersAndRefusedOnceItDoesNot():
+    """A publication not answered within 1.5 s is awaited while Redis is connected (its answer says
+    what became of it), and refused (BackplaneDown) once Redis is taken for hung."""
+    clock = Clock()
+    connection = FakeConnection(clock)
+    stream = SharedStream(connection, "t:stream:r", "room", 10, 60)
+    outcomes: list = []
+    stream.publish([("said", ["slow"])]).addBoth(outcomes.append)
+    clock.advance(PUBLISH_TIMEOUT + 1.0)
+    assert outcomes == []
+    connection.commands.answer(["1"])
+    assert outcomes == [None]
+    stream.publish([("said", ["lost"])]).addBoth(outcomes.append)
+    connection.connected = False
+    clock.advance(PUBLISH_TIMEOUT)
+    assert isinstance(outcomes[-1], Failure) and outcomes[-1].check(BackplaneDown), outcomes
+    outcomes[-1].trap(BackplaneDown)

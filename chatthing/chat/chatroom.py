@@ -253,6 +253,8 @@ class ChatRoom:
 
         @return: how many pages of this process it was sent to.
         """
-        self.alerts.publish([(widget.MESSAGE_TIME, [int(time.time() * 1000)]),
-                             (widget.DISPLAY_MESSAGE, [message])])
+        d = self.alerts.publish([(widget.MESSAGE_TIME, [int(time.time() * 1000)]),
+                                 (widget.DISPLAY_MESSAGE, [message])])
+        if d is not None:  # a shared stream refuses it while its backplane is down
+            d.addErrback(lambda f: self.log.error("alert not sent: {error}", error=f.getErrorMessage()))
         return sum(len(room.chatters) for room in self.rooms.values())

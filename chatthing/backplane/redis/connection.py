@@ -72,6 +72,7 @@ class RedisConnection(MultiService):
         self._generation = 0
         self._origins = 0
         self.watchdog = HungRedisWatchdog(self, reactor)
+        self.watchdog.setServiceParent(self)
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         commands, subscriber = protocols()
         ClientService(url.endpoint(reactor), ConnectionFactory(commands, self), retry,
@@ -117,12 +118,11 @@ class RedisConnection(MultiService):
             return fail(BackplaneDown("Redis cannot be reached"))
         return self._commands.execute_command(*command).addTimeout(COMMAND_TIMEOUT, self.reactor)
 
-    def script(self, source: str, keys: list, args: list,
-               timeout: float = COMMAND_TIMEOUT) -> Deferred:
+    def script(self, source: str, keys: list, args: list) -> Deferred:
         if self._commands is None:
             return fail(BackplaneDown("Redis cannot be reached"))
         d = self._commands.eval(source, keys, [str(arg) for arg in args])
-        return d.addTimeout(timeout, self.reactor)
+        return d.addTimeout(COMMAND_TIMEOUT, self.reactor)
 
     def abort(self, commands: Any = None) -> None:
         """
@@ -290,11 +290,6 @@ class RedisConnection(MultiService):
             except Exception:
                 self.log.failure("backplane listener {listener!r} raised", listener=listener)
 
-    def startService(self) -> None:
-        super().startService()
-        self.watchdog.start()
-
     def stopService(self) -> Deferred:
         self.connected = False
-        self.watchdog.stop()
         return super().stopService()

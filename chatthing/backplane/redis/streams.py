@@ -7,8 +7,7 @@ import json
 from collections import OrderedDict
 from typing import Any, Iterable
 
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.error import TimeoutError
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -16,6 +15,7 @@ from ...live import LogThrottle, PassingStream, Stream, runningCall
 from .. import BackplaneDown
 from . import lua
 from .connection import RedisConnection
+from .watchdog import WATCH_INTERVAL
 
 #: How many (call, stream) pairs remember how often the call published on
 #: the stream, to name each publication of a call uniquely.
@@ -98,12 +98,45 @@ class SharedStream(Stream):
         encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
                    for method, args in calls]
         deadline = self.connection.watchdog.redisTime(PUBLISH_DEADLINE)
-        d = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
-                                   [self.maxlen, origin, self.dedupeSeconds, deadline, *encoded],
-                                   timeout=PUBLISH_TIMEOUT)
+        answer = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
+                                        [self.maxlen, origin, self.dedupeSeconds, deadline, *encoded])
+        d = self._outcome(answer, origin)
         d.addCallback(lambda _: None)
         d.addErrback(self._notPublished, calls)
         return d
+
+    def _outcome(self, answer: Deferred, origin: str) -> Deferred:
+        """
+        Redis's C{answer} to a publication, or, if it has not come
+        L{PUBLISH_TIMEOUT} seconds after it was sent and Redis is not
+        connected by then (hung or gone), a L{BackplaneDown}: the
+        publication is past its deadline, and Redis refuses it if it ever
+        runs it.  While Redis is connected (it answers, if slowly; or this
+        process was the one stalled) the answer is awaited: it will say.
+        """
+        outcome: Deferred = Deferred()
+        reactor = self.connection.reactor
+
+        def settle(result: Any) -> None:
+            if timer[0].active():
+                timer[0].cancel()
+            if not outcome.called:
+                outcome.callback(result)
+            elif not isinstance(result, Failure):
+                self.log.error("{stream}: {origin} was published after its sender was told it "
+                               "was not", stream=self, origin=origin)
+
+        def check() -> None:
+            if outcome.called:
+                return
+            if self.connection.connected:
+                timer[0] = reactor.callLater(WATCH_INTERVAL, check)
+            else:
+                outcome.errback(BackplaneDown(f"no answer within {PUBLISH_TIMEOUT} s"))
+
+        timer = [reactor.callLater(PUBLISH_TIMEOUT, check)]
+        answer.addBoth(settle)
+        return outcome
 
     def _dedupeKey(self) -> str:
         """
@@ -127,10 +160,8 @@ class SharedStream(Stream):
         Redis did not take C{calls}, and will not (past their deadline it
         refuses them): their sender is told.
         """
-        error = (f"no answer within {PUBLISH_TIMEOUT} s" if failure.check(TimeoutError, CancelledError)
-                 else failure.getErrorMessage())
         self._refusals.warn(self.log, "refused", "{stream}: {count} calls not published: {error}",
-                            stream=self, count=len(calls), error=error)
+                            stream=self, count=len(calls), error=failure.getErrorMessage())
         return fail(BackplaneDown(NOT_SENT))
 
     # Receiving

@@ -8,6 +8,7 @@ Redis's clock for the deadlines of its scripts.
 import time
 from typing import Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -30,7 +31,7 @@ HUNG_AFTER = 1.0
 ABORT_AFTER = 10.0
 
 
-class HungRedisWatchdog:
+class HungRedisWatchdog(Service):
     """
     Finds a Redis that stopped answering on a connection that is still
     open (paused, not dead) within about L{HUNG_AFTER} seconds, and tells
@@ -66,15 +67,17 @@ class HungRedisWatchdog:
         self._oldest: Any = None
         self._oldestSince = 0.0
         self._hungOn: Any = None
+        self._lastLook = reactor.seconds()
         self._probed: Any = None
         self._loop = LoopingCall(self._look)
         self._loop.clock = reactor
 
-    def start(self) -> None:
-        if not self._loop.running:
-            self._loop.start(WATCH_INTERVAL, now=False)
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(WATCH_INTERVAL, now=False)
 
-    def stop(self) -> None:
+    def stopService(self) -> None:
+        super().stopService()
         if self._loop.running:
             self._loop.stop()
 
@@ -94,6 +97,9 @@ class HungRedisWatchdog:
             return
         waiting = commands.replyQueue.waiting
         now = self.reactor.seconds()
+        # After a stall of this process, timers run before the answers that
+        # came meanwhile are read: the silence is timed again from now.
+        stalled, self._lastLook = now - self._lastLook > 2 * WATCH_INTERVAL, now
         moved = not waiting or waiting[0] is not self._oldest
         if self._hungOn is commands:
             if moved:
@@ -106,7 +112,7 @@ class HungRedisWatchdog:
             return
         if not waiting:
             self._oldest = None
-        elif moved:
+        elif moved or stalled:
             self._oldest, self._oldestSince = waiting[0], now
         elif now - self._oldestSince > self.hungAfter:
             self.hung += 1
