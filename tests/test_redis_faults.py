@@ -17,6 +17,8 @@ import pytest
 import pytest_twisted
 from cluster import Cluster, RedisServer, backend, health, needRedis, pause
 from conftest import eventually
+from playwright.sync_api import expect
+from test_browser import browser, openChat, unexpectedErrors  # noqa: F401 (fixtures)
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -384,3 +386,39 @@ def test_aSlowAnswerIsAwaitedWhileRedisAnswersAndRefusedOnceItDoesNot():
     clock.advance(PUBLISH_TIMEOUT)
     assert isinstance(outcomes[-1], Failure) and outcomes[-1].check(BackplaneDown), outcomes
     outcomes[-1].trap(BackplaneDown)
+
+
+# What a browser's user sees
+
+
+def test_pageShowsNotSentWhileRedisIsPausedThenSendsAgain(openChat, startTwistd, redisServer):  # noqa: F811
+    """
+    Redis paused: alice's page says the server lost touch, and what she says
+    is not sent ("Not sent: ...", the text kept in the field) and reaches
+    nobody; Redis resumed: she sends the same text again, and both pages
+    show it once.
+    """
+    shared = ("--redis", redisServer.url, "--grace-period", "20")
+    first, second = startTwistd(*shared), startTwistd(*shared)
+    alice, bob = openChat(url=first.url), openChat(url=second.url)
+    alice.login("alice")
+    bob.login("bob")
+    alice.expectLine("user bob has joined the room")
+    redisServer.pause()
+    try:
+        alice.expectLine("lost touch with the others")
+        field_ = alice.page.locator('[name="userMessage"]')
+        field_.fill("said while Redis sleeps")
+        field_.press("Enter")
+        expect(alice.page.locator('[name="sendError"]')).to_have_text(
+            "Not sent: this server cannot reach the others right now; send it again in a moment")
+        expect(field_).to_have_value("said while Redis sleeps")
+    finally:
+        redisServer.resume()
+    alice.expectLine("back in touch with the others")
+    bob.expectLine("back in touch with the others")
+    field_.press("Enter")
+    expect(field_).to_have_value("")
+    bob.expectLine("alice: said while Redis sleeps")
+    alice.expectLine("alice: said while Redis sleeps")
+    assert unexpectedErrors(alice) == [] and unexpectedErrors(bob) == []
