@@ -6,7 +6,7 @@ Redis's clock for the deadlines of its scripts.
 """
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -29,6 +29,36 @@ HUNG_AFTER = 1.0
 #: the commands sent before it hung are answered on it when it wakes up, so
 #: their senders learn what became of them (see L{lua.PUBLISH}'s deadline).
 ABORT_AFTER = 10.0
+
+
+class Watched(Protocol):
+    """
+    What a L{HungRedisWatchdog} watches and tells: a
+    L{chatthing.backplane.redis.RedisConnection}.
+    """
+
+    url: Any
+
+    @property
+    def commands(self) -> Any:
+        """
+        The command connection in use (a txredisapi protocol), or L{None}.
+        """
+
+    def hung(self, commands: Any) -> None:
+        """
+        Redis stopped answering on C{commands}.
+        """
+
+    def answering(self, commands: Any) -> None:
+        """
+        Redis answers again on C{commands}, after it L{hung}.
+        """
+
+    def abort(self, commands: Any = None) -> None:
+        """
+        Drop C{commands}, for it to be made again.
+        """
 
 
 class HungRedisWatchdog(Service):
@@ -57,7 +87,7 @@ class HungRedisWatchdog(Service):
 
     log = Logger()
 
-    def __init__(self, connection: Any, reactor: Any,
+    def __init__(self, connection: Watched, reactor: Any,
                  hungAfter: float = HUNG_AFTER) -> None:
         self.connection = connection
         self.reactor = reactor
@@ -135,8 +165,7 @@ class HungRedisWatchdog(Service):
         def measured(reply: Any) -> None:
             received = time.time()
             seconds, micros = (int(part) for part in reply)
-            self.clockOffset = (seconds * 1000 + micros / 1000
-                                           - (sent + received) * 500)
+            self.clockOffset = seconds * 1000 + micros / 1000 - (sent + received) * 500
 
         def done(_: Any) -> None:
             if self._probed is commands:
