@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from chatthing.backplane import BackplaneDown
 from chatthing.backplane.redis import RedisBackplane, SharedStream
-from chatthing.backplane.redis.streams import PUBLISH_TIMEOUT
+from chatthing.backplane.redis.outcomes import PUBLISH_TIMEOUT
 from chatthing.backplane.redis.watchdog import HungRedisWatchdog
 from chatthing.live import RemoteError
 
@@ -231,7 +231,7 @@ async def test_redisRestartedThenAProcessDiesNothingLostAndPagesResume(restartCl
     for page in pages:
         assert page.live.session == sessions[page.username], page.username
     if not persistence:  # the loss is logged
-        assert "Redis had lost its entries" in b.log()
+        assert "Redis had lost its entries" in a.log() + b.log()  # the first to floor the stream
     # The pages that moved were told, by a changed epoch, if Redis lost its
     # data; the others were not resumed, and saw one epoch.
     epochs = {p.username: len(p.live.epochs) for p in pages}
@@ -336,11 +336,18 @@ class FakeConnection:
     def abort(self, commands) -> None:
         self.told.append("abort")
 
+    proc = "p"
+    origins = 0
+
     def nextOrigin(self) -> str:
-        return "p/1"
+        self.origins += 1
+        return f"p/{self.origins}"
 
     def script(self, source, keys, args):
         return self.commands.eval(source, keys, args)
+
+    def call(self, *command):
+        return self.commands.execute_command(*command)
 
 
 def test_watchdogTakesASilentRedisForHungButNotAStalledProcess():
@@ -360,6 +367,9 @@ def test_watchdogTakesASilentRedisForHungButNotAStalledProcess():
     # Now this process stalls for 2 s while Redis answers: no false alarm.
     clock.pump([0.25, 0.25])  # a TIME is sent, then seen awaited
     assert commands.replyQueue.waiting
+    # Its answer comes during the stall, and is read after the timers due
+    # (the watchdog's look among them) have run.
+    clock.callLater(2.0, commands.answer, ["1700000002", "0"])
     clock.advance(2.0)
     for _ in range(8):  # the answers that came meanwhile are read, and more come
         while commands.replyQueue.waiting:
@@ -422,3 +432,30 @@ def test_pageShowsNotSentWhileRedisIsPausedThenSendsAgain(openChat, startTwistd,
     bob.expectLine("alice: said while Redis sleeps")
     alice.expectLine("alice: said while Redis sleeps")
     assert unexpectedErrors(alice) == [] and unexpectedErrors(bob) == []
+
+
+def test_aPublicationWhoseConnectionWasLostIsSettledByWhatRedisHolds():
+    """The connection lost before Redis's answer: the sender is told it was sent if the entry comes
+    back on the stream (Redis had taken it, and kept it), and refused (BackplaneDown) if a catch-up
+    after the loss reads the stream without it; neither before."""
+    import txredisapi
+
+    clock = Clock()
+    connection = FakeConnection(clock)
+    stream = SharedStream(connection, "t:stream:r", "room", 10, 60)
+    stream.loaded = True
+    heard: list = []
+    stream.observe(lambda method, args: heard.append(args))
+    outcomes: dict[str, object] = {}
+    for text in ("kept", "gone"):
+        stream.publish([("said", [text])]).addBoth(lambda r, text=text: outcomes.__setitem__(text, r))
+    for _ in range(2):
+        connection.commands.replyQueue.waiting.pop(0).errback(txredisapi.ConnectionError("Lost connection"))
+    clock.advance(PUBLISH_TIMEOUT + 1.0)
+    assert outcomes == {}
+    stream.catchUp()
+    connection.commands.answer([["0-1", ["c", '["said",["kept"]]', "o", "p/1"]]])
+    assert heard == [["kept"]]
+    assert outcomes["kept"] is None
+    assert isinstance(outcomes["gone"], Failure) and outcomes["gone"].check(BackplaneDown)
+    outcomes["gone"].trap(BackplaneDown)

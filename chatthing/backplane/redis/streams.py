@@ -15,21 +15,11 @@ from ...live import LogThrottle, PassingStream, Stream, runningCall
 from .. import BackplaneDown
 from . import lua
 from .connection import RedisConnection
-from .watchdog import WATCH_INTERVAL
+from .outcomes import PUBLISH_DEADLINE, PUBLISH_TIMEOUT, Outcomes
 
 #: How many (call, stream) pairs remember how often the call published on
 #: the stream, to name each publication of a call uniquely.
 _RECENT_CALLS = 1000
-
-#: Seconds (on Redis's clock) after it is sent that a publication is still
-#: taken; past that, Redis refuses it (L{lua.PUBLISH}), and its sender has
-#: been told it was not sent.
-PUBLISH_DEADLINE = 1.0
-
-#: Seconds the sender waits for Redis's answer before it is told the call
-#: was not sent: the deadline, and time for an answer written before it to
-#: come back.
-PUBLISH_TIMEOUT = PUBLISH_DEADLINE + 0.5
 
 #: What the sender of a call that was not published is told (the page shows
 #: it after "Not sent: ").
@@ -68,6 +58,7 @@ class SharedStream(Stream):
         self.fallback = PassingStream(f"{name}.here")
         self.fallback.observe(self._tellObservers)
         self._refusals = LogThrottle(connection.reactor.seconds)
+        self.outcomes = Outcomes(connection, self)
         self.loaded = False
         self._catchingUp = False
         self._generation = 0
@@ -100,43 +91,10 @@ class SharedStream(Stream):
         deadline = self.connection.watchdog.redisTime(PUBLISH_DEADLINE)
         answer = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
                                         [self.maxlen, origin, self.dedupeSeconds, deadline, *encoded])
-        d = self._outcome(answer, origin)
+        d = self.outcomes.awaitAnswer(answer, origin)
         d.addCallback(lambda _: None)
         d.addErrback(self._notPublished, calls)
         return d
-
-    def _outcome(self, answer: Deferred, origin: str) -> Deferred:
-        """
-        Redis's C{answer} to a publication, or, if it has not come
-        L{PUBLISH_TIMEOUT} seconds after it was sent and Redis is not
-        connected by then (hung or gone), a L{BackplaneDown}: the
-        publication is past its deadline, and Redis refuses it if it ever
-        runs it.  While Redis is connected (it answers, if slowly; or this
-        process was the one stalled) the answer is awaited: it will say.
-        """
-        outcome: Deferred = Deferred()
-        reactor = self.connection.reactor
-
-        def settle(result: Any) -> None:
-            if timer[0].active():
-                timer[0].cancel()
-            if not outcome.called:
-                outcome.callback(result)
-            elif not isinstance(result, Failure):
-                self.log.error("{stream}: {origin} was published after its sender was told it "
-                               "was not", stream=self, origin=origin)
-
-        def check() -> None:
-            if outcome.called:
-                return
-            if self.connection.connected:
-                timer[0] = reactor.callLater(WATCH_INTERVAL, check)
-            else:
-                outcome.errback(BackplaneDown(f"no answer within {PUBLISH_TIMEOUT} s"))
-
-        timer = [reactor.callLater(PUBLISH_TIMEOUT, check)]
-        answer.addBoth(settle)
-        return outcome
 
     def _dedupeKey(self) -> str:
         """
@@ -187,6 +145,7 @@ class SharedStream(Stream):
     def _accept(self, seq: int, origin: str, call: str) -> None:
         if seq <= self.offset:
             return
+        self.outcomes.seen(origin)
         if not call:
             # A floor marker: numbered, not for the pages.
             self.skipTo(seq)
@@ -215,11 +174,11 @@ class SharedStream(Stream):
         else:
             d = self.connection.call("XREVRANGE", self.key, "+", "-", "COUNT", self.maxlen)
             d.addCallback(lambda entries: list(reversed(entries or [])))
-        d.addCallback(self._caughtUp, generation)
+        d.addCallback(self._caughtUp, generation, self.outcomes.catchUpStarted())
         d.addErrback(self._notCaughtUp, generation)
         return d
 
-    def _caughtUp(self, entries: list, generation: int) -> None:
+    def _caughtUp(self, entries: list, generation: int, started: int) -> None:
         if generation != self._generation:
             return
         if entries and not self.loaded:
@@ -237,6 +196,7 @@ class SharedStream(Stream):
                 self.log.warn("{stream}: calls {first} to {last} are no longer in Redis",
                               stream=self, first=self.offset + 1, last=seq - 1)
             self._accept(seq, *early[seq])
+        self.outcomes.caughtUp(started)
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(self)

@@ -97,7 +97,7 @@ class HungRedisWatchdog(Service):
         self._oldest: Any = None
         self._oldestSince = 0.0
         self._hungOn: Any = None
-        self._lastLook = reactor.seconds()
+        self._confirming = False
         self._probed: Any = None
         self._loop = LoopingCall(self._look)
         self._loop.clock = reactor
@@ -127,9 +127,6 @@ class HungRedisWatchdog(Service):
             return
         waiting = commands.replyQueue.waiting
         now = self.reactor.seconds()
-        # After a stall of this process, timers run before the answers that
-        # came meanwhile are read: the silence is timed again from now.
-        stalled, self._lastLook = now - self._lastLook > 2 * WATCH_INTERVAL, now
         moved = not waiting or waiting[0] is not self._oldest
         if self._hungOn is commands:
             if moved:
@@ -142,17 +139,27 @@ class HungRedisWatchdog(Service):
             return
         if not waiting:
             self._oldest = None
-        elif moved or stalled:
+        elif moved:
             self._oldest, self._oldestSince = waiting[0], now
-        elif now - self._oldestSince > self.hungAfter:
-            self.hung += 1
-            self._hungOn = commands
-            self.log.error("Redis at {url} has not answered for {seconds:.1f} s",
-                           url=self.connection.url.text, seconds=now - self._oldestSince)
-            self.connection.hung(commands)
+        elif now - self._oldestSince > self.hungAfter and not self._confirming:
+            # After a stall of this process, timers run before the answers
+            # that came meanwhile are read: look again once they are.
+            self._confirming = True
+            self.reactor.callLater(0, self._confirm, commands, waiting[0])
             return
         if self._probed is not commands:
             self.measure(commands)
+
+    def _confirm(self, commands: Any, oldest: Any) -> None:
+        self._confirming = False
+        waiting = commands.replyQueue.waiting
+        if commands is not self.connection.commands or not waiting or waiting[0] is not oldest:
+            return
+        self.hung += 1
+        self._hungOn = commands
+        self.log.error("Redis at {url} has not answered for {seconds:.1f} s",
+                       url=self.connection.url.text, seconds=self.reactor.seconds() - self._oldestSince)
+        self.connection.hung(commands)
 
     def measure(self, commands: Any) -> Deferred:
         """
