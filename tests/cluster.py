@@ -88,7 +88,10 @@ class RedisServer:
     @ivar logLines: what it printed, across restarts.
     """
 
-    def __init__(self, directory: Path, executable: str = REDIS_SERVER) -> None:
+    def __init__(self, directory: Path, executable: str = REDIS_SERVER,
+                 appendonly: bool = False) -> None:
+        self.appendonly = appendonly
+        self.paused = False
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.executable = executable
@@ -136,7 +139,8 @@ class RedisServer:
     def _launch(self, deadline: float) -> bool:
         self.process = subprocess.Popen(
             [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+             "--dir", str(self.directory),
              "--loglevel", "verbose"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
@@ -188,10 +192,27 @@ class RedisServer:
         """
         self._signal(signal.SIGKILL, 10.0)
 
+    def pause(self) -> None:
+        """
+        Freeze it with SIGSTOP (by its PID): its connections stay open,
+        nothing answers, until L{resume}.
+        """
+        os.kill(self.process.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """
+        Let it go on (SIGCONT) after L{pause}.
+        """
+        if self.paused and self.running:
+            os.kill(self.process.pid, signal.SIGCONT)
+        self.paused = False
+
     def _signal(self, signum: int, deadline: float) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         os.kill(self.process.pid, signum)
+        self.resume()  # a paused Redis takes SIGTERM only once it goes on
         try:
             self.process.wait(deadline)
         except subprocess.TimeoutExpired:

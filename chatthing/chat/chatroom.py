@@ -35,8 +35,8 @@ ALERT_HISTORY = 100
 
 #: What a room's pages are told when the backplane is lost, and when it is
 #: back (only with C{--redis}: see L{chatthing.backplane}).
-LOST_TOUCH = (" * This server has lost touch with the others: until it is back, your messages "
-              "reach only the people on this server, and new users cannot log in.")
+LOST_TOUCH = (" * This server has lost touch with the others: until it is back, messages cannot "
+              "be sent (send them again then), and new users cannot log in.")
 BACK_IN_TOUCH = " * This server is back in touch with the others."
 
 #: How many rooms may have someone logged in at once; and how many rooms a
@@ -254,6 +254,8 @@ class ChatRoom:
 
         @return: how many pages of this process it was sent to.
         """
-        self.alerts.publish([(widget.MESSAGE_TIME, [int(time.time() * 1000)]),
-                             (widget.DISPLAY_MESSAGE, [message])])
+        d = self.alerts.publish([(widget.MESSAGE_TIME, [int(time.time() * 1000)]),
+                                 (widget.DISPLAY_MESSAGE, [message])])
+        if d is not None:  # a shared stream refuses it while its backplane is down
+            d.addErrback(lambda f: self.log.error("alert not sent: {error}", error=f.getErrorMessage()))
         return sum(len(room.chatters) for room in self.rooms.values())

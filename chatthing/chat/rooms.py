@@ -346,7 +346,9 @@ class Room:
         @return: how many pages of this process it was sent to.
         """
         self.throttle.flush()
-        self.stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
+        d = self.stream.publish(self._stamped(widget.DISPLAY_MESSAGE, message))
+        if d is not None:  # a shared stream refuses it while its backplane is down
+            d.addErrback(lambda f: self.log.error("alert not sent: {error}", error=f.getErrorMessage()))
         return len(self.chatters)
 
     def tellEverybody(self, who: Chatter, what: str) -> Deferred | None:

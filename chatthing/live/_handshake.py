@@ -217,5 +217,7 @@ class Handshake:
             welcome["expired"] = expired
         if self._urls:
             welcome["urls"] = list(self._urls)
+        if session.store.epoch is not None:
+            welcome["epoch"] = session.store.epoch
         connection.sendLiveFrame(welcome)
         element._liveAttach(session)

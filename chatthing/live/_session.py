@@ -175,6 +175,8 @@ class LiveSession(PageFrames):
 
     def _sendResumed(self, connection: PageConnection, resumed: dict[str, Any],
                      missedFrames: list[bytes], missedStreams: list) -> None:
+        if self.store.epoch is not None:
+            resumed["epoch"] = self.store.epoch
         connection.sendLiveFrame(resumed)
         for payload in missedFrames:
             connection.sendPayload(payload)

@@ -59,9 +59,13 @@ class SessionStore(Protocol):
     @ivar movedAway: set by the runtime: called with a session's id when
         another process has taken that session over, so that this one lets
         go of it without ending it.
+    @ivar epoch: names the store's history (L{None}: it has none to lose):
+        it changes when the store lost what it kept (a Redis restarted with
+        nothing saved), and pages are told it in C{welcome} and C{resumed}.
     """
 
     movedAway: Callable[[str], None]
+    epoch: str | None
 
     def save(self, session: StoredSession) -> None:
         """
@@ -98,6 +102,7 @@ class LocalSessions:
 
     def __init__(self) -> None:
         self.movedAway: Callable[[str], None] = _nothing
+        self.epoch: str | None = None
 
     def save(self, session: StoredSession) -> None:
         pass

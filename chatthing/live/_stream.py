@@ -118,7 +118,7 @@ class Stream:
         Emit each of C{calls}, C{(method, args)}, one after the other, with
         nothing between them.  A shared stream numbers them together, and
         returns a L{Deferred} that fires (with L{None}) once the shared log
-        has them, or they were delivered on its fallback.
+        has them, or fails if they were refused (and will not be delivered).
         """
         for method, args in calls:
             self.emit(method, *args)

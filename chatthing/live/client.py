@@ -150,6 +150,9 @@ class LiveClient:
         self._firstWelcome: Deferred | None = None
         self._closeWaiters: list[Deferred] = []
         self._welcomeListeners: list[Callable[[dict], Any]] = []
+        #: Each epoch the server's store named in a welcome or resumed, as
+        #: it changed: more than one, and it lost history meanwhile.
+        self.epochs: list[str] = []
         self._stateListeners: list[Callable[[str], Any]] = []
 
     def __repr__(self) -> str:
@@ -331,6 +334,8 @@ class LiveClient:
             self.log.warn("{client}: ignoring a malformed frame {payload!r}", client=self,
                           payload=payload[:200])
             return
+        if kind in ("welcome", "resumed") and frame.get("epoch") not in (None, *self.epochs[-1:]):
+            self.epochs.append(frame["epoch"])
         if kind == "welcome":
             self._welcomed(frame)
         elif kind == "resumed":

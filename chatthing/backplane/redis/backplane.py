@@ -170,13 +170,24 @@ class RedisBackplane(MultiService):
         """
         streams = self._sharedStreams()
         margin = self.connection.replicaWait.floorMargin
-        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset + margin])
+        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset + margin]).addCallback(self._floored, s)
                   for s in streams if s.offset]
         d = gatherResults([self._beatOnce(), *floors], consumeErrors=True)
         d.addCallback(lambda _: self.sessions.resync(self.roster.presence))
         d.addCallback(lambda _: self.roster.resync())
         d.addCallback(lambda _: gatherResults([s.catchUp() for s in streams], consumeErrors=True))
         return d
+
+    def _floored(self, last: Any, stream: SharedStream) -> None:
+        """
+        C{last}: the offset of C{stream}'s last entry in Redis before its
+        floor was set; below this process's, Redis lost entries (restarted
+        with nothing saved): processes started from now on show less.
+        """
+        if int(last or 0) < stream.offset:
+            self.log.warn("{stream}: Redis had lost its entries after {last} (restarted without "
+                          "persistence?); numbering goes on after {offset}",
+                          stream=stream, last=last, offset=stream.offset)
 
     # Heartbeat
 

@@ -7,7 +7,8 @@ It holds two connections to Redis (txredisapi protocols, kept up by
 L{ClientService}s): one for commands and scripts, one subscribed to the
 channels of its L{Receiver}s.  It is I{connected} while both are up and its
 owner has caught up after (re)connecting (L{RedisConnection.resync});
-until then its parts fall back to this process.
+until then its parts fall back to this process.  Its L{HungRedisWatchdog}
+finds a Redis that stopped answering on a connection still open.
 """
 
 import os
@@ -26,17 +27,10 @@ from .protocols import ConnectionFactory, Receiver, RedisURL, protocols
 from .replicas import WAIT_SECONDS, ReplicaWait
 from .following import dropIfReadOnly, follow
 from .sentinel import checkRole, endpointFor
+from .watchdog import HungRedisWatchdog
 
 #: Seconds a command may take before the connection is taken for broken.
 COMMAND_TIMEOUT = 5.0
-
-
-def _caughtUp() -> Deferred:
-    return succeed(None)
-
-
-def _nothing() -> None:
-    pass
 
 
 class RedisConnection(MultiService):
@@ -65,8 +59,8 @@ class RedisConnection(MultiService):
         self.prefix = prefix
         self.proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.connected = False
-        self.resync: Callable[[], Deferred] = _caughtUp
-        self.interrupted: Callable[[], None] = _nothing
+        self.resync: Callable[[], Deferred] = lambda: succeed(None)
+        self.interrupted: Callable[[], None] = lambda: None
         self.receivers: dict[str, Receiver] = {}
         self._listeners: list[Callable[[bool], None]] = []
         self._connecting: list[Deferred] = []
@@ -76,6 +70,8 @@ class RedisConnection(MultiService):
         self._resyncing = False
         self._generation = 0
         self._origins = 0
+        self.watchdog = HungRedisWatchdog(self, reactor)
+        self.watchdog.setServiceParent(self)
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         commands, subscriber = protocols()
         ClientService(endpointFor(url, reactor), ConnectionFactory(commands, self), retry,
@@ -102,12 +98,7 @@ class RedisConnection(MultiService):
         d: Deferred = Deferred()
         self._connecting.append(d)
         if timeout is not None:
-            def timedOut() -> None:
-                if not d.called:
-                    d.callback(False)
-
-            timer = self.reactor.callLater(timeout, timedOut)
-            d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+            d.addTimeout(timeout, self.reactor, onTimeoutCancel=lambda result, timeout: False)
         return d
 
     def nextOrigin(self) -> str:
@@ -143,9 +134,7 @@ class RedisConnection(MultiService):
 
     @property
     def commands(self) -> Any:
-        """
-        The command connection in use, or L{None}.
-        """
+        """The command connection in use, or L{None}."""
         return self._commands
 
     # Channels
@@ -164,7 +153,8 @@ class RedisConnection(MultiService):
         d = self._subscriber.subscribe(channel)
         if andThen is not None:
             d.addCallback(lambda _: andThen())
-        d.addErrback(self._connectionTrouble, "subscribe")
+        d.addErrback(lambda failure: self.log.warn("Redis subscribe failed: {error}",
+                                                   error=failure.getErrorMessage()))
 
     def unsubscribe(self, channel: str) -> None:
         if self.receivers.pop(channel, None) is not None and self._subscriber is not None:
@@ -183,8 +173,11 @@ class RedisConnection(MultiService):
     # IProtocol, which has no whenConnected(): hence Any.
 
     def _commandsUp(self, proxy: Any) -> Deferred:
-        return proxy.whenConnected().addCallback(
-            self._setUp, "command", lambda protocol: protocol.select(self.url.db))
+        def prepare(protocol: Any) -> Deferred:
+            d = protocol.select(self.url.db)
+            return d.addCallback(lambda _: self.watchdog.measure(protocol))
+
+        return proxy.whenConnected().addCallback(self._setUp, "command", prepare)
 
     def _subscriberUp(self, proxy: Any) -> Deferred:
         channels = list(self.receivers)
@@ -222,21 +215,34 @@ class RedisConnection(MultiService):
             protocol.transport.abortConnection()
 
     def _lost(self, protocol: Any, which: str) -> None:
-        self._generation += 1
-        self._resyncing = False
         self.interrupted()
         if protocol is self._commands:
             self._commands = None
         if protocol is self._subscriber:
             self._subscriber = None
+        self._down(f"{which} connection closed")
+
+    def hung(self, commands: Any) -> None:
+        """
+        Redis stopped answering on C{commands} (L{HungRedisWatchdog}): not
+        I{connected} until it L{answering} again, or the connection is made
+        again.
+        """
+        if commands is self._commands:
+            self._down("it stopped answering")
+
+    def answering(self, commands: Any) -> None:
+        if commands is self._commands:
+            self._maybeConnected()
+
+    def _down(self, why: str) -> None:
+        self._generation += 1
+        self._resyncing = False
         if self.connected:
             self.connected = False
-            self.log.error("lost Redis at {url} ({which} connection closed); serving this "
-                           "process's pages only until it is back", url=self.url.text, which=which)
+            self.log.error("lost Redis at {url} ({why}); what needs it is refused "
+                           "until it is back", url=self.url.text, why=why)
             self._tell(False)
-
-    def _connectionTrouble(self, failure: Failure, what: str) -> None:
-        self.log.warn("Redis {what} failed: {error}", what=what, error=failure.getErrorMessage())
 
     def _maybeConnected(self) -> None:
         if self._commands is None or self._subscriber is None or self.connected or self._resyncing:

@@ -122,15 +122,25 @@ end
 """
 
 #: KEYS: stream, dedupe key or "".  ARGV: maxlen, origin, seconds the
-#: dedupe key is kept, call...  Returns the offsets, or false if the dedupe
-#: key was there already (the same call of a page ran before, on a process
-#: that died).
+#: dedupe key is kept, deadline (ms on Redis's clock, 0: none), call...
+#: Returns the offsets, or false if the dedupe key was there already (the
+#: same call of a page ran before, on a process that died).  Past its
+#: deadline it publishes nothing and answers the error C{LATE}: the sender
+#: was told by then that the call was not sent (a script buffered in the
+#: socket of a Redis that was paused runs when it wakes up).
 PUBLISH = _APPEND + """
+local deadline = tonumber(ARGV[4])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then
+    return redis.error_reply('LATE the publication came after its deadline')
+  end
+end
 if KEYS[2] ~= '' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return false end
 end
 local seqs = {}
-for i = 4, #ARGV do seqs[#seqs + 1] = append(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) end
+for i = 5, #ARGV do seqs[#seqs + 1] = append(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) end
 return seqs
 """
 
@@ -240,4 +250,12 @@ for _, s in ipairs(redis.call('SMEMBERS', set)) do
 end
 publishReaped(ARGV[3], 'resync', ARGV[4])
 return ended
+"""
+
+#: KEYS: epoch.  ARGV: a new epoch.  The epoch of what Redis keeps: set to
+#: the new one if Redis has none (it is new, or restarted with nothing
+#: saved), returned.
+EPOCH = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
 """

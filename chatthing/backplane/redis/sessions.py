@@ -4,6 +4,7 @@ page can take its session to another process.
 """
 
 import json
+import secrets
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, fail, gatherResults
@@ -29,6 +30,9 @@ class RedisSessions:
 
     @ivar deadAfter: seconds without a heartbeat after which a process is
         taken for dead (its sessions can be adopted without telling it).
+    @ivar epoch: the epoch of what Redis keeps (L{SessionStore}), read (or
+        set, if Redis has none) each time the connection is made; L{None}
+        before.
     """
 
     log = Logger()
@@ -39,6 +43,7 @@ class RedisSessions:
         self.connection = connection
         self.deadAfter = deadAfter
         self.live: dict[str, StoredSession] = {}
+        self.epoch: str | None = None
 
     def _keys(self, ident: str) -> list[str]:
         prefix = self.connection.prefix
@@ -85,12 +90,20 @@ class RedisSessions:
         roster's C{presence} terms).
         """
         prefix = self.connection.prefix
-        work = [self._save(session) for session in list(self.live.values())]
+        epoch = self.connection.script(lua.EPOCH, [f"{prefix}epoch"], [secrets.token_hex(8)])
+        work = [epoch.addCallback(self._epochRead)]
+        work += [self._save(session) for session in list(self.live.values())]
         work.append(self.connection.script(
             lua.END_STALE, [],
             [prefix, self.connection.proc, 1000, json.dumps(presence.left), *self.live],
         ))
         return gatherResults(work, consumeErrors=True)
+
+    def _epochRead(self, epoch: str) -> None:
+        if self.epoch is not None and epoch != self.epoch:
+            self.log.warn("Redis lost what it kept (restarted with nothing saved?): epoch "
+                          "{old} is now {new}; pages are told as they resume", old=self.epoch, new=epoch)
+        self.epoch = epoch
 
     def _failed(self, failure: Failure, what: str, session: StoredSession) -> None:
         self.log.warn("could not {what} {session} in Redis: {error}", what=what,

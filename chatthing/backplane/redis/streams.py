@@ -11,14 +11,20 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ...live import PassingStream, Stream, runningCall
+from ...live import LogThrottle, PassingStream, Stream, runningCall
 from .. import BackplaneDown
 from . import lua
 from .connection import RedisConnection
+from .outcomes import PUBLISH_DEADLINE, PUBLISH_TIMEOUT, Outcomes
 
 #: How many (call, stream) pairs remember how often the call published on
 #: the stream, to name each publication of a call uniquely.
 _RECENT_CALLS = 1000
+
+#: What the sender of a call that was not published is told (the page shows
+#: it after "Not sent: ").
+NOT_SENT = ("this server cannot reach the others right now; "
+            "send it again in a moment")
 
 
 class SharedStream(Stream):
@@ -29,9 +35,13 @@ class SharedStream(Stream):
     L{publish} appends calls to the Redis stream (and publishes them on its
     channel) in one script; every process, this one included, delivers them
     when they come back on the channel, in offset order, reading any it
-    missed from the Redis stream first.  While Redis cannot be reached,
-    calls go to the L{fallback} stream instead: this process's pages get
-    them, the others do not.
+    missed from the Redis stream first.  While Redis cannot be reached, or
+    when it does not take them within L{PUBLISH_DEADLINE}, calls are
+    refused (L{BackplaneDown}): a call is delivered by every process in
+    the one order, or by none, and its sender is told so.  Only notices of
+    this process about itself go on the L{fallback}, a passing stream: they
+    carry no offset, so no numbering of this process alone is left for a
+    page that moves to another to reconcile.
     """
 
     log = Logger()
@@ -45,14 +55,15 @@ class SharedStream(Stream):
         self.key = key
         self.dedupeSeconds = dedupeSeconds
         self.maxlen = history
-        self.fallback = Stream(f"{name}.here", history)
+        self.fallback = PassingStream(f"{name}.here")
         self.fallback.observe(self._tellObservers)
+        self._refusals = LogThrottle(connection.reactor.seconds)
+        self.outcomes = Outcomes(connection, self)
         self.loaded = False
         self._catchingUp = False
         self._generation = 0
         self._waiting: list[Deferred] = []
         self._early: dict[int, tuple[str, str]] = {}
-        self._fellBack: set[str] = set()
         self._published: OrderedDict[str, int] = OrderedDict()
 
     def ready(self) -> Deferred:
@@ -63,53 +74,36 @@ class SharedStream(Stream):
         return d
 
     def emit(self, method: str, *args: Any) -> None:
-        self.publish([(method, list(args))])
+        self.publish([(method, list(args))]).addErrback(lambda failure: None)
         return None
 
     def publish(self, calls: Iterable[tuple[str, list]]) -> Deferred:
+        """
+        Publish C{calls} on every process, in one order; the L{Deferred}
+        fails with L{BackplaneDown} if they were not (and will not be).
+        With C{connection.replicaWait.replicas} above 0 it fires only once
+        that many Redis replicas have them too (L{chatthing.backplane.redis.replicas}),
+        so that a failover cannot lose what a sender was told was sent;
+        calls refused that way after Redis took them may still be
+        delivered (the replicas were only late).
+        """
         calls = [(method, list(args)) for method, args in calls]
-        if self.connection.replicaWait.replicas:
-            return self._publishConfirmed(calls)
         if not self.connection.connected:
-            self.fallback.publish(calls)
-            return succeed(None)
+            return self._notPublished(Failure(BackplaneDown("Redis cannot be reached")), calls)
         origin = self.connection.nextOrigin()
         encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
                    for method, args in calls]
-        d = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
-                                  [self.maxlen, origin, self.dedupeSeconds, *encoded])
-        d.addCallback(lambda _: None)
-        d.addErrback(self._notPublished, origin, calls)
-        return d
-
-    def _publishConfirmed(self, calls: list[tuple[str, list]]) -> Deferred:
-        """
-        L{publish}, confirmed by C{connection.replicaWait.replicas} Redis replicas
-        (L{chatthing.backplane.redis.replicas}): the L{Deferred} fires once
-        they have the calls, so that a failover cannot lose them, or fails
-        with L{BackplaneDown} -- as it does at once while Redis cannot be
-        reached: no fallback to this process's pages, which the other
-        processes would never hear.  A call refused after Redis took it may
-        still be delivered (the replicas were only late).
-        """
-        if not self.connection.connected:
-            return fail(BackplaneDown("the server cannot reach Redis now (a failover?); "
-                                      "please send it again in a moment"))
+        deadline = self.connection.watchdog.redisTime(PUBLISH_DEADLINE)
+        # The connection the script goes to: WAIT must be asked on it.
         commands = self.connection.commands
-        encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
-                   for method, args in calls]
-        d = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
-                                  [self.maxlen, self.connection.nextOrigin(), self.dedupeSeconds,
-                                   *encoded])
-        d.addCallback(lambda _: self.connection.replicaWait.confirm(commands))
-
-        def refused(failure: Failure) -> Failure:
-            if failure.check(BackplaneDown):
-                return failure
-            return Failure(BackplaneDown(f"Redis did not take it ({failure.getErrorMessage()}); "
-                                         "please send it again"))
-
-        return d.addErrback(refused)
+        answer = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
+                                        [self.maxlen, origin, self.dedupeSeconds, deadline, *encoded])
+        d = self.outcomes.awaitAnswer(answer, origin)
+        if self.connection.replicaWait.replicas:
+            d.addCallback(lambda _: self.connection.replicaWait.confirm(commands))
+        d.addCallback(lambda _: None)
+        d.addErrback(self._notPublished, calls)
+        return d
 
     def _dedupeKey(self) -> str:
         """
@@ -128,12 +122,14 @@ class SharedStream(Stream):
             self._published.popitem(last=False)
         return f"{self.connection.prefix}dedupe:{mark}:{count}"
 
-    def _notPublished(self, failure: Failure, origin: str, calls: list) -> None:
-        self.log.warn("{stream}: Redis did not take a publication ({error}); "
-                      "delivering it on this process only", stream=self,
-                      error=failure.getErrorMessage())
-        self._fellBack.add(origin)
-        self.fallback.publish(calls)
+    def _notPublished(self, failure: Failure, calls: list) -> Deferred:
+        """
+        Redis did not take C{calls}, and will not (past their deadline it
+        refuses them): their sender is told.
+        """
+        self._refusals.warn(self.log, "refused", "{stream}: {count} calls not published: {error}",
+                            stream=self, count=len(calls), error=failure.getErrorMessage())
+        return fail(BackplaneDown(NOT_SENT))
 
     # Receiving
 
@@ -158,10 +154,9 @@ class SharedStream(Stream):
     def _accept(self, seq: int, origin: str, call: str) -> None:
         if seq <= self.offset:
             return
-        if not call or origin in self._fellBack:
-            # A floor marker, or a call this process already delivered on
-            # its fallback: numbered, not for the pages.
-            self._fellBack.discard(origin)
+        self.outcomes.seen(origin)
+        if not call:
+            # A floor marker: numbered, not for the pages.
             self.skipTo(seq)
             return
         try:
@@ -188,11 +183,11 @@ class SharedStream(Stream):
         else:
             d = self.connection.call("XREVRANGE", self.key, "+", "-", "COUNT", self.maxlen)
             d.addCallback(lambda entries: list(reversed(entries or [])))
-        d.addCallback(self._caughtUp, generation)
+        d.addCallback(self._caughtUp, generation, self.outcomes.catchUpStarted())
         d.addErrback(self._notCaughtUp, generation)
         return d
 
-    def _caughtUp(self, entries: list, generation: int) -> None:
+    def _caughtUp(self, entries: list, generation: int, started: int) -> None:
         if generation != self._generation:
             return
         if entries and not self.loaded:
@@ -210,6 +205,7 @@ class SharedStream(Stream):
                 self.log.warn("{stream}: calls {first} to {last} are no longer in Redis",
                               stream=self, first=self.offset + 1, last=seq - 1)
             self._accept(seq, *early[seq])
+        self.outcomes.caughtUp(started)
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(self)
