@@ -28,6 +28,7 @@ from chatthing.backplane import BackplaneDown
 from chatthing.backplane.redis import RedisBackplane, SharedStream
 from chatthing.backplane.redis.outcomes import PUBLISH_TIMEOUT
 from chatthing.backplane.redis.watchdog import HungRedisWatchdog
+from chatthing.backplane.redis.replicas import ReplicaWait
 from chatthing.live import RemoteError
 
 #: Seconds between two messages of one user.
@@ -323,6 +324,7 @@ class FakeConnection:
         self.url = type("URL", (), {"text": "redis://fake"})()
         self.told: list[str] = []
         self.watchdog = HungRedisWatchdog(self, clock)
+        self.replicaWait = ReplicaWait(clock, 0)
         self.prefix = "t:"
 
     def hung(self, commands) -> None:

@@ -99,10 +99,11 @@ class SharedStream(Stream):
         answer = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
                                         [self.maxlen, origin, self.dedupeSeconds, deadline, *encoded])
         d = self.outcomes.awaitAnswer(answer, origin)
-        if self.connection.replicaWait.replicas:
-            d.addCallback(lambda _: self.connection.replicaWait.confirm(commands))
         d.addCallback(lambda _: None)
         d.addErrback(self._notPublished, calls)
+        if self.connection.replicaWait.replicas:
+            # Its own refusal, which says why: Redis has the calls already.
+            d.addCallback(lambda _: self.connection.replicaWait.confirm(commands))
         return d
 
     def _dedupeKey(self) -> str:
