@@ -35,6 +35,7 @@ from twisted.logger import Logger
 
 from . import _wire
 from ._errors import RateLimited
+from ._footprint import dropFrameMasker
 from ._ratelimit import TokenBucket
 
 log = Logger()
@@ -146,7 +147,15 @@ class BudgetedFrames(_Mixed):
             self.closeForBudget(
                 CLOSE_POLICY_VIOLATION, "FrameFlood",
                 f"too many frames: over {bucket.rate:g} a second (bursts of {bucket.burst})")
+        if self.current_frame.opcode < 8 and not self.inside_message:
+            # A message begins: it is lent a UTF-8 validator till it ends.
+            self.factory.validators.lend(self)
         super().onFrameBegin()
+
+    def onFrameEnd(self) -> bool | None:
+        result = super().onFrameEnd()
+        dropFrameMasker(self)
+        return result
 
     def processControlFrame(self) -> bool:
         frame = self.current_frame
@@ -185,7 +194,9 @@ class BudgetedFrames(_Mixed):
                             f"message of {msg_size} bytes over the limit of {max_msg_size}")
 
     def onMessageEnd(self) -> None:
-        self.factory.partialBytes.release(self)
+        factory = self.factory
+        factory.partialBytes.release(self)
+        factory.validators.takeBack(self)
         if self._oversize:
             self._oversize = False
             # Let go of what was kept (Autobahn would set None, against its
@@ -194,7 +205,13 @@ class BudgetedFrames(_Mixed):
             if not self.failedByMe:
                 self.messageTooLarge(self.message_data_total_length)
             return
-        super().onMessageEnd()
+        # What Autobahn's onMessageEnd does, but for firing its txaio
+        # "message" event, which nothing here listens to (a Deferred and a
+        # gather per message for nothing).
+        if not self.failedByMe:
+            self._onMessage(b"".join(self.message_data), self.message_is_binary)
+        # Let go of the message as Autobahn does (it starts the next with []).
+        self.message_data = None  # type: ignore[assignment]
 
     def _letGoOfMessage(self) -> None:
         self.factory.partialBytes.release(self)
