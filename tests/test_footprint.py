@@ -177,3 +177,28 @@ def test_timerWheelCancelAndFailure():
     wheel.call_later(15, fired.append, "on time")
     clock.advance(15)
     assert fired == ["kept", "on time"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_debugLinesNotFormattedForEachFrame(chatServer, monkeypatch):
+    """Autobahn's debug formatters (hltype, a few µs each) are not run for the server's reads and writes; they are put back afterwards."""
+    import autobahn.twisted.websocket as autobahnTwisted
+    import autobahn.websocket.protocol as autobahnProtocol
+
+    from chatthing.live._protocol import LiveServerProtocol
+
+    named = []
+
+    def counting(value, *args, **kwargs):
+        named.append(type(getattr(value, "__self__", value)))
+        return "counted"
+
+    for module in (autobahnTwisted, autobahnProtocol):
+        monkeypatch.setattr(module, "hltype", counting)
+    alice = await chatServer.login("alice")
+    await alice.call("say", "hello")
+    alice.close()
+    await eventually(lambda: not chatServer.connections, "the connection to go")
+    assert named, "the client in this process formats its own"
+    assert LiveServerProtocol not in named
+    assert autobahnTwisted.hltype is counting and autobahnProtocol.hltype is counting

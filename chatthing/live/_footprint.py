@@ -188,27 +188,6 @@ def keepSendQueue(connection: Any) -> None:
         connection.send_queue = deque()
 
 
-def _unformatted(object: object, *args: Any, **kwargs: Any) -> str:
-    return "(not formatted)"
-
-
-def withoutOptionsDump(connectionMade: Any) -> Any:
-    """
-    Run Autobahn's C{_connectionMade} without the C{pprint} of its 29
-    options it makes for a debug line on every new connection, even when
-    debug lines go nowhere: 190 µs a connection here, a tenth of what a
-    connection costs to open.  (The reactor runs one thing at a time, so
-    nothing else sees the module's C{pformat} swapped meanwhile.)
-    """
-    def _connectionMade(self: Any) -> None:
-        pformat, _autobahnProtocol.pformat = _autobahnProtocol.pformat, _unformatted
-        try:
-            connectionMade(self)
-        finally:
-            _autobahnProtocol.pformat = pformat
-    return _connectionMade
-
-
 #: txaio's table of the events a connection may fire (Autobahn's one,
 #: "message", which nothing here listens to), for every connection.
 EVENTS: Any = ("message",)

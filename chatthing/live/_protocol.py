@@ -27,11 +27,11 @@ from ._footprint import (
     readOptionsFromFactory,
     shareEmptySendQueue,
     shareTrafficStats,
-    withoutOptionsDump,
 )
 from ._handshake import Handshake
 from ._logsafe import cut
 from ._origin import originAllowed
+from ._quiet import withoutDebugFormatting
 from ._ratelimit import TokenBucket
 from ._sending import canSendDirectly, writeNow
 from ._session import LiveSession
@@ -91,10 +91,17 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         # read, the event table is shared, and the transport's details
         # are made when the connection is (Autobahn's connectionMade).
 
-    _autobahnConnectionMade = withoutOptionsDump(WebSocketServerProtocol._connectionMade)
+    # What Twisted calls, without Autobahn's debug lines (L{_quiet}).
+    connectionMade = withoutDebugFormatting(WebSocketServerProtocol.connectionMade)
+    connectionLost = withoutDebugFormatting(WebSocketServerProtocol.connectionLost)
+
+    @withoutDebugFormatting
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's, without its debug line (formatted for every read).
+        self._dataReceived(data)
 
     def _connectionMade(self) -> None:
-        self._autobahnConnectionMade()
+        super()._connectionMade()
         # Lent one per message instead (L{Validators}); counted with the
         # factory's other connections.
         self.utf8validator = None  # type: ignore[assignment]
@@ -239,6 +246,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             if left and left > self.factory.settings.maxOutgoingBytes:
                 self._checkBacklog()
 
+    @withoutDebugFormatting
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # Every other frame (answers, pings, close) after the stream frames
         # gathered before it.
