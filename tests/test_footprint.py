@@ -46,13 +46,13 @@ async def test_handshakeForgottenOptionsFromFactory(chatServer):
     # Everything it holds is in a slot (CONNECTION_ATTRIBUTES): nothing in an
     # instance dict, and no copy of an option.
     assert vars(connection) == {}, sorted(vars(connection))
-    assert connection._ownOptions is None
+    assert connection._options is factory
     assert connection.closeHandshakeTimeout == factory.closeHandshakeTimeout
     factory.setProtocolOptions(closeHandshakeTimeout=7)
     assert connection.closeHandshakeTimeout == 7
     connection.closeHandshakeTimeout = 3  # set on one connection: its own
     assert connection.closeHandshakeTimeout == 3 and factory.closeHandshakeTimeout == 7
-    assert connection._ownOptions == {"closeHandshakeTimeout": 3}
+    assert connection._options.closeHandshakeTimeout == 3 and connection.autoPingInterval == factory.autoPingInterval
     # The page can still leave cleanly (the close handshake uses the options).
     alice.close()
     assert await alice.closed() == 1000

@@ -140,6 +140,13 @@ class LiveServerFactory(WebSocketServerFactory):
             maxConnections=settings.maxConnections,
         )
 
+    def buildProtocol(self, addr: Any) -> Any:
+        connection: Any = super().buildProtocol(addr)
+        if connection is not None:
+            # Its Autobahn options are read from here (L{FactoryOption}).
+            connection._options = self
+        return connection
+
     def pageExists(self, path: str) -> bool:
         """
         Whether the page shell is served at C{path}: the application says

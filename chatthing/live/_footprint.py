@@ -40,6 +40,7 @@ pages):
 """
 
 from collections import deque
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -82,8 +83,8 @@ CONNECTION_ATTRIBUTES = (
     "inside_message", "current_frame", "current_frame_masker", "_isMessageCompressed",
     "utf8validateIncomingCurrentMessage", "utf8validateLast", "message_is_binary",
     "message_data", "message_data_total_length", "frame_length", "frame_data",
-    # L{FactoryOption}s set on this connection itself
-    "_ownOptions",
+    # Where its L{FactoryOption}s are read: its factory, or L{OwnOptions}
+    "_options",
 )
 
 
@@ -112,31 +113,42 @@ _NO_HEADERS: Any = MappingProxyType({})
 _NO_QUEUE: Any = ()
 
 
-class FactoryOption:
+class OwnOptions:
+    """
+    The options set on one connection, over its factory's (which it reads
+    for the others).
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._factory, name)
+
+
+class FactoryOption(property):
     """
     An Autobahn option that a connection reads from its factory, unless set
     on the connection itself.  Autobahn copies an option only if the
-    connection lacks it, and this descriptor gives every connection all of
+    connection lacks it, and this property gives every connection all of
     them.
+
+    Autobahn reads them often (112 times for a page to connect and log
+    in, and some ten times a frame), so a read runs no Python code: it is
+    C{operator.attrgetter("_options.NAME")}, where the connection's
+    C{_options} is its factory (L{LiveServerFactory.buildProtocol} sets
+    it), or its L{OwnOptions} once one of them is set on it.
     """
 
-    name: str
+    def __init__(self, name: str) -> None:
+        def setOwn(connection: Any, value: Any) -> None:
+            options = connection._options
+            if not isinstance(options, OwnOptions):
+                connection._options = options = OwnOptions(connection.factory)
+            setattr(options, name, value)
 
-    def __set_name__(self, owner: type, name: str) -> None:
+        super().__init__(attrgetter("_options." + name), setOwn)
         self.name = name
-
-    def __get__(self, connection: Any, owner: type | None = None) -> Any:
-        if connection is None:
-            return self
-        own = connection._ownOptions
-        if own is None or self.name not in own:
-            return getattr(connection.factory, self.name)
-        return own[self.name]
-
-    def __set__(self, connection: Any, value: Any) -> None:
-        if connection._ownOptions is None:
-            connection._ownOptions = {}
-        connection._ownOptions[self.name] = value
 
 
 def readOptionsFromFactory(protocolClass: type[_Connection]) -> type[_Connection]:
@@ -146,9 +158,7 @@ def readOptionsFromFactory(protocolClass: type[_Connection]) -> type[_Connection
     C{CONFIG_ATTRS}).
     """
     for name in protocolClass.CONFIG_ATTRS:
-        option = FactoryOption()
-        option.__set_name__(protocolClass, name)
-        setattr(protocolClass, name, option)
+        setattr(protocolClass, name, FactoryOption(name))
     return protocolClass
 
 

@@ -75,6 +75,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     _ackBucket: TokenBucket
     _wireBucket: TokenBucket | None
     _oversize: bool
+    #: Where its Autobahn options are read (L{FactoryOption}).
+    _options: Any
 
     #: Autobahn's Deferreds of the opening and the closing, made only if
     #: something reads them (see L{WhenFired}).
@@ -101,6 +103,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         self._dataReceived(data)
 
     def _connectionMade(self) -> None:
+        if self._options is None:
+            self._options = self.factory  # made by another than its factory's buildProtocol
         super()._connectionMade()
         # Lent one per message instead (L{Validators}); counted with the
         # factory's other connections.
@@ -335,7 +339,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
 _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_isOpen", None), ("_isClosed", None), ("_valid_events", EVENTS), ("_results", None),
     ("_transport_details", None),
-    ("_ownOptions", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
+    ("_options", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("adopting", False),
     ("_direct", False),
