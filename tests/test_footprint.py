@@ -202,3 +202,44 @@ async def test_debugLinesNotFormattedForEachFrame(chatServer, monkeypatch):
     assert named, "the client in this process formats its own"
     assert LiveServerProtocol not in named
     assert autobahnTwisted.hltype is counting and autobahnProtocol.hltype is counting
+
+
+class _Page:
+    """A connection as the coalescer sees it: what it gathers, what it writes."""
+
+    def __init__(self, writes: list) -> None:
+        self.gathered = None
+        self.writes = writes
+
+    def writeCoalesced(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+def test_fanOutAllocatesNothingPerPage():
+    """Gathering one frame for each of 2,000 pages allocates no object a page (a list a page before); a second frame still goes out after the first."""
+    import sys
+
+    from twisted.internet.task import Clock
+
+    from chatthing.live._sending import WriteCoalescer
+
+    clock, writes = Clock(), []
+    coalescer = WriteCoalescer(clock)
+    pages = [_Page(writes) for _ in range(2000)]
+    coalescer.add(pages[0], b"warm")  # the reactor call and the list of waiting pages
+    clock.advance(0)
+    writes.clear()
+    frame = b"frame"
+    gc.disable()
+    try:
+        before = sys.getallocatedblocks()
+        for page in pages:
+            coalescer.add(page, frame)
+        allocated = sys.getallocatedblocks() - before
+    finally:
+        gc.enable()
+    assert allocated < 100, f"{allocated} blocks for {len(pages)} pages"
+    coalescer.add(pages[1], b"second")
+    clock.advance(0)
+    assert writes[0] == b"frame" and writes[1] == b"framesecond" and len(writes) == len(pages)
+    assert all(page.gathered is None for page in pages)

@@ -59,7 +59,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         "_direct")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
-    gathered: list[bytes] | None
+    gathered: list[bytes] | bytes | None
     _helloTimeout: Any
     _leaving: bool
     _cut: bool
