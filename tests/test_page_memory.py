@@ -110,3 +110,17 @@ async def test_idleLoggedInPageHoldsFewBytes():
 def _bytesPerPage(after, before, filters) -> float:
     stats = after.filter_traces(filters).compare_to(before.filter_traces(filters), "filename")
     return sum(stat.size_diff for stat in stats) / PAGES
+
+
+def test_startupFrozenOutOfFullCollections():
+    """Starting the plugin's top service leaves what start-up made out of the collector's full collections (gc.freeze)."""
+    from chatthing.startup import StartupService
+
+    service = StartupService()
+    gc.unfreeze()
+    try:
+        service.startService()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()  # the test run's other objects are collected as before
+        service.stopService()
