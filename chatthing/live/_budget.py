@@ -28,6 +28,7 @@ message assembly where those costs are spent:
   (Autobahn logs a line for each).
 """
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.util import encode_truncate
@@ -69,9 +70,17 @@ def wireBucket(settings: Any, clock: Callable[[], float]) -> TokenBucket:
     L{FLOOD_FACTOR} times the frame and ack rates (and bursts) of
     C{settings}, plus the control frames.
     """
-    rate = FLOOD_FACTOR * (settings.frameRate + settings.ackRate) + CONTROL_RATE
-    burst = FLOOD_FACTOR * (settings.frameBurst + settings.ackBurst) + CONTROL_BURST
+    rate, burst = _wireLimits(settings.frameRate, settings.ackRate, settings.frameBurst, settings.ackBurst)
     return TokenBucket(rate, burst, clock)
+
+
+@lru_cache(maxsize=8)
+def _wireLimits(frameRate: float, ackRate: float, frameBurst: int, ackBurst: int) -> tuple[float, int]:
+    # Worked out once: every connection's bucket then shares the two
+    # numbers instead of holding two of its own (above 256, an int is an
+    # object of 28 bytes).
+    return (FLOOD_FACTOR * (frameRate + ackRate) + CONTROL_RATE,
+            FLOOD_FACTOR * (frameBurst + ackBurst) + CONTROL_BURST)
 
 
 class PartialBytes:
