@@ -173,6 +173,12 @@ def test_timerWheelCancelAndFailure():
         globalLogPublisher.removeObserver(events.append)
     assert fired == ["kept"] and not kept.active()
     assert any("raised" in event.get("log_format", "") for event in events)
+    # A tick whose timers are all cancelled goes at once, with its reactor call.
+    waits = [wheel.call_later(10, fired.append, "hello?") for _ in range(3)]
+    assert wheel.calls() == 1 and len(clock.getDelayedCalls()) == 1
+    for wait in waits:
+        wait.cancel()
+    assert wheel.calls() == 0 and clock.getDelayedCalls() == [] and len(wheel) == 0
     # Exactly on whole seconds too, whatever the floating point sum of ticks.
     wheel.call_later(15, fired.append, "on time")
     clock.advance(15)

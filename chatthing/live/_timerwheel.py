@@ -16,7 +16,8 @@ A timer fires at the end of its tick, never before its deadline and at
 most L{TICK} seconds after it (unlike txaio's batched timer, which floors
 each deadline to a whole second, so that a timeout under a second may
 fire at once).  A cancelled timer stays in its tick's list, holding
-nothing, until that tick comes.
+nothing, until that tick comes; a tick whose timers were all cancelled
+(the wait for a "hello", say) is let go at once, with its reactor call.
 """
 
 import math
@@ -34,16 +35,33 @@ TICK = 0.05
 _SLACK = 1e-6
 
 
+class _Tick:
+    """
+    The timers of one tick, its reactor call, and how many of them are
+    still to fire: once none is, the call is cancelled and the tick let go.
+    """
+
+    __slots__ = ("wheel", "index", "timers", "live", "call")
+
+    def __init__(self, wheel: "TimerWheel", index: int) -> None:
+        self.wheel = wheel
+        self.index = index
+        self.timers: list[WheelTimer] = []
+        self.live = 0
+        self.call: Any = None
+
+
 class WheelTimer:
     """
     One call a L{TimerWheel} is to make, until cancelled or made.
     """
 
-    __slots__ = ("func", "args")
+    __slots__ = ("func", "args", "tick")
 
-    def __init__(self, func: Callable[..., Any], args: tuple) -> None:
+    def __init__(self, func: Callable[..., Any], args: tuple, tick: _Tick) -> None:
         self.func: Callable[..., Any] | None = func
         self.args = args
+        self.tick: _Tick | None = tick
 
     def active(self) -> bool:
         """
@@ -55,8 +73,13 @@ class WheelTimer:
         """
         Do not make the call (nothing happens if it was made or cancelled).
         """
+        tick, self.tick = self.tick, None
         self.func = None
         self.args = ()
+        if tick is not None:
+            tick.live -= 1
+            if tick.live == 0:
+                tick.wheel._drop(tick)
 
 
 class TimerWheel:
@@ -69,13 +92,19 @@ class TimerWheel:
     def __init__(self, reactor: Any, tick: float = TICK) -> None:
         self.reactor = reactor
         self.tick = tick
-        self._ticks: dict[int, list[WheelTimer]] = {}
+        self._ticks: dict[int, _Tick] = {}
 
     def __len__(self) -> int:
         """
         The timers waiting, cancelled ones included.
         """
-        return sum(len(timers) for timers in self._ticks.values())
+        return sum(len(tick.timers) for tick in self._ticks.values())
+
+    def calls(self) -> int:
+        """
+        The reactor calls the wheel has waiting (one a tick with a timer to fire).
+        """
+        return len(self._ticks)
 
     def call_later(self, delay: float, func: Callable[..., Any], *args: Any) -> WheelTimer:
         """
@@ -83,21 +112,32 @@ class TimerWheel:
         """
         now = self.reactor.seconds()
         index = math.ceil((now + delay) / self.tick - _SLACK)
-        timer = WheelTimer(func, args)
-        timers = self._ticks.get(index)
-        if timers is None:
-            self._ticks[index] = [timer]
+        tick = self._ticks.get(index)
+        if tick is None:
+            tick = self._ticks[index] = _Tick(self, index)
             # (Rounded to the nanosecond: 300 ticks of 0.05 s are 15.000000000000002 s.)
-            self.reactor.callLater(max(0.0, round(index * self.tick, 9) - now), self._fire, index)
-        else:
-            timers.append(timer)
+            tick.call = self.reactor.callLater(
+                max(0.0, round(index * self.tick, 9) - now), self._fire, tick)
+        timer = WheelTimer(func, args, tick)
+        tick.timers.append(timer)
+        tick.live += 1
         return timer
 
-    def _fire(self, index: int) -> None:
-        for timer in self._ticks.pop(index, ()):
+    def _drop(self, tick: _Tick) -> None:
+        # Every timer of the tick was cancelled: nothing to fire.
+        if self._ticks.get(tick.index) is tick:
+            del self._ticks[tick.index]
+            if tick.call is not None and tick.call.active():
+                tick.call.cancel()
+
+    def _fire(self, tick: _Tick) -> None:
+        self._ticks.pop(tick.index, None)
+        tick.call = None
+        for timer in tick.timers:
             func, args = timer.func, timer.args
             if func is None:
                 continue
+            timer.tick = None  # fired, not cancelled: the tick is gone already
             timer.cancel()
             # One page's failing timer must not keep the others' from firing.
             try:
