@@ -18,6 +18,7 @@ L{StartupService} also orders the stop: what the L{GracefulShutdown} holds
 connected during the drain keep talking through Redis.
 """
 
+import gc
 import sys
 from typing import Any
 
@@ -90,6 +91,7 @@ class StartupService(MultiService):
             super().startService()
         except CannotListen as e:
             self._exit(e)
+        freezeStartup()
 
     def stopService(self) -> Deferred:
         """
@@ -116,6 +118,20 @@ class StartupService(MultiService):
         self.log.critical("{line}", line=str(error))
         quietAbout(CannotListen)
         raise error
+
+
+def freezeStartup() -> None:
+    """
+    Leave what start-up made (modules, classes, functions, templates: some
+    65,000 objects) out of the garbage collector's full collections, which
+    otherwise walk them all each time, stopping the server meanwhile:
+    measured with 2,000 idle pages, a full collection took 52 ms of CPU,
+    16 ms once they were frozen (issue 14: the latency's tail).  What is
+    garbage by then is collected first; nothing frozen is ever collected,
+    and start-up's objects live as long as the process anyway.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def quietAbout(kind: type[BaseException]) -> None:

@@ -28,6 +28,7 @@ message assembly where those costs are spent:
   (Autobahn logs a line for each).
 """
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
 from autobahn.util import encode_truncate
@@ -35,6 +36,7 @@ from twisted.logger import Logger
 
 from . import _wire
 from ._errors import RateLimited
+from ._footprint import dropFrameMasker
 from ._ratelimit import TokenBucket
 
 log = Logger()
@@ -68,9 +70,17 @@ def wireBucket(settings: Any, clock: Callable[[], float]) -> TokenBucket:
     L{FLOOD_FACTOR} times the frame and ack rates (and bursts) of
     C{settings}, plus the control frames.
     """
-    rate = FLOOD_FACTOR * (settings.frameRate + settings.ackRate) + CONTROL_RATE
-    burst = FLOOD_FACTOR * (settings.frameBurst + settings.ackBurst) + CONTROL_BURST
+    rate, burst = _wireLimits(settings.frameRate, settings.ackRate, settings.frameBurst, settings.ackBurst)
     return TokenBucket(rate, burst, clock)
+
+
+@lru_cache(maxsize=8)
+def _wireLimits(frameRate: float, ackRate: float, frameBurst: int, ackBurst: int) -> tuple[float, int]:
+    # Worked out once: every connection's bucket then shares the two
+    # numbers instead of holding two of its own (above 256, an int is an
+    # object of 28 bytes).
+    return (FLOOD_FACTOR * (frameRate + ackRate) + CONTROL_RATE,
+            FLOOD_FACTOR * (frameBurst + ackBurst) + CONTROL_BURST)
 
 
 class PartialBytes:
@@ -146,7 +156,15 @@ class BudgetedFrames(_Mixed):
             self.closeForBudget(
                 CLOSE_POLICY_VIOLATION, "FrameFlood",
                 f"too many frames: over {bucket.rate:g} a second (bursts of {bucket.burst})")
+        if self.current_frame.opcode < 8 and not self.inside_message:
+            # A message begins: it is lent a UTF-8 validator till it ends.
+            self.factory.validators.lend(self)
         super().onFrameBegin()
+
+    def onFrameEnd(self) -> bool | None:
+        result = super().onFrameEnd()
+        dropFrameMasker(self)
+        return result
 
     def processControlFrame(self) -> bool:
         frame = self.current_frame
@@ -185,7 +203,9 @@ class BudgetedFrames(_Mixed):
                             f"message of {msg_size} bytes over the limit of {max_msg_size}")
 
     def onMessageEnd(self) -> None:
-        self.factory.partialBytes.release(self)
+        factory = self.factory
+        factory.partialBytes.release(self)
+        factory.validators.takeBack(self)
         if self._oversize:
             self._oversize = False
             # Let go of what was kept (Autobahn would set None, against its
@@ -194,7 +214,13 @@ class BudgetedFrames(_Mixed):
             if not self.failedByMe:
                 self.messageTooLarge(self.message_data_total_length)
             return
-        super().onMessageEnd()
+        # What Autobahn's onMessageEnd does, but for firing its txaio
+        # "message" event, which nothing here listens to (a Deferred and a
+        # gather per message for nothing).
+        if not self.failedByMe:
+            self._onMessage(b"".join(self.message_data), self.message_is_binary)
+        # Let go of the message as Autobahn does (it starts the next with []).
+        self.message_data = None  # type: ignore[assignment]
 
     def _letGoOfMessage(self) -> None:
         self.factory.partialBytes.release(self)

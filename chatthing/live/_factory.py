@@ -7,6 +7,7 @@ import secrets
 from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.websocket.protocol import TrafficStats
 from jinja2 import Environment
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.logger import Logger
@@ -18,6 +19,7 @@ from ._apps import AppFolders, ElementUnavailable, widgetModule
 from ._budget import PartialBytes
 from ._element import LiveElement
 from ._errors import LiveError
+from ._footprint import Validators
 from ._handshake import Handshake
 from ._logsafe import LogThrottle, cut
 from ._metrics import LiveMetrics
@@ -26,6 +28,7 @@ from ._sending import WriteCoalescer
 from ._session import LiveSession
 from ._sessionstore import LocalSessions, SessionRecord, SessionStore
 from ._settings import LiveSettings
+from ._timerwheel import TimerWheel
 
 
 class _ExactTimer:
@@ -94,7 +97,19 @@ class LiveServerFactory(WebSocketServerFactory):
         # server shuts down (L{None} until then: a Deferred a page is too
         # much to keep for the one time it is wanted).
         self.connections: dict[LiveServerProtocol, Deferred | None] = {}
-        self._batched_timer = _ExactTimer(reactor)
+        #: The connections' timers (Autobahn's heartbeats and timeouts,
+        #: the wait for a hello): one reactor call a tick for them all.
+        self.timers = TimerWheel(reactor)
+        self._batched_timer = self.timers
+        #: The reactor's clock, one bound method for every connection's
+        #: rate buckets rather than one each.
+        self.clock = reactor.seconds
+        #: What every connection's traffic adds to (Autobahn's counters).
+        self.trafficStats = TrafficStats()
+        #: UTF-8 validators lent to connections, one a message.
+        self.validators = Validators()
+        # One bound method for every session to call when it ends.
+        self._ended = self._sessionEnded
         self.coalescer = WriteCoalescer(reactor)
         self.metrics = LiveMetrics(lambda: len(self.connections), lambda: len(self.sessions))
         # What every connection holds in messages not yet finished.
@@ -125,6 +140,13 @@ class LiveServerFactory(WebSocketServerFactory):
             autoPingTimeout=settings.pingTimeout,
             maxConnections=settings.maxConnections,
         )
+
+    def buildProtocol(self, addr: Any) -> Any:
+        connection: Any = super().buildProtocol(addr)
+        if connection is not None:
+            # Its Autobahn options are read from here (L{FactoryOption}).
+            connection._options = self
+        return connection
 
     def pageExists(self, path: str) -> bool:
         """
@@ -202,7 +224,7 @@ class LiveServerFactory(WebSocketServerFactory):
         session store unless it is one taken over (C{ident} given).
         """
         session = LiveSession(ident or secrets.token_urlsafe(16), element, self.settings,
-                              self.reactor, self._sessionEnded)
+                              self.reactor, self._ended)
         session.page = page
         session.metrics = self.metrics
         session.logThrottle = self.logThrottle

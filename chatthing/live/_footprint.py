@@ -23,13 +23,31 @@ Besides, things Autobahn does cost more than everything the runtime adds:
 
 (The third, twisted.web's request and channel staying alive behind a
 WebSocket, is let go by L{chatthing.live._web.LiveSocketResource}.)
+
+And Autobahn gives every connection objects that an idle page does not
+need, some 2 KiB of them (measured with tracemalloc on 1,000 logged-in
+pages):
+
+- two Deferreds (C{is_open}, C{is_closed}) that nothing here waits on, and
+  a list and a dict of txaio's event names: L{WhenFired} makes the
+  Deferreds only when read, and L{EVENTS} is one table for all;
+- a C{TrafficStats} of ten counters: one shared by every connection of a
+  factory (L{shareTrafficStats}) sums them all;
+- the XOR unmasker of the last frame read, and a UTF-8 validator kept
+  between messages: L{Validators} lends one to a connection for each text
+  message, and L{dropFrameMasker} lets go of the unmasker once its frame
+  has been read.
 """
 
 from collections import deque
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 import autobahn.websocket.protocol as _autobahnProtocol
+from autobahn.websocket.protocol import TrafficStats
+from autobahn.websocket.utf8validator import Utf8Validator
+from twisted.internet.defer import Deferred, succeed
 
 #: A WebSocket server connection class (which has Autobahn's C{CONFIG_ATTRS}).
 _Connection = TypeVar("_Connection", bound=_autobahnProtocol.WebSocketServerProtocol)
@@ -45,8 +63,9 @@ _UNSET = object()
 CONNECTION_ATTRIBUTES = (
     # Twisted's, and txaio's observers
     "factory", "transport", "connected", "_valid_events", "_results",
-    # Autobahn: the connection and its state
-    "is_closed", "is_open", "_transport_details", "peer", "_perMessageCompress", "trackedTimings",
+    # Autobahn: the connection and its state (its is_closed and is_open
+    # are L{WhenFired}s, over these two)
+    "_isClosed", "_isOpen", "_transport_details", "peer", "_perMessageCompress", "trackedTimings",
     "trafficStats", "state", "send_state", "data", "send_queue", "triggered", "utf8validator",
     "wasMaxFramePayloadSizeExceeded", "wasMaxMessagePayloadSizeExceeded", "closedByMe",
     "failedByMe", "droppedByMe", "wasClean", "wasNotCleanReason", "wasServerConnectionDropTimeout",
@@ -64,8 +83,8 @@ CONNECTION_ATTRIBUTES = (
     "inside_message", "current_frame", "current_frame_masker", "_isMessageCompressed",
     "utf8validateIncomingCurrentMessage", "utf8validateLast", "message_is_binary",
     "message_data", "message_data_total_length", "frame_length", "frame_data",
-    # L{FactoryOption}s set on this connection itself
-    "_ownOptions",
+    # Where its L{FactoryOption}s are read: its factory, or L{OwnOptions}
+    "_options",
 )
 
 
@@ -94,31 +113,42 @@ _NO_HEADERS: Any = MappingProxyType({})
 _NO_QUEUE: Any = ()
 
 
-class FactoryOption:
+class OwnOptions:
+    """
+    The options set on one connection, over its factory's (which it reads
+    for the others).
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._factory, name)
+
+
+class FactoryOption(property):
     """
     An Autobahn option that a connection reads from its factory, unless set
     on the connection itself.  Autobahn copies an option only if the
-    connection lacks it, and this descriptor gives every connection all of
+    connection lacks it, and this property gives every connection all of
     them.
+
+    Autobahn reads them often (112 times for a page to connect and log
+    in, and some ten times a frame), so a read runs no Python code: it is
+    C{operator.attrgetter("_options.NAME")}, where the connection's
+    C{_options} is its factory (L{LiveServerFactory.buildProtocol} sets
+    it), or its L{OwnOptions} once one of them is set on it.
     """
 
-    name: str
+    def __init__(self, name: str) -> None:
+        def setOwn(connection: Any, value: Any) -> None:
+            options = connection._options
+            if not isinstance(options, OwnOptions):
+                connection._options = options = OwnOptions(connection.factory)
+            setattr(options, name, value)
 
-    def __set_name__(self, owner: type, name: str) -> None:
+        super().__init__(attrgetter("_options." + name), setOwn)
         self.name = name
-
-    def __get__(self, connection: Any, owner: type | None = None) -> Any:
-        if connection is None:
-            return self
-        own = connection._ownOptions
-        if own is None or self.name not in own:
-            return getattr(connection.factory, self.name)
-        return own[self.name]
-
-    def __set__(self, connection: Any, value: Any) -> None:
-        if connection._ownOptions is None:
-            connection._ownOptions = {}
-        connection._ownOptions[self.name] = value
 
 
 def readOptionsFromFactory(protocolClass: type[_Connection]) -> type[_Connection]:
@@ -128,9 +158,7 @@ def readOptionsFromFactory(protocolClass: type[_Connection]) -> type[_Connection
     C{CONFIG_ATTRS}).
     """
     for name in protocolClass.CONFIG_ATTRS:
-        option = FactoryOption()
-        option.__set_name__(protocolClass, name)
-        setattr(protocolClass, name, option)
+        setattr(protocolClass, name, FactoryOption(name))
     return protocolClass
 
 
@@ -141,8 +169,15 @@ def forgetHandshake(connection: Any) -> None:
     nothing reads once the connection is open.
     """
     connection.http_request_data = connection.http_response_data = b""
-    connection.http_status_line = connection.http_request_uri = ""
+    connection.http_status_line = connection.http_request_uri = connection.http_request_host = ""
+    connection.websocket_origin = ""
+    connection._wskey = None
     connection.http_headers = connection.http_request_params = _NO_HEADERS
+    connection.websocket_protocols = connection.websocket_extensions = _NO_QUEUE
+    connection.websocket_extensions_in_use = _NO_QUEUE
+    # Read while opening (the peer's address is kept in peer), and by
+    # Autobahn's WAMP clients, never by a server connection once open.
+    connection._transport_details = None
 
 
 def shareEmptySendQueue(connection: Any) -> None:
@@ -163,22 +198,93 @@ def keepSendQueue(connection: Any) -> None:
         connection.send_queue = deque()
 
 
-def _unformatted(object: object, *args: Any, **kwargs: Any) -> str:
-    return "(not formatted)"
+#: txaio's table of the events a connection may fire (Autobahn's one,
+#: "message", which nothing here listens to), for every connection.
+EVENTS: Any = ("message",)
+
+#: What L{WhenFired} holds once its Deferred has fired and been let go of.
+_FIRED = object()
 
 
-def withoutOptionsDump(connectionMade: Any) -> Any:
+class WhenFired:
     """
-    Run Autobahn's C{_connectionMade} without the C{pprint} of its 29
-    options it makes for a debug line on every new connection, even when
-    debug lines go nowhere: 190 µs a connection here, a tenth of what a
-    connection costs to open.  (The reactor runs one thing at a time, so
-    nothing else sees the module's C{pformat} swapped meanwhile.)
+    Autobahn's C{is_open} or C{is_closed}: a L{Deferred} made only when
+    read (Autobahn reads it to fire it, when the connection opens or
+    closes), held in the slot C{slot}.  Once L{letGo} has been told it
+    fired, it reads as a new Deferred fired with L{None}.
     """
-    def _connectionMade(self: Any) -> None:
-        pformat, _autobahnProtocol.pformat = _autobahnProtocol.pformat, _unformatted
-        try:
-            connectionMade(self)
-        finally:
-            _autobahnProtocol.pformat = pformat
-    return _connectionMade
+
+    def __init__(self, slot: str) -> None:
+        self.slot = slot
+
+    def __get__(self, connection: Any, owner: type | None = None) -> Any:
+        if connection is None:
+            return self
+        d = getattr(connection, self.slot)
+        if d is _FIRED:
+            return succeed(None)
+        if d is None:
+            d = Deferred()
+            setattr(connection, self.slot, d)
+        return d
+
+    def __set__(self, connection: Any, value: Any) -> None:
+        setattr(connection, self.slot, value)
+
+    def letGo(self, connection: Any) -> None:
+        """
+        Forget the Deferred of C{connection} once it has fired (whoever
+        waited on it has been told).
+        """
+        d = getattr(connection, self.slot)
+        if isinstance(d, Deferred) and d.called:
+            setattr(connection, self.slot, _FIRED)
+
+
+def shareTrafficStats(connection: Any, shared: TrafficStats) -> None:
+    """
+    Count C{connection}'s traffic in C{shared}, its factory's, instead of in
+    a C{TrafficStats} of its own (which Autobahn adds to and never reads).
+    """
+    connection.trafficStats = shared
+
+
+def dropFrameMasker(connection: Any) -> None:
+    """
+    Let go of the unmasker of the frame just read (Autobahn makes one for
+    each frame, and keeps the last until the next frame begins).
+    """
+    connection.current_frame_masker = None
+
+
+#: What a validator answers for text that is whole and valid.
+_VALID = (True, True, 0, 0)
+
+
+class Validators:
+    """
+    UTF-8 validators lent to connections one text message at a time: a
+    connection reading no message holds none.  At most C{keep} wait to be
+    lent again.
+    """
+
+    def __init__(self, keep: int = 64) -> None:
+        self.keep = keep
+        self._idle: list[Utf8Validator] = []
+
+    def lend(self, connection: Any) -> None:
+        """
+        Give C{connection} a validator for the message it begins.
+        """
+        if connection.utf8validator is None:
+            connection.utf8validator = self._idle.pop() if self._idle else Utf8Validator()
+
+    def takeBack(self, connection: Any) -> None:
+        """
+        C{connection}'s message has ended: keep its validator for another.
+        """
+        validator, connection.utf8validator = connection.utf8validator, None
+        # Its last answer too (Autobahn sets a new one when a message begins).
+        connection.utf8validateLast = _VALID
+        if validator is not None and len(self._idle) < self.keep:
+            self._idle.append(validator)

@@ -19,16 +19,19 @@ from ._budget import BudgetedFrames, wireBucket
 from ._errors import LiveError, ProtocolError, RateLimited
 from ._footprint import (
     CONNECTION_ATTRIBUTES,
+    EVENTS,
+    WhenFired,
     classDefaults,
     forgetHandshake,
     keepSendQueue,
     readOptionsFromFactory,
     shareEmptySendQueue,
-    withoutOptionsDump,
+    shareTrafficStats,
 )
 from ._handshake import Handshake
 from ._logsafe import cut
 from ._origin import originAllowed
+from ._quiet import withoutDebugFormatting
 from ._ratelimit import TokenBucket
 from ._sending import canSendDirectly, writeNow
 from ._session import LiveSession
@@ -56,7 +59,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         "_direct")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
-    gathered: list[bytes] | None
+    gathered: list[bytes] | bytes | None
     _helloTimeout: Any
     _leaving: bool
     _cut: bool
@@ -72,13 +75,41 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     _ackBucket: TokenBucket
     _wireBucket: TokenBucket | None
     _oversize: bool
+    #: Where its Autobahn options are read (L{FactoryOption}).
+    _options: Any
+
+    #: Autobahn's Deferreds of the opening and the closing, made only if
+    #: something reads them (see L{WhenFired}).
+    is_open = WhenFired("_isOpen")
+    is_closed = WhenFired("_isClosed")
 
     def __init__(self) -> None:
         for name, value in _INITIAL:
             setattr(self, name, value)
-        super().__init__()
+        # Not Autobahn's WebSocketProtocol.__init__ (the only __init__ of
+        # the bases): _INITIAL sets what it would, without the two
+        # Deferreds, the list, the dict and the TransportDetails it would
+        # make for every connection: is_open and is_closed are made when
+        # read, the event table is shared, and the transport's details
+        # are made when the connection is (Autobahn's connectionMade).
 
-    _connectionMade = withoutOptionsDump(WebSocketServerProtocol._connectionMade)
+    # What Twisted calls, without Autobahn's debug lines (L{_quiet}).
+    connectionMade = withoutDebugFormatting(WebSocketServerProtocol.connectionMade)
+    connectionLost = withoutDebugFormatting(WebSocketServerProtocol.connectionLost)
+
+    @withoutDebugFormatting
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's, without its debug line (formatted for every read).
+        self._dataReceived(data)
+
+    def _connectionMade(self) -> None:
+        if self._options is None:
+            self._options = self.factory  # made by another than its factory's buildProtocol
+        super()._connectionMade()
+        # Lent one per message instead (L{Validators}); counted with the
+        # factory's other connections.
+        self.utf8validator = None  # type: ignore[assignment]
+        shareTrafficStats(self, self.factory.trafficStats)
 
     def onConnect(self, request: Any) -> None:
         settings = self.factory.settings
@@ -106,11 +137,11 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
                 setNoDelay(factory.settings.noDelay)
         except (AttributeError, OSError):
             pass  # not a TCP connection after all
-        settings, clock = factory.settings, factory.reactor.seconds
+        settings, clock = factory.settings, factory.clock
         self._bucket = TokenBucket(settings.frameRate, settings.frameBurst, clock)
         self._ackBucket = TokenBucket(settings.ackRate, settings.ackBurst, clock)
         self._wireBucket = wireBucket(settings, clock)
-        self._helloTimeout = factory.reactor.callLater(
+        self._helloTimeout = factory.timers.call_later(
             HELLO_TIMEOUT, self.closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
         factory.connectionOpened(self)
@@ -219,6 +250,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             if left and left > self.factory.settings.maxOutgoingBytes:
                 self._checkBacklog()
 
+    @withoutDebugFormatting
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # Every other frame (answers, pings, close) after the stream frames
         # gathered before it.
@@ -287,6 +319,9 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         """
         if self._helloTimeout is not None and self._helloTimeout.active():
             self._helloTimeout.cancel()
+        # Neither the cancelled timer nor the fired opening is needed again.
+        self._helloTimeout = None
+        LiveServerProtocol.is_open.letGo(self)
 
     def closeWithCode(self, code: int, reason: str) -> None:
         """
@@ -302,7 +337,9 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
 #: What a new connection's slots start as: what the classes it comes from
 #: would have read (Twisted's C{transport = None}...), and the runtime's own.
 _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
-    ("_ownOptions", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
+    ("_isOpen", None), ("_isClosed", None), ("_valid_events", EVENTS), ("_results", None),
+    ("_transport_details", None),
+    ("_options", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("adopting", False),
     ("_direct", False),

@@ -11,6 +11,11 @@ class ReplayOverflow(Exception):
     """
 
 
+#: The frames of every buffer that has none waiting (never added to: a
+#: buffer makes its own list for its first frame).
+_NONE_WAITING: list[bytes] = []
+
+
 class ReplayBuffer:
     """
     Numbers outgoing frames 1, 2, 3... and keeps each, encoded, until the
@@ -22,14 +27,15 @@ class ReplayBuffer:
     """
 
     # One per page: no instance dictionary, and a list rather than a deque,
-    # which allocates a block of 64 entries however few it holds.
+    # which allocates a block of 64 entries however few it holds; and while
+    # everything is acknowledged (an idle page), no list at all.
     __slots__ = ("limit", "lastSeq", "ackedSeq", "_frames")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.lastSeq = 0
         self.ackedSeq = 0
-        self._frames: list[bytes] = []
+        self._frames: list[bytes] = _NONE_WAITING
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -59,7 +65,10 @@ class ReplayBuffer:
                 f"{len(self._frames)} frames are waiting for acknowledgement"
             )
         self.lastSeq += 1
-        self._frames.append(payload)
+        if self._frames is _NONE_WAITING:
+            self._frames = [payload]
+        else:
+            self._frames.append(payload)
 
     def ack(self, seq: int) -> None:
         """
@@ -67,7 +76,10 @@ class ReplayBuffer:
         """
         seq = min(seq, self.lastSeq)
         if seq > self.ackedSeq:
-            del self._frames[:seq - self.ackedSeq]
+            if seq == self.lastSeq:
+                self._frames = _NONE_WAITING
+            else:
+                del self._frames[:seq - self.ackedSeq]
             self.ackedSeq = seq
 
     def since(self, seq: int) -> list[bytes] | None:

@@ -84,7 +84,9 @@ class CoalescedConnection(Protocol):
     #: turn; L{None} when it holds none.  The coalescer keeps them on the
     #: connection itself rather than in a map of its own: a fan-out to a
     #: thousand pages then neither hashes nor looks up a thousand keys.
-    gathered: list[bytes] | None
+    #: A single frame is kept as it is, and only a second one makes a
+    #: list: a fan-out then allocates nothing a page.
+    gathered: list[bytes] | bytes | None
 
     def writeCoalesced(self, data: bytes) -> None:
         """
@@ -115,9 +117,12 @@ class WriteCoalescer:
         """
         frames = connection.gathered
         if frames is not None:
-            frames.append(data)
+            if type(frames) is list:
+                frames.append(data)
+            else:
+                connection.gathered = [frames, data]  # type: ignore[list-item]
             return
-        connection.gathered = [data]
+        connection.gathered = data
         self._waiting.append(connection)
         if self._endOfTurn is None:
             self._endOfTurn = self.reactor.callLater(0, self.flushAll)
@@ -129,7 +134,7 @@ class WriteCoalescer:
         frames = connection.gathered
         if frames is not None:
             connection.gathered = None
-            connection.writeCoalesced(b"".join(frames))
+            connection.writeCoalesced(_joined(frames))
 
     def flushAll(self) -> None:
         """
@@ -144,6 +149,12 @@ class WriteCoalescer:
             connection.gathered = None
             # One connection's failure must not keep the others' frames.
             try:
-                connection.writeCoalesced(b"".join(frames))
+                connection.writeCoalesced(_joined(frames))
             except Exception:
                 log.failure("could not write to {connection}", connection=connection)
+
+
+def _joined(frames: list[bytes] | bytes) -> bytes:
+    if isinstance(frames, bytes):
+        return frames
+    return b"".join(frames)

@@ -25,6 +25,11 @@ from ._settings import LiveSettings
 from ._stream import Stream
 
 
+#: The calls awaiting an answer of every session that has made none (read
+#: only: a session makes its own table for its first call).
+_NO_CALLS: dict[int, Deferred] = {}
+
+
 class LiveSession(PageFrames):
     """
     Binds one L{LiveElement} to its page across reconnections.
@@ -89,7 +94,9 @@ class LiveSession(PageFrames):
         self.graceSpent = 0.0
         self._since = reactor.seconds()
         self._nextCallId = 0
-        self._awaitingAnswer: dict[int, Deferred] = {}
+        # The server's calls waiting for the page's answer: most pages are
+        # never called, so they share one empty table until they are.
+        self._awaitingAnswer: dict[int, Deferred] = _NO_CALLS
         self._running = 0
         self._streams: dict[str, tuple[Stream, int]] = {}
 
@@ -273,7 +280,7 @@ class LiveSession(PageFrames):
             self._graceTimer.cancel()
         for stream, _ in self._streams.values():
             stream.unsubscribe(self)
-        waiting, self._awaitingAnswer = self._awaitingAnswer, {}
+        waiting, self._awaitingAnswer = self._awaitingAnswer, _NO_CALLS
         for d in waiting.values():
             d.errback(ElementDetached("the page went away before answering"))
         self.element._liveDetach(reason)
@@ -373,6 +380,8 @@ class LiveSession(PageFrames):
         ident = self._nextCallId
         self._nextCallId += 1
         d: Deferred = Deferred()
+        if self._awaitingAnswer is _NO_CALLS:
+            self._awaitingAnswer = {}
         self._awaitingAnswer[ident] = d
         self.send(_wire.callFrame(ident, method, args))
         return d
