@@ -20,7 +20,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from . import bulkread
 from .bulkread import BulkReader
 from .progress import ProgressBar
-from .rawclient import RawPage
+from .rawclient import Presence, RawPage
 
 #: Seconds one page may take to connect, be welcomed and log in.
 OPEN_DEADLINE = 120.0
@@ -53,7 +53,10 @@ class PagePlan:
     One page to open: on which server, in which room, under which name (or
     not logged in, if L{None}), whether it is a latency probe, and whether
     it only counts what it hears, so that its socket may be read in bulk
-    (L{chatthing.bench.bulkread}).
+    (L{chatthing.bench.bulkread}); the loopback address its connection
+    comes from (L{None}: the kernel's choice), so that more pages than one
+    address has ephemeral ports can connect; and the crowd's L{Presence}
+    count, if it follows the room's presence frames.
     """
 
     target: Target
@@ -61,6 +64,8 @@ class PagePlan:
     username: str | None
     probe: bool = False
     bulk: bool = False
+    source: str | None = None
+    presence: Presence | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -89,6 +94,9 @@ class Crowd:
 
     def frames(self) -> int:
         return sum(page.frames for page in self.pages)
+
+    def received(self) -> int:
+        return sum(page.received for page in self.pages)
 
     def resetDeliveries(self) -> None:
         for page in self.pages:
@@ -133,7 +141,9 @@ async def openPage(reactor, plan: PagePlan, reader: BulkReader | None = None) ->
     """
     page = RawPage(plan.target.host, plan.target.port, plan.target.path, plan.page,
                    probe=plan.probe)
-    endpoint = TCP4ClientEndpoint(reactor, plan.target.host, plan.target.port, timeout=30)
+    page.presence = plan.presence
+    endpoint = TCP4ClientEndpoint(reactor, plan.target.host, plan.target.port, timeout=30,
+                                  bindAddress=(plan.source, 0) if plan.source else None)
     await connectProtocol(endpoint, page)
     if reader is not None:
         reader.take(page)

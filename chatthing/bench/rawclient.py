@@ -41,6 +41,19 @@ _HANDSHAKE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 _EMIT_PREFIX = b'{"type":"emit"'
 _USER_MESSAGE = b'"method":"displayUserMessage"'
 
+#: The presence frames a page follows when asked to (L{Presence}): the
+#: whole list (C{updatePresence([names])}, once, when the page opens), one
+#: change (C{presenceJoined(name)}, C{presenceLeft(name)}), or the changes
+#: of an interval together (C{presenceChanged([joined], [left])}).
+_PRESENCE_LIST = b'"method":"updatePresence"'
+_PRESENCE_JOINED = b'"method":"presenceJoined"'
+_PRESENCE_LEFT = b'"method":"presenceLeft"'
+_PRESENCE_CHANGED = b'"method":"presenceChanged"'
+
+#: Between two names in a list of names, JSON-encoded: a quote inside a
+#: name is escaped, so this cannot appear but between two of them.
+_NAME_SEPARATOR = b'","'
+
 #: The frames the server numbers (its C{ack} frames carry a C{seq} too, but
 #: theirs is ours; of its emits, only those for one page are numbered).
 _NUMBERED = frozenset({"call", "result", "error", "emit"})
@@ -99,6 +112,42 @@ def sentTime(text: str) -> int:
     return int(text.split(" ", 1)[0])
 
 
+class Presence:
+    """
+    How many pages of a crowd see everyone in their presence view: each
+    page counts the names in its own (L{RawPage.present}) and tells this
+    when its count reaches or leaves C{expected}, so that the load
+    generator can wait for the whole crowd by reading one number.
+    """
+
+    __slots__ = ("expected", "complete", "lastCompleted")
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.complete = 0
+        self.lastCompleted = 0.0
+
+    def changed(self, before: int, after: int) -> None:
+        if after == self.expected:
+            self.complete += 1
+            self.lastCompleted = time.monotonic()
+        elif before == self.expected:
+            self.complete -= 1
+
+
+def countNames(payload: bytes, start: int, end: int) -> int:
+    """
+    How many names the first JSON list of strings in C{payload[start:end]}
+    holds, without decoding it: the load generator counts 20,000-name
+    lists.  (The load generator's names hold no C{]}.)
+    """
+    opening = payload.find(b"[", start, end)
+    closing = payload.find(b"]", opening, end)
+    if opening < 0 or closing < 0 or payload.find(b'"', opening, closing) < 0:
+        return 0
+    return payload.count(_NAME_SEPARATOR, opening, closing) + 1
+
+
 class RawPage(Protocol):
     """
     One page's WebSocket to a live server: handshake, C{hello}, numbered
@@ -114,6 +163,10 @@ class RawPage(Protocol):
     @ivar latencies: on a probe page, a list to which each
         C{displayUserMessage}'s send-to-receive time (nanoseconds) is
         appended, while it is not L{None}.
+    @ivar received: bytes of text frames (their payloads) received so far.
+    @ivar presence: the crowd's L{Presence} count, if this page follows
+        the room's presence frames; C{present} is then how many names its
+        presence view holds.
     @ivar closed: fires (with L{None}) when the connection is lost, and
         C{closeReason} says why.
     @ivar whenLost: called when the connection is lost, by whatever reads
@@ -135,6 +188,9 @@ class RawPage(Protocol):
         self.probe = probe
         self.deliveries = 0
         self.frames = 0
+        self.received = 0
+        self.presence: Presence | None = None
+        self.present = 0
         self.latencies: list[int] | None = None
         self.welcomed: Deferred = Deferred()
         self.closed: Deferred = Deferred()
@@ -253,11 +309,14 @@ class RawPage(Protocol):
             position = end
             if first == 0x81:  # a final text frame
                 self.frames += 1
+                self.received += length
                 if data.startswith(_EMIT_PREFIX, start, end):
                     if data.find(_USER_MESSAGE, start, end) >= 0:
                         self.deliveries += 1
                         if self.latencies is not None:
                             self._probe(data[start:end])
+                    elif self.presence is not None:
+                        self._followPresence(data, start, end)
                 else:
                     self._frameReceived(json.loads(data[start:end]))
             else:
@@ -272,6 +331,26 @@ class RawPage(Protocol):
             return  # said by someone else than the load generator
         if self.latencies is not None:
             self.latencies.append(received - sent)
+
+    def _followPresence(self, data: bytes, start: int, end: int) -> None:
+        """
+        Count the names of this page's presence view from the presence
+        frame C{data[start:end]}, if it is one.
+        """
+        before = self.present
+        if data.find(_PRESENCE_JOINED, start, end) >= 0:
+            self.present += 1
+        elif data.find(_PRESENCE_LEFT, start, end) >= 0:
+            self.present -= 1
+        elif data.find(_PRESENCE_LIST, start, end) >= 0:
+            self.present = countNames(data, data.find(b'"args":[', start, end) + 8, end)
+        elif data.find(_PRESENCE_CHANGED, start, end) >= 0:
+            joined, left = json.loads(data[start:end])["args"][:2]
+            self.present += len(joined) - len(left)
+        else:
+            return
+        if self.presence is not None:
+            self.presence.changed(before, self.present)
 
     def _controlReceived(self, first: int, payload: bytes) -> None:
         opcode = first & 0x0F

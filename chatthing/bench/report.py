@@ -59,6 +59,51 @@ FIGURES = [
     Figure("idle.connectSeconds", "idle: time to connect all, s", digits=1),
     Figure("idle.bytesPerConnection", "idle: server memory/connection, KiB", scale=1 / 1024, digits=1),
     Figure("idle.serverCpuMicrosPerConnection", "idle: server CPU us/connection"),
+    Figure("idle.framesPerConnection", "idle: frames/page"),
+    Figure("joinstorm.connected", "join storm: pages in one room"),
+    Figure("joinstorm.allInSeconds", "join storm: all in (answered, saw everyone), s", digits=1),
+    Figure("joinstorm.serverCpuMicrosPerConnect", "join storm: server CPU us/connect"),
+    Figure("joinstorm.framesPerPage", "join storm: frames/page", digits=1),
+    Figure("joinstorm.bytesPerPage", "join storm: KiB received/page", scale=1 / 1024, digits=1),
+    Figure("joinstorm.bytesPerConnection", "join storm: server memory/page, KiB", scale=1 / 1024,
+           digits=1),
+    Figure("joinstorm.pagesLost", "join storm: pages lost"),
+    Figure("room20k.pages", "big room: pages in one room"),
+    Figure("room20k.storm.allInSeconds", "big room: all in, s", digits=1),
+    Figure("room20k.storm.serverCpuMicrosPerConnect", "big room: server CPU us/connect"),
+    Figure("room20k.storm.framesPerPage", "big room: frames/page at login", digits=1),
+    Figure("room20k.rssBytesPerPage", "big room: server RSS/page, KiB", scale=1 / 1024, digits=1),
+    Figure("room20k.chat.latencyMs.p50", "big room: chat p50 ms", digits=1),
+    Figure("room20k.chat.latencyMs.p99", "big room: chat p99 ms", digits=1),
+    Figure("room20k.chat.serverCpuMicrosPerDelivery", "big room: chat server CPU us/delivery",
+           digits=1),
+    Figure("room20k.chat.lost", "big room: chat deliveries lost"),
+    Figure("room20k.storm.pagesLost", "big room: pages lost"),
+]
+
+#: The peers our figures are divided by, each in its column.
+PEERS = {"baseline": "x baseline", "node-ws": "x node ws"}
+
+#: The issue's targets (#14): a figure of ours, the peer it is measured
+#: against in the same run, and the most the ratio may be.
+TARGETS = [
+    ("idle.bytesPerConnection", "node-ws", 1.0, "memory per idle logged-in page <= Node ws's"),
+    ("latency.latencyMs.p99", "node-ws", 1.0, "latency p99 <= Node ws's"),
+    ("joinstorm.serverCpuMicrosPerConnect", "baseline", 1.5,
+     "join storm: CPU per connect and login <= 1.5x raw Autobahn's"),
+    ("fanout.serverCpuMicrosPerDelivery", "baseline", 0.25,
+     "fan-out: CPU per delivery <= 0.25x raw Autobahn's"),
+]
+
+#: The join storm's figures at each size of the growth series.
+GROWTH = [
+    Figure("connected", "pages"),
+    Figure("allInSeconds", "all in, s", digits=1),
+    Figure("serverCpuSeconds", "server CPU, s", digits=2),
+    Figure("serverCpuMicrosPerConnect", "CPU us/connect"),
+    Figure("framesPerPage", "frames/page", digits=1),
+    Figure("frames", "frames in all"),
+    Figure("pagesLost", "pages lost"),
 ]
 
 #: Figures compared between two processes on Redis and one.
@@ -86,6 +131,12 @@ def compare(results: dict) -> dict:
         system: {figure.path: ratio(figure.value(run), figure.value(baseline)) for figure in FIGURES}
         for system, run in runs.items() if system in OURS and baseline is not None
     }
+    node = runs.get("node-ws")
+    results["ratiosToNode"] = {
+        system: {figure.path: ratio(figure.value(run), figure.value(node)) for figure in FIGURES}
+        for system, run in runs.items() if system in OURS and node is not None
+    }
+    results["targets"] = targets(runs)
     if "chatthing" in runs and "chatthing-redis" in runs:
         results["twoProcessesToOne"] = {
             path: ratio(byPath[path].value(runs["chatthing-redis"]), byPath[path].value(runs["chatthing"]))
@@ -105,6 +156,24 @@ def compare(results: dict) -> dict:
         results["twoCoresToOne"] = twoCoresToOne({"fanout": median["one"]}, {"fanout": median["pair"]})
     results["warnings"] = warnings(runs) + scalingWarnings(scaling or {})
     return results
+
+
+def targets(runs: dict) -> list[dict]:
+    """
+    Each of L{TARGETS} that this run measured: chatthing's ratio to the
+    peer, and whether it is met.
+    """
+    found = []
+    byPath = {figure.path: figure for figure in FIGURES}
+    ours = runs.get("chatthing")
+    for path, peer, most, label in TARGETS:
+        if ours is None or peer not in runs:
+            continue
+        measured = ratio(byPath[path].value(ours), byPath[path].value(runs[peer]))
+        if measured is not None:
+            found.append({"figure": path, "peer": peer, "most": most, "ratio": measured,
+                          "met": measured <= most, "label": label})
+    return found
 
 
 def twoCoresToOne(one: dict, two: dict) -> float | None:
@@ -154,9 +223,14 @@ def warnings(runs: dict) -> list[str]:
         for error in run.get("errors", []):
             found.append(f"{system}: {error}")
         found += loginWarnings(system, run.get("login") or {})
-        for scenario in ("fanout", "latency", "idle"):
+        for scenario in ("fanout", "latency", "idle", "joinstorm"):
             if run.get(scenario):
                 found += windowWarnings(f"{system}, {scenario}", run[scenario])
+        for part in ("storm", "chat"):
+            if (run.get("room20k") or {}).get(part):
+                found += windowWarnings(f"{system}, big room {part}", run["room20k"][part])
+        for figures in run.get("growth") or []:
+            found += windowWarnings(f"{system}, growth at {figures.get('pages')}", figures)
     return found
 
 
@@ -217,6 +291,12 @@ def windowWarnings(where: str, figures: dict) -> list[str]:
                      f"({'; '.join(figures.get('failedReasons', []))})")
     if figures.get("droppedConnections"):
         found.append(f"{where}: the server cut {figures['droppedConnections']:,} connections")
+    if figures.get("missedSomeone"):
+        found.append(f"{where}: {figures['missedSomeone']:,} pages never saw everyone in their "
+                     "presence list")
+    if figures.get("stillSending"):
+        found.append(f"{where}: the server was still sending {figures['settleSeconds']:.0f}s "
+                     "after all were in")
     return found
 
 
@@ -226,24 +306,44 @@ def table(results: dict) -> str:
     of ours its ratio to the baseline (and to one process, for Redis).
     """
     runs = results["runs"]
-    ratios = results.get("ratiosToBaseline", {})
+    ratios = {"baseline": results.get("ratiosToBaseline", {}),
+              "node-ws": results.get("ratiosToNode", {})}
     scaling = results.get("twoProcessesToOne", {})
     columns: list[tuple[str, Any]] = []
     for system in runs:
         columns.append((system, lambda figure, s=system: figure.show(figure.value(runs[s]))))
-        if system in ratios:
-            columns.append(("x baseline", lambda figure, s=system: showRatio(ratios[s].get(figure.path))))
+        for peer, title in PEERS.items():
+            if system in ratios[peer]:
+                columns.append((title, lambda figure, s=system, p=peer:
+                                showRatio(ratios[p][s].get(figure.path))))
         if system == "chatthing-redis" and scaling:
             columns.append(("x 1 process", lambda figure: showRatio(scaling.get(figure.path))))
     rows = [[figure.label] + [cell(figure) for _, cell in columns] for figure in FIGURES
             if any(figure.value(run) is not None for run in runs.values())]
-    header = ["figure"] + [title for title, _ in columns]
+    return aligned(["figure"] + [title for title, _ in columns], rows)
+
+
+def aligned(header: list[str], rows: list[list[str]]) -> str:
+    """
+    A text table: the first column to the left, the numbers to the right.
+    """
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
         return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def growthTable(results: dict) -> str:
+    """
+    The growth series (L{GROWTH}): a row for each system and size.
+    """
+    rows = [[system] + [figure.show(figure.value(figures)) for figure in GROWTH]
+            for system, run in results["runs"].items() for figures in run.get("growth") or []]
+    if not rows:
+        return ""
+    return aligned(["system"] + [figure.label for figure in GROWTH], rows)
 
 
 def showRatio(value: float | None) -> str:
@@ -259,8 +359,16 @@ def text(results: dict) -> str:
         f"chatthing bench: {settings['receivers']:,} receivers and {settings['senders']} senders "
         f"in one room ({settings['fanoutMessagesPerSender']} messages each for fanout; "
         f"{settings['latencyRate']:g} messages/s for {settings['latencySeconds']:g}s for latency), "
-        f"{settings['idle']:,} idle pages in rooms of {settings['idleRoomSize']}."
+        f"{settings['idle']:,} idle pages "
+        + (f"in rooms of {settings['idleRoomSize']}." if settings.get('idleRoomSize')
+           else "in one room.")
     )]
+    if settings.get("stormPages"):
+        lines.append(f"Join storm: {settings['stormPages']:,} pages log in to one room at once; "
+                     f"big room: {settings['roomPages']:,} pages, then {settings['roomRate']:g} "
+                     f"message/s for {settings['roomSeconds']:g}s; growth: join storms of "
+                     f"{', '.join(f'{size:,}' for size in settings['growthSizes'])} pages "
+                     "(each when asked for).")
     if settings.get("chatOptions"):
         lines.append(f"chatthing runs with {' '.join(settings['chatOptions'])} (its per-page limits "
                      "raised so that the senders are not refused).")
@@ -275,6 +383,12 @@ def text(results: dict) -> str:
         lines.append(f"Machine: {machine['cpus']} CPUs, load average {machine['loadAverageBefore']:.2f} "
                      f"before the bench, {machine['loadAverageAfter']:.2f} after.")
     lines += ["", table(results)]
+    growth = growthTable(results)
+    if growth:
+        lines += ["", "Join storms of growing size, each on a fresh server:", growth]
+    for target in results.get("targets") or []:
+        lines.append(f"target: {target['label']}: {target['ratio']:.2f}x "
+                     f"({'met' if target['met'] else 'not met'})")
     if results.get("twoCoresToOne") is not None:
         lines.append(f"Fan-out of two processes on Redis, each on a core of its own (from CPU per delivery, "
                      f"Redis's included): {results['twoCoresToOne']:.2f}x one process's"
