@@ -591,3 +591,15 @@ def test_benchGrowth(tmp_path):
     assert list(run["timeline"]) == ["growth 20", "growth 40"], "each size on a fresh server"
     assert "Join storms of growing size" in result.stdout and "CPU us/connect" in result.stdout
     assert plotPath.read_bytes().startswith(b"\x89PNG")
+
+
+def test_sizesFitTheFileLimit():
+    """Sizes past what one process's file limit holds are cut to it, and the report says so."""
+    from chatthing.bench.scenarios import BenchSettings, fitToFileLimit
+
+    settings = BenchSettings(stormPages=2000, roomPages=50000, idle=10000, growthSizes=(1000, 5000, 20000))
+    notes = fitToFileLimit(settings, 19900)
+    assert (settings.stormPages, settings.roomPages, settings.idle) == (2000, 19900, 10000)
+    assert settings.growthSizes == (1000, 5000, 19900)
+    assert len(notes) == 2 and "asked for 50,000 pages" in notes[0] and "19,900" in notes[0]
+    assert fitToFileLimit(settings, None) == []

@@ -5,6 +5,8 @@ receivers or ten thousand idle pages without a storm of handshakes that
 would measure the kernel's accept queue instead of the server.
 """
 
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -16,6 +18,9 @@ from twisted.internet.defer import (
     ensureDeferred,
 )
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import ClientFactory
+from twisted.internet.tcp import Client, Connector
+from twisted.python.failure import Failure
 
 from . import bulkread
 from .bulkread import BulkReader
@@ -134,6 +139,65 @@ class Crowd:
                 pass
 
 
+#: Linux's C{IP_BIND_ADDRESS_NO_PORT}: bind a socket to an address but
+#: leave its port to C{connect()}.
+IP_BIND_ADDRESS_NO_PORT = 24
+
+
+class SourceClient(Client):
+    """
+    A TCP client bound to its source address only: C{bind((address, 0))}
+    alone takes a port of that address for itself, whatever the
+    destination, and so does each connection in TIME_WAIT for a minute, so
+    that after one storm of 20,000 the next finds the ports taken and
+    crawls; with the port left to C{connect()}, a port is taken only for
+    its destination.
+    """
+
+    def createInternetSocket(self) -> socket.socket:
+        sock = super().createInternetSocket()
+        if sys.platform.startswith("linux"):
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        return sock
+
+
+class SourceConnector(Connector):
+    """
+    A connector that makes L{SourceClient}s.
+    """
+
+    def _makeTransport(self) -> Client:
+        return SourceClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
+class OnePageFactory(ClientFactory):
+    """
+    Connects one page: C{connected} fires once the page has its transport.
+    """
+
+    def __init__(self, reactor, page: RawPage) -> None:
+        self.reactor = reactor
+        self.page = page
+        self.connected: Deferred = Deferred()
+
+    def buildProtocol(self, addr: object) -> RawPage:
+        # Fired on the next turn: the page is given its transport first.
+        self.reactor.callLater(0, self.connected.callback, None)
+        return self.page
+
+    def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        self.connected.errback(reason)
+
+
+def connectFrom(reactor, source: str, target: Target, page: RawPage) -> Deferred:
+    """
+    Connect C{page} to C{target} from the loopback address C{source}.
+    """
+    factory = OnePageFactory(reactor, page)
+    SourceConnector(target.host, target.port, factory, 30, (source, 0), reactor).connect()
+    return factory.connected
+
+
 async def openPage(reactor, plan: PagePlan, reader: BulkReader | None = None) -> RawPage:
     """
     Connect, be welcomed and log in as C{plan} says; C{reader}, if given,
@@ -142,9 +206,11 @@ async def openPage(reactor, plan: PagePlan, reader: BulkReader | None = None) ->
     page = RawPage(plan.target.host, plan.target.port, plan.target.path, plan.page,
                    probe=plan.probe)
     page.presence = plan.presence
-    endpoint = TCP4ClientEndpoint(reactor, plan.target.host, plan.target.port, timeout=30,
-                                  bindAddress=(plan.source, 0) if plan.source else None)
-    await connectProtocol(endpoint, page)
+    if plan.source is None:
+        endpoint = TCP4ClientEndpoint(reactor, plan.target.host, plan.target.port, timeout=30)
+        await connectProtocol(endpoint, page)
+    else:
+        await connectFrom(reactor, plan.source, plan.target, page)
     if reader is not None:
         reader.take(page)
     try:

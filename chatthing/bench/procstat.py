@@ -87,3 +87,22 @@ def raiseFileLimit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
+
+
+#: Open files a server or the load generator needs besides its pages'
+#: sockets (its listening socket, epoll, logs, Python's own).
+SPARE_FILES = 100
+
+
+def mostPages() -> int | None:
+    """
+    The most pages one process may hold open here once its file limit is
+    raised (L{raiseFileLimit}, as the bench's processes do): both the
+    server and the load generator hold a socket for each; L{None} if the
+    limit cannot be read.
+    """
+    import resource
+
+    raiseFileLimit()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if hard == resource.RLIM_INFINITY else max(2, hard - SPARE_FILES)

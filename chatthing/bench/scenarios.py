@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .nodepeer import PeerUnavailable, installed, startNodePeer
+from .procstat import mostPages
 from .report import medianRoundIndex
 from .servers import (
     CHAT_OPTIONS,
@@ -315,6 +316,27 @@ def medianRound(scaling: dict, side: str) -> dict | None:
     return scaling["rounds"][index][side] if index is not None else None
 
 
+def fitToFileLimit(settings: BenchSettings, most: int | None) -> list[str]:
+    """
+    Make the room, storm and growth sizes fit in one process's file limit
+    (each page is a socket in the server and in the load generator): what
+    was cut, as notes for the report.
+    """
+    if most is None:
+        return []
+    notes = []
+    for name, label in (("stormPages", "the join storm"), ("roomPages", "the big room"),
+                        ("idle", "the idle scenario")):
+        if getattr(settings, name) > most:
+            notes.append(f"{label} asked for {getattr(settings, name):,} pages, but this machine's "
+                         f"file limit lets one process hold {most:,}: it ran with {most:,}")
+            setattr(settings, name, most)
+    if max(settings.growthSizes) > most:
+        notes.append(f"the growth series' sizes were cut to the file limit's {most:,} pages")
+        settings.growthSizes = tuple(sorted({min(size, most) for size in settings.growthSizes}))
+    return notes
+
+
 def announce(text: str) -> None:
     """
     Say which system is being measured, among the progress bars.
@@ -329,7 +351,8 @@ def runBench(settings: BenchSettings) -> dict:
     """
     started = time.monotonic()
     layout = CoreLayout.forThisMachine() if settings.url is None else CoreLayout(None, None)
-    results: dict = {"settings": settings.describe(), "runs": {}, "notes": []}
+    notes = fitToFileLimit(settings, mostPages())
+    results: dict = {"settings": settings.describe(), "runs": {}, "notes": notes}
     results["machine"] = {"pinning": layout.describe(), "cpus": os.cpu_count(),
                           "loadAverageBefore": os.getloadavg()[0]}
     if settings.url is None and settings.node:
