@@ -164,6 +164,7 @@ class RawPage(Protocol):
         C{displayUserMessage}'s send-to-receive time (nanoseconds) is
         appended, while it is not L{None}.
     @ivar received: bytes of text frames (their payloads) received so far.
+    @ivar source: the address the page's connection came from.
     @ivar presence: the crowd's L{Presence} count, if this page follows
         the room's presence frames; C{present} is then how many names its
         presence view holds.
@@ -189,6 +190,7 @@ class RawPage(Protocol):
         self.deliveries = 0
         self.frames = 0
         self.received = 0
+        self.source = ""
         self.presence: Presence | None = None
         self.present = 0
         self.latencies: list[int] | None = None
@@ -210,6 +212,7 @@ class RawPage(Protocol):
 
     def connectionMade(self) -> None:
         self.isOpen = True
+        self.source = self.transport.getHost().host
         # A call must leave at once, not wait for the ack of the last frame
         # (Nagle's algorithm): it would add tens of milliseconds to the
         # latency measured.

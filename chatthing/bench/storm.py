@@ -149,7 +149,7 @@ def stormFigures(crowd: Crowd, presence: Presence | None, window: dict, before: 
         "maxFramesPerPage": max(frames, default=0),
         "bytesPerPage": crowd.received() / opened if opened else None,
         "serverCpuMicrosPerConnect": cpu * 1e6 / opened if cpu is not None and opened else None,
-        "sourceAddresses": sorted({page.transport.getHost().host for page in pages}),
+        "sourceAddresses": sorted({page.source for page in pages}),
         "rssBeforeBytes": before,
         "rssAfterBytes": after,
         "bytesPerConnection": ((after - before) / opened
