@@ -597,9 +597,12 @@ def test_sizesFitTheFileLimit():
     """Sizes past what one process's file limit holds are cut to it, and the report says so."""
     from chatthing.bench.scenarios import BenchSettings, fitToFileLimit
 
-    settings = BenchSettings(stormPages=2000, roomPages=50000, idle=10000, growthSizes=(1000, 5000, 20000))
+    settings = BenchSettings(stormPages=2000, roomPages=50000, idle=10000, growthSizes=(1000, 5000, 20000),
+                             scenarios=("idle", "room20k", "growth"))
     notes = fitToFileLimit(settings, 19900)
     assert (settings.stormPages, settings.roomPages, settings.idle) == (2000, 19900, 10000)
     assert settings.growthSizes == (1000, 5000, 19900)
     assert len(notes) == 2 and "asked for 50,000 pages" in notes[0] and "19,900" in notes[0]
     assert fitToFileLimit(settings, None) == []
+    quiet = BenchSettings(roomPages=50000, scenarios=("idle",))
+    assert fitToFileLimit(quiet, 19900) == [] and quiet.roomPages == 19900, "cut, but not worth a note"

@@ -325,14 +325,17 @@ def fitToFileLimit(settings: BenchSettings, most: int | None) -> list[str]:
     if most is None:
         return []
     notes = []
-    for name, label in (("stormPages", "the join storm"), ("roomPages", "the big room"),
-                        ("idle", "the idle scenario")):
+    for name, label, scenario in (("stormPages", "the join storm", "joinstorm"),
+                                  ("roomPages", "the big room", "room20k"),
+                                  ("idle", "the idle scenario", "idle")):
         if getattr(settings, name) > most:
-            notes.append(f"{label} asked for {getattr(settings, name):,} pages, but this machine's "
-                         f"file limit lets one process hold {most:,}: it ran with {most:,}")
+            if scenario in settings.scenarios:
+                notes.append(f"{label} asked for {getattr(settings, name):,} pages, but this machine's "
+                             f"file limit lets one process hold {most:,}: it ran with {most:,}")
             setattr(settings, name, most)
     if max(settings.growthSizes) > most:
-        notes.append(f"the growth series' sizes were cut to the file limit's {most:,} pages")
+        if "growth" in settings.scenarios:
+            notes.append(f"the growth series' sizes were cut to the file limit's {most:,} pages")
         settings.growthSizes = tuple(sorted({min(size, most) for size in settings.growthSizes}))
     return notes
 
