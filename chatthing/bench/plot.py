@@ -46,42 +46,57 @@ def draw(path: str | Path, results: dict) -> None:
 
     runs = results["runs"]
     growing = {system: run["growth"] for system, run in runs.items() if len(run.get("growth") or []) > 1}
-    figure, axes = plt.subplots(1, 3 if growing else 2, figsize=(18 if growing else 12, 5))
-    latencyAxes, throughputAxes = axes[0], axes[1]
+    latencies = {system: quantiles for system, run in runs.items()
+                 if (quantiles := ((run.get("latency") or {}).get("latencyMs") or {}).get("quantiles"))}
+    rates = {system: [throughput(run, scenario, key) for scenario, key, _ in THROUGHPUT]
+             for system, run in runs.items()}
+    panels = ([lambda axes: drawLatency(axes, latencies)] if latencies else []) \
+        + ([lambda axes: drawThroughput(axes, rates)] if any(map(any, rates.values())) else []) \
+        + ([lambda axes: drawGrowth(axes, growing)] if growing else [])
+    if not panels:
+        panels = [lambda axes: drawThroughput(axes, rates)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    for drawPanel, panelAxes in zip(panels, axes[0]):
+        drawPanel(panelAxes)
 
-    for system, run in runs.items():
-        quantiles = (run.get("latency") or {}).get("latencyMs", {}).get("quantiles") or []
-        if quantiles:
-            shares = [i / (len(quantiles) - 1) for i in range(len(quantiles))]
-            latencyAxes.plot(quantiles, shares, label=system)
-    latencyAxes.set_xscale("log")
-    latencyAxes.set_xlabel("send to receive, ms (log scale)")
-    latencyAxes.set_ylabel("share of messages received")
-    latencyAxes.set_title("latency distribution")
-    latencyAxes.grid(True, which="both", alpha=0.3)
-    if latencyAxes.lines:
-        latencyAxes.legend()
-
-    systems = list(runs)
-    width = 0.8 / max(1, len(systems))
-    for offset, system in enumerate(systems):
-        values = [throughput(runs[system], scenario, key) for scenario, key, _ in THROUGHPUT]
-        positions = [i + (offset - (len(systems) - 1) / 2) * width for i in range(len(THROUGHPUT))]
-        throughputAxes.bar(positions, values, width, label=system)
-    throughputAxes.set_xticks(range(len(THROUGHPUT)), [label for _, _, label in THROUGHPUT])
-    throughputAxes.set_yscale("log")
-    throughputAxes.set_ylabel("per second (log scale)")
-    throughputAxes.set_title("throughput by scenario")
-    throughputAxes.legend()
-
-    if growing:
-        drawGrowth(axes[2], growing)
     settings = results["settings"]
     figure.suptitle(f"chatthing bench: {settings['receivers']:,} receivers, {settings['senders']} senders, "
                     f"{settings['idle']:,} idle pages")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def drawLatency(axes, latencies: dict[str, list[float]]) -> None:
+    """
+    Each system's latency distribution: the share of messages that
+    arrived within a time.
+    """
+    for system, quantiles in latencies.items():
+        shares = [i / (len(quantiles) - 1) for i in range(len(quantiles))]
+        axes.plot(quantiles, shares, label=system)
+    axes.set_xscale("log")
+    axes.set_xlabel("send to receive, ms (log scale)")
+    axes.set_ylabel("share of messages received")
+    axes.set_title("latency distribution")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+
+
+def drawThroughput(axes, rates: dict[str, list[float]]) -> None:
+    """
+    Each scenario's rate, a bar for each system.
+    """
+    width = 0.8 / max(1, len(rates))
+    for offset, (system, values) in enumerate(rates.items()):
+        positions = [i + (offset - (len(rates) - 1) / 2) * width for i in range(len(THROUGHPUT))]
+        axes.bar(positions, values, width, label=system)
+    axes.set_xticks(range(len(THROUGHPUT)), [label for _, _, label in THROUGHPUT])
+    if any(map(any, rates.values())):
+        axes.set_yscale("log")
+    axes.set_ylabel("per second (log scale)")
+    axes.set_title("throughput by scenario")
+    axes.legend()
 
 
 def throughput(run: dict, scenario: str, key: str) -> float:
@@ -114,6 +129,11 @@ def drawGrowth(axes, growing: dict[str, list[dict]]) -> None:
     axes.plot([1, largest], [1, largest], ":", color="grey", label="grows as the pages (a line)")
     axes.set_xscale("log")
     axes.set_yscale("log")
+    from matplotlib.ticker import ScalarFormatter
+
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
     axes.set_xlabel("pages, x the smallest storm's (log)")
     axes.set_ylabel("cost, x the smallest storm's (log)")
     axes.set_title("join storm: how the cost grows")

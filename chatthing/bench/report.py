@@ -382,7 +382,9 @@ def text(results: dict) -> str:
     if machine.get("cpus") is not None:
         lines.append(f"Machine: {machine['cpus']} CPUs, load average {machine['loadAverageBefore']:.2f} "
                      f"before the bench, {machine['loadAverageAfter']:.2f} after.")
-    lines += ["", table(results)]
+    main = table(results)
+    if main.count("\n") > 1:  # rows below the header and its rule
+        lines += ["", main]
     growth = growthTable(results)
     if growth:
         lines += ["", "Join storms of growing size, each on a fresh server:", growth]
