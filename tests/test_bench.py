@@ -21,7 +21,8 @@ from twisted.python import usage
 
 from chatthing import cli
 from chatthing.bench import baseline, report
-from chatthing.bench.rawclient import Presence, RawPage, countNames, maskedFrame, messageText, sentTime
+from chatthing.bench.presence import Presence, countNames
+from chatthing.bench.rawclient import RawPage, maskedFrame, messageText, sentTime
 from chatthing.bench.storm import sourceAddress
 from chatthing.live import _wire
 

@@ -25,7 +25,8 @@ from twisted.python.failure import Failure
 from . import bulkread
 from .bulkread import BulkReader
 from .progress import ProgressBar
-from .rawclient import Presence, RawPage
+from .presence import Presence
+from .rawclient import RawPage
 
 #: Seconds one page may take to connect, be welcomed and log in.
 OPEN_DEADLINE = 120.0

@@ -28,6 +28,14 @@ from twisted.internet.tcp import Client
 from twisted.python.failure import Failure
 
 from ..live import defaultReactor
+from .presence import (
+    PRESENCE_CHANGED,
+    PRESENCE_JOINED,
+    PRESENCE_LEFT,
+    PRESENCE_LIST,
+    Presence,
+    countNames,
+)
 
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 
@@ -40,19 +48,6 @@ _HANDSHAKE_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 #: JSON strings are escaped, so the marker cannot appear in a user's text.
 _EMIT_PREFIX = b'{"type":"emit"'
 _USER_MESSAGE = b'"method":"displayUserMessage"'
-
-#: The presence frames a page follows when asked to (L{Presence}): the
-#: whole list (C{updatePresence([names])}, once, when the page opens), one
-#: change (C{presenceJoined(name)}, C{presenceLeft(name)}), or the changes
-#: of an interval together (C{presenceChanged([joined], [left])}).
-_PRESENCE_LIST = b'"method":"updatePresence"'
-_PRESENCE_JOINED = b'"method":"presenceJoined"'
-_PRESENCE_LEFT = b'"method":"presenceLeft"'
-_PRESENCE_CHANGED = b'"method":"presenceChanged"'
-
-#: Between two names in a list of names, JSON-encoded: a quote inside a
-#: name is escaped, so this cannot appear but between two of them.
-_NAME_SEPARATOR = b'","'
 
 #: The frames the server numbers (its C{ack} frames carry a C{seq} too, but
 #: theirs is ours; of its emits, only those for one page are numbered).
@@ -110,42 +105,6 @@ def sentTime(text: str) -> int:
     The send time L{messageText} wrote in C{text}.
     """
     return int(text.split(" ", 1)[0])
-
-
-class Presence:
-    """
-    How many pages of a crowd see everyone in their presence view: each
-    page counts the names in its own (L{RawPage.present}) and tells this
-    when its count reaches or leaves C{expected}, so that the load
-    generator can wait for the whole crowd by reading one number.
-    """
-
-    __slots__ = ("expected", "complete", "lastCompleted")
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.complete = 0
-        self.lastCompleted = 0.0
-
-    def changed(self, before: int, after: int) -> None:
-        if after == self.expected:
-            self.complete += 1
-            self.lastCompleted = time.monotonic()
-        elif before == self.expected:
-            self.complete -= 1
-
-
-def countNames(payload: bytes, start: int, end: int) -> int:
-    """
-    How many names the first JSON list of strings in C{payload[start:end]}
-    holds, without decoding it: the load generator counts 20,000-name
-    lists.  (The load generator's names hold no C{]}.)
-    """
-    opening = payload.find(b"[", start, end)
-    closing = payload.find(b"]", opening, end)
-    if opening < 0 or closing < 0 or payload.find(b'"', opening, closing) < 0:
-        return 0
-    return payload.count(_NAME_SEPARATOR, opening, closing) + 1
 
 
 class RawPage(Protocol):
@@ -341,13 +300,13 @@ class RawPage(Protocol):
         frame C{data[start:end]}, if it is one.
         """
         before = self.present
-        if data.find(_PRESENCE_JOINED, start, end) >= 0:
+        if data.find(PRESENCE_JOINED, start, end) >= 0:
             self.present += 1
-        elif data.find(_PRESENCE_LEFT, start, end) >= 0:
+        elif data.find(PRESENCE_LEFT, start, end) >= 0:
             self.present -= 1
-        elif data.find(_PRESENCE_LIST, start, end) >= 0:
+        elif data.find(PRESENCE_LIST, start, end) >= 0:
             self.present = countNames(data, data.find(b'"args":[', start, end) + 8, end)
-        elif data.find(_PRESENCE_CHANGED, start, end) >= 0:
+        elif data.find(PRESENCE_CHANGED, start, end) >= 0:
             joined, left = json.loads(data[start:end])["args"][:2]
             self.present += len(joined) - len(left)
         else:

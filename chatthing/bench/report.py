@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .tables import aligned, growthTable, ratio, targets
+
+__all__ = ["FIGURES", "Figure", "aligned", "compare", "growthTable", "ratio", "table", "text",
+           "writeJSON"]
+
 #: A load generator busy this much of a window was the bottleneck.
 LOAD_BOTTLENECK = 0.9
 
@@ -84,39 +89,12 @@ FIGURES = [
 #: The peers our figures are divided by, each in its column.
 PEERS = {"baseline": "x baseline", "node-ws": "x node ws"}
 
-#: The issue's targets (#14): a figure of ours, the peer it is measured
-#: against in the same run, and the most the ratio may be.
-TARGETS = [
-    ("idle.bytesPerConnection", "node-ws", 1.0, "memory per idle logged-in page <= Node ws's"),
-    ("latency.latencyMs.p99", "node-ws", 1.0, "latency p99 <= Node ws's"),
-    ("joinstorm.serverCpuMicrosPerConnect", "baseline", 1.5,
-     "join storm: CPU per connect and login <= 1.5x raw Autobahn's"),
-    ("fanout.serverCpuMicrosPerDelivery", "baseline", 0.25,
-     "fan-out: CPU per delivery <= 0.25x raw Autobahn's"),
-]
-
-#: The join storm's figures at each size of the growth series.
-GROWTH = [
-    Figure("connected", "pages"),
-    Figure("allInSeconds", "all in, s", digits=1),
-    Figure("serverCpuSeconds", "server CPU, s", digits=2),
-    Figure("serverCpuMicrosPerConnect", "CPU us/connect"),
-    Figure("framesPerPage", "frames/page", digits=1),
-    Figure("frames", "frames in all"),
-    Figure("pagesLost", "pages lost"),
-]
 
 #: Figures compared between two processes on Redis and one.
 SCALING = ["fanout.deliveriesPerSecond", "fanout.serverCpuMicrosPerDelivery",
            "latency.latencyMs.p50", "latency.latencyMs.p99", "idle.bytesPerConnection"]
 
 OURS = ("chatthing", "chatthing-redis", "server")
-
-
-def ratio(ours: float | None, theirs: float | None) -> float | None:
-    if ours is None or theirs is None or theirs == 0:
-        return None
-    return ours / theirs
 
 
 def compare(results: dict) -> dict:
@@ -136,7 +114,7 @@ def compare(results: dict) -> dict:
         system: {figure.path: ratio(figure.value(run), figure.value(node)) for figure in FIGURES}
         for system, run in runs.items() if system in OURS and node is not None
     }
-    results["targets"] = targets(runs)
+    results["targets"] = targets(runs, FIGURES)
     if "chatthing" in runs and "chatthing-redis" in runs:
         results["twoProcessesToOne"] = {
             path: ratio(byPath[path].value(runs["chatthing-redis"]), byPath[path].value(runs["chatthing"]))
@@ -156,24 +134,6 @@ def compare(results: dict) -> dict:
         results["twoCoresToOne"] = twoCoresToOne({"fanout": median["one"]}, {"fanout": median["pair"]})
     results["warnings"] = warnings(runs) + scalingWarnings(scaling or {})
     return results
-
-
-def targets(runs: dict) -> list[dict]:
-    """
-    Each of L{TARGETS} that this run measured: chatthing's ratio to the
-    peer, and whether it is met.
-    """
-    found = []
-    byPath = {figure.path: figure for figure in FIGURES}
-    ours = runs.get("chatthing")
-    for path, peer, most, label in TARGETS:
-        if ours is None or peer not in runs:
-            continue
-        measured = ratio(byPath[path].value(ours), byPath[path].value(runs[peer]))
-        if measured is not None:
-            found.append({"figure": path, "peer": peer, "most": most, "ratio": measured,
-                          "met": measured <= most, "label": label})
-    return found
 
 
 def twoCoresToOne(one: dict, two: dict) -> float | None:
@@ -321,29 +281,6 @@ def table(results: dict) -> str:
     rows = [[figure.label] + [cell(figure) for _, cell in columns] for figure in FIGURES
             if any(figure.value(run) is not None for run in runs.values())]
     return aligned(["figure"] + [title for title, _ in columns], rows)
-
-
-def aligned(header: list[str], rows: list[list[str]]) -> str:
-    """
-    A text table: the first column to the left, the numbers to the right.
-    """
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def growthTable(results: dict) -> str:
-    """
-    The growth series (L{GROWTH}): a row for each system and size.
-    """
-    rows = [[system] + [figure.show(figure.value(figures)) for figure in GROWTH]
-            for system, run in results["runs"].items() for figures in run.get("growth") or []]
-    if not rows:
-        return ""
-    return aligned(["system"] + [figure.label for figure in GROWTH], rows)
 
 
 def showRatio(value: float | None) -> str:

@@ -29,7 +29,8 @@ import time
 from .crowd import Crowd, PagePlan, Target, openCrowd
 from .meter import Meter, residentBytes
 from .progress import ProgressBar
-from .rawclient import Presence, RawPage
+from .presence import Presence
+from .rawclient import RawPage
 from .traffic import STALL_SECONDS, pause, settle
 
 #: Pages connecting from each loopback source address.
