@@ -60,7 +60,8 @@ def draw(path: str | Path, results: dict) -> None:
         drawPanel(panelAxes)
 
     settings = results["settings"]
-    figure.suptitle(f"chatthing bench: {settings['receivers']:,} receivers, {settings['senders']} senders, "
+    figure.suptitle(f"chatthing bench ({', '.join(settings.get('scenarios') or [])}): "
+                    f"{settings['receivers']:,} receivers, {settings['senders']} senders, "
                     f"{settings['idle']:,} idle pages")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
