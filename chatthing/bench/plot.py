@@ -60,9 +60,9 @@ def draw(path: str | Path, results: dict) -> None:
         drawPanel(panelAxes)
 
     settings = results["settings"]
-    figure.suptitle(f"chatthing bench ({', '.join(settings.get('scenarios') or [])}): "
+    figure.suptitle(f"chatthing bench ({', '.join(settings.get('scenarios') or [])})\n"
                     f"{settings['receivers']:,} receivers, {settings['senders']} senders, "
-                    f"{settings['idle']:,} idle pages")
+                    f"{settings['idle']:,} idle pages", fontsize="medium")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
