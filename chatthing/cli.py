@@ -64,10 +64,12 @@ class BenchOptions(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Measure a chat server on this machine: start chatthing on a loopback port (and two "
-        "processes sharing a Redis of their own, and a minimal Autobahn broadcast server as "
-        "the baseline), connect pages from a load generator in another process, and report "
-        "deliveries a second, CPU per delivery, latency, memory per connection and losses, "
-        "ours as ratios to the baseline. --url measures a server already running instead."
+        "processes sharing a Redis of their own, a minimal Autobahn broadcast server as "
+        "the baseline, and the same on Node's ws where node and npm exist), connect pages from "
+        "a load generator in another process, and report deliveries a second, CPU per "
+        "delivery, latency, memory per connection, join storms (CPU per connect, frames per "
+        "page) and losses, ours as ratios to the baseline's and Node ws's. --url measures a "
+        "server already running instead."
     )
     optFlags = [
         ["no-redis", None, "Skip the two processes sharing a Redis."],
