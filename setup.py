@@ -25,6 +25,9 @@ setup(
         "chatthing": ["py.typed"],
         "chatthing.templates": ["*.html", "css/*.css"],
         "chatthing.js": ["*.js", "live/*.js"],
+        # chatthing bench's Node ws peer (chatthing/bench/nodepeer.py).
+        "chatthing.bench": ["peers/node-ws/package.json", "peers/node-ws/package-lock.json",
+                            "peers/node-ws/server.mjs"],
     },
     install_requires=[
         "twisted>=24.3",

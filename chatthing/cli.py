@@ -64,14 +64,17 @@ class BenchOptions(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Measure a chat server on this machine: start chatthing on a loopback port (and two "
-        "processes sharing a Redis of their own, and a minimal Autobahn broadcast server as "
-        "the baseline), connect pages from a load generator in another process, and report "
-        "deliveries a second, CPU per delivery, latency, memory per connection and losses, "
-        "ours as ratios to the baseline. --url measures a server already running instead."
+        "processes sharing a Redis of their own, a minimal Autobahn broadcast server as "
+        "the baseline, and the same on Node's ws where node and npm exist), connect pages from "
+        "a load generator in another process, and report deliveries a second, CPU per "
+        "delivery, latency, memory per connection, join storms (CPU per connect, frames per "
+        "page) and losses, ours as ratios to the baseline's and Node ws's. --url measures a "
+        "server already running instead."
     )
     optFlags = [
         ["no-redis", None, "Skip the two processes sharing a Redis."],
         ["no-baseline", None, "Skip the baseline server (and the ratios to it)."],
+        ["no-node", None, "Skip the Node ws peer (and the ratios to it)."],
     ]
     optParameters = [
         ["receivers", None, 1000, "Pages that listen in the fanout and latency room.", int],
@@ -85,15 +88,23 @@ class BenchOptions(usage.Options):
         ["latency-seconds", None, 20.0, "How long the latency scenario sends.", float],
         ["probes", None, 50, "Receivers that time every message they get.", int],
         ["idle", None, 10000, "Idle logged-in pages for the memory scenario.", int],
-        ["idle-room-size", None, 20,
-         "Idle pages to a room (its presence list goes to all its pages at each login).", int],
-        ["scenarios", None, "fanout,latency,idle", "Which scenarios, comma-separated."],
+        ["idle-room-size", None, 0,
+         "Idle pages to a room (its presence list goes to all its pages at each login); "
+         "0: all in one room.", int],
+        ["scenarios", None, "fanout,latency,idle,joinstorm",
+         "Which scenarios, comma-separated, of fanout, latency, idle, joinstorm, room20k, growth."],
         ["url", None, None,
          "ws://HOST:PORT/live of a running server to measure instead (no Redis pair, no baseline)."],
         ["server-pid", None, None, "With --url: the server's process id, for its CPU and memory.", int],
         ["json", None, None, "Write every figure to this JSON file."],
         ["plot", None, None,
          "Draw latency and throughput to this PNG (needs: pip install 'chatthing[bench]')."],
+        ["storm-pages", None, 2000, "joinstorm: pages logging in to one room at once.", int],
+        ["room-pages", None, 20000, "room20k: logged-in pages in one room.", int],
+        ["room-rate", None, 1.0, "room20k: messages a second once all are in.", float],
+        ["room-seconds", None, 20.0, "room20k: how long they are sent.", float],
+        ["growth-sizes", None, "1000,5000,20000",
+         "growth: the join storm's sizes, comma-separated, each on a fresh server."],
     ]
 
     def postOptions(self) -> None:
@@ -109,7 +120,22 @@ class BenchOptions(usage.Options):
                      "scaling-messages"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 or more")
-        for name in ("senders", "idle-room-size"):
+        if self["idle-room-size"] < 0:
+            raise usage.UsageError("--idle-room-size must be 0 or more")
+        try:
+            self["growth-sizes"] = tuple(int(size) for size in str(self["growth-sizes"]).split(","))
+        except ValueError:
+            raise usage.UsageError(f"--growth-sizes must be numbers, comma-separated, "
+                                   f"not {self['growth-sizes']!r}") from None
+        for name in ("storm-pages", "room-pages"):
+            if self[name] < 2:
+                raise usage.UsageError(f"--{name} must be 2 or more")
+        if min(self["growth-sizes"]) < 2:
+            raise usage.UsageError("--growth-sizes must each be 2 or more")
+        for name in ("room-rate", "room-seconds"):
+            if not self[name] > 0:
+                raise usage.UsageError(f"--{name} must be more than 0")
+        for name in ("senders",):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be 1 or more")
         for name in ("latency-rate", "latency-seconds"):
@@ -134,6 +160,9 @@ class BenchOptions(usage.Options):
             redis=not self["no-redis"], baseline=not self["no-baseline"], url=self["url"],
             scalingRounds=self["scaling-rounds"], scalingMessages=self["scaling-messages"],
             serverPids=[self["server-pid"]] if self["server-pid"] is not None else [],
+            node=not self["no-node"], stormPages=self["storm-pages"], roomPages=self["room-pages"],
+            roomRate=self["room-rate"], roomSeconds=self["room-seconds"],
+            growthSizes=self["growth-sizes"],
         )
 
 

@@ -10,6 +10,7 @@ numbers that must be positive are, and that nothing was lost.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,7 +21,9 @@ from twisted.python import usage
 
 from chatthing import cli
 from chatthing.bench import baseline, report
+from chatthing.bench.presence import Presence, countNames
 from chatthing.bench.rawclient import RawPage, maskedFrame, messageText, sentTime
+from chatthing.bench.storm import sourceAddress
 from chatthing.live import _wire
 
 #: The command's whole run may take this long before the test fails.
@@ -50,11 +53,12 @@ class TCPStringTransport(StringTransport):
         self.noDelay = enabled
 
 
-def openPage(probe: bool = False) -> tuple[RawPage, TCPStringTransport]:
+def openPage(probe: bool = False, presence: Presence | None = None) -> tuple[RawPage, TCPStringTransport]:
     """
     A L{RawPage} whose handshake was accepted and welcome received.
     """
     page = RawPage("127.0.0.1", 8080, probe=probe)
+    page.presence = presence
     transport = TCPStringTransport()
     page.makeConnection(transport)
     page.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
@@ -112,6 +116,53 @@ def test_rawPageCountsOnlyUserMessages():
     for start in range(0, len(data), 7):
         page.dataReceived(data[start:start + 7])
     assert page.deliveries == 4
+
+
+def presenceList(names: list[str]) -> bytes:
+    return _wire.encode({"type": "emit", "method": "updatePresence", "args": [names], "seq": 1})
+
+
+def test_rawPageFollowsPresence():
+    """A page counts the names of its presence view from every kind of presence frame, in any chunking."""
+    presence = Presence(expected=4)
+    page, _ = openPage(presence=presence)
+    data = b"".join([
+        serverFrame(presenceList(["alice", "bob"])),
+        serverFrame(emit(1, "presenceJoined", "carol")),
+        serverFrame(emit(2, "displayMessage", " * user carol has joined the room")),
+        serverFrame(emit(3, "presenceLeft", "bob")),
+        # The coalesced frame: who joined and who left in one interval.
+        serverFrame(emit(4, "presenceChanged", ["dave", "erin"], [])),
+    ])
+    for start in range(0, len(data), 5):
+        page.dataReceived(data[start:start + 5])
+    assert page.present == 4 and presence.complete == 1
+    page.dataReceived(serverFrame(emit(5, "presenceChanged", ["fay"], ["alice", "carol"])))
+    assert page.present == 3 and presence.complete == 0, "a page that no longer sees everyone"
+    assert page.frames == 7 and page.deliveries == 0  # the welcome too
+    assert page.received == sum(len(frame) for frame in [
+        b'{"type":"welcome","version":1,"session":"s"}', presenceList(["alice", "bob"]),
+        emit(1, "presenceJoined", "carol"), emit(2, "displayMessage", " * user carol has joined the room"),
+        emit(3, "presenceLeft", "bob"), emit(4, "presenceChanged", ["dave", "erin"], []),
+        emit(5, "presenceChanged", ["fay"], ["alice", "carol"])])
+    unfollowed, _ = openPage()
+    unfollowed.dataReceived(serverFrame(presenceList(["alice"])))
+    assert unfollowed.present == 0
+
+
+def test_countNames():
+    """Names in a JSON list are counted without decoding it: none, one, many, quotes escaped."""
+    for names in ([], ["a"], ["a", "b,c", 'say "hi"', "d\\"], [f"n{i}" for i in range(20000)]):
+        frame = presenceList(names)
+        assert countNames(frame, frame.index(b"[[") + 1, len(frame)) == len(names), names
+
+
+def test_sourceAddresses():
+    """Pages connect from 127.0.0.2 on, a new loopback address for each block of pages."""
+    assert [sourceAddress(index, 10000) for index in (0, 9999, 10000, 49999)] == [
+        "127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.6"]
+    assert sourceAddress(300, 1) == "127.0.1.47"
+    assert all(sourceAddress(index, 1).startswith("127.") for index in range(60000))
 
 
 def test_rawPageProbeTimesMessages():
@@ -202,6 +253,54 @@ def test_reportComparesToBaselineAndOneProcess():
     assert "fanout: deliveries/s" in table and "50,000" in table
 
 
+def fakeStorm(pages: int, cpu: float, frames: int, missed: int = 0) -> dict:
+    return {"pages": pages, "connected": pages, "allInSeconds": 2.0, "serverCpuSeconds": cpu,
+            "serverCpuMicrosPerConnect": cpu * 1e6 / pages, "framesPerPage": frames / pages,
+            "frames": frames, "bytesPerPage": 2048.0, "bytesPerConnection": 8192.0,
+            "pagesLost": missed, "missedSomeone": missed, "failed": 0}
+
+
+def test_reportComparesToNodeAndMeetsTargets():
+    """The join storm, big room and growth figures are reported, ours divided by the baseline's and Node ws's."""
+    ours = {**fakeRun(50_000), "joinstorm": fakeStorm(100, 0.03, 700),
+            "room20k": {"pages": 300, "rssBytesPerPage": 10240.0, "storm": fakeStorm(300, 0.1, 2100),
+                        "chat": {"latencyMs": {"p50": 1.0, "p99": 3.0}, "lost": 0}},
+            "growth": [fakeStorm(100, 0.03, 700), fakeStorm(200, 0.06, 1400, missed=2)]}
+    peer = {**fakeRun(100_000), "joinstorm": fakeStorm(100, 0.01, 200),
+            "room20k": {"pages": 300, "rssBytesPerPage": 20480.0, "storm": fakeStorm(300, 0.1, 600),
+                        "chat": {"latencyMs": {"p50": 2.0, "p99": 6.0}, "lost": 0}}}
+    node = {**peer, "idle": {**peer["idle"], "bytesPerConnection": 5120.0},
+            "latency": {"latencyMs": {"p99": 8.0}}, "growth": [fakeStorm(100, 0.01, 200)]}
+    results = report.compare({"settings": {}, "machine": {},
+                              "runs": {"chatthing": ours, "baseline": peer, "node-ws": node}})
+    assert results["ratiosToNode"]["chatthing"]["joinstorm.serverCpuMicrosPerConnect"] == 3.0
+    assert results["ratiosToBaseline"]["chatthing"]["room20k.rssBytesPerPage"] == 0.5
+    assert results["ratiosToNode"]["chatthing"]["room20k.chat.latencyMs.p99"] == 0.5
+    assert "node-ws" not in results["ratiosToNode"]
+    met = {target["figure"]: (target["peer"], target["ratio"], target["met"]) for target in results["targets"]}
+    assert met == {"idle.bytesPerConnection": ("node-ws", 2.0, False),
+                   "latency.latencyMs.p99": ("node-ws", 0.5, True),
+                   "joinstorm.serverCpuMicrosPerConnect": ("baseline", 3.0, False),
+                   "fanout.serverCpuMicrosPerDelivery": ("baseline", 1.0, False)}
+    assert results["warnings"] == ["chatthing, growth at 200: 2 pages never saw everyone in their "
+                                   "presence list"]
+    settings = {"receivers": 20, "senders": 2, "fanoutMessagesPerSender": 3, "latencyRate": 5,
+                "latencySeconds": 1, "idle": 200, "idleRoomSize": 0, "stormPages": 100,
+                "roomPages": 300, "roomRate": 1.0, "roomSeconds": 2.0, "growthSizes": [100, 200]}
+    printed = report.text({**results, "settings": settings, "machine": {"pinning": "none"},
+                           "wallSeconds": 1.0})
+    assert "200 idle pages in one room" in printed and "Join storm: 100 pages" in printed
+    for label in ("join storm: all in (answered, saw everyone), s", "join storm: server CPU us/connect",
+                  "join storm: frames/page", "big room: server RSS/page, KiB", "big room: chat p99 ms",
+                  "x node ws", "x baseline",
+                  "target: join storm: CPU per connect and login <= 1.5x raw Autobahn's: 3.00x (not met)",
+                  "target: latency p99 <= Node ws's: 0.50x (met)"):
+        assert label in printed, label
+    rows = [line.split() for line in report.growthTable(results).splitlines()[2:]]
+    assert [row[:2] for row in rows] == [["chatthing", "100"], ["chatthing", "200"], ["node-ws", "100"]]
+    assert rows[1][-3:] == ["7.0", "1,400", "2"]  # frames/page, frames in all, pages lost
+
+
 def fakeRound(oneMicros: float, pairMicros: float, lost: int = 0) -> dict:
     return {"one": {"deliveriesPerSecond": 100.0, "serverCpuMicrosPerDelivery": oneMicros, "lost": 0},
             "pair": {"deliveriesPerSecond": 150.0, "serverCpuMicrosPerDelivery": pairMicros,
@@ -240,8 +339,20 @@ def test_benchOptions(tmp_path):
     settings = options.subOptions.settings()
     assert (settings.receivers, settings.senders, settings.idle) == (20, 10, 10000)
     assert settings.scenarios == ("fanout", "idle")
-    assert settings.systems() == ["chatthing", "baseline"]
+    assert settings.systems() == ["chatthing", "baseline", "node-ws"]
     assert not settings.sideBySide()
+    options.parseOptions(["bench", "--no-node", "--no-redis", "--storm-pages", "30", "--room-pages", "40",
+                          "--growth-sizes", "10,20", "--scenarios", "growth,room20k,joinstorm"])
+    settings = options.subOptions.settings()
+    assert settings.systems() == ["chatthing", "baseline"]
+    assert (settings.stormPages, settings.roomPages, settings.growthSizes) == (30, 40, (10, 20))
+    assert settings.scenarios == ("joinstorm", "room20k", "growth")
+    assert settings.idleRoomSize == 0, "idle pages in one room by default"
+    arguments = settings.loadArguments(["room20k"])
+    assert arguments[arguments.index("--scenario") + 1] == "room"
+    assert arguments[arguments.index("--room-pages") + 1] == "40"
+    options.parseOptions(["bench"])
+    assert options.subOptions.settings().scenarios == ("fanout", "latency", "idle", "joinstorm")
     options.parseOptions(["bench", "--scaling-rounds", "5", "--scaling-messages", "7"])
     settings = options.subOptions.settings()
     assert (settings.scalingRounds, settings.scalingMessages) == (5, 7) and settings.sideBySide()
@@ -250,7 +361,8 @@ def test_benchOptions(tmp_path):
     options.parseOptions(["bench", "--scaling-rounds", "0"])
     assert not options.subOptions.settings().sideBySide()
     for bad in (["--scenarios", "nope"], ["--senders", "0"], ["--server-pid", "1"],
-                ["--url", "http://x/"], ["--scaling-rounds", "-1"]):
+                ["--url", "http://x/"], ["--scaling-rounds", "-1"], ["--growth-sizes", "10,x"],
+                ["--storm-pages", "1"], ["--room-rate", "0"], ["--idle-room-size", "-1"]):
         with pytest.raises(usage.UsageError):
             cli.Options().parseOptions(["bench", *bad])
     token = tmp_path / "admin.token"
@@ -305,7 +417,7 @@ def test_benchEndToEnd(tmp_path):
     jsonPath, plotPath = tmp_path / "bench.json", tmp_path / "bench.png"
     result = runBench("--receivers", "20", "--senders", "2", "--probes", "5",
                       "--fanout-messages", "20", "--scaling-messages", "10", "--latency-seconds", "1",
-                      "--idle", "200",
+                      "--idle", "200", "--scenarios", "fanout,latency,idle", "--no-node",
                       "--json", str(jsonPath), "--plot", str(plotPath))
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(jsonPath.read_text())
@@ -353,3 +465,145 @@ def test_sendFloorMeasures():
     floor = sendfloor.measure(20, 3)
     assert floor["connections"] == 20 and floor["cpuMicrosPerSend"] > 0
     assert os.sched_getaffinity(0) == cpus  # this process is not left pinned
+
+
+def test_joinStormFromSeveralSourceAddresses(startTwistd):
+    """The load generator's join storm: every page logged in to one room, each seeing everyone, from 127.0.0.2, .3, .4."""
+    server = startTwistd()
+    result = subprocess.run(
+        [sys.executable, "-m", "chatthing.bench.load", "--url", f"ws://127.0.0.1:{server.port}/live",
+         "--server-pid", str(server.process.pid), "--scenario", "joinstorm", "--storm-pages", "30",
+         "--pages-per-source", "10"],
+        env=subprocessEnvironment(), capture_output=True, text=True, check=False, timeout=BENCH_DEADLINE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    storm = json.loads(result.stdout)["scenarios"]["joinstorm"]
+    assert storm["sourceAddresses"] == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    assert (storm["connected"], storm["failed"], storm["sawEveryone"], storm["pagesLost"]) == (30, 0, 30, 0)
+    assert storm["followsPresence"] and storm["allInSeconds"] >= storm["loginSeconds"] > 0
+    # Each page received its welcome, its first presence list and its answer at least.
+    assert storm["framesPerPage"] >= 3 and storm["bytesPerPage"] > 0
+    assert storm["serverCpuMicrosPerConnect"] is not None and storm["serverCpuMicrosPerConnect"] >= 0
+
+
+def nodeAvailable() -> bool:
+    return shutil.which("node") is not None and shutil.which("npm") is not None
+
+
+def checkStorm(system: str, storm: dict, pages: int) -> None:
+    """
+    A join storm's figures: every page in, nothing lost, each page seeing
+    everyone where the server keeps presence.
+    """
+    assert (storm["connected"], storm["failed"], storm["pagesLost"]) == (pages, 0, 0), (system, storm)
+    assert storm["droppedConnections"] == 0 and storm["missedSomeone"] == 0
+    assert storm["followsPresence"] == (system == "chatthing"), system
+    if storm["followsPresence"]:
+        assert storm["sawEveryone"] == pages
+    assert storm["allInSeconds"] > 0 and storm["framesPerPage"] >= 2 and storm["bytesPerPage"] > 0
+    assert storm["serverCpuMicrosPerConnect"] is not None and storm["bytesPerConnection"] is not None
+
+
+def systemsWithNode(*systems: str) -> list[str]:
+    return [*systems, *(["node-ws"] if nodeAvailable() else [])]
+
+
+def checkNodeReported(result: subprocess.CompletedProcess, figures: dict) -> None:
+    """
+    With node and npm, chatthing's figures are divided by the Node peer's;
+    without, the report says the peer was skipped.
+    """
+    if nodeAvailable():
+        assert "x node ws" in result.stdout
+        assert set(figures["ratiosToNode"]["chatthing"]) == {f.path for f in report.FIGURES}
+    else:
+        assert "the Node ws peer was skipped" in result.stdout
+
+
+def test_benchJoinStormWithPeers(tmp_path):
+    """The join storm at tiny size: every page in and seeing everyone, beside the baseline and Node ws."""
+    jsonPath = tmp_path / "bench.json"
+    result = runBench("--storm-pages", "60", "--scenarios", "joinstorm", "--no-redis",
+                      "--json", str(jsonPath))
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(jsonPath.read_text())
+    assert list(figures["runs"]) == systemsWithNode("chatthing", "baseline")
+    for system, run in figures["runs"].items():
+        checkStorm(system, run["joinstorm"], 60)
+    for label in ("join storm: all in (answered, saw everyone), s", "join storm: server CPU us/connect",
+                  "join storm: frames/page", "join storm: KiB received/page", "join storm: pages lost",
+                  "x baseline", "target: join storm: CPU per connect and login <= 1.5x raw Autobahn's"):
+        assert label in result.stdout, label
+    checkNodeReported(result, figures)
+
+
+def test_benchIdleAndLatencyInOneRoomWithNode(tmp_path):
+    """Idle and latency with every page logged in, the idle pages all in one room, beside Node ws."""
+    jsonPath = tmp_path / "bench.json"
+    result = runBench("--receivers", "20", "--senders", "2", "--probes", "5", "--latency-seconds", "1",
+                      "--idle", "100", "--scenarios", "latency,idle", "--no-redis", "--no-baseline",
+                      "--json", str(jsonPath))
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(jsonPath.read_text())
+    assert list(figures["runs"]) == systemsWithNode("chatthing")
+    for system, run in figures["runs"].items():
+        checkRun(system, run, ("latency", "idle"))
+        assert run["idle"]["roomSize"] == 100, "the idle pages are all in one room"
+    # In one room, each idle page hears of every login after its own.
+    assert figures["runs"]["chatthing"]["idle"]["framesPerConnection"] > 50
+    assert "idle pages in one room" in result.stdout and "idle: frames/page" in result.stdout
+    checkNodeReported(result, figures)
+    if nodeAvailable():
+        assert "target: latency p99 <= Node ws's" in result.stdout
+        assert "target: memory per idle logged-in page <= Node ws's" in result.stdout
+
+
+def test_benchBigRoom(tmp_path):
+    """The big room at tiny size: a join storm, then chat, with latency, RSS per page and nothing lost, beside the baseline."""
+    jsonPath = tmp_path / "bench.json"
+    result = runBench("--room-pages", "80", "--room-seconds", "2", "--probes", "5",
+                      "--scenarios", "room20k", "--no-redis", "--no-node", "--json", str(jsonPath))
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(jsonPath.read_text())
+    assert list(figures["runs"]) == ["chatthing", "baseline"]
+    for system, run in figures["runs"].items():
+        room = run["room20k"]
+        checkStorm(system, room["storm"], 80)
+        assert room["storm"]["sourceAddresses"] == ["127.0.0.2"]
+        chat = room["chat"]
+        assert chat["messagesSent"] == 2 and chat["lost"] == 0 and chat["extra"] == 0, (system, chat)
+        assert chat["deliveries"] == 2 * 80 and chat["latencyMs"]["samples"] == 2 * 5
+        assert room["rssBytesPerPage"] > 0
+    for label in ("big room: all in, s", "big room: chat p99 ms", "big room: server RSS/page, KiB",
+                  "big room: server CPU us/connect", "big room: chat deliveries lost"):
+        assert label in result.stdout, label
+    assert figures["ratiosToBaseline"]["chatthing"]["room20k.rssBytesPerPage"] > 0
+
+
+def test_benchGrowth(tmp_path):
+    """The growth series: a join storm of each size on a fresh server, in a table and a plot."""
+    jsonPath, plotPath = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = runBench("--growth-sizes", "20,40", "--scenarios", "growth", "--no-redis", "--no-node",
+                      "--no-baseline", "--json", str(jsonPath), "--plot", str(plotPath))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = json.loads(jsonPath.read_text())["runs"]["chatthing"]
+    assert [storm["connected"] for storm in run["growth"]] == [20, 40]
+    for storm, pages in zip(run["growth"], (20, 40)):
+        checkStorm("chatthing", storm, pages)
+    assert list(run["timeline"]) == ["growth 20", "growth 40"], "each size on a fresh server"
+    assert "Join storms of growing size" in result.stdout and "CPU us/connect" in result.stdout
+    assert plotPath.read_bytes().startswith(b"\x89PNG")
+
+
+def test_sizesFitTheFileLimit():
+    """Sizes past what one process's file limit holds are cut to it, and the report says so."""
+    from chatthing.bench.scenarios import BenchSettings, fitToFileLimit
+
+    settings = BenchSettings(stormPages=2000, roomPages=50000, idle=10000, growthSizes=(1000, 5000, 20000),
+                             scenarios=("idle", "room20k", "growth"))
+    notes = fitToFileLimit(settings, 19900)
+    assert (settings.stormPages, settings.roomPages, settings.idle) == (2000, 19900, 10000)
+    assert settings.growthSizes == (1000, 5000, 19900)
+    assert len(notes) == 2 and "asked for 50,000 pages" in notes[0] and "19,900" in notes[0]
+    assert fitToFileLimit(settings, None) == []
+    quiet = BenchSettings(roomPages=50000, scenarios=("idle",))
+    assert fitToFileLimit(quiet, 19900) == [] and quiet.roomPages == 19900, "cut, but not worth a note"

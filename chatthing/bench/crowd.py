@@ -5,6 +5,8 @@ receivers or ten thousand idle pages without a storm of handshakes that
 would measure the kernel's accept queue instead of the server.
 """
 
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -16,10 +18,14 @@ from twisted.internet.defer import (
     ensureDeferred,
 )
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import ClientFactory
+from twisted.internet.tcp import Client, Connector
+from twisted.python.failure import Failure
 
 from . import bulkread
 from .bulkread import BulkReader
 from .progress import ProgressBar
+from .presence import Presence
 from .rawclient import RawPage
 
 #: Seconds one page may take to connect, be welcomed and log in.
@@ -53,7 +59,10 @@ class PagePlan:
     One page to open: on which server, in which room, under which name (or
     not logged in, if L{None}), whether it is a latency probe, and whether
     it only counts what it hears, so that its socket may be read in bulk
-    (L{chatthing.bench.bulkread}).
+    (L{chatthing.bench.bulkread}); the loopback address its connection
+    comes from (L{None}: the kernel's choice), so that more pages than one
+    address has ephemeral ports can connect; and the crowd's L{Presence}
+    count, if it follows the room's presence frames.
     """
 
     target: Target
@@ -61,6 +70,8 @@ class PagePlan:
     username: str | None
     probe: bool = False
     bulk: bool = False
+    source: str | None = None
+    presence: Presence | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -89,6 +100,9 @@ class Crowd:
 
     def frames(self) -> int:
         return sum(page.frames for page in self.pages)
+
+    def received(self) -> int:
+        return sum(page.received for page in self.pages)
 
     def resetDeliveries(self) -> None:
         for page in self.pages:
@@ -126,6 +140,65 @@ class Crowd:
                 pass
 
 
+#: Linux's C{IP_BIND_ADDRESS_NO_PORT}: bind a socket to an address but
+#: leave its port to C{connect()}.
+IP_BIND_ADDRESS_NO_PORT = 24
+
+
+class SourceClient(Client):
+    """
+    A TCP client bound to its source address only: C{bind((address, 0))}
+    alone takes a port of that address for itself, whatever the
+    destination, and so does each connection in TIME_WAIT for a minute, so
+    that after one storm of 20,000 the next finds the ports taken and
+    crawls; with the port left to C{connect()}, a port is taken only for
+    its destination.
+    """
+
+    def createInternetSocket(self) -> socket.socket:
+        sock = super().createInternetSocket()
+        if sys.platform.startswith("linux"):
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        return sock
+
+
+class SourceConnector(Connector):
+    """
+    A connector that makes L{SourceClient}s.
+    """
+
+    def _makeTransport(self) -> Client:
+        return SourceClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
+class OnePageFactory(ClientFactory):
+    """
+    Connects one page: C{connected} fires once the page has its transport.
+    """
+
+    def __init__(self, reactor, page: RawPage) -> None:
+        self.reactor = reactor
+        self.page = page
+        self.connected: Deferred = Deferred()
+
+    def buildProtocol(self, addr: object) -> RawPage:
+        # Fired on the next turn: the page is given its transport first.
+        self.reactor.callLater(0, self.connected.callback, None)
+        return self.page
+
+    def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        self.connected.errback(reason)
+
+
+def connectFrom(reactor, source: str, target: Target, page: RawPage) -> Deferred:
+    """
+    Connect C{page} to C{target} from the loopback address C{source}.
+    """
+    factory = OnePageFactory(reactor, page)
+    SourceConnector(target.host, target.port, factory, 30, (source, 0), reactor).connect()
+    return factory.connected
+
+
 async def openPage(reactor, plan: PagePlan, reader: BulkReader | None = None) -> RawPage:
     """
     Connect, be welcomed and log in as C{plan} says; C{reader}, if given,
@@ -133,8 +206,12 @@ async def openPage(reactor, plan: PagePlan, reader: BulkReader | None = None) ->
     """
     page = RawPage(plan.target.host, plan.target.port, plan.target.path, plan.page,
                    probe=plan.probe)
-    endpoint = TCP4ClientEndpoint(reactor, plan.target.host, plan.target.port, timeout=30)
-    await connectProtocol(endpoint, page)
+    page.presence = plan.presence
+    if plan.source is None:
+        endpoint = TCP4ClientEndpoint(reactor, plan.target.host, plan.target.port, timeout=30)
+        await connectProtocol(endpoint, page)
+    else:
+        await connectFrom(reactor, plan.source, plan.target, page)
     if reader is not None:
         reader.take(page)
     try:

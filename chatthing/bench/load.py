@@ -20,12 +20,13 @@ from twisted.internet.defer import ensureDeferred
 from twisted.python import usage
 
 from ..commandline import parseCommandLine
-from . import scaling, traffic
+from . import scaling, storm, traffic
 from .crowd import Crowd, PagePlan, Target, openCrowd
+from .meter import residentBytes
 from .procstat import raiseFileLimit
 
 #: What the load generator knows how to run.
-SCENARIOS = ("fanout", "latency", "idle", "scaling")
+SCENARIOS = ("fanout", "latency", "idle", "scaling", "joinstorm", "room")
 
 
 class LoadOptions(usage.Options):
@@ -41,7 +42,7 @@ class LoadOptions(usage.Options):
         ["latency-rate", None, 50.0, "Messages a second, all senders together.", float],
         ["latency-seconds", None, 20.0, "How long the latency scenario sends.", float],
         ["idle", None, 10000, "Idle pages to open.", int],
-        ["idle-room-size", None, 20, "Idle pages in each room.", int],
+        ["idle-room-size", None, 0, "Idle pages in each room (0: all in one).", int],
         ["concurrency", None, 50, "Pages being opened at once (fanout, latency).", int],
         ["idle-concurrency", None, 64, "Pages being opened at once (idle).", int],
         ["names", None, None, "Prefix of the usernames [default: random]."],
@@ -50,6 +51,18 @@ class LoadOptions(usage.Options):
          "against (ws://HOST:PORT/live)."],
         ["one-server-pid", None, None, "scaling: the process id of --one-url's server.", int],
         ["rounds", None, 3, "scaling: rounds of fanout on each side.", int],
+        ["storm-pages", None, 2000, "joinstorm: pages logging in to one room at once.", int],
+        ["storm-concurrency", None, 100, "joinstorm, room: pages being opened at once.", int],
+        ["room-pages", None, 20000, "room: logged-in pages in one room.", int],
+        ["room-rate", None, 1.0, "room: messages a second, once all are in.", float],
+        ["room-seconds", None, 20.0, "room: how long they are sent.", float],
+        ["room-senders", None, 2, "room: pages (of --room-pages) that say them.", int],
+        ["pages-per-source", None, storm.PAGES_PER_SOURCE,
+         "joinstorm, room: pages connecting from each loopback address (127.0.0.2, ...).", int],
+    ]
+    optFlags = [
+        ["no-presence", None, "joinstorm, room: the server keeps no presence list (a peer): "
+         "a page is in once its login is answered."],
     ]
 
     def __init__(self) -> None:
@@ -104,6 +117,8 @@ class LoadOptions(usage.Options):
                 raise usage.UsageError(str(e)) from None
             if self["rounds"] < 1:
                 raise usage.UsageError("--rounds must be 1 or more")
+        if "room" in self["scenario"] and not 1 <= self["room-senders"] <= self["room-pages"]:
+            raise usage.UsageError("--room-senders must be 1 to --room-pages")
         if self["names"] is None:
             self["names"] = "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
 
@@ -134,6 +149,37 @@ async def openRoom(reactor, options: LoadOptions, targets: list[Target], prefix:
     crowd.login = {**crowd.summary(), "settleSeconds": settled["seconds"],
                    "stillSending": settled["stillSending"]}
     return crowd, [page for page in crowd.slots[options["receivers"]:] if page is not None]
+
+
+async def bigRoom(reactor, options: LoadOptions, serverPids: list[int],
+                  helperPids: list[int]) -> dict:
+    """
+    The room scenario: a join storm of C{--room-pages} pages, then a few of
+    them chat at C{--room-rate} for C{--room-seconds}; the storm's figures,
+    the chat's latency and losses, and the server's memory per page.
+    """
+    senders = options["room-senders"]
+    probes = min(options["probes"], options["room-pages"] - senders)
+    figures, crowd = await storm.joinStorm(
+        reactor, options["url"], options["room-pages"], options["storm-concurrency"],
+        options["names"] + "b", serverPids, helperPids, not options["no-presence"],
+        options["pages-per-source"], probes, senders)
+    gc.freeze()
+    talkers = [page for page in crowd.slots[-senders:] if page is not None]
+    listeners = [page for page in crowd.slots[:probes] if page is not None]
+    results: dict = {"storm": figures, "pages": figures["connected"]}
+    if talkers:
+        results["chat"] = await traffic.latency(
+            reactor, crowd, talkers, listeners, options["room-rate"], options["room-seconds"],
+            serverPids, helperPids)
+    else:
+        results["chat"] = {"error": "the senders could not log in"}
+    rss = residentBytes(serverPids)
+    results["rssBytes"] = rss
+    results["rssBytesPerPage"] = rss / figures["connected"] if rss and figures["connected"] else None
+    await crowd.close(reactor, deadline=2.0)
+    gc.unfreeze()
+    return results
 
 
 async def runScenarios(reactor, options: LoadOptions) -> dict:
@@ -169,6 +215,15 @@ async def runScenarios(reactor, options: LoadOptions) -> dict:
         results["scenarios"]["idle"] = await traffic.idle(
             reactor, options["url"], options["idle"], options["idle-room-size"],
             options["idle-concurrency"], options["names"], serverPids, helperPids)
+    if "joinstorm" in options["scenario"]:
+        figures, crowd = await storm.joinStorm(
+            reactor, options["url"], options["storm-pages"], options["storm-concurrency"],
+            options["names"], serverPids, helperPids, not options["no-presence"],
+            options["pages-per-source"])
+        results["scenarios"]["joinstorm"] = figures
+        await crowd.close(reactor, deadline=1.0)
+    if "room" in options["scenario"]:
+        results["scenarios"]["room"] = await bigRoom(reactor, options, serverPids, helperPids)
     if "scaling" in options["scenario"]:
         one, oneSenders = await openRoom(reactor, options, [options["one-url"]],
                                          options["names"] + "o", "one process: logging in")

@@ -28,6 +28,14 @@ from twisted.internet.tcp import Client
 from twisted.python.failure import Failure
 
 from ..live import defaultReactor
+from .presence import (
+    PRESENCE_CHANGED,
+    PRESENCE_JOINED,
+    PRESENCE_LEFT,
+    PRESENCE_LIST,
+    Presence,
+    countNames,
+)
 
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 
@@ -114,6 +122,11 @@ class RawPage(Protocol):
     @ivar latencies: on a probe page, a list to which each
         C{displayUserMessage}'s send-to-receive time (nanoseconds) is
         appended, while it is not L{None}.
+    @ivar received: bytes of text frames (their payloads) received so far.
+    @ivar source: the address the page's connection came from.
+    @ivar presence: the crowd's L{Presence} count, if this page follows
+        the room's presence frames; C{present} is then how many names its
+        presence view holds.
     @ivar closed: fires (with L{None}) when the connection is lost, and
         C{closeReason} says why.
     @ivar whenLost: called when the connection is lost, by whatever reads
@@ -135,6 +148,10 @@ class RawPage(Protocol):
         self.probe = probe
         self.deliveries = 0
         self.frames = 0
+        self.received = 0
+        self.source = ""
+        self.presence: Presence | None = None
+        self.present = 0
         self.latencies: list[int] | None = None
         self.welcomed: Deferred = Deferred()
         self.closed: Deferred = Deferred()
@@ -154,6 +171,7 @@ class RawPage(Protocol):
 
     def connectionMade(self) -> None:
         self.isOpen = True
+        self.source = self.transport.getHost().host
         # A call must leave at once, not wait for the ack of the last frame
         # (Nagle's algorithm): it would add tens of milliseconds to the
         # latency measured.
@@ -253,11 +271,14 @@ class RawPage(Protocol):
             position = end
             if first == 0x81:  # a final text frame
                 self.frames += 1
+                self.received += length
                 if data.startswith(_EMIT_PREFIX, start, end):
                     if data.find(_USER_MESSAGE, start, end) >= 0:
                         self.deliveries += 1
                         if self.latencies is not None:
                             self._probe(data[start:end])
+                    elif self.presence is not None:
+                        self._followPresence(data, start, end)
                 else:
                     self._frameReceived(json.loads(data[start:end]))
             else:
@@ -272,6 +293,26 @@ class RawPage(Protocol):
             return  # said by someone else than the load generator
         if self.latencies is not None:
             self.latencies.append(received - sent)
+
+    def _followPresence(self, data: bytes, start: int, end: int) -> None:
+        """
+        Count the names of this page's presence view from the presence
+        frame C{data[start:end]}, if it is one.
+        """
+        before = self.present
+        if data.find(PRESENCE_JOINED, start, end) >= 0:
+            self.present += 1
+        elif data.find(PRESENCE_LEFT, start, end) >= 0:
+            self.present -= 1
+        elif data.find(PRESENCE_LIST, start, end) >= 0:
+            self.present = countNames(data, data.find(b'"args":[', start, end) + 8, end)
+        elif data.find(PRESENCE_CHANGED, start, end) >= 0:
+            joined, left = json.loads(data[start:end])["args"][:2]
+            self.present += len(joined) - len(left)
+        else:
+            return
+        if self.presence is not None:
+            self.presence.changed(before, self.present)
 
     def _controlReceived(self, first: int, payload: bytes) -> None:
         opcode = first & 0x0F

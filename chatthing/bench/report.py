@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .tables import aligned, growthTable, ratio, targets
+
+__all__ = ["FIGURES", "Figure", "aligned", "compare", "growthTable", "ratio", "table", "text",
+           "writeJSON"]
+
 #: A load generator busy this much of a window was the bottleneck.
 LOAD_BOTTLENECK = 0.9
 
@@ -59,19 +64,37 @@ FIGURES = [
     Figure("idle.connectSeconds", "idle: time to connect all, s", digits=1),
     Figure("idle.bytesPerConnection", "idle: server memory/connection, KiB", scale=1 / 1024, digits=1),
     Figure("idle.serverCpuMicrosPerConnection", "idle: server CPU us/connection"),
+    Figure("idle.framesPerConnection", "idle: frames/page"),
+    Figure("joinstorm.connected", "join storm: pages in one room"),
+    Figure("joinstorm.allInSeconds", "join storm: all in (answered, saw everyone), s", digits=1),
+    Figure("joinstorm.serverCpuMicrosPerConnect", "join storm: server CPU us/connect"),
+    Figure("joinstorm.framesPerPage", "join storm: frames/page", digits=1),
+    Figure("joinstorm.bytesPerPage", "join storm: KiB received/page", scale=1 / 1024, digits=1),
+    Figure("joinstorm.bytesPerConnection", "join storm: server memory/page, KiB", scale=1 / 1024,
+           digits=1),
+    Figure("joinstorm.pagesLost", "join storm: pages lost"),
+    Figure("room20k.pages", "big room: pages in one room"),
+    Figure("room20k.storm.allInSeconds", "big room: all in, s", digits=1),
+    Figure("room20k.storm.serverCpuMicrosPerConnect", "big room: server CPU us/connect"),
+    Figure("room20k.storm.framesPerPage", "big room: frames/page at login", digits=1),
+    Figure("room20k.rssBytesPerPage", "big room: server RSS/page, KiB", scale=1 / 1024, digits=1),
+    Figure("room20k.chat.latencyMs.p50", "big room: chat p50 ms", digits=1),
+    Figure("room20k.chat.latencyMs.p99", "big room: chat p99 ms", digits=1),
+    Figure("room20k.chat.serverCpuMicrosPerDelivery", "big room: chat server CPU us/delivery",
+           digits=1),
+    Figure("room20k.chat.lost", "big room: chat deliveries lost"),
+    Figure("room20k.storm.pagesLost", "big room: pages lost"),
 ]
+
+#: The peers our figures are divided by, each in its column.
+PEERS = {"baseline": "x baseline", "node-ws": "x node ws"}
+
 
 #: Figures compared between two processes on Redis and one.
 SCALING = ["fanout.deliveriesPerSecond", "fanout.serverCpuMicrosPerDelivery",
            "latency.latencyMs.p50", "latency.latencyMs.p99", "idle.bytesPerConnection"]
 
 OURS = ("chatthing", "chatthing-redis", "server")
-
-
-def ratio(ours: float | None, theirs: float | None) -> float | None:
-    if ours is None or theirs is None or theirs == 0:
-        return None
-    return ours / theirs
 
 
 def compare(results: dict) -> dict:
@@ -86,6 +109,12 @@ def compare(results: dict) -> dict:
         system: {figure.path: ratio(figure.value(run), figure.value(baseline)) for figure in FIGURES}
         for system, run in runs.items() if system in OURS and baseline is not None
     }
+    node = runs.get("node-ws")
+    results["ratiosToNode"] = {
+        system: {figure.path: ratio(figure.value(run), figure.value(node)) for figure in FIGURES}
+        for system, run in runs.items() if system in OURS and node is not None
+    }
+    results["targets"] = targets(runs, FIGURES)
     if "chatthing" in runs and "chatthing-redis" in runs:
         results["twoProcessesToOne"] = {
             path: ratio(byPath[path].value(runs["chatthing-redis"]), byPath[path].value(runs["chatthing"]))
@@ -154,9 +183,14 @@ def warnings(runs: dict) -> list[str]:
         for error in run.get("errors", []):
             found.append(f"{system}: {error}")
         found += loginWarnings(system, run.get("login") or {})
-        for scenario in ("fanout", "latency", "idle"):
+        for scenario in ("fanout", "latency", "idle", "joinstorm"):
             if run.get(scenario):
                 found += windowWarnings(f"{system}, {scenario}", run[scenario])
+        for part in ("storm", "chat"):
+            if (run.get("room20k") or {}).get(part):
+                found += windowWarnings(f"{system}, big room {part}", run["room20k"][part])
+        for figures in run.get("growth") or []:
+            found += windowWarnings(f"{system}, growth at {figures.get('pages')}", figures)
     return found
 
 
@@ -217,6 +251,12 @@ def windowWarnings(where: str, figures: dict) -> list[str]:
                      f"({'; '.join(figures.get('failedReasons', []))})")
     if figures.get("droppedConnections"):
         found.append(f"{where}: the server cut {figures['droppedConnections']:,} connections")
+    if figures.get("missedSomeone"):
+        found.append(f"{where}: {figures['missedSomeone']:,} pages never saw everyone in their "
+                     "presence list")
+    if figures.get("stillSending"):
+        found.append(f"{where}: the server was still sending {figures['settleSeconds']:.0f}s "
+                     "after all were in")
     return found
 
 
@@ -226,24 +266,21 @@ def table(results: dict) -> str:
     of ours its ratio to the baseline (and to one process, for Redis).
     """
     runs = results["runs"]
-    ratios = results.get("ratiosToBaseline", {})
+    ratios = {"baseline": results.get("ratiosToBaseline", {}),
+              "node-ws": results.get("ratiosToNode", {})}
     scaling = results.get("twoProcessesToOne", {})
     columns: list[tuple[str, Any]] = []
     for system in runs:
         columns.append((system, lambda figure, s=system: figure.show(figure.value(runs[s]))))
-        if system in ratios:
-            columns.append(("x baseline", lambda figure, s=system: showRatio(ratios[s].get(figure.path))))
+        for peer, title in PEERS.items():
+            if system in ratios[peer]:
+                columns.append((title, lambda figure, s=system, p=peer:
+                                showRatio(ratios[p][s].get(figure.path))))
         if system == "chatthing-redis" and scaling:
             columns.append(("x 1 process", lambda figure: showRatio(scaling.get(figure.path))))
     rows = [[figure.label] + [cell(figure) for _, cell in columns] for figure in FIGURES
             if any(figure.value(run) is not None for run in runs.values())]
-    header = ["figure"] + [title for title, _ in columns]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    return aligned(["figure"] + [title for title, _ in columns], rows)
 
 
 def showRatio(value: float | None) -> str:
@@ -259,8 +296,16 @@ def text(results: dict) -> str:
         f"chatthing bench: {settings['receivers']:,} receivers and {settings['senders']} senders "
         f"in one room ({settings['fanoutMessagesPerSender']} messages each for fanout; "
         f"{settings['latencyRate']:g} messages/s for {settings['latencySeconds']:g}s for latency), "
-        f"{settings['idle']:,} idle pages in rooms of {settings['idleRoomSize']}."
+        f"{settings['idle']:,} idle pages "
+        + (f"in rooms of {settings['idleRoomSize']}." if settings.get('idleRoomSize')
+           else "in one room.")
     )]
+    if settings.get("stormPages"):
+        lines.append(f"Join storm: {settings['stormPages']:,} pages log in to one room at once; "
+                     f"big room: {settings['roomPages']:,} pages, then {settings['roomRate']:g} "
+                     f"message/s for {settings['roomSeconds']:g}s; growth: join storms of "
+                     f"{', '.join(f'{size:,}' for size in settings['growthSizes'])} pages "
+                     "(each when asked for).")
     if settings.get("chatOptions"):
         lines.append(f"chatthing runs with {' '.join(settings['chatOptions'])} (its per-page limits "
                      "raised so that the senders are not refused).")
@@ -274,7 +319,15 @@ def text(results: dict) -> str:
     if machine.get("cpus") is not None:
         lines.append(f"Machine: {machine['cpus']} CPUs, load average {machine['loadAverageBefore']:.2f} "
                      f"before the bench, {machine['loadAverageAfter']:.2f} after.")
-    lines += ["", table(results)]
+    main = table(results)
+    if main.count("\n") > 1:  # rows below the header and its rule
+        lines += ["", main]
+    growth = growthTable(results)
+    if growth:
+        lines += ["", "Join storms of growing size, each on a fresh server:", growth]
+    for target in results.get("targets") or []:
+        lines.append(f"target: {target['label']}: {target['ratio']:.2f}x "
+                     f"({'met' if target['met'] else 'not met'})")
     if results.get("twoCoresToOne") is not None:
         lines.append(f"Fan-out of two processes on Redis, each on a core of its own (from CPU per delivery, "
                      f"Redis's included): {results['twoCoresToOne']:.2f}x one process's"

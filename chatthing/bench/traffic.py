@@ -7,8 +7,9 @@ What the load generator's pages do in each scenario, and what it measures:
 - L{latency}: the senders together say a steady number of messages a
   second; probe pages read the send time in each and record how long it
   took to arrive.
-- L{idle}: pages that only connect and log in, spread over small rooms; how
-  long they took and how much server memory each holds.
+- L{idle}: pages that only connect and log in, all in one room (or spread
+  over rooms of a given size); how long they took and how much server
+  memory each holds.
 
 Counting: a message said once is delivered to every page of the room, the
 senders' own included, so C{expected = messages accepted × pages in the
@@ -256,17 +257,19 @@ async def idle(reactor, targets: list[Target], count: int, roomSize: int, concur
                prefix: str, serverPids: list[int], helperPids: list[int]) -> dict:
     """
     Open C{count} pages that log in and stay quiet, C{roomSize} to a room
-    (so that no room's presence list grows to thousands of names): how
-    long that took, and the servers' memory for each.
+    (0: all in one, as a busy room's pages are), wait until the server has
+    sent them everything: how long that took, and the servers' memory and
+    CPU for each.
     """
-    roomSize = max(roomSize, math.ceil(count / MAX_IDLE_ROOMS))
+    roomSize = count if roomSize <= 0 else max(roomSize, math.ceil(count / MAX_IDLE_ROOMS))
     plans = [PagePlan(targets[index % len(targets)], f"/room/{prefix}-idle-{index // roomSize}",
-                      f"{prefix}i{index}") for index in range(count)]
+                      f"{prefix}i{index}", bulk=True) for index in range(count)]
     before = residentBytes(serverPids)
     meter = Meter(serverPids, helperPids)
     crowd = await openCrowd(reactor, plans, concurrency, "idle: connecting")
+    # The logins' announcements go out: they are part of what a page costs.
+    settled = await settle(reactor, crowd, "idle: settling")
     window = meter.stop()
-    await pause(reactor, 1.0)  # the last logins' announcements go out
     after = residentBytes(serverPids)
     opened = len(crowd.pages)
     figures = {
@@ -287,6 +290,8 @@ async def idle(reactor, targets: list[Target], count: int, roomSize: int, concur
         "loadCpuFraction": window["loadCpuFraction"],
         "otherCpuFraction": window["otherCpuFraction"],
         "droppedConnections": crowd.dropped(),
+        "settleSeconds": settled["seconds"],
+        "framesPerConnection": crowd.frames() / opened if opened else None,
     }
     await crowd.close(reactor, deadline=0.5)
     return figures
