@@ -1,0 +1,91 @@
+"""
+The chat page in Chromium when Redis lost its data (a C{redis-server} with
+nothing saved, restarted): a page that resumes its session sees the changed
+C{epoch} of its C{resumed} frame, and says so in plain words, once; its lines
+stay, none doubled, and the chat goes on.
+
+One twistd with C{--redis}; Alice's page goes through a L{FlakyProxy}, whose
+L{FlakyProxy.cut} breaks her connection so that she resumes; Bob's page never
+drops.  Every wait is for a condition with a deadline.
+"""
+
+import pytest
+from cluster import RedisServer, needRedis
+from playwright.sync_api import expect
+from test_browser import FlakyProxy, browser, openChat, unexpectedErrors  # noqa: F401 (fixtures)
+
+#: What the page says when the store lost what it kept (js/ChatThing.js).
+STORE_LOST = "The server lost its stored history; earlier messages may be missing."
+
+
+@pytest.fixture
+def forgetfulRedis(tmp_path):
+    """
+    A C{redis-server} that saves nothing, stopped after the test.
+    """
+    needRedis()
+    redis = RedisServer(tmp_path / "redis", appendonly=False)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+def resumeThrough(proxy: FlakyProxy, chat) -> None:
+    """
+    Break C{chat}'s connection (through C{proxy}) and wait until its page
+    has resumed the same session.
+    """
+    session = chat.page.evaluate("() => globalThis.liveSocket.session")
+    chat.page.evaluate("""() => {
+        window.liveStates = [];
+        globalThis.liveSocket.onStateChange((state) => window.liveStates.push(state));
+    }""")
+    proxy.cut()
+    chat.page.wait_for_function("() => window.liveStates.includes('reconnecting') "
+                                "&& globalThis.liveSocket.state === 'connected'")
+    assert chat.page.evaluate("() => globalThis.liveSocket.session") == session
+
+
+def test_redisLostItsDataPageToldOnce(openChat, startTwistd, forgetfulRedis):
+    """A page that resumes after Redis lost its data says so once, keeps its lines (none doubled), and chats on."""
+    server = startTwistd("--redis", forgetfulRedis.url)
+    proxy = FlakyProxy(server.port)
+    try:
+        alice = openChat(url=proxy.url)
+        alice.login("alice")
+        bob = openChat(url=server.url)
+        bob.login("bob")
+        alice.expectLine("user bob has joined the room")
+        alice.say("before the loss")
+        bob.say("me too")
+        alice.expectLine("bob: me too")
+        first = alice.page.evaluate("() => globalThis.liveSocket.epoch")
+        assert isinstance(first, str) and first
+
+        # A drop while Redis kept its data: same epoch, nothing said.
+        resumeThrough(proxy, alice)
+        assert alice.page.evaluate("() => globalThis.liveSocket.epoch") == first
+
+        forgetfulRedis.kill()
+        forgetfulRedis.start()
+        server.waitForLog(r"Redis lost what it kept")
+        resumeThrough(proxy, alice)
+        notice = alice.lines.filter(has_text=STORE_LOST)
+        expect(notice).to_have_count(1)
+        assert alice.page.evaluate("() => globalThis.liveSocket.epoch") != first
+
+        # Another drop under the new epoch: not said again.
+        resumeThrough(proxy, alice)
+        alice.say("after the loss")
+        bob.expectLine("alice: after the loss")
+        bob.say("still here")
+        alice.expectLine("bob: still here")
+        expect(notice).to_have_count(1)
+        conversation = ["alice: before the loss", "bob: me too", "alice: after the loss", "bob: still here"]
+        expect(alice.scrollArea.locator(".message.user")).to_have_text(conversation)
+        expect(bob.scrollArea.locator(".message.user")).to_have_text(conversation)
+        # Bob's page never resumed: it was not told (see docs/protocol.md, "Epoch").
+        expect(bob.lines.filter(has_text=STORE_LOST)).to_have_count(0)
+        assert unexpectedErrors(alice) == [] and bob.errors == []
+    finally:
+        proxy.stop()
