@@ -324,6 +324,7 @@ class FakeConnection:
         self.told: list[str] = []
         self.watchdog = HungRedisWatchdog(self, clock)
         self.prefix = "t:"
+        self.replicaWait = type("ReplicaWait", (), {"replicas": 0})()  # no replicas to wait for
 
     def hung(self, commands) -> None:
         self.told.append("hung")
@@ -459,3 +460,72 @@ def test_aPublicationWhoseConnectionWasLostIsSettledByWhatRedisHolds():
     assert outcomes["kept"] is None
     assert isinstance(outcomes["gone"], Failure) and outcomes["gone"].check(BackplaneDown)
     outcomes["gone"].trap(BackplaneDown)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aLoginRefusedWhileRedisIsPausedNeverHoldsTheName(cluster):
+    """
+    A login sent to a paused Redis (before the watchdog takes it for hung)
+    is refused to its page after the command's timeout; when Redis wakes up
+    and runs the script buffered in its socket, the script is past its
+    deadline and holds nothing: the name is free, another page may take it
+    and let go of it, and the refused page logs in with it.
+    """
+    a, = cluster.start(1)
+    amy = await cluster.page(a, "amy")
+    zed = await cluster.page(a)
+    other = await cluster.page(a)
+    names = ("HLEN", "chatthing:names")
+    assert cluster.redis.command(*names).strip() == b":1"
+    cluster.redis.pause()
+    try:
+        refused = await zed.call("setUsername", "zed")
+    finally:
+        cluster.redis.resume()
+    # Sent to Redis and unanswered (not refused at once as "Logins are paused").
+    assert refused["type"] == "error" and "could not reach its store" in refused["error"]["message"], refused
+    await caughtUp(a)
+    assert cluster.redis.command(*names).strip() == b":1", "the refused login holds its name"
+    taken = await other.call("setUsername", "zed")
+    assert taken["type"] == "result", taken
+    other.close()
+    await other.closed(5)
+    for attempt in range(100):  # until the leave of the other page is done
+        answer = await zed.call("setUsername", "zed")
+        if answer["type"] == "result":
+            break
+        await pause(0.1)
+    assert answer == {**answer, "type": "result"}, answer
+    assert (await amy.call("setUsername", "amy"))["type"] == "result"
+    assert cluster.redis.command(*names).strip() == b":2"
+
+
+async def caughtUp(server) -> None:
+    """
+    Wait until C{server} has connected to Redis a second time (caught up
+    after a pause: what Redis ran when it woke up is done).
+    """
+    await eventually(lambda: server.log().count("connected to Redis at") >= 2, "the server to catch up")
+
+
+@pytest_twisted.ensureDeferred
+async def test_aLeaveWhileRedisIsPausedLetsGoOfTheNameOnceBack(cluster):
+    """
+    A page that leaves while Redis is paused: its leave, sent to Redis, is
+    past its deadline when Redis wakes up and does nothing then; the
+    process lets go of the name when it catches up, so the name is free.
+    """
+    a, = cluster.start(1)
+    amy = await cluster.page(a, "amy")
+    other = await cluster.page(a)
+    cluster.redis.pause()
+    try:
+        amy.close()
+        await amy.closed(5)
+        # Past the leave's deadline: the server gave up on it.
+        await eventually(lambda: "could not let go of amy's name" in a.log(), "the leave to fail")
+    finally:
+        cluster.redis.resume()
+    await caughtUp(a)
+    assert cluster.redis.command("HLEN", "chatthing:names").strip() == b":0"
+    assert (await other.call("setUsername", "amy"))["type"] == "result"
