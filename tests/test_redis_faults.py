@@ -22,6 +22,7 @@ from test_browser import browser, openChat, unexpectedErrors  # noqa: F401 (fixt
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.protocols import portforward
 from twisted.python.failure import Failure
 
 from chatthing.backplane import BackplaneDown
@@ -248,6 +249,21 @@ async def startBackplane(redis) -> RedisBackplane:
     return backplane
 
 
+async def roomHeard(backplane: RedisBackplane) -> tuple[SharedStream, list]:
+    """
+    The stream of C{room:r}, loaded, and the list of the calls heard on it,
+    once C{said("before")} published on it is heard.
+    """
+    stream = backplane.stream("room:r", "room", 100)
+    await stream.ready()
+    await eventually(lambda: stream.loaded, "the stream to load")
+    heard: list = []
+    stream.observe(lambda method, args: heard.append(args))
+    await stream.publish([("said", ["before"])])
+    await eventually(lambda: heard == [["before"]], "the call before the fault")
+    return stream, heard
+
+
 @pytest_twisted.ensureDeferred
 async def test_aPublicationRefusedWhileRedisIsPausedNeverAppears(redisServer):  # noqa: F811
     """
@@ -259,13 +275,7 @@ async def test_aPublicationRefusedWhileRedisIsPausedNeverAppears(redisServer):  
     """
     backplane = await startBackplane(redisServer)
     try:
-        stream = backplane.stream("room:r", "room", 100)
-        await stream.ready()
-        await eventually(lambda: stream.loaded, "the stream to load")
-        heard: list = []
-        stream.observe(lambda method, args: heard.append(args))
-        await stream.publish([("said", ["before"])])
-        await eventually(lambda: heard == [["before"]], "the call before the pause")
+        stream, heard = await roomHeard(backplane)
         redisServer.pause()
         try:
             outcome = await stream.publish([("said", ["during"])]).addErrback(lambda f: f.value)
@@ -529,3 +539,77 @@ async def test_aLeaveWhileRedisIsPausedLetsGoOfTheNameOnceBack(cluster):
     await caughtUp(a)
     assert cluster.redis.command("HLEN", "chatthing:names").strip() == b":0"
     assert (await other.call("setUsername", "amy"))["type"] == "result"
+
+
+# A subscriber connection that hears nothing
+
+
+class _QuietClient(portforward.ProxyClient):
+    def dataReceived(self, data: bytes) -> None:
+        if not self.peer.silent:
+            super().dataReceived(data)
+
+
+class _QuietClientFactory(portforward.ProxyClientFactory):
+    protocol = _QuietClient
+
+
+class _QuietServer(portforward.ProxyServer):
+    """
+    One connection through a L{quietProxy}: L{silent}, it passes nothing
+    either way and stays open (a network that dropped it without a word).
+    """
+
+    clientProtocolFactory = _QuietClientFactory
+    silent = False
+
+    def connectionMade(self) -> None:
+        self.seen = b""
+        self.factory.servers.append(self)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.seen += data[:100]
+        if not self.silent:
+            super().dataReceived(data)
+
+
+def quietProxy(port: int):
+    """
+    A TCP proxy to C{port} on an ephemeral loopback port, whose connections
+    (C{.factory.servers}) can each be made silent.
+    """
+    factory = portforward.ProxyFactory("127.0.0.1", port)
+    factory.protocol = _QuietServer
+    factory.servers = []
+    return reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+
+@pytest_twisted.ensureDeferred
+async def test_aSubscriberThatHearsNothingIsNoticedAndMadeAgain(redisServer):  # noqa: F811
+    """
+    The subscriber connection goes silent (no data either way, still open)
+    while the command connection works: a call published then is heard by
+    this process once its heartbeat goes unheard (1 miss), the connections
+    are made again and the stream caught up; nothing doubled.
+    """
+    proxy = quietProxy(redisServer.port)
+    backplane = RedisBackplane(f"redis://127.0.0.1:{proxy.getHost().port}/0", gracePeriod=30.0)
+    backplane.startService()
+    try:
+        await eventually(lambda: backplane.connected, "the backplane to connect")
+        stream, heard = await roomHeard(backplane)
+        subscribers = [s for s in proxy.factory.servers if b"SUBSCRIBE" in s.seen]
+        assert len(subscribers) == 1, [s.seen for s in proxy.factory.servers]
+        subscribers[0].silent = True
+        await stream.publish([("said", ["while deaf"])])
+        await eventually(lambda: heard == [["before"], ["while deaf"]], "the call to be heard after all")
+        await eventually(lambda: backplane.connected, "the backplane to be connected again")
+        await stream.publish([("said", ["after"])])
+        await eventually(lambda: len(heard) == 3, "the call after")
+        assert heard == [["before"], ["while deaf"], ["after"]]
+        assert backplane.connection.subscriberWatch.missed == 1
+        assert backplane.connection.watchdog.hung == 0
+    finally:
+        await backplane.stopService()
+        await proxy.stopListening()
