@@ -1,13 +1,16 @@
 """
 The chat page in Chromium when Redis lost its data (a C{redis-server} with
 nothing saved, restarted): a page that resumes its session sees the changed
-C{epoch} of its C{resumed} frame, and says so in plain words, once; its lines
-stay, none doubled, and the chat goes on.
+C{epoch} of its C{resumed} frame (or, away too long, of its new session's
+C{welcome}), and says so in plain words, once; its lines stay, the history
+Redis still has is shown, none doubled, and the chat goes on.
 
 One twistd with C{--redis}; Alice's page goes through a L{FlakyProxy}, whose
 L{FlakyProxy.cut} breaks her connection so that she resumes; Bob's page never
 drops.  Every wait is for a condition with a deadline.
 """
+
+from contextlib import contextmanager
 
 import pytest
 from cluster import RedisServer, needRedis
@@ -30,6 +33,27 @@ def forgetfulRedis(tmp_path):
     redis.stop()
 
 
+@contextmanager
+def aliceAndBob(openChat, startTwistd, redis: RedisServer, *extra: str):
+    """
+    One twistd on C{redis} (with C{extra} options), Alice's page through a
+    L{FlakyProxy} and Bob's straight to it, both logged in, and Alice's
+    "before the loss" seen by Bob: C{(server, proxy, alice, bob)}.
+    """
+    server = startTwistd("--redis", redis.url, *extra)
+    proxy = FlakyProxy(server.port)
+    try:
+        alice, bob = (openChat(url=url) for url in (proxy.url, server.url))
+        for chat, name in ((alice, "alice"), (bob, "bob")):
+            chat.login(name)
+        alice.say("before the loss")
+        bob.expectLine("alice: before the loss")
+        yield server, proxy, alice, bob
+        assert unexpectedErrors(alice) == [] and bob.errors == []
+    finally:
+        proxy.stop()
+
+
 def resumeThrough(proxy: FlakyProxy, chat) -> None:
     """
     Break C{chat}'s connection (through C{proxy}) and wait until its page
@@ -48,15 +72,7 @@ def resumeThrough(proxy: FlakyProxy, chat) -> None:
 
 def test_redisLostItsDataPageToldOnce(openChat, startTwistd, forgetfulRedis):
     """A page that resumes after Redis lost its data says so once, keeps its lines (none doubled), and chats on."""
-    server = startTwistd("--redis", forgetfulRedis.url)
-    proxy = FlakyProxy(server.port)
-    try:
-        alice = openChat(url=proxy.url)
-        alice.login("alice")
-        bob = openChat(url=server.url)
-        bob.login("bob")
-        alice.expectLine("user bob has joined the room")
-        alice.say("before the loss")
+    with aliceAndBob(openChat, startTwistd, forgetfulRedis) as (server, proxy, alice, bob):
         bob.say("me too")
         alice.expectLine("bob: me too")
         first = alice.page.evaluate("() => globalThis.liveSocket.epoch")
@@ -86,6 +102,29 @@ def test_redisLostItsDataPageToldOnce(openChat, startTwistd, forgetfulRedis):
         expect(bob.scrollArea.locator(".message.user")).to_have_text(conversation)
         # Bob's page never resumed: it was not told (see docs/protocol.md, "Epoch").
         expect(bob.lines.filter(has_text=STORE_LOST)).to_have_count(0)
-        assert unexpectedErrors(alice) == [] and bob.errors == []
-    finally:
-        proxy.stop()
+
+
+def test_redisLostItsDataNewSessionShowsWhatExistsOnce(openChat, startTwistd, forgetfulRedis):
+    """A page away past its grace period while Redis lost its data: its new session says so once, shows the history Redis has under its kept lines, none doubled."""
+    with aliceAndBob(openChat, startTwistd, forgetfulRedis, "--grace-period", "1") as (server, proxy, alice, bob):
+        proxy.block(True)
+        proxy.cut()
+        server.waitForLog(r"alice left")
+        forgetfulRedis.kill()
+        forgetfulRedis.start()
+        server.waitForLog(r"Redis lost what it kept")
+        bob.expectLine("back in touch")
+        bob.say("said while alice was away")
+        proxy.block(False)
+
+        alice.expectLine("you are logged in again as alice")
+        notice = alice.lines.filter(has_text=STORE_LOST)
+        expect(notice).to_have_count(1)
+        # What Redis has now is shown, after the lines the page kept.
+        expect(alice.scrollArea.locator(".message.user")).to_have_text(
+            ["alice: before the loss", "bob: said while alice was away"])
+        alice.say("back")
+        bob.expectLine("alice: back")
+        expect(alice.scrollArea.locator(".message.user")).to_have_text(
+            ["alice: before the loss", "bob: said while alice was away", "alice: back"])
+        expect(notice).to_have_count(1)
