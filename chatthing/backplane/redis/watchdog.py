@@ -191,6 +191,11 @@ class HungRedisWatchdog(Service):
 #: Seconds between a L{SubscriberWatch}'s heartbeats.
 BEAT_INTERVAL = 1.0
 
+#: Seconds within which the subscriber must hear a heartbeat once Redis has
+#: answered its C{PUBLISH}: more than L{HUNG_AFTER}, since a subscriber
+#: behind a backlog of messages is slow, not dead.
+HEAR_WITHIN = 2.0
+
 
 class Beating(Protocol):
     """
@@ -236,7 +241,7 @@ class SubscriberWatch(Service):
 
     log = Logger()
 
-    def __init__(self, connection: Beating, reactor: Any, hearWithin: float = HUNG_AFTER) -> None:
+    def __init__(self, connection: Beating, reactor: Any, hearWithin: float = HEAR_WITHIN) -> None:
         self.connection = connection
         self.reactor = reactor
         self.hearWithin = hearWithin
