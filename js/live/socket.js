@@ -213,6 +213,9 @@ export class LiveSocket {
       case FrameType.ACK:
         this._acknowledged(frame.seq);
         break;
+      case FrameType.EPOCH:
+        this._noteEpoch(frame.epoch); // the store's changed while this page is here
+        break;
       case FrameType.EMIT:
         if (frame.seq !== undefined) {
           // For this page only, numbered like a call; never answered.
@@ -273,7 +276,7 @@ export class LiveSocket {
   }
 
   /**
-   * The store's `epoch` in a welcome or resumed: if it changed, the store
+   * The store's `epoch` in a welcome, resumed or epoch frame: if it changed, the store
    * lost what it kept (history read from it now holds only what came
    * after), so the widget's `storeLost()` is called, once per change; a
    * widget that comes later (a new session's) is told when attached.
