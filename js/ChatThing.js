@@ -104,6 +104,16 @@ export class ChatterWidget extends Widget {
     this.displayMessage(`The server restarted${who}.`);
   }
 
+  /**
+   * The server's store lost what it kept (Redis restarted with nothing
+   * saved; the socket calls this once per change of its epoch).  The lines
+   * on screen stay, and history shown from now on is what the store still
+   * has (displayHistory skips lines already shown): say it in plain words.
+   */
+  storeLost() {
+    this.displayMessage("The server lost its stored history; earlier messages may be missing.");
+  }
+
   /** Log in with the name typed in the login box. */
   async doSetUsername() {
     this.loginError.textContent = "";

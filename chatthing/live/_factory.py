@@ -93,6 +93,7 @@ class LiveServerFactory(WebSocketServerFactory):
         self.sessions: dict[str, LiveSession] = {}
         self.sessionStore = sessionStore if sessionStore is not None else LocalSessions()
         self.sessionStore.movedAway = self._sessionMovedAway
+        self.sessionStore.epochChanged = self._storeEpochChanged
         # Each open connection, and what fires once it has closed while the
         # server shuts down (L{None} until then: a Deferred a page is too
         # much to keep for the one time it is wanted).
@@ -270,6 +271,12 @@ class LiveServerFactory(WebSocketServerFactory):
         if session is not None:
             self.log.info("{session} moved to another server", session=session)
             session.moveAway()
+
+    def _storeEpochChanged(self, epoch: str) -> None:
+        # The pages here now are told at once; those away, when they come back.
+        for session in list(self.sessions.values()):
+            if session.connection is not None:
+                session.connection.sendLiveFrame({"type": _wire.EPOCH, "epoch": epoch})
 
     def _sessionEnded(self, session: LiveSession) -> None:
         self.sessions.pop(session.ident, None)

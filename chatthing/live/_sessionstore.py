@@ -62,10 +62,13 @@ class SessionStore(Protocol):
     @ivar epoch: names the store's history (L{None}: it has none to lose):
         it changes when the store lost what it kept (a Redis restarted with
         nothing saved), and pages are told it in C{welcome} and C{resumed}.
+    @ivar epochChanged: set by the runtime: called with the new L{epoch}
+        when it changes, so that the pages here now are told at once.
     """
 
     movedAway: Callable[[str], None]
     epoch: str | None
+    epochChanged: Callable[[str], None]
 
     def save(self, session: StoredSession) -> None:
         """
@@ -103,6 +106,7 @@ class LocalSessions:
     def __init__(self) -> None:
         self.movedAway: Callable[[str], None] = _nothing
         self.epoch: str | None = None
+        self.epochChanged: Callable[[str], None] = _nothing
 
     def save(self, session: StoredSession) -> None:
         pass

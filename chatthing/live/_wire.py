@@ -32,6 +32,8 @@ ERROR = "error"
 EMIT = "emit"
 ACK = "ack"
 LEAVE = "leave"
+#: Server → page, unnumbered: the store's epoch changed (see docs/protocol.md).
+EPOCH = "epoch"
 
 #: Frames that carry a C{seq} and are replayed after a reconnection.
 NUMBERED = frozenset({CALL, RESULT, ERROR})

@@ -334,7 +334,7 @@ class LiveClient:
             self.log.warn("{client}: ignoring a malformed frame {payload!r}", client=self,
                           payload=payload[:200])
             return
-        if kind in ("welcome", "resumed") and frame.get("epoch") not in (None, *self.epochs[-1:]):
+        if kind in ("welcome", "resumed", "epoch") and frame.get("epoch") not in (None, *self.epochs[-1:]):
             self.epochs.append(frame["epoch"])
         if kind == "welcome":
             self._welcomed(frame)

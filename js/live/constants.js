@@ -12,6 +12,7 @@ export const FrameType = Object.freeze({
   HELLO: "hello",
   WELCOME: "welcome",
   RESUMED: "resumed",
+  EPOCH: "epoch",
   CALL: "call",
   RESULT: "result",
   ERROR: "error",

@@ -62,6 +62,9 @@ export class LiveSocket {
     /** Where to connect: this URL, then the cluster's others from the welcome. */
     this.urls = [url];
     this._failures = 0;
+    /** The last `epoch` the server named (with a shared store), or null. */
+    this.epoch = null;
+    this._storeLost = false;
   }
 
   /**
@@ -104,6 +107,7 @@ export class LiveSocket {
     const early = this._callsBeforeWidget;
     this._callsBeforeWidget = [];
     early.forEach((frame) => this._runCall(frame));
+    this._tellStoreLost();
   }
 
   /**
@@ -200,6 +204,7 @@ export class LiveSocket {
         // What waited goes first, in order: the server runs each number once.
         this._resend(frame.rerun === true);
         this._connected();
+        this._noteEpoch(frame.epoch);
         if (frame.restarted === true) {
           // The server restarted and resumed this session from its state file.
           this._widget?.serverRestarted?.();
@@ -207,6 +212,9 @@ export class LiveSocket {
         break;
       case FrameType.ACK:
         this._acknowledged(frame.seq);
+        break;
+      case FrameType.EPOCH:
+        this._noteEpoch(frame.epoch); // the store's changed while this page is here
         break;
       case FrameType.EMIT:
         if (frame.seq !== undefined) {
@@ -263,7 +271,33 @@ export class LiveSocket {
     // Calls made before the first welcome go to this session, first.
     this._outbox.forEach((entry) => this._ws.send(entry.text));
     this._connected();
+    this._noteEpoch(frame.epoch);
     this._welcomeListeners.forEach((listener) => listener(frame));
+  }
+
+  /**
+   * The store's `epoch` in a welcome, resumed or epoch frame: if it changed, the store
+   * lost what it kept (history read from it now holds only what came
+   * after), so the widget's `storeLost()` is called, once per change; a
+   * widget that comes later (a new session's) is told when attached.
+   */
+  _noteEpoch(epoch) {
+    if (typeof epoch !== "string") {
+      return;
+    }
+    const changed = this.epoch !== null && epoch !== this.epoch;
+    this.epoch = epoch;
+    if (changed) {
+      this._storeLost = true;
+      this._tellStoreLost();
+    }
+  }
+
+  _tellStoreLost() {
+    if (this._storeLost && this._widget !== null) {
+      this._storeLost = false;
+      this._widget.storeLost?.();
+    }
   }
 
   /**

@@ -3,12 +3,11 @@ L{RedisConnection}: the one link to Redis that every part of a
 L{chatthing.backplane.redis.RedisBackplane} (its streams, roster and
 session store) uses, so that none of them calls back into the backplane.
 
-It holds two connections to Redis (txredisapi protocols, kept up by
-L{ClientService}s): one for commands and scripts, one subscribed to the
-channels of its L{Receiver}s.  It is I{connected} while both are up and its
-owner has caught up after (re)connecting (L{RedisConnection.resync});
-until then its parts fall back to this process.  Its L{HungRedisWatchdog}
-finds a Redis that stopped answering on a connection still open.
+It holds two connections to Redis (txredisapi protocols, kept up by L{ClientService}s): one
+for commands and scripts, one subscribed to the channels of its L{Receiver}s.  It is
+I{connected} while both are up and its owner has caught up after (re)connecting
+(L{RedisConnection.resync}); until then its parts fall back to this process.  Its
+L{HungRedisWatchdog} and L{SubscriberWatch} find a Redis silent on a connection still open.
 """
 
 import os
@@ -27,7 +26,7 @@ from .protocols import ConnectionFactory, Receiver, RedisURL, protocols
 from .replicas import WAIT_SECONDS, ReplicaWait
 from .following import dropIfReadOnly, follow
 from .sentinel import checkRole, endpointFor
-from .watchdog import HungRedisWatchdog
+from .watchdog import HungRedisWatchdog, SubscriberWatch
 
 #: Seconds a command may take before the connection is taken for broken.
 COMMAND_TIMEOUT = 5.0
@@ -72,6 +71,8 @@ class RedisConnection(MultiService):
         self._origins = 0
         self.watchdog = HungRedisWatchdog(self, reactor)
         self.watchdog.setServiceParent(self)
+        self.subscriberWatch = SubscriberWatch(self, reactor)
+        self.subscriberWatch.setServiceParent(self)
         retry = backoffPolicy(initialDelay=0.2, maxDelay=2.0)
         commands, subscriber = protocols()
         ClientService(endpointFor(url, reactor), ConnectionFactory(commands, self), retry,

@@ -14,12 +14,20 @@ from twisted.python.failure import Failure
 from ...live import CallRefused, LogThrottle, Stream, cut
 from .. import STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, Presence
 from . import rosterlua
-from .connection import RedisConnection
+from .connection import COMMAND_TIMEOUT, RedisConnection
+from .outcomes import ANSWER_MARGIN
 from .streams import SharedStream
 
 #: Seconds a login waits for Redis (while the process starts, or Redis is
 #: back in a moment) before it is refused.
 LOGIN_WAIT = 3.0
+
+#: Seconds after it is sent that a login or a leave is still done by Redis
+#: (L{rosterlua.HOLD} and L{rosterlua.RELEASE} check it on Redis's clock):
+#: its sender gives up on it after L{COMMAND_TIMEOUT}, so one sent to a
+#: paused Redis must not run when Redis wakes, after the page was told it
+#: failed (the name would be held by nobody's login, for good).
+ROSTER_DEADLINE = COMMAND_TIMEOUT - ANSWER_MARGIN
 
 
 def methodJSON(method: str) -> str:
@@ -64,6 +72,8 @@ class RedisRoster:
     lost it.
 
     @ivar loginWait: seconds L{hold} waits for Redis before it refuses.
+    @ivar unreleased: the holders whose leave Redis did not confirm (past
+        its deadline, or unanswered): let go of again by L{resync}.
     """
 
     log = Logger()
@@ -73,6 +83,7 @@ class RedisRoster:
         self.presence = presence
         self.loginWait = LOGIN_WAIT
         self.held: dict[str, tuple[str, str, SharedStream, list[Call]]] = {}
+        self.unreleased: set[str] = set()
         self._warnings = LogThrottle(time.monotonic)
 
     def usePresence(self, presence: Presence) -> None:
@@ -91,6 +102,7 @@ class RedisRoster:
             if not up:
                 raise BackplaneDown("Logins are paused while this server is cut off from the "
                                     "others; try again in a moment.")
+            self.unreleased.discard(ident)
             return self._hold(ident, name, group, shared, onLeave, resync=False)
 
         d.addCallback(connected)
@@ -114,11 +126,13 @@ class RedisRoster:
               resync: bool) -> Deferred:
         prefix = self.connection.prefix
         key = self.presence.nameKey(name)
+        # A resync's hold has no deadline: no page waits for it.
+        deadline = 0 if resync else self.connection.watchdog.redisTime(ROSTER_DEADLINE)
         return self.connection.script(
             rosterlua.HOLD,
             [f"{prefix}names", f"{prefix}holder:{ident}", f"{prefix}group:{group}", stream.key],
             [key, name, ident, group, json.dumps(encodeCalls(onLeave)), "1" if resync else "0",
-             self._manyLeft(), prefix, self.connection.proc],
+             self._manyLeft(), prefix, self.connection.proc, deadline],
         )
 
     def _manyLeft(self) -> str:
@@ -187,20 +201,35 @@ class RedisRoster:
         if not self.connection.connected:
             # Redis is told when it is back (see RedisSessions.resync).
             return fail(BackplaneDown("Redis cannot be reached"))
+        d = self._release(ident, self.connection.watchdog.redisTime(ROSTER_DEADLINE))
+
+        def failed(failure: Failure) -> Failure:
+            # Refused past its deadline, or unanswered: done again once Redis is back.
+            self.unreleased.add(ident)
+            return failure
+
+        return d.addErrback(failed)
+
+    def _release(self, ident: str, deadline: int) -> Deferred:
         return self.connection.script(rosterlua.RELEASE, [],
-                                      [self.connection.prefix, ident, self.connection.proc])
+                                      [self.connection.prefix, ident, self.connection.proc, deadline])
 
     def resync(self) -> Deferred:
         """
         Record again what this process's holders hold, quietly (a Redis
         that restarted lost it); a name someone else took meanwhile is
-        logged and kept here.
+        logged and kept here.  Let go of the names of holders whose leave
+        Redis did not confirm (L{unreleased}).
         """
         def checked(result: Any, ident: str, name: str) -> None:
             if result == 0:
                 self.log.warn("after Redis came back, {name} is held by someone else too", name=name)
 
-        work = []
+        def released(result: Any, ident: str) -> None:
+            self.unreleased.discard(ident)
+
+        self.unreleased -= set(self.held)
+        work = [self._release(ident, 0).addCallback(released, ident) for ident in list(self.unreleased)]
         for ident, (name, group, stream, onLeave) in list(self.held.items()):
             d = self._hold(ident, name, group, stream, onLeave, resync=True)
             work.append(d.addCallback(checked, ident, name))

@@ -7,16 +7,32 @@ L{chatthing.backplane.redis.lua}, whose fragments these use.
 
 from .lua import _APPEND
 
+#: Lua: C{late(deadline)}, whether Redis's clock (C{TIME}, in ms) is past
+#: C{deadline} (0: none).  A script sent to a paused Redis runs when it
+#: wakes, after its sender was told it failed: past its deadline it must
+#: change nothing (as L{chatthing.backplane.redis.lua.PUBLISH}).
+_LATE = """
+local function late(deadline)
+  deadline = tonumber(deadline)
+  if not deadline or deadline <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline
+end
+"""
+
 #: KEYS: names, holder:H, group:G, stream.  ARGV: key, name, holder, group,
 #: onLeave JSON, resync ("1": the name is shown in the group already, as
 #: it was before Redis lost it), what to publish for many leaving at once
-#: ("[method, text, above]" JSON, or "": see C{lua._REAP}), prefix, proc.
+#: ("[method, text, above]" JSON, or "": see C{lua._REAP}), prefix, proc,
+#: deadline (ms on Redis's clock, or 0: see C{_LATE}).
 #: Holds the name, letting go of the holder's old one (which, if its group
 #: shows it, is recorded as leaving, for the reaper should proc die before
 #: its batch tells of the rename); publishes nothing: who joined is
 #: published with the room's next batch (L{CHANGES}).  Returns 0 if
-#: someone else holds the name, 1 if held now, 2 if held already.
-HOLD = _APPEND + """
+#: someone else holds the name, 1 if held now, 2 if held already; an
+#: error starting "LATE" past the deadline.
+HOLD = _APPEND + _LATE + """
+if late(ARGV[10]) then return redis.error_reply('LATE the login came after its deadline') end
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner and owner ~= ARGV[3] then return 0 end
 if owner == ARGV[3] and redis.call('HGET', KEYS[2], 'name') == ARGV[2] then return 2 end
@@ -29,10 +45,12 @@ if ARGV[6] == '1' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
 return 1
 """
 
-#: ARGV: prefix, holder, proc.  Lets go of the holder's name (recorded as
-#: leaving until proc's batch tells of it); publishes nothing.  Returns 1
-#: if the holder held a name, else 0.
-RELEASE = _APPEND + """
+#: ARGV: prefix, holder, proc, deadline (as L{HOLD}'s).  Lets go of the
+#: holder's name (recorded as leaving until proc's batch tells of it);
+#: publishes nothing.  Returns 1 if the holder held a name, else 0; an
+#: error starting "LATE" past the deadline.
+RELEASE = _APPEND + _LATE + """
+if late(ARGV[4]) then return redis.error_reply('LATE the leave came after its deadline') end
 local record = letGo(ARGV[1], ARGV[2])
 if not record then return 0 end
 leaving(ARGV[1], ARGV[3], record)

@@ -44,6 +44,8 @@ class RedisSessions:
         self.deadAfter = deadAfter
         self.live: dict[str, StoredSession] = {}
         self.epoch: str | None = None
+        #: Set by the runtime (see L{SessionStore}).
+        self.epochChanged: Callable[[str], None] = _notTold
 
     def _keys(self, ident: str) -> list[str]:
         prefix = self.connection.prefix
@@ -100,10 +102,11 @@ class RedisSessions:
         return gatherResults(work, consumeErrors=True)
 
     def _epochRead(self, epoch: str) -> None:
-        if self.epoch is not None and epoch != self.epoch:
+        old, self.epoch = self.epoch, epoch
+        if old is not None and epoch != old:
             self.log.warn("Redis lost what it kept (restarted with nothing saved?): epoch "
-                          "{old} is now {new}; pages are told as they resume", old=self.epoch, new=epoch)
-        self.epoch = epoch
+                          "{old} is now {new}; pages are told", old=old, new=epoch)
+            self.epochChanged(epoch)
 
     def _failed(self, failure: Failure, what: str, session: StoredSession) -> None:
         self.log.warn("could not {what} {session} in Redis: {error}", what=what,

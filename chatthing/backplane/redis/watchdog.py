@@ -186,3 +186,113 @@ class HungRedisWatchdog(Service):
         d.addCallback(measured)
         d.addErrback(lambda failure: None)
         return d.addBoth(done)
+
+
+#: Seconds between a L{SubscriberWatch}'s heartbeats.
+BEAT_INTERVAL = 1.0
+
+#: Seconds within which the subscriber must hear a heartbeat once Redis has
+#: answered its C{PUBLISH}: more than L{HUNG_AFTER}, since a subscriber
+#: behind a backlog of messages is slow, not dead.
+HEAR_WITHIN = 2.0
+
+
+class Beating(Protocol):
+    """
+    What a L{SubscriberWatch} uses: a L{chatthing.backplane.redis.RedisConnection}.
+    """
+
+    url: Any
+    prefix: str
+    proc: str
+    connected: bool
+
+    def subscribe(self, channel: str, receiver: Any) -> None:
+        """
+        Give C{receiver} what comes on C{channel}, on every connection.
+        """
+
+    def call(self, *command: Any) -> Deferred:
+        """
+        Send one command on the command connection.
+        """
+
+    def reconnect(self) -> None:
+        """
+        Drop both connections, for them to be made again.
+        """
+
+
+class SubscriberWatch(Service):
+    """
+    Finds a subscriber connection that died without a word (a network that
+    dropped it, a Redis that forgot it): the L{HungRedisWatchdog} watches
+    only the command connection, and a dead subscriber would leave this
+    process deaf to the others while it looks connected.  Every
+    L{BEAT_INTERVAL} seconds, while connected, it publishes a heartbeat on
+    a channel of this process's own, on the command connection; once Redis
+    has answered that (so Redis is not hung, and has sent the message
+    already), the subscriber must hear it within C{hearWithin} seconds, or
+    both connections are dropped, to be made again (and the process
+    catches up then, as after any lost connection).
+
+    @ivar missed: how many heartbeats the subscriber did not hear.
+    """
+
+    log = Logger()
+
+    def __init__(self, connection: Beating, reactor: Any, hearWithin: float = HEAR_WITHIN) -> None:
+        self.connection = connection
+        self.reactor = reactor
+        self.hearWithin = hearWithin
+        self.channel = f"{connection.prefix}beat:{connection.proc}"
+        self.missed = 0
+        self._beats = 0
+        self._awaited: str | None = None
+        self._timer: Any = None
+        self._loop = LoopingCall(self._beat)
+        self._loop.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self.connection.subscribe(self.channel, self)
+        self._loop.start(BEAT_INTERVAL, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._awaited = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if self._loop.running:
+            self._loop.stop()
+
+    def received(self, message: str) -> None:
+        if message == self._awaited:
+            self._awaited = None
+
+    def _beat(self) -> None:
+        if not self.connection.connected or self._awaited is not None:
+            return
+        self._beats += 1
+        beat = self._awaited = str(self._beats)
+        d = self.connection.call("PUBLISH", self.channel, beat)
+        # Not answered: the command connection's trouble, its watchdog's to find.
+        d.addCallbacks(self._published, lambda failure: self._forget(beat), callbackArgs=(beat,))
+
+    def _forget(self, beat: str) -> None:
+        if self._awaited == beat:
+            self._awaited = None
+
+    def _published(self, receivers: Any, beat: str) -> None:
+        if self._awaited == beat:
+            # Then after the answers that came meanwhile are read (as _confirm).
+            self._timer = self.reactor.callLater(self.hearWithin, self.reactor.callLater, 0, self._check, beat)
+
+    def _check(self, beat: str) -> None:
+        if self._awaited != beat or not self.running:
+            return
+        self._awaited = None
+        self.missed += 1
+        self.log.error("Redis at {url} sent nothing on the subscriber connection for {seconds} s: "
+                       "connecting again", url=self.connection.url.text, seconds=self.hearWithin)
+        self.connection.reconnect()
