@@ -336,7 +336,6 @@ class FakeConnection:
         self.watchdog = HungRedisWatchdog(self, clock)
         self.replicaWait = ReplicaWait(clock, 0)
         self.prefix = "t:"
-        self.replicaWait = type("ReplicaWait", (), {"replicas": 0})()  # no replicas to wait for
 
     def hung(self, commands) -> None:
         self.told.append("hung")
