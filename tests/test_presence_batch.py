@@ -10,6 +10,7 @@ speed (mocks only for time).
 import json
 
 import cluster as harness
+import pytest
 import pytest_twisted
 from cluster import wsUrl
 from conftest import eventually, presenceOf
@@ -269,3 +270,28 @@ async def test_thePageDrawsTheListMadeOncePerChange(serve):
     html = await drawn()
     assert "<li>ann</li><li>b&lt;e&gt;a</li>" in html and "2 online" in html
     assert room.presenceItems() is not items
+
+
+def test_theIntervalGrowsWithTheRoom():
+    """A busy room of many pages gets its batches less often (pages / 10,000 seconds apart past
+    2,500 pages), so a storm costs each page about the same few batches whatever the room's size;
+    a room of a few pages keeps 250 ms, and a quiet room is told at once either way."""
+    from chatthing.chat.presence import PRESENCE_DELIVERIES_PER_SECOND, PresenceThrottle
+
+    def sendTimes(pages: int) -> list[float]:
+        clock = Clock()
+        sent: list[float] = []
+        throttle = PresenceThrottle(lambda batch: sent.append(clock.seconds()), reactor=clock,
+                                    pages=lambda: pages)
+        for n in range(40):  # a join every 50 ms for 2 s
+            throttle.batch.joined(f"user{n}")
+            throttle.changed()
+            clock.advance(0.05)
+        clock.advance(10)
+        return sent
+
+    small = sendTimes(20)
+    assert small[0] == 0 and len(small) == 9, small  # at once, then every 250 ms
+    big = sendTimes(20_000)
+    gap = 20_000 / PRESENCE_DELIVERIES_PER_SECOND
+    assert big[0] == 0 and len(big) == 2 and big[1] == pytest.approx(gap), big  # at once, then after 2 s

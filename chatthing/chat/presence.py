@@ -22,6 +22,14 @@ from ..live import defaultReactor
 #: batch (the first change in a quiet room is published at once).
 PRESENCE_INTERVAL = 0.25
 
+#: How many batch deliveries a second a busy room's presence may cost its
+#: process at most: the interval between batches grows with the room's
+#: pages past C{PRESENCE_DELIVERIES_PER_SECOND * PRESENCE_INTERVAL} of them
+#: (2,500), so that a join storm of N pages, which lasts as long as N
+#: pages take to connect, costs each page the same few batches however big
+#: the room (a line, not a parabola): 0.5 s at 5,000 pages, 2 s at 20,000.
+PRESENCE_DELIVERIES_PER_SECOND = 10_000
+
 #: Up to this many joins (or leaves, or renames) in one batch are told one
 #: line each, as in a small room; more are told in one line.
 ALERT_THRESHOLD = 3
@@ -160,9 +168,10 @@ class PresenceThrottle:
     log = Logger()
 
     def __init__(self, publish: Callable[[PresenceBatch], Any], interval: float = PRESENCE_INTERVAL,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, pages: Callable[[], int] = lambda: 0) -> None:
         self.publish = publish
         self.interval = interval
+        self.pages = pages
         self._reactor = reactor
         self.batch = PresenceBatch()
         self._lastSent: float | None = None
@@ -178,6 +187,15 @@ class PresenceThrottle:
             self._reactor = defaultReactor()
         return self._reactor
 
+    def currentInterval(self) -> float:
+        """
+        The seconds between two batches now: C{interval}, or longer in a
+        room of more pages than a batch each C{interval} can reach within
+        L{PRESENCE_DELIVERIES_PER_SECOND} (C{pages()}: the room's pages on
+        this process, each of which a batch is delivered to).
+        """
+        return max(self.interval, self.pages() / PRESENCE_DELIVERIES_PER_SECOND)
+
     def changed(self) -> None:
         """
         The L{batch} has a new change: have it published in time.
@@ -185,10 +203,11 @@ class PresenceThrottle:
         if self._timer is not None:
             return
         now = self.reactor.seconds()
-        if self._lastSent is None or now - self._lastSent >= self.interval:
+        interval = self.currentInterval()
+        if self._lastSent is None or now - self._lastSent >= interval:
             self.flush()
         else:
-            self._timer = self.reactor.callLater(self._lastSent + self.interval - now, self.flush)
+            self._timer = self.reactor.callLater(self._lastSent + interval - now, self.flush)
 
     def flush(self) -> None:
         """

@@ -81,8 +81,9 @@ class Room:
     @ivar bytes: what this room holds (frames for replay, and history).
     @ivar shown: who the room lists, kept from its stream (L{PresenceList}).
     @ivar throttle: the joins, leaves and renames not yet published, and
-        when they will be: one batch per C{presenceInterval} seconds while
-        they keep coming, at once in a quiet room (L{PresenceThrottle}).
+        when they will be: one batch per C{presenceInterval} seconds (longer
+        in a room of thousands of pages) while they keep coming, at once in
+        a quiet room (L{PresenceThrottle}).
     """
 
     log = Logger()
@@ -121,7 +122,8 @@ class Room:
         self.shown = PresenceList(streamHistory)
         self._stampedSecond: int | None = None
         self._lastStamp = 0
-        self.throttle = PresenceThrottle(self._publishPresence, presenceInterval, reactor)
+        self.throttle = PresenceThrottle(self._publishPresence, presenceInterval, reactor,
+                                         pages=lambda: len(self.chatters))
         self.stream.observe(self._heard)
         self.backplane.roster.members(name, self.stream).addCallbacks(
             lambda snapshot: self.shown.start(*snapshot),
