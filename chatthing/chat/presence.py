@@ -189,12 +189,15 @@ class PresenceThrottle:
 
     def currentInterval(self) -> float:
         """
-        The seconds between two batches now: C{interval}, or longer in a
-        room of more pages than a batch each C{interval} can reach within
+        The seconds between two batches now: C{interval}, or, in a room of
+        more pages than batches every L{PRESENCE_INTERVAL} can reach within
         L{PRESENCE_DELIVERIES_PER_SECOND} (C{pages()}: the room's pages on
-        this process, each of which a batch is delivered to).
+        this process, each of which a batch is delivered to), as long as
+        they take at that rate.  (Only past that size: a room given a
+        shorter C{interval}, as tests do, keeps it.)
         """
-        return max(self.interval, self.pages() / PRESENCE_DELIVERIES_PER_SECOND)
+        spread = self.pages() / PRESENCE_DELIVERIES_PER_SECOND
+        return max(self.interval, spread) if spread > PRESENCE_INTERVAL else self.interval
 
     def changed(self) -> None:
         """
