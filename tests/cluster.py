@@ -136,12 +136,17 @@ class RedisServer:
                                    f"its log:\n{self.log()}")
             time.sleep(0.1)
 
+    def _arguments(self) -> list[str]:
+        """
+        What C{redis-server} is started with, after its executable.
+        """
+        return ["--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--dir", str(self.directory), "--loglevel", "verbose"]
+
     def _launch(self, deadline: float) -> bool:
         self.process = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-             "--dir", str(self.directory),
-             "--loglevel", "verbose"],
+            [self.executable, *self._arguments()],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         process = self.process

@@ -25,14 +25,13 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from cluster import REDIS_SERVER, Cluster, RedisServer, freePort, needRedis, pause
+from cluster import Cluster, RedisServer, freePort, needRedis, pause
 from conftest import eventually, withDeadline
 from twisted.internet import threads
 from twisted.internet.defer import ensureDeferred
@@ -131,28 +130,22 @@ def test_badSentinelURLEndsStartUp(tmp_path):
 # Processes
 
 
-class RedisProcess:
+class RedisProcess(RedisServer):
     """
     A C{redis-server} (a replica with C{--replicaof}, or a sentinel with
-    C{--sentinel} and a config file) on a free loopback port.
+    C{--sentinel} and a config file) on a free loopback port: a
+    L{RedisServer} started with other arguments.
     """
 
     def __init__(self, directory: Path, sentinelOf: int | None = None,
                  replicaOf: int | None = None) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        super().__init__(directory)
         self.sentinelOf = sentinelOf
         self.replicaOf = replicaOf
-        self.port = 0
-        self.process: subprocess.Popen | None = None
-        self.logLines: list[str] = []
 
     def start(self, deadline: float = 10.0) -> "RedisProcess":
-        for attempt in range(5):
-            self.port = freePort()
-            if self._launch(deadline):
-                return self
-        raise RuntimeError(f"redis-server would not start; its log:\n{self.log()}")
+        super().start(deadline)
+        return self
 
     def _arguments(self) -> list[str]:
         if self.sentinelOf is not None:
@@ -164,49 +157,7 @@ class RedisProcess:
                 f"sentinel failover-timeout {SERVICE} 2000\n"
                 f"sentinel parallel-syncs {SERVICE} 2\n", encoding="utf-8")
             return [str(config), "--sentinel"]
-        return ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory), "--replicaof", "127.0.0.1", str(self.replicaOf)]
-
-    def _launch(self, deadline: float) -> bool:
-        self.process = process = subprocess.Popen(
-            [REDIS_SERVER, *self._arguments()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
-        threading.Thread(target=self._collect, args=(process,), daemon=True).start()
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if process.poll() is not None:
-                return False
-            if cli(self.port, "PING") == ["PONG"]:
-                return True
-            time.sleep(0.05)
-        self.kill()
-        return False
-
-    def _collect(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            self.logLines.append(line)
-
-    def log(self) -> str:
-        return "".join(self.logLines)
-
-    def kill(self) -> None:
-        """
-        SIGKILL, by its PID, and wait for it to exit.
-        """
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        """
-        SIGTERM, by its PID (SIGKILL if it takes over 10 s).
-        """
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        return [*super()._arguments(), "--replicaof", "127.0.0.1", str(self.replicaOf)]
 
 
 def cli(port: int, *words: str) -> list[str]:
