@@ -71,6 +71,17 @@ class UnknownCommand(CallRefused):
     """
 
 
+def tooLong(what: str, limit: int, text: str) -> str | None:
+    """
+    What to say if C{text} is longer than C{limit} characters, else
+    L{None}: one sentence for names and messages, the one the page says
+    before sending (C{tooLong} in C{js/userText.js}).
+    """
+    if len(text) <= limit:
+        return None
+    return f"{what} are at most {limit} characters long (this one has {len(text)})."
+
+
 def normalizeUsername(username: str) -> str:
     """
     C{username} trimmed, if it is a valid name.
@@ -80,12 +91,7 @@ def normalizeUsername(username: str) -> str:
     name = username.strip()
     if not name:
         raise InvalidUsername("Please choose a username.")
-    if len(name) > MAX_USERNAME_LENGTH:
-        raise InvalidUsername(
-            f"Usernames are at most {MAX_USERNAME_LENGTH} characters long "
-            f"(this one has {len(name)})."
-        )
-    problem = nameProblem(name)
+    problem = tooLong("Usernames", MAX_USERNAME_LENGTH, name) or nameProblem(name)
     if problem is not None:
         raise InvalidUsername(problem)
     return name
@@ -101,11 +107,9 @@ def checkMessage(text: str) -> str:
     message = BIDI_CONTROLS.sub("", text).strip()
     if not message:
         raise InvalidMessage("Messages cannot be empty.")
-    if len(message) > MAX_MESSAGE_LENGTH:
-        raise InvalidMessage(
-            f"Messages are at most {MAX_MESSAGE_LENGTH} characters long "
-            f"(this one has {len(message)})."
-        )
+    problem = tooLong("Messages", MAX_MESSAGE_LENGTH, message)
+    if problem is not None:
+        raise InvalidMessage(problem)
     return message
 
 
