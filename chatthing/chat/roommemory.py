@@ -17,10 +17,9 @@ go first of empty rooms, then of the oldest frames of the fullest ones
 """
 
 import json
-from collections import deque
 from typing import Callable, Iterator
 
-from ..live import Stream
+from ..live import BoundedLog, Stream
 from .said import Said
 
 #: Bytes of stream frames one room keeps for pages that resume (about 40
@@ -83,33 +82,42 @@ def entryBytes(said: Said) -> int:
 class History:
     """
     A room's last messages, oldest first: at most C{count} of them, and at
-    most C{maxBytes} of their encoded entries (the oldest go first).
+    most C{maxBytes} of their encoded entries (the oldest go first), in a
+    L{BoundedLog} of each with its size, worked out once.
 
     @ivar heldBytes: the bytes of the entries kept.
     """
 
     def __init__(self, count: int, maxBytes: int) -> None:
-        self.count = count
-        self.maxBytes = maxBytes
-        self.heldBytes = 0
-        self._entries: deque[tuple[Said, int]] = deque()
+        self._log: BoundedLog[tuple[Said, int]] = BoundedLog(_storedSize, count, maxBytes)
 
     def __iter__(self) -> Iterator[Said]:
-        return (entry for entry, _ in self._entries)
+        return (entry for entry, _ in self._log)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._log)
 
     def __getitem__(self, index: int) -> Said:
-        return self._entries[index][0]
+        return self._log[index][0]
+
+    @property
+    def count(self) -> int:
+        return self._log.maxCount
+
+    @property
+    def heldBytes(self) -> int:
+        return self._log.heldBytes
+
+    @property
+    def maxBytes(self) -> int:
+        return self._log.maxBytes or 0
+
+    @maxBytes.setter
+    def maxBytes(self, maxBytes: int) -> None:
+        self._log.maxBytes = maxBytes
 
     def append(self, entry: Said) -> None:
-        size = entryBytes(entry)
-        self._entries.append((entry, size))
-        self.heldBytes += size
-        while len(self._entries) > self.count:
-            self._dropOldest()
-        self.trimBytes(self.maxBytes)
+        self._log.append((entry, entryBytes(entry)))
 
     def trimBytes(self, maxBytes: int) -> int:
         """
@@ -118,13 +126,12 @@ class History:
         @return: how many bytes were let go.
         """
         before = self.heldBytes
-        while self._entries and self.heldBytes > maxBytes:
-            self._dropOldest()
+        self._log.trim(maxBytes)
         return before - self.heldBytes
 
-    def _dropOldest(self) -> None:
-        _, size = self._entries.popleft()
-        self.heldBytes -= size
+
+def _storedSize(entry: tuple[Said, int]) -> int:
+    return entry[1]
 
 
 class RoomBytes:

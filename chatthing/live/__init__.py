@@ -13,6 +13,7 @@ plain element factory is adapted to one (L{CallableApplication}).
 from ._app import CallableApplication, ILiveApplication, LiveApplication
 from ._appcheck import AppCheckFailed, checkElementModule
 from ._assets import assetFolder
+from ._boundedlog import BoundedLog
 from ._apps import ElementUnavailable
 from ._element import LiveElement
 from ._errors import (
@@ -89,4 +90,6 @@ __all__ = [
     "MAX_STATE_BYTES",
     "StateFile",
     "StateKeeper",
+    # What an application keeps for newcomers, bounded like a stream's frames:
+    "BoundedLog",
 ]

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from . import _wire
+from ._boundedlog import BoundedLog
 from ._metrics import UNMEASURED, LiveMetrics
 
 #: While a page's call runs: C{"SESSION:SEQ"}, naming that call for as long
@@ -62,24 +63,31 @@ class Stream:
     #: The metrics of the site whose sessions subscribe (set as they do).
     metrics: LiveMetrics = UNMEASURED
     fallback: "Stream | None" = None
-    #: The most bytes of frames kept for replay (L{None}: only C{history}
-    #: bounds them).
-    maxBytes: int | None = None
 
     def __init__(self, name: str, history: int = 1000) -> None:
         self.name = name
         self.offset = 0
-        self.heldBytes = 0
-        # A list, not a deque: a page's own stream holds a frame or two,
-        # and a deque allocates room for 64 however few it holds.
-        self._history: list[tuple[int, PreparedMessage]] = []
-        self._keep = history
+        self._history: BoundedLog[tuple[int, PreparedMessage]] = BoundedLog(_frameBytes, history)
+        # Frames up to this offset may be forgotten: no page further
+        # behind can be caught up.
         self._complete = 0
         self._subscribers: dict[Any, None] = {}
         self._observers: list[StreamObserver] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} at {self.offset}>"
+
+    @property
+    def heldBytes(self) -> int:
+        return self._history.heldBytes
+
+    @property
+    def maxBytes(self) -> int | None:
+        """
+        The most bytes of frames kept for replay (L{None}: only C{history}
+        bounds them); see L{limitBytes}.
+        """
+        return self._history.maxBytes
 
     def subscribe(self, subscriber: StreamSubscriber) -> None:
         self._subscribers[subscriber] = None
@@ -138,20 +146,19 @@ class Stream:
         started = perf_counter()
         message = self.prepare(offset, method, args)
         self.offset = offset
-        self._history.append((offset, message))
-        self.heldBytes += len(message.payloadHybi)
-        if len(self._history) > self._keep:
-            self._forgetOldest()
-        if self.maxBytes is not None:
-            self.trimBytes(self.maxBytes)
+        forgotten = self._history.append((offset, message))
+        if forgotten is not None:  # L{_forgot}, inline: every call emitted passes here
+            self._complete = forgotten[0]
         self._tellObservers(method, args)
         self.fanOut(offset, message)
         self.metrics.emitted(len(self._subscribers), perf_counter() - started)
 
-    def _forgetOldest(self) -> None:
-        at, message = self._history.pop(0)
-        self._complete = at
-        self.heldBytes -= len(message.payloadHybi)
+    def _forgot(self, newest: tuple[int, PreparedMessage] | None) -> None:
+        """
+        The frames up to C{newest} were forgotten (if it is not L{None}).
+        """
+        if newest is not None:
+            self._complete = newest[0]
 
     def limitBytes(self, maxBytes: int) -> None:
         """
@@ -159,7 +166,7 @@ class Stream:
         L{fallback}): past that the oldest are forgotten, and a page that
         missed them cannot resume.
         """
-        self.maxBytes = maxBytes
+        self._history.maxBytes = maxBytes
         self.trimBytes(maxBytes)
         if self.fallback is not None:
             self.fallback.limitBytes(maxBytes)
@@ -171,8 +178,7 @@ class Stream:
         @return: how many bytes were let go.
         """
         before = self.heldBytes
-        while self._history and self.heldBytes > maxBytes:
-            self._forgetOldest()
+        self._forgot(self._history.trim(maxBytes))
         return before - self.heldBytes
 
     def trim(self) -> int:
@@ -256,12 +262,13 @@ class Stream:
             raise ValueError(f"the saved state of stream {self.name!r} is not one a stream saves")
         if self.offset or self._history:
             raise ValueError(f"stream {self.name!r} has emitted already")
-        self._history = [(at, PreparedMessage(text.encode("utf-8"), isBinary=False, applyMask=False,
-                                              doNotCompress=True)) for at, text in frames]
-        self.heldBytes = sum(len(message.payloadHybi) for _, message in self._history)
         self.offset, self._complete = offset, complete
-        if self.maxBytes is not None:
-            self.trimBytes(self.maxBytes)
+        # Within this stream's bounds, which may be smaller than the saved
+        # one's.
+        for at, text in frames:
+            self._forgot(self._history.append(
+                (at, PreparedMessage(text.encode("utf-8"), isBinary=False, applyMask=False,
+                                     doNotCompress=True))))
 
 
 class PassingStream(Stream):
@@ -283,6 +290,13 @@ class PassingStream(Stream):
 
     def since(self, offset: int) -> list:
         return []
+
+
+def _frameBytes(entry: tuple[int, PreparedMessage]) -> int:
+    """
+    What a frame kept for replay holds: the bytes of its encoded frame.
+    """
+    return len(entry[1].payloadHybi)
 
 
 def _prepare(frame: dict[str, Any]) -> PreparedMessage:
