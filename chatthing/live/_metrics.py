@@ -61,7 +61,7 @@ class LiveMetrics:
             "live_calls_received", "Calls received from pages, by method (methods "
             f"that are not exposed count as {OTHER_METHOD!r}); re-sent calls are not counted twice.",
             ["method"], registry=r)
-        self._callsByMethod: dict[str, Any] = {OTHER_METHOD: self._calls.labels(OTHER_METHOD)}
+        self._callsByMethod = _ByLabel(self._calls, OTHER_METHOD)
         deliveries = Counter(
             "live_deliveries", "Frames sent to pages, counted once each when sent (replays "
             "after a resume are not counted again): direct (a session's calls, results and "
@@ -80,7 +80,7 @@ class LiveMetrics:
             "RateLimited, TooManyPendingCalls...) and the application's own refusals; "
             "ServerError for exposed methods that raised something else.",
             ["kind"], registry=r)
-        self._errorsByKind: dict[str, Any] = {}
+        self._errorsByKind = _ByLabel(self._errors)
         self._cutOffs = Counter(
             "live_slow_consumer_cutoffs", "Connections cut off because their page stopped "
             "reading (too many bytes waiting for it).", registry=r)
@@ -90,7 +90,7 @@ class LiveMetrics:
             "PartialBudget (the most held in unfinished messages when all together "
             "were over --max-partial-bytes: 1009), MessageTooBig (a message declared over the hard "
             "size limit: 1009).", ["kind"], registry=r)
-        self._budgetClosesByKind: dict[str, Any] = {}
+        self._budgetClosesByKind = _ByLabel(self._budgetCloses)
         self._fanOut = Histogram(
             "live_stream_fanout_seconds", "Seconds one Stream.emit took: encoding one call and "
             "writing it to the connection of every page subscribed (not the time until pages "
@@ -117,11 +117,7 @@ class LiveMetrics:
         """
         A page called C{method}, which is exposed; L{None} if it is not.
         """
-        name = method or OTHER_METHOD
-        child = self._callsByMethod.get(name)
-        if child is None:
-            child = self._callsByMethod[name] = self._calls.labels(name)
-        child.inc()
+        self._callsByMethod.inc(method or OTHER_METHOD)
 
     def sent(self) -> None:
         self._direct.inc()
@@ -140,10 +136,7 @@ class LiveMetrics:
         """
         A frame or call was refused with an error of class C{kind}.
         """
-        child = self._errorsByKind.get(kind)
-        if child is None:
-            child = self._errorsByKind[kind] = self._errors.labels(kind)
-        child.inc()
+        self._errorsByKind.inc(kind)
 
     def cutOff(self) -> None:
         self._cutOffs.inc()
@@ -152,9 +145,27 @@ class LiveMetrics:
         """
         A connection was closed for going over the budget C{kind}.
         """
-        child = self._budgetClosesByKind.get(kind)
+        self._budgetClosesByKind.inc(kind)
+
+
+class _ByLabel:
+    """
+    The children of a counter with one label, each bound the first time
+    its value is counted (or in advance, so that it reads 0 until then),
+    never again: C{labels()} checks its values and takes a lock, too much
+    for every call a page makes.
+    """
+
+    __slots__ = ("counter", "_children")
+
+    def __init__(self, counter: Counter, *bound: str) -> None:
+        self.counter = counter
+        self._children: dict[str, Any] = {value: counter.labels(value) for value in bound}
+
+    def inc(self, value: str) -> None:
+        child = self._children.get(value)
         if child is None:
-            child = self._budgetClosesByKind[kind] = self._budgetCloses.labels(kind)
+            child = self._children[value] = self.counter.labels(value)
         child.inc()
 
 
