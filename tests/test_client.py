@@ -311,3 +311,35 @@ async def test_closeWhileConnecting(chatServer):
         await withDeadline(connecting)
     await eventually(lambda: not chatServer.connections, "the server to see no connection")
     assert client.state == State.DISCONNECTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_aListenerThatRaisesIsLoggedAndTheOthersAreTold(chatServer):
+    """A welcome or state listener that raises is logged, each time, and the listeners after it are told all the same."""
+    from twisted.logger import Logger, formatEvent
+
+    client = LiveClient(chatServer.wsUrl)
+    events: list[dict] = []
+    client.log = Logger(observer=events.append)
+    welcomes: list[dict] = []
+    states: list[str] = []
+
+    def broken(news) -> None:
+        raise ValueError("a listener's own bug")
+
+    client.onWelcome(broken)
+    client.onWelcome(welcomes.append)
+    client.onStateChange(broken)
+    client.onStateChange(states.append)
+    await withDeadline(client.connect())
+    try:
+        # connect() fires with the welcome before the listeners are told.
+        await eventually(lambda: welcomes, "the welcome listener to be told")
+        assert [welcome["session"] for welcome in welcomes] == [client.session]
+        assert states == [State.CONNECTED]
+        failed = [formatEvent(event).split(": ", 1)[1] for event in events if "log_failure" in event]
+        assert sorted(failed) == ["state listener failed", "welcome listener failed"]
+        assert all(event["log_failure"].check(ValueError) for event in events if "log_failure" in event)
+    finally:
+        await withDeadline(client.close())
+    assert states == [State.CONNECTED, State.DISCONNECTED]

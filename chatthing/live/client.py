@@ -377,11 +377,7 @@ class LiveClient:
         self._connected()
         if self._firstWelcome is not None and not self._firstWelcome.called:
             self._firstWelcome.callback(frame)
-        for listener in list(self._welcomeListeners):
-            try:
-                listener(frame)
-            except Exception:
-                self.log.failure("{client}: welcome listener failed", client=self)
+        self._tell(self._welcomeListeners, frame, "welcome")
 
     def _useUrls(self, urls: list[str]) -> None:
         """
@@ -469,8 +465,15 @@ class LiveClient:
         if self.state == state:
             return
         self.state = state
-        for listener in list(self._stateListeners):
+        self._tell(self._stateListeners, state, "state")
+
+    def _tell(self, listeners: list[Callable[[Any], Any]], news: Any, kind: str) -> None:
+        """
+        Call each of C{listeners} (of C{kind}) with C{news}: one that raises
+        is logged, and the others are told all the same.
+        """
+        for listener in list(listeners):
             try:
-                listener(state)
+                listener(news)
             except Exception:
-                self.log.failure("{client}: state listener failed", client=self)
+                self.log.failure("{client}: {kind} listener failed", client=self, kind=kind)
