@@ -31,7 +31,7 @@ from .meter import Meter, residentBytes
 from .progress import ProgressBar
 from .presence import Presence
 from .rawclient import RawPage
-from .traffic import STALL_SECONDS, pause, settle
+from .traffic import Stall, pause, settle
 
 #: Pages connecting from each loopback source address.
 PAGES_PER_SOURCE = 10000
@@ -71,19 +71,16 @@ def stormPlans(targets: list[Target], count: int, room: str, prefix: str,
 async def waitForEveryone(reactor, crowd: Crowd, presence: Presence) -> bool:
     """
     Wait until every open page sees every name, or the server has sent
-    nothing for L{STALL_SECONDS}, or L{PRESENCE_DEADLINE} passed: whether
+    nothing for a while (L{Stall}), or L{PRESENCE_DEADLINE} passed: whether
     all did.
     """
     progress = ProgressBar("join storm: seeing everyone", len(crowd.pages))
     deadline = time.monotonic() + PRESENCE_DEADLINE
-    frames, lastFrame = crowd.frames(), time.monotonic()
+    stall = Stall(crowd)
     while presence.complete < len(crowd.pages) and time.monotonic() < deadline:
         await pause(reactor, POLL_SECONDS)
         progress.update(presence.complete)
-        count = crowd.frames()
-        if count != frames:
-            frames, lastFrame = count, time.monotonic()
-        elif time.monotonic() - lastFrame > STALL_SECONDS:
+        if stall.stalled():
             break
     progress.update(presence.complete)
     progress.finish()

@@ -53,6 +53,24 @@ def pause(reactor, seconds: float) -> Deferred:
     return task.deferLater(reactor, seconds, lambda: None)
 
 
+class Stall:
+    """
+    Whether the server has stopped sending a crowd's pages anything: no
+    frame for L{STALL_SECONDS}, looked at as often as a wait likes.
+    """
+
+    def __init__(self, crowd: Crowd) -> None:
+        self.crowd = crowd
+        self._frames, self._since = crowd.frames(), time.monotonic()
+
+    def stalled(self) -> bool:
+        frames = self.crowd.frames()
+        if frames != self._frames:
+            self._frames, self._since = frames, time.monotonic()
+            return False
+        return time.monotonic() - self._since > STALL_SECONDS
+
+
 def sweepEvery(crowd: Crowd, interval: float) -> None:
     """
     Read the crowd's counting pages every C{interval} seconds (see
@@ -136,17 +154,14 @@ async def drain(reactor, crowd: Crowd, expected: int, meter: Meter) -> tuple[int
     """
     sweepEvery(crowd, 0)  # count the last ones as they come
     heard, lastHeard = crowd.deliveries(), meter.read()
-    frames, lastFrame = crowd.frames(), time.monotonic()
+    stall = Stall(crowd)
     deadline = time.monotonic() + DRAIN_DEADLINE
     while heard < expected and time.monotonic() < deadline:
         await pause(reactor, POLL_SECONDS)
         now = crowd.deliveries()
         if now != heard:
             heard, lastHeard = now, meter.read()
-        count = crowd.frames()
-        if count != frames:
-            frames, lastFrame = count, time.monotonic()
-        elif time.monotonic() - lastFrame > STALL_SECONDS:
+        if stall.stalled():
             break
     return heard, lastHeard
 
