@@ -29,7 +29,7 @@ class BoundedLog(Generic[E]):
 
     @ivar maxCount: the most entries kept.
     @ivar maxBytes: the most bytes kept (L{None}: only C{maxCount} bounds
-        them); the next L{append} or L{trim} holds to a new value.
+        them); a new value (or C{maxCount}) holds from the next L{append}.
     @ivar heldBytes: the sum of the sizes of the entries kept.
     """
 
