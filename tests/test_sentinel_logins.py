@@ -67,6 +67,14 @@ async def test_loginsRefusedUntilAReplicaHasThem(startTwistd, tmp_path):
             other = await group.page(server)
             taken = [await other.call("setUsername", f"user{n}") for n in range(PAGES)]
             assert [a["error"]["name"] for a in taken] == ["UsernameTaken"] * PAGES, taken
+            # A change of name with no replica: refused, the old name kept (and held), the new one free.
+            replica.stop()
+            renamed = await pages[0].call("say", "/nick renamed")
+            assert renamed["type"] == "error" and renamed["error"]["name"] == "BackplaneDown", renamed
+            assert (await other.call("setUsername", "user0"))["error"]["name"] == "UsernameTaken"
+            still = await pages[0].call("setUsername", "user0")  # answered with the name it has
+            assert still == {**still, "type": "result", "value": "user0"}, still
+            assert held(primary) == PAGES
         finally:
             await group.stop()
     finally:
