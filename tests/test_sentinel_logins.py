@@ -9,9 +9,9 @@ hash) and its session's record with the name are on a replica too
 (C{WAIT}, as a send is): a failover, which promotes a replica, cannot take
 an answered login along.
 
-- With no replica, logins are refused with a clear error, and nothing is
-  left held: the name is free, and the page may log in again once a
-  replica is there.
+- With no replica, logins are refused with a clear error (the page shows
+  it under the login box), and nothing is left held: the name is free, and
+  the page may log in again once a replica is there.
 - The primary (and the process the pages logged in on) killed right after
   the logins: after the failover every name is still held (nobody else can
   take it) and every page resumes its session, with its name, on the other
@@ -23,6 +23,8 @@ a deadline.
 
 import pytest_twisted
 from cluster import Cluster, RedisServer, needRedis, wsUrl
+from playwright.sync_api import expect
+from test_browser import browser, openChat  # noqa: F401  (fixtures)
 from conftest import eventually
 from test_sentinel import FAILOVER_DEADLINE, connections, sentinelCluster, sentinelSet, syncedReplica  # noqa: F401
 from twisted.internet import threads
@@ -151,3 +153,29 @@ async def test_noAnsweredLoginLostWhenTheReplicasLag(sentinelSet, sentinelCluste
         await pages[n].resume()  # a new session: nothing of the refused login was kept
         again.append(await pages[n].call("setUsername", f"user{n}"))
     assert [answer["type"] for answer in again] == ["result"] * len(refused), again
+
+
+def test_pageShowsAnUnconfirmedLogin(startTwistd, tmp_path, openChat):
+    """In Chromium, a login no replica confirms is refused with a sentence under the login box; once a replica is in
+    sync the same page logs in with that name."""
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    replica = None
+    primary.start()
+    try:
+        server = startTwistd("--redis", primary.url, "--redis-replicas", "1", "--redis-replica-wait", "0.5")
+        server.waitForLog("connected to Redis at")
+        chat = openChat(url=server.url)
+        chat.tryName("alice")
+        expect(chat.page.locator('[name="loginError"]')).to_have_text(
+            "The server could not confirm that its store kept your name (it may be changing over to a "
+            "standby); please try again in a moment.")
+        expect(chat.page.locator('[name="username"]')).to_be_visible()
+        assert held(primary) == 0
+        replica = syncedReplica(primary, tmp_path / "replica")
+        chat.login("alice")
+        assert held(primary) == 1
+    finally:
+        if replica is not None:
+            replica.stop()
+        primary.stop()
