@@ -444,7 +444,10 @@ async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
         server, = group.start(1, "--redis-replicas", "1", "--redis-replica-wait", "2")
         try:
             server.waitForLog("connected to Redis at")
+            # A login too waits for a replica (test_sentinel_logins): one while alice logs in.
+            first = await threads.deferToThread(syncedReplica, primary, tmp_path / "first")
             alice = await group.chatClient(server, "alice")
+            first.stop()
             with pytest.raises(RemoteError) as refused:
                 await withDeadline(alice.say("nobody keeps a copy"), 10)
             assert refused.value.name == "BackplaneDown"

@@ -281,3 +281,100 @@ async def main(reactor):
 
 task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
 """
+
+
+@pytest_twisted.ensureDeferred
+async def test_callWhoseAnswerTheDrainCutOffIsAnsweredOnceAfterRestart(onePort, tmp_path):
+    """A page's say that ran but whose answer never reached the page before the drain closed its connection: after a
+    restart with the state file the page sends it again (rerun) and gets one answer, and the line is said once."""
+    from chatthing.live.testing import LiveTestClient
+
+    options = ("--state-file", str(tmp_path / "state.json"), "--drain-seconds", "0", "--grace-period", "30")
+    first = onePort.start(*options)
+    alice = await LiveTestClient.connect(first.wsUrl)
+    bob = await LiveTestClient.connect(first.wsUrl)
+    try:
+        for page, name in ((alice, "alice"), (bob, "bob")):
+            assert (await page.call("setUsername", name))["type"] == "result"
+        # alice reads nothing more: the answer to her say stays unread at her end.
+        alice.protocol.transport.pauseProducing()
+        ident = alice.startCall("say", "said once")
+        await bob.waitFor(lambda: ["alice", "said once"] in [args[:2] for args in bob.calls("displayUserMessage")],
+                          "bob to hear alice's line")
+        await onePort.sigterm(first)
+        first.waitForLog(r"saved 2 session\(s\) to the state file")
+        alice.drop()  # what she had not read is lost with the connection
+        await alice.closed()
+        assert [f for f in alice.frames if f.get("id") == ident and f["type"] in ("result", "error")] == []
+        second = onePort.start(*options)
+        assert int(second.waitForLog(RESUMING).group(1)) == 2
+        resumed = await alice.resume()
+        assert resumed["type"] == "resumed" and resumed.get("restarted") is True, resumed
+        answer = await alice.answerTo(ident, "the answer to the say sent again")
+        assert answer["type"] == "result", answer
+        await bob.resume()
+        carol = await LiveTestClient.connect(second.wsUrl)
+        history = await carol.waitFor(lambda: carol.calls("displayHistory"), "carol's history")
+        said = Counter(tuple(entry[1:3]) for entry in history[0][0])
+        assert said[("alice", "said once")] == 1, history
+        assert len([f for f in alice.frames if f.get("id") == ident and f["type"] in ("result", "error")]) == 1
+        assert alice.duplicates == 0
+    finally:
+        for page in (alice, bob):
+            page.drop()
+
+
+def test_callsSentAgainAfterRestartAreAnsweredNotRun():
+    """A restored session answers each call its page sends again (rerun) that the predecessor had run: with the
+    predecessor's answer the page never got, or ServerRestarted for one still running when it saved; none runs twice."""
+    from test_live_units import FakeConnection
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from chatthing.live import LiveElement, LiveSettings, expose
+    from chatthing.live._session import LiveSession
+
+    class Counting(LiveElement):
+        def __init__(self):
+            self.ran = []
+
+        @expose
+        def echo(self, value):
+            self.ran.append(value)
+            return value
+
+        @expose
+        def slow(self):
+            self.ran.append("slow")
+            return Deferred()  # still running when the process stops
+
+    def session(element):
+        made = LiveSession("sess", element, LiveSettings(gracePeriod=30), Clock(), lambda s: None)
+        element._liveAttach(made)
+        return made
+
+    before = Counting()
+    old = session(before)
+    old.attach(FakeConnection())
+    calls = [{"type": "call", "id": 0, "method": "echo", "args": ["hi"], "seq": 1},
+             {"type": "call", "id": 1, "method": "slow", "args": [], "seq": 2}]
+    for frame in calls:
+        old.receive(frame)
+    saved = json.loads(json.dumps(old.answersNotReceived()))  # as the state file keeps them
+    assert (old.receivedSeq, saved, before.ran) == (2, [{"type": "result", "id": 0, "value": "hi"}], ["hi", "slow"])
+
+    after = Counting()
+    new = session(after)
+    new.adopted = True
+    new.restartAfter(old.receivedSeq, saved)
+    page = FakeConnection()
+    assert new.resume(page, 0, {}) is None
+    for frame in calls + [{"type": "call", "id": 2, "method": "echo", "args": ["new"], "seq": 3}]:
+        new.receive(frame)
+    assert after.ran == ["new"]
+    assert [{k: v for k, v in f.items() if k != "seq"} for f in page.frames[1:]] == [
+        {"type": "result", "id": 0, "value": "hi"},
+        {"type": "error", "id": 1, "error": {"name": "ServerRestarted", "message":
+         "the server restarted before answering this call; it may or may not have been done"}},
+        {"type": "result", "id": 2, "value": "new"},
+    ]

@@ -118,6 +118,16 @@ class Roster(Protocol):
             holds the name, or L{BackplaneDown}.
         """
 
+    def confirm(self, holder: Any) -> Deferred:
+        """
+        Once the application has taken C{holder}'s L{hold} up (and saved
+        its session with the name): a L{Deferred} firing once both would
+        outlive the loss of the store's server (its replicas have them), so
+        that a page is told it has the name only then; failing with
+        L{BackplaneDown} if that cannot be confirmed (the application lets
+        go of the name and tells the page).
+        """
+
     def restore(self, holder: Any, name: str, group: str, stream: Stream,
                 onLeave: list[Call]) -> None:
         """

@@ -38,6 +38,10 @@ class MemoryRoster:
         self._held[holder] = (name, group, stream)
         return succeed(None)
 
+    def confirm(self, holder: Any) -> Deferred:
+        # Nothing outlives this process: nothing to wait for.
+        return succeed(None)
+
     def publishChanges(self, group: str, stream: Stream, calls: list[Call],
                        joined: list[str], left: list[str]) -> Deferred | None:
         shown = self._groups.setdefault(group, {})

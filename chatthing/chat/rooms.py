@@ -238,17 +238,23 @@ class Room:
             self._loggingIn -= 1
             return result
 
-        def held(_: Any) -> str:
-            self._online[name.casefold()] = chatter
+        def held(_: Any) -> Deferred:
+            # The page is told once the name and the session's record with
+            # it would outlive a failover of the store (roster.confirm).
             chatter.username = name
             chatter.sessionStateChanged()
-            self.log.info("{user} joined {room}", user=name, room=self.name)
-            self.throttle.batch.joined(name)
-            self.throttle.changed()
+            return self.backplane.roster.confirm(chatter).addCallbacks(
+                confirmed, self._unconfirmed, errbackArgs=(chatter, None))
+
+        def confirmed(_: Any) -> str:
+            if chatter in self.chatters:  # else leave() let go of the name
+                self._online[name.casefold()] = chatter
+                self.log.info("{user} joined {room}", user=name, room=self.name)
+                self.throttle.batch.joined(name)
+                self.throttle.changed()
             return name
 
-        d = self._hold(chatter, name)
-        return d.addBoth(done).addCallback(held)
+        return self._hold(chatter, name).addCallback(held).addBoth(done)
 
     def rename(self, chatter: Chatter, username: str) -> Deferred:
         """
@@ -262,19 +268,58 @@ class Room:
         if name == old:
             return succeed(name)
 
-        def held(_: Any) -> str:
+        def held(_: Any) -> Deferred:
             self._online = {
                 (name.casefold() if element is chatter else key): element
                 for key, element in self._online.items()
             }
             chatter.username = name
             chatter.sessionStateChanged()
+            return self.backplane.roster.confirm(chatter).addCallbacks(
+                confirmed, self._unconfirmed, errbackArgs=(chatter, old))
+
+        def confirmed(_: Any) -> str:
             self.log.info("{old} is now {new} in {room}", old=old, new=name, room=self.name)
             self.throttle.batch.renamed(old, name)
             self.throttle.changed()
             return name
 
         return self._hold(chatter, name).addCallback(held)
+
+    def _unconfirmed(self, failure: Failure, chatter: Chatter, old: str | None) -> Failure | Deferred:
+        """
+        The store did not confirm C{chatter}'s new name: go back to its
+        C{old} one (holding it again) or to none, so that what the page is
+        told (the failure) is what is held; a name left in Redis on a
+        connection now gone is let go of when this process reconnects.
+        """
+        name = chatter.username
+        if chatter not in self.chatters or name is None:
+            return failure  # left meanwhile: leave() let go of the name
+        self._online.pop(name.casefold(), None)
+        chatter.username = None
+        if old is None:
+            chatter.sessionStateChanged()
+            self.backplane.roster.release(chatter).addErrback(lambda _: None)
+            return failure
+
+        def back(_: Any) -> Failure:
+            self._online[old.casefold()] = chatter
+            chatter.username = old
+            chatter.sessionStateChanged()
+            return failure
+
+        def lost(why: Failure) -> Failure:
+            # Neither name held: logged out (its next call says so).
+            self.log.warn("{user} in {room} lost the name: {why}", user=old, room=self.name,
+                          why=why.getErrorMessage())
+            chatter.sessionStateChanged()
+            self.backplane.roster.release(chatter).addErrback(lambda _: None)
+            self.throttle.batch.left(old)
+            self.throttle.changed()
+            return failure
+
+        return self._hold(chatter, old).addCallbacks(back, lost)
 
     def _hold(self, chatter: Chatter, name: str) -> Deferred:
         # Once the room's stream is ready: a page that opened the room on
@@ -314,6 +359,9 @@ class Room:
                     "could not let go of {user}'s name", failure, user=name))
                 self.throttle.batch.left(name)
                 self.throttle.changed()
+        elif name is not None and not isinstance(reason, SessionMoved):
+            # Its login is still being confirmed: nobody was told of it.
+            self.backplane.roster.release(chatter).addErrback(lambda _: None)
         if not self.chatters:
             # Nobody left who could resume: the frames kept for that go.
             self.bytes.account(dropReplay=True)

@@ -48,6 +48,10 @@ class PageFrames:
     _acks: AckSchedule
     _awaitingAnswer: dict[int, Deferred]
     _running: int
+    #: The answers this session's predecessor (C{--state-file}) gave to
+    #: calls its page had not got, by call id (L{answerAgain}); L{None}
+    #: for any other session (a class default: no room taken per page).
+    _answersAgain: dict[int, dict[str, Any]] | None = None
 
     def send(self, frame: dict[str, Any]) -> None:
         """
@@ -81,6 +85,8 @@ class PageFrames:
         seq = frame.seq
         if seq is not None:
             if seq <= self._receivedSeq:
+                if self._answersAgain is not None and isinstance(frame, _wire.Call):
+                    self.answerAgain(frame.id)
                 return  # re-sent after a reconnection; already run
             self._receivedSeq = seq
             self._acks.received()
@@ -102,6 +108,21 @@ class PageFrames:
             self._answer(frame.id).callback(frame.value)
         else:
             self._answer(frame.id).errback(RemoteError(frame.name, frame.message))
+
+    def answerAgain(self, ident: int) -> None:
+        """
+        The page sent again the call C{ident}, which this session's
+        predecessor ran (or was running) before it stopped, and never got
+        its answer (the drain closed the connection first): answer it with
+        what the predecessor answered or, if it had no answer yet, with a
+        C{ServerRestarted} error -- never run it twice.
+        """
+        assert self._answersAgain is not None
+        frame = self._answersAgain.pop(ident, None)
+        if frame is None:
+            frame = _wire.errorFrame(ident, "ServerRestarted", "the server restarted before "
+                                     "answering this call; it may or may not have been done")
+        self.send(frame)
 
     def _acknowledge(self) -> None:
         if self.connection is not None:

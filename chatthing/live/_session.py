@@ -4,7 +4,8 @@ any one connection.  What it does with the frames the page sends is its
 base class's job (L{PageFrames}, in C{_receiving}).
 """
 
-from typing import Any, Callable
+import json
+from typing import Any, Callable, Iterable
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet.defer import Deferred, fail
@@ -198,14 +199,33 @@ class LiveSession(PageFrames):
         """
         return self._receivedSeq
 
-    def restartAfter(self, receivedSeq: int) -> None:
+    def restartAfter(self, receivedSeq: int, answers: Iterable[dict[str, Any]] = ()) -> None:
         """
         This session was saved by this process's predecessor, which had run
-        the page's frames up to C{receivedSeq}: run none of them again, and
-        tell the page, when it resumes, that the server restarted.
+        the page's frames up to C{receivedSeq}: run none of them again
+        (a call of those the page sends again gets its answer from
+        C{answers}, L{answersNotReceived} of the predecessor's session: see
+        L{answerAgain}), and tell the page, when it resumes, that the
+        server restarted.
         """
         self._receivedSeq = receivedSeq
+        self._answersAgain = {answer["id"]: answer for answer in answers}
         self.restarted = True
+
+    def answersNotReceived(self) -> list[dict[str, Any]]:
+        """
+        The answers to the page's calls that it has not acknowledged (a
+        drain closed its connection before they reached it), as frames
+        without their numbers: saved with the session (C{--state-file}) so
+        that the successor gives them when the page sends the calls again.
+        """
+        answers = []
+        for payload in self._sent.since(self._sent.ackedSeq) or []:
+            frame = json.loads(payload)
+            if frame.get("type") in (_wire.RESULT, _wire.ERROR) and type(frame.get("id")) is int:
+                del frame["seq"]
+                answers.append(frame)
+        return answers
 
     def awaitPage(self) -> None:
         """

@@ -176,7 +176,7 @@ class StateKeeper(Service):
             state = None if session.ended else session.element.sessionState()
             if state is not None:
                 sessions.append({"session": session.ident, "page": session.page, "state": state,
-                                 "seq": session.receivedSeq})
+                                 "seq": session.receivedSeq, "answers": session.answersNotReceived()})
         try:
             written = self.file.write({"sessions": sessions,
                                        "app": self.app.saveState() if self.app is not None else None})
@@ -208,18 +208,19 @@ class StateKeeper(Service):
             self.log.info("the state file {path} is {age:.0f}s old, more than the grace period: "
                           "its {count} session(s) have expired", path=path, age=age, count=len(sessions))
             return
-        for ident, record in sessions:
+        for ident, record, answers in sessions:
             d = self.factory.adoptSession(ident, record)
-            d.addCallback(_restarted, record.receivedSeq)
+            d.addCallback(_restarted, record.receivedSeq, answers)
             d.addErrback(lambda failure, ident=ident: self.log.failure(
                 "could not restore session {ident}", failure, ident=cut(ident[:6])))
         self.log.info("resuming {count} session(s) from the state file {path}, saved {age:.1f}s ago",
                       count=len(sessions), path=path, age=age)
 
 
-def _records(saved: Any) -> list[tuple[str, SessionRecord]]:
+def _records(saved: Any) -> list[tuple[str, SessionRecord, list[dict[str, Any]]]]:
     """
-    The sessions of a state file, checked.
+    The sessions of a state file, checked, each with the answers its page
+    had not got (none in a file saved before they were kept).
 
     @raise ValueError: if one is not as L{StateKeeper.save} writes them.
     """
@@ -230,16 +231,30 @@ def _records(saved: Any) -> list[tuple[str, SessionRecord]]:
         if not (isinstance(entry, dict) and isinstance(entry.get("session"), str)
                 and isinstance(entry.get("page"), str) and type(entry.get("seq")) is int):
             raise ValueError("a session in it is not one a state file holds")
-        records.append((entry["session"], SessionRecord(entry["page"], entry.get("state"), entry["seq"])))
+        answers = entry.get("answers", [])
+        if not (isinstance(answers, list) and all(_isAnswer(answer) for answer in answers)):
+            raise ValueError("a session's answers in it are not answers to calls")
+        records.append((entry["session"], SessionRecord(entry["page"], entry.get("state"), entry["seq"]),
+                        answers))
     return records
 
 
-def _restarted(session: Any, receivedSeq: int) -> None:
+def _isAnswer(frame: Any) -> bool:
+    """
+    Whether C{frame} is an answer frame as L{LiveSession.answersNotReceived
+    <chatthing.live.LiveSession.answersNotReceived>} saves them.
+    """
+    return (isinstance(frame, dict) and frame.get("type") in ("result", "error")
+            and type(frame.get("id")) is int and "seq" not in frame)
+
+
+def _restarted(session: Any, receivedSeq: int, answers: list[dict[str, Any]]) -> None:
     """
     A session restored from the state file: it runs none of its page's
-    frames that its predecessor ran, its page is told the server restarted
+    frames that its predecessor ran (answering again those calls whose
+    answers the page had not got), its page is told the server restarted
     when it resumes, and it has one grace period to come.
     """
     if session is not None:
-        session.restartAfter(receivedSeq)
+        session.restartAfter(receivedSeq, answers)
         session.awaitPage()

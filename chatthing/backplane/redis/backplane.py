@@ -59,6 +59,7 @@ class _Handoff:
 
     def received(self, message: str) -> None:
         self.roster.held.pop(message, None)
+        self.roster.unconfirmed.pop(message, None)
         self.sessions.live.pop(message, None)
         self.sessions.movedAway(message)
 

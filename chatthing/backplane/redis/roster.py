@@ -29,6 +29,11 @@ LOGIN_WAIT = 3.0
 #: failed (the name would be held by nobody's login, for good).
 ROSTER_DEADLINE = COMMAND_TIMEOUT - ANSWER_MARGIN
 
+#: What a page whose login (or change of name) the replicas did not confirm
+#: is told (L{RedisRoster.confirm}).
+NOT_CONFIRMED = ("The server could not confirm that its store kept your name (it may be "
+                 "changing over to a standby); please try again in a moment.")
+
 
 def methodJSON(method: str) -> str:
     """
@@ -74,6 +79,8 @@ class RedisRoster:
     @ivar loginWait: seconds L{hold} waits for Redis before it refuses.
     @ivar unreleased: the holders whose leave Redis did not confirm (past
         its deadline, or unanswered): let go of again by L{resync}.
+    @ivar unconfirmed: for each holder whose last L{hold} L{confirm} has
+        not been asked about yet, the command connection it went to.
     """
 
     log = Logger()
@@ -84,6 +91,7 @@ class RedisRoster:
         self.loginWait = LOGIN_WAIT
         self.held: dict[str, tuple[str, str, SharedStream, list[Call]]] = {}
         self.unreleased: set[str] = set()
+        self.unconfirmed: dict[str, Any] = {}
         self._warnings = LogThrottle(time.monotonic)
 
     def usePresence(self, presence: Presence) -> None:
@@ -103,14 +111,18 @@ class RedisRoster:
                 raise BackplaneDown("Logins are paused while this server is cut off from the "
                                     "others; try again in a moment.")
             self.unreleased.discard(ident)
+            # The connection the script goes to: WAIT must be asked on it.
+            commands[0] = self.connection.commands
             return self._hold(ident, name, group, shared, onLeave, resync=False)
 
+        commands: list[Any] = [None]
         d.addCallback(connected)
 
         def held(result: Any) -> None:
             if result == 0:
                 raise NameTaken(f"the name {name!r} is taken")
             self.held[ident] = (name, group, shared, onLeave)
+            self.unconfirmed[ident] = commands[0]
 
         def failed(failure: Failure) -> Failure:
             if failure.check(CallRefused):
@@ -121,6 +133,33 @@ class RedisRoster:
             raise BackplaneDown(STORE_UNREACHABLE)
 
         return d.addCallback(held).addErrback(failed)
+
+    def confirm(self, holder: Any) -> Deferred:
+        """
+        Fire once C{holder}'s last L{hold}, and whatever this process wrote
+        before this call (the session's record, saved as the application
+        took the name), would outlive a failover: C{WAIT} for
+        C{connection.replicaWait.replicas} replicas (at once with none to
+        wait for) on the connection the hold went to.  Fails with
+        L{BackplaneDown} (L{NOT_CONFIRMED}) if they did not confirm it in
+        time, or if the connection changed since the hold: the new primary
+        may not have it, and a C{WAIT} there would confirm nothing of it.
+        """
+        ident = holder.sessionId
+        wrote = self.unconfirmed.pop(ident, None) if ident is not None else None
+        wait = self.connection.replicaWait
+        if not wait.replicas:
+            return succeed(None)
+        if wrote is None or wrote is not self.connection.commands:
+            self._warnings.warn(self.log, "confirm", "could not confirm a name: the connection "
+                                "to Redis changed since it was held")
+            return fail(BackplaneDown(NOT_CONFIRMED))
+
+        def refused(failure: Failure) -> None:
+            failure.trap(BackplaneDown)
+            raise BackplaneDown(NOT_CONFIRMED)
+
+        return wait.confirm(wrote).addErrback(refused)
 
     def _hold(self, ident: str, name: str, group: str, stream: SharedStream, onLeave: list[Call],
               resync: bool) -> Deferred:
@@ -198,8 +237,12 @@ class RedisRoster:
         if ident is None:
             return fail(BackplaneDown("the page was never attached"))
         self.held.pop(ident, None)
+        self.unconfirmed.pop(ident, None)
         if not self.connection.connected:
-            # Redis is told when it is back (see RedisSessions.resync).
+            # Redis is told when it is back (see RedisSessions.resync, for a
+            # session that ended, and resync here, for one that lives on:
+            # a page whose login was not confirmed).
+            self.unreleased.add(ident)
             return fail(BackplaneDown("Redis cannot be reached"))
         d = self._release(ident, self.connection.watchdog.redisTime(ROSTER_DEADLINE))
 
