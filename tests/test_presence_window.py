@@ -16,9 +16,11 @@ import pytest_twisted
 from cluster import wsUrl
 from conftest import eventually, presenceOf
 from test_presence_batch import connectAll, logIn
+from test_redis_backplane import Holder, Page, backplanes, openStream, startBackplane  # noqa: F401
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.task import Clock
 
+from chatthing.backplane import MemoryBackplane, Presence
 from chatthing.chat import Room
 from chatthing.chat.presence import PRESENCE_INTERVAL
 from chatthing.client import pagePath
@@ -192,3 +194,84 @@ async def test_twoProcessesOnRedisShowOneBoundedWindow(cluster):
             assert late.calls("updatePresence") == [[list(window), size]]
         perPage[room] = max(bytesOf(p) for p in pages)
     assert perPage["big"] < 1.2 * perPage["small"], perPage
+
+
+#: The terms of the roster tests: a window of three names.
+WINDOW_TERMS = Presence(changed="crowdMoved", listMax=3)
+
+#: Batches published one after the other (joined, left), and the change
+#: each publishes past three names: the window's, and the count.
+BATCHES = [
+    ((["a", "b"], []), [["a", "b"], []]),  # three or fewer: as a small room always was
+    ((["c", "d", "e"], []), [["c"], [], 5]),  # d and e join after the window's three
+    (([], ["a"]), [["d"], ["a"], 4]),  # the next by join order comes in
+    (([], ["e"]), [[], []]),  # outside the window; three again: everyone is listed
+    ((["f", "g"], []), [[], [], 5]),  # the window does not change: only the count
+]
+
+
+async def published(d) -> None:
+    """
+    Wait for what C{publishChanges} returned, if anything.
+    """
+    if d is not None:
+        await d
+
+
+async def publishBatches(roster, stream, page) -> list:
+    """
+    Publish L{BATCHES} with C{roster} on C{stream}; the changes C{page}
+    was sent.
+    """
+    for (joined, left), _ in BATCHES:
+        await published(roster.publishChanges("r", stream, [], joined, left))
+    await eventually(lambda: len(page.calls()) == len(BATCHES), "every batch")
+    return [args for _, _, args in page.calls()]
+
+
+@pytest_twisted.ensureDeferred
+async def test_theMemoryRosterPublishesTheWindowsChanges():
+    """Past three names the memory roster publishes the window's changes and the count (nothing
+    more), its members are the window and the count, and a name outside the window is found."""
+    backplane = MemoryBackplane(WINDOW_TERMS)
+    stream, page = backplane.stream("room:r", "room", 1000), Page()
+    stream.subscribe(page)
+    assert await publishBatches(backplane.roster, stream, page) == [change for _, change in BATCHES]
+    assert await backplane.roster.members("r", stream) == (["b", "c", "d"], stream.offset, 5)
+    assert await backplane.roster.lookup("r", "G") == "g"
+    assert await backplane.roster.lookup("r", "a") is None
+    assert backplane.roster.publishChanges("r", stream, [], ["g"], []) is None  # known already: nothing
+    assert len(page.calls()) == len(BATCHES)
+
+
+@pytest_twisted.ensureDeferred
+async def test_theRedisRosterPublishesTheSameWindow(redisServer, backplanes):  # noqa: F811
+    """The Redis roster, computing the window in its scripts from the shared list, publishes what
+    the memory roster does; when a process dies, the reaper's one batch tells the window's changes
+    and the count."""
+    a, b = [await startBackplane(redisServer, gracePeriod=0.5) for _ in range(2)]
+    backplanes += [a, b]
+    for backplane in (a, b):
+        backplane.roster.usePresence(WINDOW_TERMS)
+    (sa, pa), (sb, pb) = await openStream(a), await openStream(b)
+    assert await publishBatches(a.roster, sa, pb) == [change for _, change in BATCHES]
+    assert await b.roster.members("r", sb) == (["b", "c", "d"], sb.offset, 5)
+    assert await b.roster.lookup("r", "G") == "g" and await b.roster.lookup("r", "a") is None
+    # Process a's users hold the names shown; a stops beating and b's reaper ends them.
+    a.deadAfter = b.deadAfter = 1.0
+    for name in ["b", "c", "d", "f"]:
+        a.sessions.save(_session(f"s-{name}", name))
+        await a.roster.hold(Holder(f"s-{name}"), name, "r", sa, [])
+    await b.roster.hold(Holder("s-g"), "g", "r", sb, [])
+    a._heartbeat.stop()
+    await eventually(lambda: pb.calls()[-1][2] == [["g"], ["b", "c", "d"]], "the reaper's batch",
+                     deadline=15)
+    assert await b.roster.members("r", sb) == (["g"], sb.offset)
+
+
+def _session(ident: str, name: str):
+    """
+    A session as the runtime saves it: its id, page and element state.
+    """
+    return type("Session", (), {"ident": ident, "page": "/room/r", "element": type(
+        "E", (), {"sessionState": lambda self: {"username": name}})()})()

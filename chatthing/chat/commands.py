@@ -73,7 +73,10 @@ def who(chatter: Chatter, rest: str) -> Deferred | None:
             chatter.tell(f"{name} is in #{room.name}." if name is not None
                          else f"No one called {rest} is in #{room.name}.")
 
-        return room.lookup(rest).addCallback(found)
+        def failed(failure: Any) -> None:
+            chatter.tell(f"Could not look {rest} up right now; try again in a moment.")
+
+        return room.lookup(rest).addCallbacks(found, failed)
     here, count = room.presence(), room.presenceCount()
     more = f" and {count - len(here)} more" if count > len(here) else ""
     chatter.tell(f"In #{room.name} ({count} online): {', '.join(here)}{more}")

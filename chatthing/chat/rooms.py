@@ -230,7 +230,11 @@ class Room:
             self.backplane.roster.restore(chatter, username, self.name, self.stream,
                                           self._onLeave(username))
             self.log.info("{user} came back to {room}", user=username, room=self.name)
-            if not self.shown.shows(username):
+            # In a big room the list is a window: the user may be there
+            # unlisted, and the roster publishes nothing for a name it
+            # shows already (a memory roster after a state-file restart
+            # learns its names again so).
+            if not self.shown.shows(username) or self.shown.more() > 0:
                 self.throttle.batch.joined(username, alert=False)
                 self.throttle.changed()
 
