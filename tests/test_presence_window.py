@@ -15,7 +15,7 @@ import cluster as harness
 import pytest_twisted
 from cluster import wsUrl
 from conftest import eventually, presenceOf
-from test_presence_batch import connectAll, logIn
+from test_presence_batch import connectAll, logIn, roomFrames, wavesWithADrop
 from test_redis_backplane import Holder, Page, backplanes, openStream, startBackplane  # noqa: F401
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.task import Clock
@@ -195,6 +195,35 @@ async def test_twoProcessesOnRedisShowOneBoundedWindow(cluster):
         perPage[room] = max(bytesOf(p) for p in pages)
     assert perPage["big"] < 1.2 * perPage["small"], perPage
 
+
+@pytest_twisted.ensureDeferred
+async def test_aPageThatDropsInABigRoomGetsEveryBatchOnce(serve):
+    """In a big room, a page that drops during a storm and resumes is sent every batch it missed
+    (window changes and counts), exactly once, in order: its room stream is a steady page's, and its
+    first list stays the one numbered frame it was."""
+    clock = Clock()
+    room = Room(reactor=clock, presenceListMax=LIST_MAX)
+    server = await serve(elementFactory=room.makeChatter)
+    [steady, dropper, *crowd] = await connectAll(server, 82)
+    await logIn([steady, dropper], ["steady", "dropper"])
+    windows = []
+
+    async def aLeave(number: int) -> None:
+        if number == 2:  # one of the window leaves while the page is away
+            windows.append(presenceOf(steady))
+            crowd[0].close()
+            await eventually(lambda: "c0-0" not in room.online(), "the leave")
+
+    await wavesWithADrop([crowd[i:i + 20] for i in range(0, 80, 20)], dropper, 1, 3, clock, aLeave)
+    for page in (steady, dropper):
+        await page.waitFor(lambda p=page: countOf(p) == 81, "everyone counted")
+    assert dropper.duplicates == 0
+    assert len(dropper.calls("updatePresence")) == 1
+    assert roomFrames(dropper) == roomFrames(steady)
+    assert presenceOf(dropper) == presenceOf(steady) == room.presence()
+    [before], after = windows, room.presence()
+    assert len(after) == LIST_MAX and set(before) - set(after) == {"c0-0"}
+    assert len(set(after) - set(before)) == 1  # the next by join order came in
 
 #: The terms of the roster tests: a window of three names.
 WINDOW_TERMS = Presence(changed="crowdMoved", listMax=3)
