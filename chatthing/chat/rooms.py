@@ -59,7 +59,6 @@ PRESENCE = Presence(changed=widget.PRESENCE_CHANGED, nameKey=nameKey,
                     manyLeft=(widget.DISPLAY_MESSAGE, MANY_LEFT_LINE), manyAbove=ALERT_THRESHOLD)
 
 
-
 def presenceTerms(listMax: int) -> Presence:
     """
     L{PRESENCE} with rooms of more than C{listMax} names shown as a window
@@ -231,9 +230,9 @@ class Room:
                                           self._onLeave(username))
             self.log.info("{user} came back to {room}", user=username, room=self.name)
             # In a big room the list is a window: the user may be there
-            # unlisted, and the roster publishes nothing for a name it
-            # shows already (a memory roster after a state-file restart
-            # learns its names again so).
+            # unlisted.  Telling the roster again costs no frame (it
+            # publishes nothing for a name it shows already), and lists a
+            # user whose old process died before its batch went.
             if not self.shown.shows(username) or self.shown.more() > 0:
                 self.throttle.batch.joined(username, alert=False)
                 self.throttle.changed()
