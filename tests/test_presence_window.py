@@ -14,7 +14,8 @@ import math
 import cluster as harness
 import pytest_twisted
 from cluster import wsUrl
-from conftest import eventually, presenceOf
+from conftest import eventually, presenceOf, withDeadline
+from oneport import chatClient, onePort  # noqa: F401 (a fixture)
 from test_presence_batch import connectAll, logIn, roomFrames, wavesWithADrop
 from test_redis_backplane import Holder, Page, backplanes, openStream, startBackplane  # noqa: F401
 from twisted.internet.defer import ensureDeferred, gatherResults
@@ -304,3 +305,31 @@ def _session(ident: str, name: str):
     """
     return type("Session", (), {"ident": ident, "page": "/room/r", "element": type(
         "E", (), {"sessionState": lambda self: {"username": name}})()})()
+
+
+@pytest_twisted.ensureDeferred
+async def test_aBigRoomKeepsItsWindowAcrossAStateFileRestart(onePort, tmp_path):
+    """A room of five listing two, restarted with --state-file: every user resumes, and the room's
+    window and count go on from the same list: when one of the window leaves, every page lists the
+    next by join order and counts one less (no name left behind)."""
+    options = ("--state-file", str(tmp_path / "state.json"), "--drain-seconds", "0.3",
+               "--presence-list-max", "2")
+    first = onePort.start(*options)
+    clients: list = []
+    try:
+        for name in ["ann", "bob", "cy", "dee", "eve"]:  # joining order
+            await chatClient(first, name, clients)
+        await eventually(lambda: all(c.presence == ["ann", "bob"] and c.presenceCount == 5
+                                     for c in clients), "the window and count")
+        await onePort.sigterm(first)
+        second = onePort.start(*options)
+        second.waitForLog(r"resuming 5 session\(s\) from the state file")
+        await eventually(lambda: all(c.connected for c in clients), "everyone back")
+        await withDeadline(clients[0].close(), 5)  # ann, of the window
+        rest = clients[1:]
+        await eventually(lambda: all(c.presence == ["bob", "cy"] and c.presenceCount == 4 for c in rest),
+                         "the next by join order in the window")
+        assert all(c.heard.newSessions == [] for c in rest)
+    finally:
+        for client in clients:
+            await withDeadline(client.close(), 5)

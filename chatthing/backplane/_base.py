@@ -164,6 +164,16 @@ class Roster(Protocol):
         names the group shows (as the wire tells a count only then).
         """
 
+    def restoreGroup(self, group: str, names: list[str]) -> None:
+        """
+        C{group} showed C{names} when this process was stopped (the state
+        file's, L{chatthing.chat.state}, read before any page comes): show
+        them again, publishing nothing, unless the group shows someone
+        already.  A big group's window is computed from this list, so it
+        must hold what the pages show.  A roster whose groups outlive the
+        process (Redis) ignores it.
+        """
+
     def lookup(self, group: str, name: str) -> Deferred:
         """
         Whether C{group} shows C{name}, in or out of its window: a

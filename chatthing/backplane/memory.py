@@ -67,6 +67,10 @@ class MemoryRoster:
             return succeed((memberList(window(shown, listMax).values()), stream.offset, len(shown)))
         return succeed((memberList(shown.values()), stream.offset))
 
+    def restoreGroup(self, group: str, names: list[str]) -> None:
+        if names and not self._groups.get(group):
+            self._groups[group] = {self.presence.nameKey(name): name for name in names}
+
     def lookup(self, group: str, name: str) -> Deferred:
         return succeed(self._groups.get(group, {}).get(self.presence.nameKey(name)))
 

@@ -476,5 +476,8 @@ class Room:
         for said in history:
             self.history.append(said)
         self.shown.start(presence, self.stream.offset)
+        # The roster's list too: a big room's window is computed from it
+        # (the users listed outside it come back with their sessions).
+        self.backplane.roster.restoreGroup(self.name, presence)
         self._lastStamp = lastStamp
         self.bytes.account()

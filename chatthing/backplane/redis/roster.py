@@ -196,6 +196,11 @@ class RedisRoster:
         return d.addCallback(lambda reply: (reply[1], int(reply[0])) if len(reply) == 2
                              else (memberList(reply[1]), int(reply[0]), int(reply[2])))
 
+    def restoreGroup(self, group: str, names: list[str]) -> None:
+        """
+        Nothing to do: Redis keeps the group.
+        """
+
     def lookup(self, group: str, name: str) -> Deferred:
         """
         The name C{group} shows under C{name}'s key, or L{None}.
