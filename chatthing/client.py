@@ -66,7 +66,11 @@ class ChatClient:
     @ivar live: the L{LiveClient} underneath.
     @ivar presence: who is in the room, sorted as people read them, as the
         server last said (L{None} before it has); kept before C{onCall}
-        hears C{updatePresence} or C{presenceChanged}.
+        hears C{updatePresence} or C{presenceChanged}.  Past the server's
+        C{--presence-list-max}, the room's window of names only.
+    @ivar presenceCount: how many are in the room (L{None} before the
+        server has said): the length of L{presence}, or the room's count
+        the server tells with a window.
     """
 
     log = Logger()
@@ -93,6 +97,7 @@ class ChatClient:
         # meanwhile waits, to be said once logged in (never before).
         self._relogging: list[tuple[str, Deferred]] | None = None
         self.presence: list[str] | None = None
+        self.presenceCount: int | None = None
 
     @classmethod
     def connect(cls, url: str, username: str, room: str | None = None,
@@ -227,9 +232,9 @@ class ChatClient:
         left go, then those who joined come, a name replacing one that
         differs only in case), as the page does.
         """
-        if method == widget.UPDATE_PRESENCE and len(args) == 1:
+        if method == widget.UPDATE_PRESENCE and len(args) in (1, 2):
             shown = {name.casefold(): name for name in args[0]}
-        elif len(args) == 2:
+        elif method == widget.PRESENCE_CHANGED and len(args) in (2, 3):
             shown = {name.casefold(): name for name in self.presence or []}
             for name in args[1]:
                 if shown.get(name.casefold()) == name:
@@ -238,3 +243,6 @@ class ChatClient:
         else:
             return
         self.presence = sorted(shown.values(), key=lambda name: (name.casefold(), name))
+        # A big room's window comes with the room's count (last argument).
+        windowed = len(args) == (2 if method == widget.UPDATE_PRESENCE else 3)
+        self.presenceCount = args[-1] if windowed else len(self.presence)

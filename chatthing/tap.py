@@ -177,6 +177,10 @@ class Options(usage.Options):
         ["redis-replica-wait", None, "0.5",
          "With --redis-replicas above 0: seconds the replicas have to confirm a message "
          "before it is refused; more than 0."],
+        ["presence-list-max", None, None,
+         "Past this many names in a room, its pages are shown the first this many (by join "
+         "order) and how many are there, not every name, so a page of a big room is sent a "
+         "bounded list; 0 lists every name [default: the application's, 250 for the chat]."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -285,6 +289,7 @@ class Options(usage.Options):
                     "to send alerts to"
                 )
         self["roomLimits"] = roomLimits(self)
+        self["presenceListMax"] = presenceListMax(self)
         self["stateFile"] = self.makeStateFile()
 
     def makeStateFile(self) -> StateFile | None:
@@ -459,6 +464,24 @@ def roomLimits(config: Options) -> dict[str, int]:
     return limits
 
 
+def presenceListMax(config: Options) -> int | None:
+    """
+    C{--presence-list-max}, if given: a whole number, 0 or more.
+
+    @raise usage.UsageError: if it is not.
+    """
+    if config["presence-list-max"] is None:
+        return None
+    try:
+        value = int(str(config["presence-list-max"]).strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise usage.UsageError("--presence-list-max must be a whole number, 0 or more, "
+                               f"not {config['presence-list-max']!r}")
+    return value
+
+
 def checkHost(host: str) -> str:
     """
     C{host} as L{HostCheck} takes it, if it is a host name or address,
@@ -511,7 +534,7 @@ def makeService(config: Options) -> MultiService:
     if not application.useBackplane(backplane) and not isinstance(backplane, MemoryBackplane):
         raise usage.UsageError(f"--redis was given, but {application!r} cannot use a backplane")
     if config.get("roomLimits"):
-        application.setRoomLimits(**config["roomLimits"])
+        application.setRoomLimits(**config["roomLimits"], presenceListMax=config.get("presenceListMax"))
     site = LiveSite(application, title=config["title"], settings=config["settings"],
                     sessionStore=backplane.sessions)
     # The Host names the site answers to: --allowed-host's, and those it

@@ -38,6 +38,7 @@ export class ChatterWidget extends Widget {
     this.sendError = this.nodeByAttribute("name", "sendError");
     this.presenceList = this.nodeByAttribute("name", "presence");
     this.onlineCount = this.nodeByAttribute("name", "onlineCount");
+    this.presenceMore = this.nodeByAttribute("name", "presenceMore");
     this.typingLine = this.nodeByAttribute("name", "typingLine");
     this.roomName = this.nodeByAttribute("name", "roomName").textContent;
     this.chooseBox.addEventListener("submit", (event) => {
@@ -61,8 +62,11 @@ export class ChatterWidget extends Widget {
     /** Who is typing: name → timer that forgets it. */
     this.typers = new Map();
     this.lastTypingSent = -Infinity;
+    /** Whether the log follows its newest line, read once per frame of lines (see _append). */
+    this.following = null;
     // Who was online when the page was drawn; updatePresence keeps it.
-    this.updatePresence([...this.presenceList.children].map((item) => item.textContent));
+    const drawn = [...this.presenceList.children].map((item) => item.textContent);
+    this.updatePresence(drawn, Number(this.presenceList.dataset.count) || drawn.length);
     this.usernameField.focus();
   }
 
@@ -255,9 +259,17 @@ export class ChatterWidget extends Widget {
     this.serverTime = epochMs;
   }
 
-  /** Who is logged in to this room now. */
-  updatePresence(names) {
-    const items = names.map((name) => {
+  /**
+   * Who is logged in to this room now: `names`, and `count` how many are
+   * there.  A big room (more than the server's --presence-list-max) sends
+   * only its first names by join order, the same window on every page, and
+   * the count: the list shows them, this page's own name, and "and N more"
+   * (`/who NAME` says whether anyone else is there).
+   */
+  updatePresence(names, count = names.length) {
+    const listed = this.username !== null && count > names.length && !names.includes(this.username)
+      ? [...names, this.username] : names;
+    const items = listed.map((name) => {
       const item = document.createElement("li");
       item.textContent = name;
       item.className = `speaker-${paletteIndex(name)}`;
@@ -267,27 +279,35 @@ export class ChatterWidget extends Widget {
       return item;
     });
     this.presenceList.replaceChildren(...items);
-    this.onlineCount.textContent = `${names.length} online`;
-    document.title = `${this.roomName} (${names.length} online) · chatthing`;
-    for (const name of [...this.typers.keys()]) {
-      if (!names.includes(name)) {
-        this._stopTyping(name);
+    this.onlineCount.textContent = `${count} online`;
+    const more = count - listed.length;
+    this.presenceMore.hidden = more <= 0;
+    this.presenceMore.textContent = `and ${more} more`;
+    document.title = `${this.roomName} (${count} online) · chatthing`;
+    if (count === names.length) { // everyone is listed: who is not has left
+      for (const name of [...this.typers.keys()]) {
+        if (!names.includes(name)) {
+          this._stopTyping(name);
+        }
       }
     }
     this.presence = names;
+    this.presenceCount = count;
   }
 
   /**
    * Who joined this room and who left it (a rename is both) since the last
    * change: the server gathers them over a short interval, so a crowd
-   * logging in at once costs each page a few frames, not one per name.
+   * logging in at once costs each page a few frames, not one per name.  In
+   * a big room, the changes to its window of names and the room's `count`.
    */
-  presenceChanged(joined, left) {
+  presenceChanged(joined, left, count) {
     const gone = new Set(left);
     const joining = new Set(joined.map((name) => name.toLowerCase()));
     const kept = (this.presence ?? []).filter(
       (known) => !gone.has(known) && !joining.has(known.toLowerCase()));
-    this.updatePresence(sortNames([...kept, ...joined]));
+    const names = sortNames([...kept, ...joined]);
+    this.updatePresence(names, count ?? names.length);
   }
 
   /** `avatarName` is typing: say so for a few seconds. */
@@ -326,7 +346,8 @@ export class ChatterWidget extends Widget {
     const who = document.createElement("strong");
     who.textContent = username;
     this.loggedInAs.replaceChildren(document.createTextNode("Logged in as "), who);
-    this.updatePresence(this.presence ?? []);
+    const names = this.presence ?? [];
+    this.updatePresence(names, this.presenceCount ?? names.length);
   }
 
   /** When a line that arrives now was said (the server's last time, or ours). */
@@ -359,11 +380,16 @@ export class ChatterWidget extends Widget {
    * Add a line to the log, dated `when` (ms since the epoch) in the
    * browser's local time.  The log follows the newest line, unless the
    * reader has scrolled up to read older ones (then only their own lines
-   * bring it back down).
+   * bring it back down).  Whether it follows is read once for all the lines
+   * added before the next animation frame, which scrolls once: reading the
+   * log's height after each line would lay the page out again per line.
    */
   _append(classes, children, when, mine = false) {
     const area = this.scrollArea;
-    const following = area.scrollHeight - area.scrollTop - area.clientHeight < FOLLOW_SLACK_PX;
+    if (this.following === null) {
+      this.following = area.scrollHeight - area.scrollTop - area.clientHeight < FOLLOW_SLACK_PX;
+      requestAnimationFrame(() => this._followLog());
+    }
     const line = document.createElement("div");
     line.classList.add(...classes);
     line.append(...children);
@@ -375,10 +401,18 @@ export class ChatterWidget extends Widget {
       line.title = date.toLocaleString();
     }
     area.appendChild(line);
-    if (following || mine) {
-      this._scrollToEnd();
+    if (mine) {
+      this.following = true;
     }
     return line;
+  }
+
+  /** The frame after lines were added: scroll to the newest if the log follows it. */
+  _followLog() {
+    if (this.following) {
+      this._scrollToEnd();
+    }
+    this.following = null;
   }
 
   _scrollToEnd() {

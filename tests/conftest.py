@@ -334,7 +334,7 @@ def presenceShown(calls: list[tuple[str, list]]) -> list[str] | None:
         if method == "updatePresence":
             shown = {name.casefold(): name for name in args[0]}
         elif method == "presenceChanged" and shown is not None:
-            joined, left = args
+            joined, left = args[0], args[1]  # (and a big room's count)
             for name in left:
                 if shown.get(name.casefold()) == name:
                     del shown[name.casefold()]

@@ -137,6 +137,26 @@ async def test_aJoinAndLeaveInOneBatchNetOut(serve):
     assert presenceOf(watcher) == ["carol", "watcher"]
 
 
+async def wavesWithADrop(waves: list[list[LiveTestClient]], dropper: LiveTestClient, dropAt: int,
+                         resumeAt: int, clock: Clock, meanwhile=None) -> None:
+    """
+    Each wave of C{waves} logs in (as C{c<wave>-<i>}) and is published
+    as one batch; C{dropper} drops before wave C{dropAt} and resumes
+    before wave C{resumeAt}; C{await meanwhile(number)}, if given, after
+    each wave's logins, before its batch goes.
+    """
+    for number, wave in enumerate(waves):
+        if number == dropAt:
+            dropper.drop()
+            await dropper.closed()
+        if number == resumeAt:
+            await dropper.resume()
+        await logIn(wave, [f"c{number}-{i}" for i in range(len(wave))])
+        if meanwhile is not None:
+            await meanwhile(number)
+        clock.advance(PRESENCE_INTERVAL)
+
+
 @pytest_twisted.ensureDeferred
 async def test_aPageThatDropsInTheStormGetsEveryBatchOnce(serve):
     """A page that drops during a storm and resumes is sent every batch it missed, exactly once,
@@ -145,15 +165,7 @@ async def test_aPageThatDropsInTheStormGetsEveryBatchOnce(serve):
     room, server = await startRoom(serve, clock)
     [steady, dropper, *crowd] = await connectAll(server, 52)
     await logIn([steady, dropper], ["steady", "dropper"])
-    waves = [crowd[i:i + 10] for i in range(0, 50, 10)]
-    for number, wave in enumerate(waves):
-        if number == 2:
-            dropper.drop()
-            await dropper.closed()
-        if number == 4:
-            await dropper.resume()
-        await logIn(wave, [f"c{number}-{i}" for i in range(len(wave))])
-        clock.advance(PRESENCE_INTERVAL)
+    await wavesWithADrop([crowd[i:i + 10] for i in range(0, 50, 10)], dropper, 2, 4, clock)
     everyone = sorted(["steady", "dropper", *(f"c{n}-{i}" for n in range(5) for i in range(10))])
     for page in (steady, dropper):
         await page.waitFor(lambda p=page: presenceOf(p) == everyone, "everyone listed")

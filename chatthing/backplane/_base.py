@@ -50,12 +50,20 @@ class Presence:
         C{{others}} (how many more) filled in.  L{None}: each holder's
         C{onLeave}, however many.
     @ivar manyAbove: see C{manyLeft}.
+    @ivar listMax: past this many names in a group (0: no bound), its
+        pages are told a window, not everyone: the first C{listMax} names
+        by join order (the same on every process, kept from the shared
+        list) and how many there are.  Each L{changed} call then carries
+        only the changes to the window, and the count as a third argument
+        (see L{chatthing.backplane.window}): a page of a room of N names
+        receives a bounded list, not N names.
     """
 
     changed: str = "changed"
     nameKey: Callable[[str], str] = str.casefold
     manyLeft: tuple[str, str] | None = None
     manyAbove: int = 3
+    listMax: int = 0
 
     @property
     def left(self) -> str:
@@ -149,7 +157,10 @@ class Roster(Protocol):
         C{group}'s list of who is shown to match, at once, so that
         L{members} and the stream agree.  A name in C{left} that someone
         holds under exactly that name again (they joined through another
-        process meanwhile) is left out: its leave is stale.
+        process meanwhile) is left out: its leave is stale.  Past
+        L{Presence.listMax} names, the change published is the window's
+        (and the count), and nothing at all if neither changed and there
+        are no C{calls}.
 
         @return: L{None}, or a L{Deferred} firing once it is published.
         """
@@ -158,7 +169,27 @@ class Roster(Protocol):
         """
         The names shown in C{group} now (as the batches published so far
         left it), and the offset of C{stream} they are true at: a
-        L{Deferred} firing with C{(names, offset)}.
+        L{Deferred} firing with C{(names, offset)}; past L{Presence.listMax}
+        names, with C{(window, offset, count)}, the window and how many
+        names the group shows (as the wire tells a count only then).
+        """
+
+    def restoreGroup(self, group: str, names: list[str]) -> None:
+        """
+        C{group} showed C{names} when this process was stopped (the state
+        file's, L{chatthing.chat.state}, read before any page comes): show
+        them again, publishing nothing, unless the group shows someone
+        already.  A big group's window is computed from this list, so it
+        must hold what the pages show.  A roster whose groups outlive the
+        process (Redis) ignores it.
+        """
+
+    def lookup(self, group: str, name: str) -> Deferred:
+        """
+        Whether C{group} shows C{name}, in or out of its window: a
+        L{Deferred} firing with the name as shown (spelt as its holder
+        spells it), or L{None}.  One name, so bounded whatever the group's
+        size.
         """
 
 

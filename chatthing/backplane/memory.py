@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from ..live import LocalSessions, PassingStream, Stream
 from ._base import Call, NameTaken, Presence, memberList
-
+from .window import changedArgs, window, windowChange
 
 
 class MemoryRoster:
@@ -44,7 +44,10 @@ class MemoryRoster:
 
     def publishChanges(self, group: str, stream: Stream, calls: list[Call],
                        joined: list[str], left: list[str]) -> Deferred | None:
+        # In join order (a dict keeps it): the window is its first names.
         shown = self._groups.setdefault(group, {})
+        listMax, countBefore = self.presence.listMax, len(shown)
+        before = window(shown, listMax)
         left = [name for name in left if not self._holds(name, group)]
         for name in left:
             key = self.presence.nameKey(name)
@@ -52,12 +55,28 @@ class MemoryRoster:
                 del shown[key]
         for name in joined:
             shown[self.presence.nameKey(name)] = name
+        count = len(shown)
         if not shown:
             del self._groups[group]
-        return stream.publish([*calls, (self.presence.changed, [joined, left])])
+        if listMax and max(count, countBefore) > listMax:
+            joined, left = windowChange(before, window(shown, listMax))
+            if not (calls or joined or left or count != countBefore):
+                return None
+        change = (self.presence.changed, changedArgs(joined, left, count, listMax))
+        return stream.publish([*calls, change])
 
     def members(self, group: str, stream: Stream) -> Deferred:
-        return succeed((memberList(self._groups.get(group, {}).values()), stream.offset))
+        shown, listMax = self._groups.get(group, {}), self.presence.listMax
+        if listMax and len(shown) > listMax:
+            return succeed((memberList(window(shown, listMax).values()), stream.offset, len(shown)))
+        return succeed((memberList(shown.values()), stream.offset))
+
+    def restoreGroup(self, group: str, names: list[str]) -> None:
+        if names and not self._groups.get(group):
+            self._groups[group] = {self.presence.nameKey(name): name for name in names}
+
+    def lookup(self, group: str, name: str) -> Deferred:
+        return succeed(self._groups.get(group, {}).get(self.presence.nameKey(name)))
 
     def restore(self, holder: Any, name: str, group: str, stream: Stream,
                 onLeave: list[Call]) -> None:

@@ -46,6 +46,21 @@ class Presence:
             self.complete -= 1
 
 
+def countPresent(payload: bytes, start: int, end: int) -> int:
+    """
+    How many are in the room by the whole list in C{payload[start:end]}
+    (C{updatePresence}'s arguments, from their C{[}): the count that
+    follows the names in a big room's list (C{[names, count]}: a window of
+    names, L{chatthing.backplane.window}), else the names listed.
+    """
+    closing = payload.find(b"]", payload.find(b"[", start + 1, end), end)
+    if closing >= 0 and payload.startswith(b",", closing + 1):
+        tail = payload.find(b"]", closing + 1, end)
+        if tail > closing + 2:
+            return int(payload[closing + 2:tail])
+    return countNames(payload, start, end)
+
+
 def countNames(payload: bytes, start: int, end: int) -> int:
     """
     How many names the first JSON list of strings in C{payload[start:end]}

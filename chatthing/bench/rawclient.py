@@ -34,7 +34,7 @@ from .presence import (
     PRESENCE_LEFT,
     PRESENCE_LIST,
     Presence,
-    countNames,
+    countPresent,
 )
 
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
@@ -305,10 +305,11 @@ class RawPage(Protocol):
         elif data.find(PRESENCE_LEFT, start, end) >= 0:
             self.present -= 1
         elif data.find(PRESENCE_LIST, start, end) >= 0:
-            self.present = countNames(data, data.find(b'"args":[', start, end) + 8, end)
+            self.present = countPresent(data, data.find(b'"args":[', start, end) + 7, end)
         elif data.find(PRESENCE_CHANGED, start, end) >= 0:
-            joined, left = json.loads(data[start:end])["args"][:2]
-            self.present += len(joined) - len(left)
+            args = json.loads(data[start:end])["args"]
+            # Past the room's window size, the count is told with the changes.
+            self.present = args[2] if len(args) == 3 else self.present + len(args[0]) - len(args[1])
         else:
             return
         if self.presence is not None:

@@ -27,7 +27,7 @@ from ..live import CallRefused, ILiveApplication, LogThrottle
 from . import widget
 from .element import ChatterElement
 from .roommemory import RoomBytes, RoomMemory
-from .rooms import DEFAULT_HISTORY, Room
+from .rooms import DEFAULT_HISTORY, Room, presenceTerms
 from .validation import LOBBY, roomForPath
 
 #: How many global alerts are kept for pages that resume.
@@ -88,14 +88,20 @@ class ChatRoom:
         users = sum(len(room.online()) for room in self.rooms.values())
         return f"<ChatRoom: {len(self.rooms)} room(s) open, {users} user(s) logged in>"
 
-    def setRoomLimits(self, maxRooms: int, roomBytes: int, totalBytes: int) -> None:
+    def setRoomLimits(self, maxRooms: int, roomBytes: int, totalBytes: int,
+                      presenceListMax: int | None = None) -> None:
         """
         Let C{maxRooms} rooms have someone logged in at once; let each room
         keep C{roomBytes} (three quarters for frames kept for replay, a
         quarter for history), and all of them C{totalBytes} (the plugin
         calls this at start-up: C{--max-rooms}, C{--room-bytes},
-        C{--rooms-bytes}).
+        C{--rooms-bytes}); past C{presenceListMax} names a room's pages are
+        shown a window of names and a count (C{--presence-list-max}; 0:
+        every name; L{None}: as it was).
         """
+        if presenceListMax is not None:
+            self._roomOptions["presenceListMax"] = presenceListMax
+            self.backplane.roster.usePresence(presenceTerms(presenceListMax))
         self.maxRooms = maxRooms
         memory = self.memory
         memory.replayBytes, memory.historyBytes = roomBytes - roomBytes // 4, roomBytes // 4

@@ -60,9 +60,27 @@ def nick(chatter: Chatter, rest: str) -> Deferred:
     return chatter.room.rename(chatter, rest)
 
 
-def who(chatter: Chatter, rest: str) -> None:
-    here = chatter.room.presence()
-    chatter.tell(f"In #{chatter.room.name} ({len(here)} online): {', '.join(here)}")
+def who(chatter: Chatter, rest: str) -> Deferred | None:
+    """
+    C{/who}: who is in the room (past C{--presence-list-max}, the names
+    listed and how many more); C{/who NAME}: whether NAME is, looked up in
+    the room's shared list, so a name outside the listed window is found
+    too.
+    """
+    room = chatter.room
+    if rest:
+        def found(name: str | None) -> None:
+            chatter.tell(f"{name} is in #{room.name}." if name is not None
+                         else f"No one called {rest} is in #{room.name}.")
+
+        def failed(failure: Any) -> None:
+            chatter.tell(f"Could not look {rest} up right now; try again in a moment.")
+
+        return room.lookup(rest).addCallbacks(found, failed)
+    here, count = room.presence(), room.presenceCount()
+    more = f" and {count - len(here)} more" if count > len(here) else ""
+    chatter.tell(f"In #{room.name} ({count} online): {', '.join(here)}{more}")
+    return None
 
 
 def help(chatter: Chatter, rest: str) -> None:
@@ -75,7 +93,7 @@ COMMANDS: dict[str, tuple[Callable[[Chatter, str], Any], str, str]] = {
     "help": (help, "/help", "list the commands (only you see it)"),
     "me": (me, "/me ACTION", "show an action, like * alice waves"),
     "nick": (nick, "/nick NEWNAME", "change your username"),
-    "who": (who, "/who", "list who is in this room (only you see it)"),
+    "who": (who, "/who [NAME]", "list who is in this room, or say whether NAME is (only you see it)"),
 }
 
 

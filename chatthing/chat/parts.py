@@ -79,4 +79,10 @@ class ChatterRoom(Protocol):
         """C{who} is typing."""
 
     def presence(self) -> list[str]:
-        """Who is in the room, on every process."""
+        """Who is in the room, on every process (past C{--presence-list-max}, its window)."""
+
+    def presenceCount(self) -> int:
+        """How many are in the room, on every process."""
+
+    def lookup(self, name: str) -> Deferred:
+        """Whether C{name} is in the room: the name as spelt there, or L{None}."""

@@ -34,6 +34,13 @@ PRESENCE_DELIVERIES_PER_SECOND = 10_000
 #: line each, as in a small room; more are told in one line.
 ALERT_THRESHOLD = 3
 
+#: Past this many names (C{--presence-list-max}), a room's pages are shown
+#: its first names by join order and how many there are, not every name
+#: (L{chatthing.backplane.window}): what a page is sent stays bounded
+#: whatever the room's size, as Slack or Discord show a big channel's
+#: members as a count and a list of some of them.
+PRESENCE_LIST_MAX = 250
+
 
 @dataclass
 class _Event:

@@ -11,6 +11,7 @@ What a room keeps is bounded in bytes (L{chatthing.chat.roommemory}).
 """
 
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 from markupsafe import Markup
@@ -33,6 +34,7 @@ from .presence import (
     ALERT_THRESHOLD,
     MANY_LEFT_LINE,
     PRESENCE_INTERVAL,
+    PRESENCE_LIST_MAX,
     PresenceBatch,
     PresenceThrottle,
     alertLines,
@@ -55,6 +57,15 @@ STREAM_HISTORY = 1000
 #: the backplane speaks (L{chatthing.backplane.Presence}).
 PRESENCE = Presence(changed=widget.PRESENCE_CHANGED, nameKey=nameKey,
                     manyLeft=(widget.DISPLAY_MESSAGE, MANY_LEFT_LINE), manyAbove=ALERT_THRESHOLD)
+
+
+def presenceTerms(listMax: int) -> Presence:
+    """
+    L{PRESENCE} with rooms of more than C{listMax} names shown as a window
+    and a count (0: every name, however many).
+    """
+    return replace(PRESENCE, listMax=listMax)
+
 
 #: Seconds during which a page's further "typing" calls are not passed on
 #: (the page itself sends at most one every 2 s).
@@ -102,10 +113,11 @@ class Room:
         admit: Callable[["Room"], None] = lambda room: None,
         presenceInterval: float = PRESENCE_INTERVAL,
         reactor: Any = None,
+        presenceListMax: int = PRESENCE_LIST_MAX,
     ) -> None:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
-        self.backplane.roster.usePresence(PRESENCE)
+        self.backplane.roster.usePresence(presenceTerms(presenceListMax))
         self.chatters: list[Chatter] = []
         self.stream = self.backplane.stream(f"room:{name}", "room", streamHistory)
         self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")
@@ -170,12 +182,27 @@ class Room:
         """
         return self.shown.count()
 
+    def presenceMore(self) -> int:
+        """
+        How many users are logged in here but not in L{presence} (a big
+        room lists only its window: L{PresenceList}).
+        """
+        return self.shown.more()
+
     def presenceItems(self) -> Markup:
         """
         L{presence} as the page's list items, escaped, made once per change
         (L{PresenceList.html}): what the template draws.
         """
         return self.shown.html()
+
+    def lookup(self, name: str) -> Deferred:
+        """
+        Whether C{name} is logged in here, in or out of the listed window:
+        a L{Deferred} firing with the name as its user spells it, or
+        L{None} (one name looked up in the room's shared list).
+        """
+        return self.backplane.roster.lookup(self.name, name)
 
     def welcome(self, chatter: Chatter) -> None:
         """
@@ -202,7 +229,11 @@ class Room:
             self.backplane.roster.restore(chatter, username, self.name, self.stream,
                                           self._onLeave(username))
             self.log.info("{user} came back to {room}", user=username, room=self.name)
-            if not self.shown.shows(username):
+            # In a big room the list is a window: the user may be there
+            # unlisted.  Telling the roster again costs no frame (it
+            # publishes nothing for a name it shows already), and lists a
+            # user whose old process died before its batch went.
+            if not self.shown.shows(username) or self.shown.more() > 0:
                 self.throttle.batch.joined(username, alert=False)
                 self.throttle.changed()
 
@@ -493,5 +524,8 @@ class Room:
         for said in history:
             self.history.append(said)
         self.shown.start(presence, self.stream.offset)
+        # The roster's list too: a big room's window is computed from it
+        # (the users listed outside it come back with their sessions).
+        self.backplane.roster.restoreGroup(self.name, presence)
         self._lastStamp = lastStamp
         self.bytes.account()

@@ -27,12 +27,16 @@ DISPLAY_HISTORY: Final = "displayHistory"
 #: C{messageTime(epochMilliseconds)}: the time of the lines that follow.
 MESSAGE_TIME: Final = "messageTime"
 
-#: C{updatePresence(names)}: the whole list of who is in the room.
+#: C{updatePresence(names)}: the whole list of who is in the room; past
+#: C{--presence-list-max} names, C{updatePresence(window, count)}: the
+#: room's first names by join order, and how many are there.
 UPDATE_PRESENCE: Final = "updatePresence"
 
 #: C{presenceChanged(joined, left)}: the changes to it since the last one,
 #: gathered over an interval (L{chatthing.chat.presence}): the names that
-#: joined, and the names that left (a rename is both), each list sorted.
+#: joined, and the names that left (a rename is both), each list sorted;
+#: past C{--presence-list-max} names, C{presenceChanged(joined, left,
+#: count)}: the changes to the window, and how many are there now.
 PRESENCE_CHANGED: Final = "presenceChanged"
 
 #: C{showTyping(username)}: someone is typing.

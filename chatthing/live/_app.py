@@ -92,10 +92,13 @@ class ILiveApplication(Interface):
             process says L{False}, and C{--redis} is refused for it.
         """
 
-    def setRoomLimits(maxRooms: int, roomBytes: int, totalBytes: int) -> None:
+    def setRoomLimits(maxRooms: int, roomBytes: int, totalBytes: int,
+                      presenceListMax: int | None = None) -> None:
         """
-        Apply C{--max-rooms}, C{--room-bytes} and C{--rooms-bytes}; called once
-        at start-up.  An application with no rooms ignores them.
+        Apply C{--max-rooms}, C{--room-bytes} and C{--rooms-bytes} (and
+        C{--presence-list-max}: past it a room lists a bounded window of
+        names and a count; L{None}: the application's default); called
+        once at start-up.  An application with no rooms ignores them.
         """
 
 
@@ -121,7 +124,8 @@ class LiveApplication:
     def useBackplane(self, backplane: Any) -> bool:
         return False
 
-    def setRoomLimits(self, maxRooms: int, roomBytes: int, totalBytes: int) -> None:
+    def setRoomLimits(self, maxRooms: int, roomBytes: int, totalBytes: int,
+                      presenceListMax: int | None = None) -> None:
         pass
 
 

@@ -197,7 +197,7 @@ class RedisBackplane(MultiService):
         d = self.connection.script(
             lua.HEARTBEAT, [f"{prefix}procs"],
             [prefix, self.proc, int(self.deadAfter * 1000), int(self.gracePeriod * 1000),
-             1000, methodJSON(self.roster.presence.left)],
+             1000, methodJSON(self.roster.presence.left), self.roster.presence.listMax],
         )
 
         def reaped(ended: Any) -> None:

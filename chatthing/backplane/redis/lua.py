@@ -9,6 +9,8 @@ C{PREFIX holder:SESSION} (the name a session holds: key, name, group,
 stream, onLeave, many), C{PREFIX group:GROUP} (name key -> name: who the
 group shows, changed only with the batches published on its stream,
 L{chatthing.backplane.redis.rosterlua.CHANGES}),
+C{PREFIX order:GROUP} and C{PREFIX joins} (its join order:
+L{chatthing.backplane.redis.windowlua}),
 C{PREFIX session:SESSION} (page, state, proc), C{PREFIX proc:PROC:sessions},
 C{PREFIX proc:PROC:leaving} ("GROUP KEY" -> the holder record, JSON, of
 a name the process let go of while its group still shows it: its batch
@@ -17,6 +19,8 @@ last heartbeat, in ms).
 
 The roster's own scripts are in L{chatthing.backplane.redis.rosterlua}.
 """
+
+from .windowlua import WINDOW
 
 #: Append one call to a stream and publish it as "SEQ ORIGIN CALL".
 #: Offsets are the sequence part of ids "0-SEQ", which Redis numbers.
@@ -74,20 +78,24 @@ end
 #: leaves, and each group is told in one batch (the holders' onLeave calls,
 #: or one call for all of them if more than "above" left and the holders
 #: were given "many": [method, text, above], text's {first}, {second} and
-#: {others} filled in; then one change with every name that left).
-_REAP = _APPEND + """
-local reaped, reapedOrder = {}, {}
+#: {others} filled in; then one change with every name that left, or,
+#: past reapMax names, with the changes to the group's window and its count).
+_REAP = _APPEND + WINDOW + """
+local reaped, reapedOrder, reapMax = {}, {}, 0
 local function reapRecord(prefix, record)
   local group = prefix .. 'group:' .. record[3]
   if redis.call('HGET', group, record[1]) ~= record[2] then return end
   if heldThere(prefix, record[1], record[2], record[3]) then return end
-  redis.call('HDEL', group, record[1])
   local batch = reaped[record[4]]
   if not batch then
-    batch = {names = {}, calls = {}, many = record[6]}
+    batch = {names = {}, calls = {}, many = record[6], group = group,
+             before = windowOf(prefix, record[3], reapMax), countBefore = redis.call('HLEN', group),
+             prefix = prefix, name = record[3]}
     reaped[record[4]] = batch
     reapedOrder[#reapedOrder + 1] = record[4]
   end
+  redis.call('HDEL', group, record[1])
+  unordered(prefix, record[3], record[1])
   batch.names[#batch.names + 1] = record[2]
   for _, call in ipairs(cjson.decode(record[5])) do batch.calls[#batch.calls + 1] = call end
 end
@@ -116,7 +124,17 @@ local function publishReaped(maxlen, origin, method)
     else
       for _, call in ipairs(batch.calls) do append(stream, maxlen, origin, call) end
     end
-    append(stream, maxlen, origin, changed(method, {}, batch.names))
+    local count = redis.call('HLEN', batch.group)
+    if reapMax > 0 and math.max(count, batch.countBefore) > reapMax then
+      local joined, left = windowChange(batch.before, windowOf(batch.prefix, batch.name, reapMax))
+      if count > reapMax then
+        append(stream, maxlen, origin, changedCount(method, joined, left, count))
+      else
+        append(stream, maxlen, origin, changed(method, joined, left))
+      end
+    else
+      append(stream, maxlen, origin, changed(method, {}, batch.names))
+    end
   end
 end
 """
@@ -198,12 +216,13 @@ return {record[1], record[2]}
 """
 
 #: KEYS: procs.  ARGV: prefix, proc, deadAfter ms, grace ms, maxlen,
-#: changed method JSON.  Records this process's heartbeat, and ends the
+#: changed method JSON, the window's size (0: none).  Records this process's heartbeat, and ends the
 #: sessions (and names) of processes dead for longer than the grace period,
 #: one batch per group for all of them.  Returns the ids of the sessions
 #: ended.
 HEARTBEAT = _REAP + """
 local prefix, me = ARGV[1], ARGV[2]
+reapMax = tonumber(ARGV[7]) or 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], me, now)
@@ -228,14 +247,16 @@ publishReaped(ARGV[5], 'reaper', ARGV[6])
 return ended
 """
 
-#: ARGV: prefix, proc, maxlen, changed method JSON, then the ids of this
+#: ARGV: prefix, proc, maxlen, changed method JSON, the window's size (0:
+#: none), then the ids of this
 #: process's live sessions.  Ends the sessions recorded as this process's
 #: that it no longer has (they ended while Redis could not be told), one
 #: batch per group.  Returns their ids.
 END_STALE = _REAP + """
 local prefix, me = ARGV[1], ARGV[2]
+reapMax = tonumber(ARGV[5]) or 0
 local live = {}
-for i = 5, #ARGV do live[ARGV[i]] = true end
+for i = 6, #ARGV do live[ARGV[i]] = true end
 local set = prefix .. 'proc:' .. me .. ':sessions'
 local ended = {}
 for _, s in ipairs(redis.call('SMEMBERS', set)) do

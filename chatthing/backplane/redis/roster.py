@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ...live import CallRefused, LogThrottle, Stream, cut
-from .. import STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, Presence
+from .. import STORE_UNREACHABLE, BackplaneDown, Call, NameTaken, Presence, memberList
 from . import rosterlua
 from .connection import COMMAND_TIMEOUT, RedisConnection
 from .outcomes import ANSWER_MARGIN
@@ -203,7 +203,8 @@ class RedisRoster:
         d = self.connection.script(
             rosterlua.CHANGES, [f"{prefix}group:{group}", shared.key],
             [prefix, group, shared.maxlen, self.connection.nextOrigin(),
-             methodJSON(self.presence.changed), self.connection.proc, len(calls),
+             methodJSON(self.presence.changed), self.connection.proc, self.presence.listMax,
+             len(calls),
              *encodeCalls(calls), len(joined), *names],
         )
 
@@ -227,10 +228,24 @@ class RedisRoster:
         The group's members, once Redis can be reached.
         """
         key = sharedStream(stream).key
+        prefix = self.connection.prefix
         d = self.connection.whenConnected()
         d.addCallback(lambda _: self.connection.script(
-            rosterlua.MEMBERS, [f"{self.connection.prefix}group:{group}", key], []))
-        return d.addCallback(lambda reply: (reply[1], int(reply[0])))
+            rosterlua.MEMBERS, [f"{prefix}group:{group}", key], [prefix, group, self.presence.listMax]))
+        return d.addCallback(lambda reply: (reply[1], int(reply[0])) if len(reply) == 2
+                             else (memberList(reply[1]), int(reply[0]), int(reply[2])))
+
+    def restoreGroup(self, group: str, names: list[str]) -> None:
+        """
+        Nothing to do: Redis keeps the group.
+        """
+
+    def lookup(self, group: str, name: str) -> Deferred:
+        """
+        The name C{group} shows under C{name}'s key, or L{None}.
+        """
+        return self.connection.script(rosterlua.LOOKUP, [f"{self.connection.prefix}group:{group}"],
+                                      [self.presence.nameKey(name)]).addCallback(lambda found: found or None)
 
     def release(self, holder: Any) -> Deferred:
         ident = holder.sessionId

@@ -97,7 +97,8 @@ class RedisSessions:
         work += [self._save(session) for session in list(self.live.values())]
         work.append(self.connection.script(
             lua.END_STALE, [],
-            [prefix, self.connection.proc, 1000, json.dumps(presence.left), *self.live],
+            [prefix, self.connection.proc, 1000, json.dumps(presence.left), presence.listMax,
+             *self.live],
         ))
         return gatherResults(work, consumeErrors=True)
 
