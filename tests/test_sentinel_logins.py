@@ -163,7 +163,7 @@ def test_pageShowsAnUnconfirmedLogin(startTwistd, tmp_path, openChat):
     replica = None
     primary.start()
     try:
-        server = startTwistd("--redis", primary.url, "--redis-replicas", "1", "--redis-replica-wait", "0.5")
+        server = startTwistd("--redis", primary.url, "--redis-replicas", "1", "--redis-replica-wait", "2")
         server.waitForLog("connected to Redis at")
         chat = openChat(url=server.url)
         chat.tryName("alice")
