@@ -86,6 +86,7 @@ class DurablePoint:
         self.voided: set[int] = set()
         self._running = False
         self._fallback: Any = None
+        self._last = 0
         self._warnings = LogThrottle(connection.reactor.seconds)
         self.durableKey = f"{connection.prefix}durable"
         self.senders = Settlements(self, told, bound)
@@ -123,6 +124,7 @@ class DurablePoint:
                                 stream=self.stream, count=MAX_HELD)
             self.held.clear()
         self.held[seq] = (origin, call)
+        self._last = max(self._last, seq)
         if origin.startswith(self.connection.proc + "/"):
             self.confirm()
         elif self._fallback is None:
@@ -175,8 +177,10 @@ class DurablePoint:
     def _read(self, reply: list) -> list:
         point, last, entries = int(reply[0]), int(reply[1]), reply[2]
         self.point = max(self.point, point)
-        if last > point:
-            self.confirm()
+        # What is held up to the point is among the entries read.
+        self.held = {seq: entry for seq, entry in self.held.items() if seq > self.point}
+        self._last = max(self._last, last)
+        self.confirm()
         return entries
 
     def interrupted(self) -> None:
@@ -185,6 +189,7 @@ class DurablePoint:
         primary; what it holds is read from it once durable there.
         """
         self.generation += 1
+        self._last = 0
         self.held.clear()
         self.voided.clear()
 
@@ -197,7 +202,8 @@ class DurablePoint:
         again while this process's own entries or calls wait.
         """
         commands = self.connection.commands
-        if self._running or not self.connection.connected or commands is None:
+        if (self._running or not self.connection.connected or commands is None
+                or not (self._last > self.point or self.senders.waiting())):
             return  # the round under way goes on, or again once connected (_status)
         self._running = True
         keys = [self.stream.key, self.durableKey]
@@ -233,8 +239,7 @@ class DurablePoint:
     def _status(self, connected: bool) -> None:
         if connected:
             self.senders.reconnected()
-            if self._pending():
-                self.confirm()
+            self.confirm()
 
     def settle(self, answer: Any, origin: str) -> Deferred:
         """
