@@ -88,8 +88,8 @@ def test_badSentinelURLIsAUsageError(url, reason):
 
 
 def test_sentinelURLAccepted():
-    """--redis takes a redis+sentinel:// URL; --redis-replicas defaults to the URL's kind; both it and
-    --redis-replica-wait are checked."""
+    """--redis takes a redis+sentinel:// URL; --redis-replicas defaults to the URL's kind; it,
+    --redis-replica-wait and --redis-replica-bound are checked."""
     options = parse("--redis", "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/svc/2")
     assert options["redisReplicas"] is None
     assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replicas", "2")["redisReplicas"] == 2
@@ -103,6 +103,10 @@ def test_sentinelURLAccepted():
     for bad in ("0", "-1", "nan", "inf", "soon"):
         with pytest.raises(usage.UsageError, match="--redis-replica-wait must be a number of seconds"):
             parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-wait", bad)
+    assert options["redisReplicaBound"] == 10
+    assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-bound", "3")["redisReplicaBound"] == 3
+    with pytest.raises(usage.UsageError, match="--redis-replica-bound must be a number of seconds"):
+        parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-bound", "0")
 
 
 def parse(*args: str) -> tap.Options:
@@ -442,7 +446,8 @@ async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
     primary.start()
     try:
         group = Cluster(primary, startTwistd, tmp_path)
-        a, b = group.start(2, "--redis-replicas", "1")
+        # The bound: how long a say waits for a replica before it is settled.
+        a, b = group.start(2, "--redis-replicas", "1", "--redis-replica-bound", "3")
         try:
             for server in (a, b):
                 server.waitForLog("connected to Redis at")
@@ -450,7 +455,8 @@ async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
             with pytest.raises(RemoteError) as refused:
                 await withDeadline(alice.say("nobody keeps a copy"), 30)
             assert refused.value.name == "BackplaneDown"
-            assert "it could not be confirmed as saved" in refused.value.message
+            assert "could not be confirmed as saved (the 1 Redis replica(s) needed did not have it within 3 s)" \
+                in refused.value.message
             replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
             await withDeadline(alice.say("kept twice now"), 10)
             await withDeadline(bob.say("and by bob"), 10)
