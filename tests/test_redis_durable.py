@@ -17,7 +17,7 @@ length.
 import pytest_twisted
 from cluster import Cluster, RedisServer, needRedis, pause
 from conftest import eventually, withDeadline
-from test_sentinel import Tally, syncedReplica
+from test_sentinel import Tally, shownAfterRefused, syncedReplica
 from twisted.internet import threads
 from twisted.internet.defer import ensureDeferred
 
@@ -65,6 +65,7 @@ async def test_laggingReplicaDelaysSaysThenEachIsSentAndShownOnce(startTwistd, t
         assert counts["lost"] == 0 and counts["doubled"] == 0 and counts["outOfOrder"] == 0, counts
         # Four users, one say each in flight: at most those the replica had before it stopped.
         assert duringFreeze <= len(users), duringFreeze
+        assert not shownAfterRefused((a, b))
     finally:
         await group.stop()
         replica.stop()

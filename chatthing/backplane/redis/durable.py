@@ -87,6 +87,9 @@ class DurablePoint:
         self._running = False
         self._fallback: Any = None
         self._last = 0
+        #: The point the last catch-up read up to: what it did not read up
+        #: to there is not in Redis (voided, or trimmed).
+        self.readPoint = 0
         self._warnings = LogThrottle(connection.reactor.seconds)
         self.durableKey = f"{connection.prefix}durable"
         self.senders = Settlements(self, told, bound)
@@ -176,6 +179,7 @@ class DurablePoint:
 
     def _read(self, reply: list) -> list:
         point, last, entries = int(reply[0]), int(reply[1]), reply[2]
+        self.readPoint = point
         self.point = max(self.point, point)
         # What is held up to the point is among the entries read.
         self.held = {seq: entry for seq, entry in self.held.items() if seq > self.point}
@@ -192,6 +196,16 @@ class DurablePoint:
         self._last = 0
         self.held.clear()
         self.voided.clear()
+
+    def close(self) -> None:
+        """
+        The stream is closed: nothing more is held or asked for.
+        """
+        self.held.clear()
+        self._last = 0
+        if self._fallback is not None and self._fallback.active():
+            self._fallback.cancel()
+        self._fallback = None
 
     # Confirming
 

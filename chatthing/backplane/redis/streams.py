@@ -213,7 +213,7 @@ class SharedStream(Stream):
             self._accept(int(ident.split("-")[1]), values.get("o", ""), values.get("c", ""))
         if self.durable is not None:
             # What is not in Redis up to the point was voided or trimmed.
-            self.skipTo(self.durable.point)
+            self.skipTo(self.durable.readPoint)
         self._catchingUp = False
         self.loaded = True
         early, self._early = self._early, {}
@@ -254,6 +254,8 @@ class SharedStream(Stream):
 
     def close(self) -> None:
         self.connection.unsubscribe(self.key)
+        if self.durable is not None:
+            self.durable.close()
 
 
 class SharedPassingStream(PassingStream):
