@@ -170,8 +170,8 @@ class Options(usage.Options):
          "The largest --state-file written or loaded; a bigger state is not saved "
          "(said in the log) and the pages start over."],
         ["redis-replicas", None, None,
-         "With --redis: how many Redis replicas must have a message (WAIT) before its sender "
-         "is told it was sent; if fewer do within --redis-replica-wait it is refused (BackplaneDown), and "
+         "With --redis: how many Redis replicas must have a message (WAIT) before it is shown and its "
+         "sender told it was sent; if fewer do within --redis-replica-bound it is refused (BackplaneDown), and "
          "while Redis cannot be reached messages are refused, not shown on this process "
          "only [default: 1 with redis+sentinel://, else 0]."],
         ["redis-replica-wait", None, "0.5",
