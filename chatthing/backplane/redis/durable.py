@@ -228,6 +228,10 @@ class DurablePoint:
             if self.connection.commands is not commands:
                 # The WAIT confirmed the old primary's replicas only.
                 return fail(BackplaneDown("the primary changed meanwhile"))
+            # The replicas have it: its senders are told now, the pages
+            # once the point is stored (a later round stores it if this
+            # one fails; only this process would void these, and it won't).
+            self.senders.covered(int(results[0]))
             return self.connection.script(durablelua.DURABLE, keys, [results[0]])
 
         moved: Deferred = d.addCallback(confirmed)

@@ -112,13 +112,15 @@ class Settlements:
         durable = self.durable
         return any(w.generation == durable.generation and w.last > durable.point for w in self._waiters)
 
-    def covered(self) -> None:
+    def covered(self, point: int | None = None) -> None:
         """
-        The point moved: the publications it covers are sent.
+        The point moved (or the replicas confirmed the stream up to
+        C{point}): the publications it covers are sent.
         """
         durable = self.durable
+        point = durable.point if point is None else max(point, durable.point)
         for waiter in list(self._waiters):
-            if waiter.generation == durable.generation and 0 < waiter.last <= durable.point:
+            if waiter.generation == durable.generation and 0 < waiter.last <= point:
                 self._settled(waiter, None)
 
     def reconnected(self) -> None:
