@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ...live import cut
+from ...live import LogThrottle, cut
 from .. import BackplaneDown
 from . import durablelua
 from .outcomes import ANSWER_LOST
@@ -80,6 +80,7 @@ class Settlements:
         self.bound = bound
         self.connection = point.connection
         self._waiters: list[_Waiter] = []
+        self._warnings = LogThrottle(self.connection.reactor.seconds)
 
     def settle(self, answer: Any, origin: str) -> Deferred:
         """
@@ -196,4 +197,6 @@ class Settlements:
             waiter.outcome.callback(None)
         else:
             self.told(waiter.origin)
+            self._warnings.warn(self.log, "void", "{stream}: {origin} refused: {error}",
+                                stream=self.durable.stream, origin=waiter.origin, error=str(error))
             waiter.outcome.errback(error)
