@@ -23,12 +23,11 @@ L{chatthing.backplane.redis.settling}'s.
 
 from typing import Any, Callable, Protocol
 
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ...live import LogThrottle
-from .. import BackplaneDown
 from . import durablelua
 from .settling import BOUND, Settlements
 
@@ -87,6 +86,7 @@ class DurablePoint:
         self._running = False
         self._fallback: Any = None
         self._last = 0
+        self._confirmedSeq = 0
         #: The point the last catch-up read up to: what it did not read up
         #: to there is not in Redis (voided, or trimmed).
         self.readPoint = 0
@@ -194,6 +194,7 @@ class DurablePoint:
         """
         self.generation += 1
         self._last = 0
+        self._confirmedSeq = 0
         self.held.clear()
         self.voided.clear()
 
@@ -212,47 +213,65 @@ class DurablePoint:
     def confirm(self) -> None:
         """
         Ask the replicas to confirm the stream up to its last entry, and
-        move the durable point there; one round at a time, and rounds
-        again while this process's own entries or calls wait.
+        move the durable point there.  One round (a mark and its C{WAIT})
+        at a time; the next may start while the last one's point is being
+        stored; rounds go on while this process's own entries or calls are
+        not confirmed.
         """
         commands = self.connection.commands
         if (self._running or not self.connection.connected or commands is None
-                or not (self._last > self.point or self.senders.waiting())):
+                or not (self._last > self.confirmedTo or self.senders.waiting(self.confirmedTo))):
             return  # the round under way goes on, or again once connected (_status)
         self._running = True
-        keys = [self.stream.key, self.durableKey]
+        generation = self.generation
         mark = self.connection.script(durablelua.MARK, [self.stream.key, f"{self.durableKey}:marks"], [])
         d = gatherResults([mark, self.connection.replicaWait.confirm(commands)], consumeErrors=True)
+        d.addCallbacks(self._answered, self._notConfirmed, callbackArgs=(commands, generation))
 
-        def confirmed(results: list) -> Deferred:
-            if self.connection.commands is not commands:
-                # The WAIT confirmed the old primary's replicas only.
-                return fail(BackplaneDown("the primary changed meanwhile"))
-            # The replicas have it: its senders are told now, the pages
-            # once the point is stored (a later round stores it if this
-            # one fails; only this process would void these, and it won't).
-            self.senders.covered(int(results[0]))
-            return self.connection.script(durablelua.DURABLE, keys, [results[0]])
+    @property
+    def confirmedTo(self) -> int:
+        """
+        How far the replicas confirmed the stream, as far as this process knows.
+        """
+        return max(self.point, self._confirmedSeq)
 
-        moved: Deferred = d.addCallback(confirmed)
-        moved.addCallback(lambda point: self.advance(int(point)))
-        moved.addBoth(self._confirmed)
+    def _answered(self, results: list, commands: Any, generation: int) -> None:
+        self._running = False
+        if self.connection.commands is not commands or generation != self.generation:
+            # The WAIT confirmed the old primary's replicas only.
+            self._notConfirmed(None)
+            return
+        seq = int(results[0])
+        self._confirmedSeq = max(self._confirmedSeq, seq)
+        # The replicas have it: its senders are told now, the pages once the
+        # point is stored (only this process would void these, and it won't).
+        self.senders.covered(seq)
+        d = self.connection.script(durablelua.DURABLE, [self.stream.key, self.durableKey], [seq])
+
+        def notStored(failure: Failure) -> None:
+            # Stored by a later round (on this primary, or on the promoted
+            # replica, which has what was confirmed).
+            self._confirmedSeq = self.point
+            self._warnings.warn(self.log, "durable", "{stream}: could not store the durable point: {error}",
+                                stream=self.stream, error=failure.getErrorMessage())
+
+        d.addCallbacks(lambda point: self.advance(int(point)), notStored)
+        if self._pending():
+            self.confirm()
+
+    def _notConfirmed(self, failure: Failure | None) -> None:
+        self._running = False
+        if self._pending():
+            self.connection.reactor.callLater(_RETRY, self.confirm)
 
     def _pending(self) -> bool:
         """
-        Whether this process has entries or calls the point does not cover.
+        Whether this process has entries or calls the replicas have not confirmed.
         """
         mine = self.connection.proc + "/"
-        return self.senders.waiting() or any(origin.startswith(mine) for origin, _ in self.held.values())
-
-    def _confirmed(self, result: Any) -> None:
-        self._running = False
-        if not self._pending():
-            return
-        if isinstance(result, Failure):
-            self.connection.reactor.callLater(_RETRY, self.confirm)
-        else:
-            self.confirm()
+        confirmed = self.confirmedTo
+        return self.senders.waiting(confirmed) or any(
+            seq > confirmed and origin.startswith(mine) for seq, (origin, _) in self.held.items())
 
     def _status(self, connected: bool) -> None:
         if connected:

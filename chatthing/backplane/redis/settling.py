@@ -106,12 +106,13 @@ class Settlements:
             self._check(waiter)
         return waiter.outcome
 
-    def waiting(self) -> bool:
+    def waiting(self, confirmed: int) -> bool:
         """
-        Whether a publication waits for the point on this connection.
+        Whether a publication of this connection waits for the replicas to
+        confirm the stream past C{confirmed}.
         """
-        durable = self.durable
-        return any(w.generation == durable.generation and w.last > durable.point for w in self._waiters)
+        generation = self.durable.generation
+        return any(w.generation == generation and w.last > confirmed for w in self._waiters)
 
     def covered(self, point: int | None = None) -> None:
         """
