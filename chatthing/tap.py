@@ -170,17 +170,21 @@ class Options(usage.Options):
          "The largest --state-file written or loaded; a bigger state is not saved "
          "(said in the log) and the pages start over."],
         ["redis-replicas", None, None,
-         "With --redis: how many Redis replicas must have a message (WAIT) before its sender "
-         "is told it was sent; if fewer do within --redis-replica-wait it is refused (BackplaneDown), and "
+         "With --redis: how many Redis replicas must have a message (WAIT) before it is shown and its "
+         "sender told it was sent; if fewer do within --redis-replica-bound it is refused (BackplaneDown), and "
          "while Redis cannot be reached messages are refused, not shown on this process "
          "only [default: 1 with redis+sentinel://, else 0]."],
         ["redis-replica-wait", None, "0.5",
-         "With --redis-replicas above 0: seconds the replicas have to confirm a message "
-         "before it is refused; more than 0."],
+         "With --redis-replicas above 0: seconds each WAIT gives the replicas to confirm a message "
+         "(it asks again until --redis-replica-bound); more than 0."],
         ["presence-list-max", None, None,
          "Past this many names in a room, its pages are shown the first this many (by join "
          "order) and how many are there, not every name, so a page of a big room is sent a "
          "bounded list; 0 lists every name [default: the application's, 250 for the chat]."],
+        ["redis-replica-bound", None, "10",
+         "With --redis-replicas above 0: seconds a message may wait for the replicas (across a "
+         "failover) before it is settled: sent if they have it by then, else deleted unseen and "
+         "refused (BackplaneDown); more than 0."],
     ]
 
     #: How each limit option is read: (LiveSettings field, type, lowest
@@ -279,6 +283,7 @@ class Options(usage.Options):
                 ) from None
         self["redisReplicas"] = self.makeRedisReplicas()
         self["redisReplicaWait"] = self.makeRedisReplicaWait()
+        self["redisReplicaBound"] = self.makeRedisReplicaWait("redis-replica-bound")
         self["adminToken"] = None
         if self["admin-token-file"] is not None:
             self["adminToken"] = readToken(self["admin-token-file"])
@@ -345,19 +350,19 @@ class Options(usage.Options):
             raise usage.UsageError(f"--redis-replicas must be a whole number, 0 or more, not {text!r}")
         return int(str(text).strip())
 
-    def makeRedisReplicaWait(self) -> float:
+    def makeRedisReplicaWait(self, option: str = "redis-replica-wait") -> float:
         """
-        C{--redis-replica-wait}, a number of seconds, more than 0.
+        C{--redis-replica-wait} (or C{option}), a number of seconds, more than 0.
 
         @raise usage.UsageError: if it is not.
         """
         try:
-            value = float(str(self["redis-replica-wait"]).strip())
+            value = float(str(self[option]).strip())
         except ValueError:
             value = 0.0
         if not 0 < value < float("inf"):
-            raise usage.UsageError("--redis-replica-wait must be a number of seconds, more than 0, "
-                                   f"not {self['redis-replica-wait']!r}")
+            raise usage.UsageError(f"--{option} must be a number of seconds, more than 0, "
+                                   f"not {self[option]!r}")
         return value
 
     def makeDrainSeconds(self) -> float:
@@ -512,10 +517,12 @@ def makeBackplane(config: Options) -> Any:
     if config["redis"] is None:
         return MemoryBackplane()
     from .backplane.redis import RedisBackplane
+    from .backplane.redis.settling import BOUND
 
     return RedisBackplane(config["redis"], gracePeriod=config["settings"].gracePeriod,
                           replicas=config.get("redisReplicas"),
-                          replicaWait=config.get("redisReplicaWait", 0.5))
+                          replicaWait=config.get("redisReplicaWait", 0.5),
+                          replicaBound=config.get("redisReplicaBound", BOUND))
 
 
 def makeService(config: Options) -> MultiService:

@@ -88,8 +88,8 @@ def test_badSentinelURLIsAUsageError(url, reason):
 
 
 def test_sentinelURLAccepted():
-    """--redis takes a redis+sentinel:// URL; --redis-replicas defaults to the URL's kind; both it and
-    --redis-replica-wait are checked."""
+    """--redis takes a redis+sentinel:// URL; --redis-replicas defaults to the URL's kind; it,
+    --redis-replica-wait and --redis-replica-bound are checked."""
     options = parse("--redis", "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/svc/2")
     assert options["redisReplicas"] is None
     assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replicas", "2")["redisReplicas"] == 2
@@ -103,6 +103,10 @@ def test_sentinelURLAccepted():
     for bad in ("0", "-1", "nan", "inf", "soon"):
         with pytest.raises(usage.UsageError, match="--redis-replica-wait must be a number of seconds"):
             parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-wait", bad)
+    assert options["redisReplicaBound"] == 10
+    assert parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-bound", "3")["redisReplicaBound"] == 3
+    with pytest.raises(usage.UsageError, match="--redis-replica-bound must be a number of seconds"):
+        parse("--redis", "redis://127.0.0.1:1/0", "--redis-replica-bound", "0")
 
 
 def parse(*args: str) -> tap.Options:
@@ -400,9 +404,19 @@ async def chatThroughFailover(sentinelSet: SentinelSet, cluster: Cluster, failov
     counts["before"] = before
     print(f"failover: {counts}; errors {tally.errors[:5]}")
     assert counts["lost"] == 0 and counts["doubled"] == 0 and counts["outOfOrder"] == 0, counts
+    assert counts["refusedHeard"] == 0, counts
     assert counts["errors"] == 0, tally.errors[:5]
     assert counts["acked"] > before + 40, counts
+    assert not shownAfterRefused(cluster.servers)
     return counts
+
+
+def shownAfterRefused(servers) -> list[str]:
+    """
+    The lines in which a process logged that it delivered a call whose
+    sender was told it was not sent.
+    """
+    return [line for server in servers for line in list(server.logLines) if "after its sender was told" in line]
 
 
 @pytest_twisted.ensureDeferred
@@ -433,30 +447,36 @@ async def test_switchOverUnderTraffic(sentinelSet, sentinelCluster):
 
 @pytest_twisted.ensureDeferred
 async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
-    """With --redis-replicas 1 and no replica a say is refused (BackplaneDown); with a replica in sync it is sent."""
+    """With --redis-replicas 1 and no replica a say is refused (BackplaneDown) once its bound is past, and no page,
+    on either process, ever shows it; with a replica in sync says are sent and shown once."""
     needRedis()
     primary = RedisServer(tmp_path / "primary")
     replica = None
     primary.start()
     try:
         group = Cluster(primary, startTwistd, tmp_path)
-        # A 2 s wait: a replica on a loaded machine may take more than 0.5 s.
-        server, = group.start(1, "--redis-replicas", "1", "--redis-replica-wait", "2")
+        # The bound: how long a say waits for a replica before it is settled.
+        a, b = group.start(2, "--redis-replicas", "1", "--redis-replica-bound", "3")
         try:
-            server.waitForLog("connected to Redis at")
-            # A login too waits for a replica (test_sentinel_logins): one while alice logs in.
+            for server in (a, b):
+                server.waitForLog("connected to Redis at")
+            # A login too waits for a replica (test_sentinel_logins): one while alice and bob log in.
             first = await threads.deferToThread(syncedReplica, primary, tmp_path / "first")
-            alice = await group.chatClient(server, "alice")
+            alice, bob = await group.chatClient(a, "alice"), await group.chatClient(b, "bob")
             first.stop()
             with pytest.raises(RemoteError) as refused:
-                await withDeadline(alice.say("nobody keeps a copy"), 10)
+                await withDeadline(alice.say("nobody keeps a copy"), 30)
             assert refused.value.name == "BackplaneDown"
-            assert "(0 of the 1 Redis replica(s) needed had it within 2000 ms)" in refused.value.message
+            assert "could not be confirmed as saved (the 1 Redis replica(s) needed did not have it within 3 s)" \
+                in refused.value.message
             replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
             await withDeadline(alice.say("kept twice now"), 10)
-            await eventually(lambda: ("alice", "kept twice now") in alice.heard.messages,
-                             "alice to hear herself")
-            assert ("alice", "nobody keeps a copy") in alice.heard.messages  # Redis took it, late
+            await withDeadline(bob.say("and by bob"), 10)
+            for client in (alice, bob):
+                await eventually(lambda: ("bob", "and by bob") in client.heard.messages, "both to hear both")
+                said = [m for m in client.heard.messages if m[0] in ("alice", "bob")]
+                assert said == [("alice", "kept twice now"), ("bob", "and by bob")], said
+            assert not shownAfterRefused((a, b))
         finally:
             await group.stop()
     finally:

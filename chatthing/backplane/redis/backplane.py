@@ -75,7 +75,8 @@ class RedisBackplane(MultiService):
 
     def __init__(self, url: str, gracePeriod: float, reactor: Any = None,
                  prefix: str = "chatthing:", presence: Presence = Presence(),
-                 replicas: int | None = None, replicaWait: float = WAIT_SECONDS) -> None:
+                 replicas: int | None = None, replicaWait: float = WAIT_SECONDS,
+                 replicaBound: float | None = None) -> None:
         super().__init__()
         self.setName("backplane")
         if reactor is None:
@@ -87,6 +88,7 @@ class RedisBackplane(MultiService):
         self.connection.setServiceParent(self)
         self.connection.resync = self._resync
         self.connection.interrupted = self._interrupted
+        self.replicaBound = replicaBound
         self.roster = RedisRoster(self.connection, presence)
         self.sessions = RedisSessions(self.connection, DEAD_AFTER)
         self.connection.subscribe(f"{prefix}handoff:{self.proc}", _Handoff(self.roster, self.sessions))
@@ -129,7 +131,7 @@ class RedisBackplane(MultiService):
 
     def stream(self, key: str, name: str, history: int) -> Stream:
         stream = SharedStream(self.connection, f"{self.connection.prefix}stream:{key}", name,
-                              history, self.dedupeSeconds)
+                              history, self.dedupeSeconds, self.replicaBound)
         self.connection.subscribe(stream.key, stream, andThen=stream.catchUp)
         return stream
 

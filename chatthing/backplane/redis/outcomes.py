@@ -34,6 +34,11 @@ PUBLISH_TIMEOUT = PUBLISH_DEADLINE + ANSWER_MARGIN
 #: sent (and a later sight of it is logged).
 UNSETTLED_TIMEOUT = 5.0
 
+#: What a publication's answer is taken for when its connection was lost
+#: before it came, for an owner that settles such publications itself
+#: (L{Outcomes.settlesLost}: L{chatthing.backplane.redis.durable}).
+ANSWER_LOST = "answer lost"
+
 #: How many of this process's origins delivered lately are remembered.
 _SEEN = 1000
 
@@ -62,6 +67,10 @@ class Outcomes:
         self._unsettled: dict[str, tuple[Deferred, int]] = {}
         self._told: OrderedDict[str, None] = OrderedDict()
         self._catchUps = 0
+        #: Whether a publication whose connection was lost before its
+        #: answer is answered L{ANSWER_LOST} (its owner settles it), rather
+        #: than settled here by the next catch-up.
+        self.settlesLost = False
 
     def awaitAnswer(self, answer: Deferred, origin: str) -> Deferred:
         """
@@ -79,7 +88,10 @@ class Outcomes:
                 if not isinstance(result, Failure):
                     self._published(origin)
             elif isinstance(result, Failure) and result.check("txredisapi.ConnectionError"):
-                self._unsettle(origin, outcome)
+                if self.settlesLost:
+                    outcome.callback(ANSWER_LOST)
+                else:
+                    self._unsettle(origin, outcome)
             else:
                 outcome.callback(result)
 
@@ -109,8 +121,15 @@ class Outcomes:
         self.connection.reactor.callLater(UNSETTLED_TIMEOUT, late)
 
     def _refuse(self, origin: str, outcome: Deferred, why: str) -> None:
-        self._remember(self._told, origin)
+        self.told(origin)
         outcome.errback(BackplaneDown(why))
+
+    def told(self, origin: str) -> None:
+        """
+        The sender of C{origin} was told it was not sent: seeing it later is
+        an error, logged.
+        """
+        self._remember(self._told, origin)
 
     def _published(self, origin: str) -> None:
         if origin in self._told:

@@ -85,7 +85,7 @@ class _Batches:
             owner.confirmed += len(batch)
         else:
             owner.refused += len(batch)
-            owner.warnings.warn(owner.log, "wait", "refused {count} write(s): {error}",
+            owner.warnings.warn(owner.log, "wait", "{count} write(s) not confirmed: {error}",
                                 count=len(batch), error=cut(str(error)))
         for d in batch:
             if error is None:

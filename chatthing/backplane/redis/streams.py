@@ -15,7 +15,8 @@ from ...live import LogThrottle, PassingStream, Stream, runningCall
 from .. import BackplaneDown
 from . import lua
 from .connection import RedisConnection
-from .outcomes import PUBLISH_DEADLINE, PUBLISH_TIMEOUT, Outcomes
+from .durable import DurablePoint
+from .outcomes import PUBLISH_DEADLINE, Outcomes
 
 #: How many (call, stream) pairs remember how often the call published on
 #: the stream, to name each publication of a call uniquely.
@@ -42,6 +43,11 @@ class SharedStream(Stream):
     this process about itself go on the L{fallback}, a passing stream: they
     carry no offset, so no numbering of this process alone is left for a
     page that moves to another to reconcile.
+
+    With replicas confirming writes, its L{durable} point holds what it
+    hears until the replicas have it, and settles its senders' calls
+    (L{chatthing.backplane.redis.durable}): a call is delivered or refused,
+    never both.
     """
 
     log = Logger()
@@ -49,7 +55,7 @@ class SharedStream(Stream):
     fallback: Stream
 
     def __init__(self, connection: RedisConnection, key: str, name: str, history: int,
-                 dedupeSeconds: int) -> None:
+                 dedupeSeconds: int, durableBound: float | None = None) -> None:
         super().__init__(name, history)
         self.connection = connection
         self.key = key
@@ -65,6 +71,11 @@ class SharedStream(Stream):
         self._waiting: list[Deferred] = []
         self._early: dict[int, tuple[str, str]] = {}
         self._published: OrderedDict[str, int] = OrderedDict()
+        self.durable: DurablePoint | None = None
+        if connection.replicaWait.replicas:
+            self.durable = DurablePoint(self, connection, self.outcomes.told,
+                                        *([] if durableBound is None else [durableBound]))
+            self.outcomes.settlesLost = True
 
     def ready(self) -> Deferred:
         if self.loaded or not self.connection.connected:
@@ -82,10 +93,9 @@ class SharedStream(Stream):
         Publish C{calls} on every process, in one order; the L{Deferred}
         fails with L{BackplaneDown} if they were not (and will not be).
         With C{connection.replicaWait.replicas} above 0 it fires only once
-        that many Redis replicas have them too (L{chatthing.backplane.redis.replicas}),
-        so that a failover cannot lose what a sender was told was sent;
-        calls refused that way after Redis took them may still be
-        delivered (the replicas were only late).
+        that many Redis replicas have them too, so that a failover cannot
+        lose what a sender was told was sent, and fails once they are void
+        (L{DurablePoint.settle}).
         """
         calls = [(method, list(args)) for method, args in calls]
         if not self.connection.connected:
@@ -94,17 +104,15 @@ class SharedStream(Stream):
         encoded = [json.dumps([method, args], separators=(",", ":"), ensure_ascii=False)
                    for method, args in calls]
         deadline = self.connection.watchdog.redisTime(PUBLISH_DEADLINE)
-        # The connection the script goes to: WAIT must be asked on it.
-        commands = self.connection.commands
         answer = self.connection.script(lua.PUBLISH, [self.key, self._dedupeKey()],
                                         [self.maxlen, origin, self.dedupeSeconds, deadline, *encoded])
         d = self.outcomes.awaitAnswer(answer, origin)
-        d.addCallback(lambda _: None)
-        d.addErrback(self._notPublished, calls)
-        if self.connection.replicaWait.replicas:
+        if self.durable is not None:
             # Its own refusal, which says why: Redis has the calls already.
-            d.addCallback(lambda _: self.connection.replicaWait.confirm(commands))
-        return d
+            return d.addCallbacks(self.durable.settle, self._notPublished,
+                                  callbackArgs=(origin,), errbackArgs=(calls,))
+        d.addCallback(lambda _: None)
+        return d.addErrback(self._notPublished, calls)
 
     def _dedupeKey(self) -> str:
         """
@@ -136,8 +144,12 @@ class SharedStream(Stream):
 
     def received(self, message: str) -> None:
         """
-        A call came on the stream's channel: C{"SEQ ORIGIN CALL"}.
+        A call came on the stream's channel: C{"SEQ ORIGIN CALL"} (or, with
+        a durable point, what L{DurablePoint.received} takes).
         """
+        if self.durable is not None:
+            self.durable.received(message)
+            return
         seq, origin, call = message.split(" ", 2)
         self.arrived(int(seq), origin, call)
 
@@ -179,7 +191,9 @@ class SharedStream(Stream):
             return succeed(None)
         self._catchingUp = True
         generation = self._generation
-        if self.loaded:
+        if self.durable is not None:
+            d = self.durable.read(self.offset, self.maxlen, self.loaded)
+        elif self.loaded:
             d = self.connection.call("XRANGE", self.key, f"(0-{self.offset}", "+")
         else:
             d = self.connection.call("XREVRANGE", self.key, "+", "-", "COUNT", self.maxlen)
@@ -197,6 +211,9 @@ class SharedStream(Stream):
         for ident, fields in entries or []:
             values = dict(zip(fields[::2], fields[1::2])) if isinstance(fields, list) else fields
             self._accept(int(ident.split("-")[1]), values.get("o", ""), values.get("c", ""))
+        if self.durable is not None:
+            # What is not in Redis up to the point was voided or trimmed.
+            self.skipTo(self.durable.readPoint)
         self._catchingUp = False
         self.loaded = True
         early, self._early = self._early, {}
@@ -210,6 +227,8 @@ class SharedStream(Stream):
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(self)
+        if self.durable is not None:
+            self.durable.caughtUp()
 
     def _notCaughtUp(self, failure: Failure, generation: int) -> None:
         if generation != self._generation:
@@ -227,12 +246,16 @@ class SharedStream(Stream):
         The connection to Redis was lost: a catch-up under way will not
         finish; the next one starts from this process's offset.
         """
+        if self.durable is not None:
+            self.durable.interrupted()
         if self._catchingUp:
             self._catchingUp = False
             self._generation += 1
 
     def close(self) -> None:
         self.connection.unsubscribe(self.key)
+        if self.durable is not None:
+            self.durable.close()
 
 
 class SharedPassingStream(PassingStream):
