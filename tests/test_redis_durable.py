@@ -182,3 +182,17 @@ async def test_anEntryWhoseWriterDiedIsShownOnceAReplicaHasIt(pair):
     assert said(pa) == said(pb) == []
     await redis.addReplica()
     await eventually(lambda: said(pa) == said(pb) == ["from the dead"], "both to show it", 15)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aClosedStreamIsNoLongerToldOfTheConnection(pair):
+    """A room's stream closed (its room emptied) is forgotten by the connection, which lives as long as the process:
+    rooms opened and closed over and over do not pile up listeners."""
+    (sa, pa), _, redis = pair
+    connection = redis.backplanes[0].connection
+    before = len(connection._listeners)
+    for number in range(5):
+        stream = redis.backplanes[0].stream(f"room:other{number}", "room", 1000)
+        await stream.ready()
+        stream.close()
+    assert len(connection._listeners) == before

@@ -3,11 +3,10 @@ L{RedisConnection}: the one link to Redis that every part of a
 L{chatthing.backplane.redis.RedisBackplane} (its streams, roster and
 session store) uses, so that none of them calls back into the backplane.
 
-It holds two connections to Redis (txredisapi protocols, kept up by L{ClientService}s): one
-for commands and scripts, one subscribed to the channels of its L{Receiver}s.  It is
-I{connected} while both are up and its owner has caught up after (re)connecting
-(L{RedisConnection.resync}); until then its parts fall back to this process.  Its
-L{HungRedisWatchdog} and L{SubscriberWatch} find a Redis silent on a connection still open.
+It holds two connections to Redis (txredisapi protocols, kept up by L{ClientService}s): one for commands
+and scripts, one subscribed to the channels of its L{Receiver}s.  It is I{connected} while both are up and
+its owner has caught up after (re)connecting (L{RedisConnection.resync}); until then its parts fall back to
+this process.  Its L{HungRedisWatchdog} and L{SubscriberWatch} find a Redis silent on a connection still open.
 """
 
 import os
@@ -40,12 +39,10 @@ class RedisConnection(MultiService):
     @ivar connected: whether Redis can be used now.
     @ivar proc: this process's name among the others.
     @ivar prefix: what every key and channel name starts with.
-    @ivar resync: set by the owner: what to do once both connections are up
-        again, before it is I{connected} (a L{Deferred}).
+    @ivar resync: set by the owner: what to do once both connections are up again (a L{Deferred}).
     @ivar interrupted: set by the owner: called when a connection is lost.
-    @ivar replicaWait: confirms writes once enough replicas have them
-        (C{replicas}: by default one behind Sentinel, else none) within
-        C{replicaWait} seconds.
+    @ivar replicaWait: confirms writes once enough replicas have them (C{replicas}: by default one
+        behind Sentinel, else none) within C{replicaWait} seconds.
     """
 
     log = Logger()
@@ -88,6 +85,10 @@ class RedisConnection(MultiService):
 
     def onStatusChange(self, listener: Callable[[bool], None]) -> None:
         self._listeners.append(listener)
+
+    def removeStatusListener(self, listener: Callable[[bool], None]) -> None:
+        """Forget C{listener}: a closed room's stream is not kept alive by the connection."""
+        self._listeners[:] = [each for each in self._listeners if each != listener]
 
     def whenConnected(self, timeout: float | None = None) -> Deferred:
         """
@@ -280,7 +281,7 @@ class RedisConnection(MultiService):
         d.addCallbacks(done, failed)
 
     def _tell(self, connected: bool) -> None:
-        for listener in self._listeners:
+        for listener in list(self._listeners):
             try:
                 listener(connected)
             except Exception:
@@ -291,10 +292,8 @@ class RedisConnection(MultiService):
         return super().stopService()
 
     def reconnect(self) -> None:
-        """
-        Drop both connections, for their L{ClientService}s to make them
-        again (to a new primary: L{chatthing.backplane.redis.sentinel}).
-        """
+        """Drop both connections, for their L{ClientService}s to make them again
+        (to a new primary: L{chatthing.backplane.redis.sentinel})."""
         for protocol in (self._commands, self._subscriber):
             if protocol is not None and protocol.transport is not None:
                 protocol.transport.abortConnection()

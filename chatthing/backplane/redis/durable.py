@@ -204,6 +204,7 @@ class DurablePoint:
         """
         self.held.clear()
         self._last = 0
+        self.connection.removeStatusListener(self._status)
         if self._fallback is not None and self._fallback.active():
             self._fallback.cancel()
         self._fallback = None
