@@ -3,7 +3,8 @@ The WebSocket end of the runtime: one L{LiveServerProtocol} per page
 connection, made by the L{LiveServerFactory} of C{_factory}.
 """
 
-from typing import Any
+import random
+from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
@@ -144,6 +145,17 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         self._helloTimeout = factory.timers.call_later(
             HELLO_TIMEOUT, self.closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
+        # Spread the heartbeats over the interval.  Autobahn arms a page's
+        # first ping one whole interval after it opened, and each later one
+        # an interval after its pong, so pages that opened together (after
+        # a restart, a storm of logins, the bench's room) ping in the same
+        # few ticks, and answer in the same turns, every interval for as
+        # long as they stay: 1,000 pings and pongs at once kept the reactor
+        # from the room's messages for tens of milliseconds
+        # (docs/performance.md).
+        first = self.autoPingPendingCall
+        if first is not None:
+            self.autoPingPendingCall = factory.timers.move(first, firstPingDelay(self.autoPingInterval))
         factory.connectionOpened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -332,6 +344,16 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         """
         if self.state == self.STATE_OPEN:
             self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
+
+
+def firstPingDelay(interval: float, draw: Callable[[], float] = random.random) -> float:
+    """
+    When a page's first heartbeat ping is due: a random moment from half
+    the ping interval to all of it after it opened (as L{Backoff} draws
+    its delays), so that the pings of pages that opened together are
+    spread over half an interval, and stay apart.
+    """
+    return interval / 2 + draw() * interval / 2
 
 
 #: What a new connection's slots start as: what the classes it comes from
