@@ -34,7 +34,7 @@ from ._logsafe import cut
 from ._origin import originAllowed
 from ._quiet import withoutDebugFormatting
 from ._ratelimit import TokenBucket
-from ._sending import canSendDirectly, writeNow
+from ._sending import canSendDirectly, sendNow
 from ._session import LiveSession
 
 #: Seconds a new connection has to send its "hello".
@@ -57,7 +57,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
         "_floodReported", "adopting", "_ackBucket", "_wireBucket", "_oversize",
-        "_direct")
+        "_direct", "_socket")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
     gathered: list[bytes] | bytes | None
@@ -73,6 +73,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     #: Whether frames may go straight to the socket (L{canSendDirectly}):
     #: decided once, when the connection opens; never under TLS.
     _direct: bool
+    #: The socket frames go straight to when L{_direct}; L{None} if not.
+    _socket: Any
     _ackBucket: TokenBucket
     _wireBucket: TokenBucket | None
     _oversize: bool
@@ -127,7 +129,9 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         factory = self.factory
         forgetHandshake(self)
         shareEmptySendQueue(self)
-        self._direct = canSendDirectly(self.transport)
+        transport: Any = self.transport
+        self._direct = canSendDirectly(transport)
+        self._socket = transport.socket if self._direct else None
         # Autobahn tries this before it has read its own options, and gives
         # up silently: Nagle's algorithm would stay on.
         # (Twisted types the transport as an ITransport; only a TCP one
@@ -258,7 +262,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
 
     def writeCoalesced(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN and not self._cut:
-            left = writeNow(self.transport, data, self._direct)
+            left = sendNow(self._socket, self.transport, data)
             if left and left > self.factory.settings.maxOutgoingBytes:
                 self._checkBacklog()
 
@@ -364,6 +368,6 @@ _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_options", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("adopting", False),
-    ("_direct", False),
+    ("_direct", False), ("_socket", None),
     ("_wireBucket", None), ("_oversize", False),
 )
