@@ -64,7 +64,7 @@ async def test_pagesOpenedTogetherArePingedAcrossTheInterval(serve):
               f"{fractions[0]:.2f} .. {fractions[-1]:.2f}; {early} of {PAGES} before 0.8")
         # None before half the interval (the page notes its opening a little
         # after the server does, hence the margin)...
-        assert fractions[0] > 0.45, fractions
+        assert fractions[0] > 0.4, fractions
         # ...and spread from there: with a draw from [0.5, 1] about 60 % come
         # before 0.8 of it; when every page was pinged one whole interval
         # after it opened, none did.
