@@ -15,7 +15,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import subprocessEnvironment
+import pytest_twisted
+from conftest import eventually, subprocessEnvironment
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
@@ -609,3 +610,89 @@ def test_sizesFitTheFileLimit():
     assert fitToFileLimit(settings, None) == []
     quiet = BenchSettings(roomPages=50000, scenarios=("idle",))
     assert fitToFileLimit(quiet, 19900) == [] and quiet.roomPages == 19900, "cut, but not worth a note"
+
+
+
+def test_probeReaderTellsWhenBytesArrivedNotWhenRead():
+    """A stamped reader gives a probe the kernel's arrival time of what it reads: a time before the read, not the read's."""
+    import select
+    import socket
+    import time
+
+    from twisted.internet import reactor
+
+    from chatthing.bench import bulkread
+
+    if not bulkread.available():
+        pytest.skip("no epoll here")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        near = socket.create_connection(server.getsockname())
+        far, _ = server.accept()
+    near.setblocking(False)
+    arrivals = []
+
+    class Transport:
+        socket = near
+        fileno = near.fileno
+
+        def stopReading(self):
+            pass
+
+    class Page:
+        transport = Transport()
+        arrived = None
+        isOpen = False
+        whenLost = None
+
+        def dataReceived(self, data):
+            arrivals.append((self.arrived, time.perf_counter_ns(), data))
+
+    page = Page()
+    reader = bulkread.BulkReader(reactor, stamped=True)
+    try:
+        reader.take(page)
+        far.sendall(b"frame")
+        select.select([near], [], [], 5)  # the bytes are in the socket, not read yet
+        readable = time.perf_counter_ns()
+        reader.doRead()
+    finally:
+        reader.close()
+        near.close()
+        far.close()
+    [(arrived, read, data)] = arrivals
+    assert data == b"frame"
+    assert arrived is not None, "the kernel did not stamp the read"
+    assert arrived <= readable <= read
+    assert page.arrived is None  # told only while the bytes are handed over
+
+
+@pytest_twisted.ensureDeferred
+async def test_rawPageWritesItsCallsStraightToTheSocket():
+    """A page's call is in its socket when call() returns, not on the reactor's next turn (its send time is in it)."""
+    import select
+    import socket
+
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        page = RawPage("127.0.0.1", port)
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), page)
+        far, _ = server.accept()
+    with far:
+        far.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+        await eventually(lambda: page._upgraded, "the page to read the upgrade")
+        await eventually(lambda: select.select([far], [], [], 0)[0], "the page's hello")
+        far.setblocking(False)
+        while True:  # the request and the hello
+            try:
+                far.recv(65536)
+            except BlockingIOError:
+                break
+        page.call("say", "now")
+        # No reactor turn since: the frame is in the socket already.
+        select.select([far], [], [], 5)
+        [(opcode, payload)] = clientFrames(far.recv(65536))
+        assert opcode == 0x1 and json.loads(payload)["args"] == ["now"]
+        page.transport.abortConnection()

@@ -472,7 +472,8 @@ async def test_slowConsumerCutOff(serve, serverLog):
 
         biggestFrame = max(frameSizes) + 16
         laggardPeak = peaks.get(laggard, 0)
-        othersPeak = max(peaks[c] for c in peaks if c is not laggard)
+        # (Only a connection written over the limit is checked; readers may never be.)
+        othersPeak = max((peaks[c] for c in peaks if c is not laggard), default=0)
         assert laggardPeak > maxOutgoing  # it was the buffer that cut it
         # Bounded: over the limit, a page is cut as soon as the kernel refuses
         # its bytes, or a second later, and never holds four times the limit.

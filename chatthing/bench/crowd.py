@@ -90,6 +90,9 @@ class Crowd:
     pages: list[RawPage] = field(default_factory=list)
     slots: list[RawPage | None] = field(default_factory=list)
     reader: BulkReader | None = None
+    #: What reads the probes' sockets, each read stamped with the time its
+    #: bytes arrived, if not the reactor.
+    probeReader: BulkReader | None = None
     failed: int = 0
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -125,9 +128,10 @@ class Crowd:
         sessions at once rather than keeping them for the grace period),
         and wait a little for the connections to go.
         """
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
+        for reader in (self.reader, self.probeReader):
+            if reader is not None:
+                reader.close()
+        self.reader = self.probeReader = None
         waiting = [page.closed for page in self.pages if page.isOpen]
         for page in self.pages:
             page.close()
@@ -233,6 +237,8 @@ async def openCrowd(reactor, plans: list[PagePlan], concurrency: int, label: str
     crowd = Crowd()
     if bulkread.available() and any(plan.bulk for plan in plans):
         crowd.reader = BulkReader(reactor)
+    if bulkread.available() and any(plan.probe and not plan.bulk for plan in plans):
+        crowd.probeReader = BulkReader(reactor, stamped=True)
     opened: list[RawPage | None] = [None] * len(plans)
     progress = ProgressBar(label, len(plans))
     limit = DeferredSemaphore(concurrency)
@@ -240,7 +246,8 @@ async def openCrowd(reactor, plans: list[PagePlan], concurrency: int, label: str
 
     async def one(index: int, plan: PagePlan) -> None:
         try:
-            d = ensureDeferred(openPage(reactor, plan, crowd.reader if plan.bulk else None))
+            reader = crowd.reader if plan.bulk else crowd.probeReader if plan.probe else None
+            d = ensureDeferred(openPage(reactor, plan, reader))
             d.addTimeout(OPEN_DEADLINE, reactor)
             opened[index] = await d
         except Exception as e:

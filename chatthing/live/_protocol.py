@@ -3,7 +3,8 @@ The WebSocket end of the runtime: one L{LiveServerProtocol} per page
 connection, made by the L{LiveServerFactory} of C{_factory}.
 """
 
-from typing import Any
+import random
+from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
@@ -33,7 +34,7 @@ from ._logsafe import cut
 from ._origin import originAllowed
 from ._quiet import withoutDebugFormatting
 from ._ratelimit import TokenBucket
-from ._sending import canSendDirectly, writeNow
+from ._sending import canSendDirectly, sendNow
 from ._session import LiveSession
 
 #: Seconds a new connection has to send its "hello".
@@ -56,7 +57,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
         "_floodReported", "adopting", "_ackBucket", "_wireBucket", "_oversize",
-        "_direct")
+        "_direct", "_socket")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
     gathered: list[bytes] | bytes | None
@@ -72,6 +73,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     #: Whether frames may go straight to the socket (L{canSendDirectly}):
     #: decided once, when the connection opens; never under TLS.
     _direct: bool
+    #: The socket frames go straight to when L{_direct}; L{None} if not.
+    _socket: Any
     _ackBucket: TokenBucket
     _wireBucket: TokenBucket | None
     _oversize: bool
@@ -126,7 +129,9 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         factory = self.factory
         forgetHandshake(self)
         shareEmptySendQueue(self)
-        self._direct = canSendDirectly(self.transport)
+        transport: Any = self.transport
+        self._direct = canSendDirectly(transport)
+        self._socket = transport.socket if self._direct else None
         # Autobahn tries this before it has read its own options, and gives
         # up silently: Nagle's algorithm would stay on.
         # (Twisted types the transport as an ITransport; only a TCP one
@@ -144,6 +149,17 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         self._helloTimeout = factory.timers.call_later(
             HELLO_TIMEOUT, self.closeWithCode, _wire.CLOSE_PROTOCOL_ERROR, "no hello frame received"
         )
+        # Spread the heartbeats over the interval.  Autobahn arms a page's
+        # first ping one whole interval after it opened, and each later one
+        # an interval after its pong, so pages that opened together (after
+        # a restart, a storm of logins, the bench's room) ping in the same
+        # few ticks, and answer in the same turns, every interval for as
+        # long as they stay: 1,000 pings and pongs at once kept the reactor
+        # from the room's messages for tens of milliseconds
+        # (docs/performance.md).
+        first = self.autoPingPendingCall
+        if first is not None:
+            self.autoPingPendingCall = factory.timers.move(first, firstPingDelay(self.autoPingInterval))
         factory.connectionOpened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -229,11 +245,20 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
 
     def sendPayload(self, payload: bytes) -> None:
         """
-        Send one encoded frame, unless the connection is closing.
+        Send one encoded frame, unless the connection is closing: with the
+        others of this reactor turn, in the order given (L{WriteCoalescer}).
+
+        Through Autobahn's C{sendMessage} a frame went into the transport's
+        buffer and out on the reactor's next turn (asking to watch the
+        socket, then a C{send()}, then to stop watching: three system
+        calls), and the Python of Autobahn's framing ran for each.
+        Gathered, it leaves at the end of this turn, in the page's one
+        C{send()}.  No connection here compresses (no C{permessage-deflate}
+        is offered), so the frame is the same bytes.
         """
         if self.state == self.STATE_OPEN and not self._cut:
-            self.sendMessage(payload, isBinary=False)
-            self._checkBacklog()
+            self.factory.coalescer.add(self, PreparedMessage(
+                payload, isBinary=False, applyMask=False, doNotCompress=True).payloadHybi)
 
     def sendPrepared(self, message: PreparedMessage) -> None:
         """
@@ -246,7 +271,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
 
     def writeCoalesced(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN and not self._cut:
-            left = writeNow(self.transport, data, self._direct)
+            left = sendNow(self._socket, self.transport, data)
             if left and left > self.factory.settings.maxOutgoingBytes:
                 self._checkBacklog()
 
@@ -334,6 +359,16 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
             self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
 
 
+def firstPingDelay(interval: float, draw: Callable[[], float] = random.random) -> float:
+    """
+    When a page's first heartbeat ping is due: a random moment from half
+    the ping interval to all of it after it opened (as L{Backoff} draws
+    its delays), so that the pings of pages that opened together are
+    spread over half an interval, and stay apart.
+    """
+    return interval / 2 + draw() * interval / 2
+
+
 #: What a new connection's slots start as: what the classes it comes from
 #: would have read (Twisted's C{transport = None}...), and the runtime's own.
 _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
@@ -342,6 +377,6 @@ _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_options", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("adopting", False),
-    ("_direct", False),
+    ("_direct", False), ("_socket", None),
     ("_wireBucket", None), ("_oversize", False),
 )

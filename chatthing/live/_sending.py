@@ -61,8 +61,23 @@ def writeNow(transport: Any, data: bytes, direct: bool | None = None) -> int:
     """
     if direct is None:
         direct = canSendDirectly(transport)
-    sock = getattr(transport, "socket", None) if direct else None
-    if sock is None or not transport.connected or transport.disconnecting or bufferedBytes(transport):
+    return sendNow(getattr(transport, "socket", None) if direct else None, transport, data)
+
+
+def sendNow(sock: Any, transport: Any, data: bytes) -> int:
+    """
+    L{writeNow}, given the socket it would find: C{transport}'s own socket
+    if it may be sent to directly, L{None} if not.
+
+    A fan-out calls this once a page and a turn (L{WriteCoalescer}), so a
+    connection finds its socket when it opens, and the transport's buffers
+    are read here as attributes, not through L{bufferedBytes}: a thousand
+    pages a message made the calls and the C{getattr}s with defaults a
+    tenth of the flush (py-spy, docs/performance.md).  A direct transport
+    is Twisted's TCP connection, which has them all.
+    """
+    if (sock is None or not transport.connected or transport.disconnecting
+            or transport._tempDataLen or len(transport.dataBuffer) > transport.offset):
         transport.write(data)
         return bufferedBytes(transport)
     try:
@@ -149,7 +164,7 @@ class WriteCoalescer:
             connection.gathered = None
             # One connection's failure must not keep the others' frames.
             try:
-                connection.writeCoalesced(_joined(frames))
+                connection.writeCoalesced(frames if isinstance(frames, bytes) else b"".join(frames))
             except Exception:
                 log.failure("could not write to {connection}", connection=connection)
 

@@ -123,6 +123,25 @@ class TimerWheel:
         tick.live += 1
         return timer
 
+    def move(self, timer: WheelTimer, delay: float) -> WheelTimer:
+        """
+        Make C{timer}'s call C{delay} seconds from now instead: the timer
+        that makes it from now on (C{timer} itself is cancelled).  Nothing
+        happens to a timer that has fired or was cancelled.
+
+        A timer moved in the turn it was made (a connection's first
+        heartbeat, which Autobahn arms before the runtime can say when it
+        should come) is taken out of its tick's list at once, rather than
+        left there, holding nothing, for as long as that tick is away.
+        """
+        func, args, tick = timer.func, timer.args, timer.tick
+        if func is None:
+            return timer
+        if tick is not None and tick.timers and tick.timers[-1] is timer:
+            tick.timers.pop()
+        timer.cancel()
+        return self.call_later(delay, func, *args)
+
     def _drop(self, tick: _Tick) -> None:
         # Every timer of the tick was cancelled: nothing to fire.
         if self._ticks.get(tick.index) is tick:
