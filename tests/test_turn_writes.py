@@ -81,3 +81,49 @@ def test_aClosingConnectionIsSentNothingMore():
     connection.sendPayload(b'{"type":"result","id":1,"value":null,"seq":1}')
     clock.advance(0)
     assert transport.writes == []
+
+
+class StalledTransport(RecordingTransport):
+    """
+    A transport whose peer does not read: all it is given waits in its
+    buffer (C{_tempDataLen}, as in Twisted's TCP transport).
+    """
+
+    connected = True
+    disconnecting = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tempDataLen = 0
+        self.dataBuffer = b""
+        self.offset = 0
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self._tempDataLen += len(data)
+        super().write(data)
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+def test_aPageThatDoesNotReadNeverHoldsMoreThanFourTimesItsLimit():
+    """One turn gathering more than the room between a stalled page's backlog and four times its limit cuts the page
+    without buffering that turn: a page holds at most four times the limit however many frames a turn gathers."""
+    from chatthing.live._settings import LiveSettings
+
+    clock = Clock()
+    factory = LiveServerFactory(lambda: LiveElement(), Environment(), reactor=clock,
+                                settings=LiveSettings(maxOutgoingBytes=1000))
+    connection = factory.buildProtocol(None)
+    transport = StalledTransport()
+    connection.makeConnection(transport)
+    connection.state = connection.STATE_OPEN
+    # 3,500 bytes waiting already (past the limit: a second look is due)...
+    transport.write(b"x" * 3500)
+    # ...and one turn gathering 1,200 more in five frames.
+    for _ in range(5):
+        connection.sendPayload(b"y" * 235)
+    clock.advance(0)
+    assert transport.aborted
+    assert transport._tempDataLen == 3500, "the turn's frames were buffered past four times the limit"

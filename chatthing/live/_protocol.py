@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _wire
-from ._backlog import BacklogLimit
+from ._backlog import BacklogLimit, bufferedBytes
 from ._budget import BudgetedFrames, wireBucket
 from ._errors import LiveError, ProtocolError, RateLimited
 from ._footprint import (
@@ -271,8 +271,12 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
 
     def writeCoalesced(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN and not self._cut:
-            left = sendNow(self._socket, self.transport, data)
-            if left and left > self.factory.settings.maxOutgoingBytes:
+            limit = self.factory.settings.maxOutgoingBytes
+            left = sendNow(self._socket, self.transport, data, 4 * limit)
+            if left < 0:
+                # Past four times the limit nothing waits (L{_checkBacklog}).
+                self._cutOff(bufferedBytes(self.transport) + len(data))
+            elif left > limit:
                 self._checkBacklog()
 
     @withoutDebugFormatting

@@ -64,7 +64,7 @@ def writeNow(transport: Any, data: bytes, direct: bool | None = None) -> int:
     return sendNow(getattr(transport, "socket", None) if direct else None, transport, data)
 
 
-def sendNow(sock: Any, transport: Any, data: bytes) -> int:
+def sendNow(sock: Any, transport: Any, data: bytes, cap: int | None = None) -> int:
     """
     L{writeNow}, given the socket it would find: C{transport}'s own socket
     if it may be sent to directly, L{None} if not.
@@ -75,9 +75,16 @@ def sendNow(sock: Any, transport: Any, data: bytes) -> int:
     pages a message made the calls and the C{getattr}s with defaults a
     tenth of the flush (py-spy, docs/performance.md).  A direct transport
     is Twisted's TCP connection, which has them all.
+
+    With a C{cap}, bytes that would leave more than C{cap} waiting in the
+    transport are not buffered at all (C{-1} is returned: the caller cuts
+    the connection), so a page that does not read holds at most C{cap}
+    however many frames one turn gathered for it.
     """
     if (sock is None or not transport.connected or transport.disconnecting
             or transport._tempDataLen or len(transport.dataBuffer) > transport.offset):
+        if cap is not None and bufferedBytes(transport) + len(data) > cap:
+            return -1
         transport.write(data)
         return bufferedBytes(transport)
     try:
@@ -89,6 +96,8 @@ def sendNow(sock: Any, transport: Any, data: bytes) -> int:
         transport.write(data)
         return bufferedBytes(transport)
     if sent < len(data):
+        if cap is not None and len(data) - sent > cap:
+            return -1
         transport.write(data[sent:])
         return len(data) - sent
     return 0
