@@ -515,6 +515,17 @@ async def test_readOnlyAnswerDropsTheConnection(tmp_path):
         primary.stop()
 
 
+def promotedPort(sentinelSet: SentinelSet) -> int | None:
+    """
+    The port of the primary every sentinel names, if they agree on one
+    that is not the first primary.
+    """
+    ports = sentinelSet.primaryPorts()
+    if len(ports) == 1 and sentinelSet.primary.port not in ports:
+        return ports.pop()
+    return None
+
+
 def shownTimes(page, text: str) -> int:
     """
     How many times C{page} was shown a line with C{text}.
@@ -532,9 +543,44 @@ def durableToItsEnd(port: int, room: str) -> bool:
     return bool(point and last) and point[0] == last[0].split("-")[1]
 
 
+async def moveAfterAFault(cluster: Cluster, fault, visited: bool) -> None:
+    """
+    A page alone in its room on A (with C{visited}, B had a page there that
+    left); C{fault()} (which returns the port of the primary after it),
+    then A SIGKILLed: the page must resume its session on B and be shown
+    every line once.
+    """
+    a, b = cluster.start(2, "--redis-replicas", "1", gracePeriod=60)
+    for server in (a, b):
+        server.waitForLog("connected to Redis at")
+    page = await cluster.page(a, "alice", room="quiet")
+    said = [f"line {n}" for n in range(4)]
+    for text in said[:3]:
+        assert (await page.call("say", text))["type"] == "result"
+    if visited:
+        visitor = await cluster.page(b, "bob", room="quiet")
+        await visitor.waitFor(lambda: shownTimes(visitor, said[2]), "the visitor to see the room")
+        visitor.close()
+        await visitor.closed()
+        b.waitForLog("bob left quiet")
+    port = await fault()
+    await eventually(lambda: connections(a) >= 2 and connections(b) >= 2, "both to reconnect", FAILOVER_DEADLINE)
+    await eventually(lambda: durableToItsEnd(port, "quiet"), "the room durable to its end")
+    session = page.session
+    cluster.kill(a)
+    page.url = wsUrl(b)
+    frame = await page.resume()
+    assert frame["type"] == "resumed" and page.session == session, frame
+    answer = await page.call("say", said[3])
+    assert answer["type"] == "result", answer
+    await page.waitFor(lambda: shownTimes(page, said[3]), "the line said on B")
+    assert [shownTimes(page, text) for text in said] == [1] * len(said), page.calls()
+
+
 @pytest.mark.parametrize("visited", [False, True], ids=["roomNeverOpenOnB", "roomEmptyOnB"])
+@pytest.mark.parametrize("lagging", [False, True], ids=["", "pointLagging"])
 @pytest_twisted.ensureDeferred
-async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visited):
+async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visited, lagging):
     """A page alone in its room on A (B never had the room open, or had a page there that left); every connection
     to Redis is cut (both processes reconnect, as after a failover), then A is SIGKILLed: the page resumes its
     session on B, and every line is shown to it once (0 new sessions, 0 lost, 0 doubled)."""
@@ -543,37 +589,34 @@ async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visite
     primary.start()
     replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
     group = Cluster(primary, startTwistd, tmp_path)
-    try:
-        a, b = group.start(2, "--redis-replicas", "1", gracePeriod=30)
-        for server in (a, b):
-            server.waitForLog("connected to Redis at")
-        page = await group.page(a, "alice", room="quiet")
-        said = [f"line {n}" for n in range(4)]
-        for text in said[:3]:
-            assert (await page.call("say", text))["type"] == "result"
-        if visited:
-            visitor = await group.page(b, "bob", room="quiet")
-            await visitor.waitFor(lambda: shownTimes(visitor, said[2]), "the visitor to see the room")
-            visitor.close()
-            await visitor.closed()
-            b.waitForLog("bob.* left")
+
+    async def cut() -> int:
+        if lagging:
+            # As a replica promoted before the primary's last DURABLE reached it: the entries, an older point.
+            assert primary.command("HSET", "chatthing:durable", "chatthing:stream:room:quiet", "1") == b":0\r\n"
         for kind in ("normal", "pubsub"):
             assert primary.command("CLIENT", "KILL", "TYPE", kind).startswith(b":")
-        await eventually(lambda: connections(a) >= 2 and connections(b) >= 2, "both to reconnect", 20)
-        await eventually(lambda: durableToItsEnd(primary.port, "quiet"), "the room durable to its end")
-        session = page.session
-        group.kill(a)
-        page.url = wsUrl(b)
-        frame = await page.resume()
-        assert frame["type"] == "resumed" and page.session == session, frame
-        answer = await page.call("say", said[3])
-        assert answer["type"] == "result", answer
-        await page.waitFor(lambda: shownTimes(page, said[3]), "the line said on B")
-        assert [shownTimes(page, text) for text in said] == [1] * len(said), page.calls()
+        return primary.port
+
+    try:
+        await moveAfterAFault(group, cut, visited)
     finally:
         await group.stop()
         replica.stop()
         primary.stop()
+
+
+@pytest.mark.parametrize("visited", [False, True], ids=["roomNeverOpenOnB", "roomEmptyOnB"])
+@pytest_twisted.ensureDeferred
+async def test_aPageMovedAfterAFailoverResumes(sentinelSet, sentinelCluster, visited):
+    """As above, the primary SIGKILLed instead and a replica promoted by the sentinels: the page that moves from A
+    (SIGKILLed after the failover) to B resumes its session there, every line shown once."""
+    async def kill() -> int:
+        sentinelSet.primary.kill()
+        return await eventually(lambda: promotedPort(sentinelSet), "every sentinel to name the promoted replica",
+                                FAILOVER_DEADLINE)
+
+    await moveAfterAFault(sentinelCluster, kill, visited)
 
 
 @pytest_twisted.ensureDeferred

@@ -87,6 +87,8 @@ class DurablePoint:
         self._fallback: Any = None
         self._last = 0
         self._confirmedSeq = 0
+        #: Whether Redis holds an older point than the one known here.
+        self._behind = False
         #: The point the last catch-up read up to: what it did not read up
         #: to there is not in Redis (voided, or trimmed).
         self.readPoint = 0
@@ -180,6 +182,11 @@ class DurablePoint:
     def _read(self, reply: list) -> list:
         point, last, entries = int(reply[0]), int(reply[1]), reply[2]
         self.readPoint = point
+        # Behind after a failover if the primary died before its replica had
+        # the last point stored: its entries are there, confirmed, but any
+        # process reading from Redis (a page moving there) would stop short
+        # of them until someone publishes; a round here stores it again.
+        self._behind = point < self.point
         self.point = max(self.point, point)
         # What is held up to the point is among the entries read.
         self.held = {seq: entry for seq, entry in self.held.items() if seq > self.point}
@@ -195,6 +202,7 @@ class DurablePoint:
         self.generation += 1
         self._last = 0
         self._confirmedSeq = 0
+        self._behind = False
         self.held.clear()
         self.voided.clear()
 
@@ -220,7 +228,8 @@ class DurablePoint:
         """
         commands = self.connection.commands
         if (self._running or not self.connection.connected or commands is None
-                or not (self._last > self.confirmedTo or self.senders.waiting(self.confirmedTo))):
+                or not (self._behind or self._last > self.confirmedTo
+                        or self.senders.waiting(self.confirmedTo))):
             return  # the round under way goes on, or again once connected (_status)
         self._running = True
         generation = self.generation
@@ -243,6 +252,9 @@ class DurablePoint:
             return
         seq = int(results[0])
         self._confirmedSeq = max(self._confirmedSeq, seq)
+        # Up to the stream's last entry: past the point known here (stored
+        # now), or below it (Redis lost entries: nothing to store again).
+        self._behind = False
         # The replicas have it: its senders are told now, the pages once the
         # point is stored (only this process would void these, and it won't).
         self.senders.covered(seq)
@@ -266,11 +278,12 @@ class DurablePoint:
 
     def _pending(self) -> bool:
         """
-        Whether this process has entries or calls the replicas have not confirmed.
+        Whether this process has entries or calls the replicas have not
+        confirmed, or a point to store again.
         """
         mine = self.connection.proc + "/"
         confirmed = self.confirmedTo
-        return self.senders.waiting(confirmed) or any(
+        return self._behind or self.senders.waiting(confirmed) or any(
             seq > confirmed and origin.startswith(mine) for seq, (origin, _) in self.held.items())
 
     def _status(self, connected: bool) -> None:
