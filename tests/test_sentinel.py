@@ -24,6 +24,7 @@ a deadline; the only pauses pace the simulated users.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -515,17 +516,6 @@ async def test_readOnlyAnswerDropsTheConnection(tmp_path):
         primary.stop()
 
 
-def promotedPort(sentinelSet: SentinelSet) -> int | None:
-    """
-    The port of the primary every sentinel names, if they agree on one
-    that is not the first primary.
-    """
-    ports = sentinelSet.primaryPorts()
-    if len(ports) == 1 and sentinelSet.primary.port not in ports:
-        return ports.pop()
-    return None
-
-
 def shownTimes(page, text: str) -> int:
     """
     How many times C{page} was shown a line with C{text}.
@@ -533,22 +523,24 @@ def shownTimes(page, text: str) -> int:
     return sum(1 for args in page.calls() if text in json.dumps(args, ensure_ascii=False))
 
 
-def durableToItsEnd(port: int, room: str) -> bool:
+def durableToItsEnd(server: RedisServer, room: str) -> bool:
     """
-    Whether the durable point of C{room}'s stream covers its last entry.
+    Whether, on C{server}, the durable point of C{room}'s stream covers its
+    last entry.
     """
     key = f"chatthing:stream:room:{room}"
-    point = cli(port, "HGET", "chatthing:durable", key)
-    last = cli(port, "XREVRANGE", key, "+", "-", "COUNT", "1")
-    return bool(point and last) and point[0] == last[0].split("-")[1]
+    point = re.fullmatch(rb"\$\d+\r\n(\d+)\r\n", server.command("HGET", "chatthing:durable", key))
+    last = re.search(rb"\r\n0-(\d+)\r\n", server.command("XREVRANGE", key, "+", "-", "COUNT", "1"))
+    return bool(point and last) and point.group(1) == last.group(1)
 
 
-async def moveAfterAFault(cluster: Cluster, fault, visited: bool) -> None:
+async def moveAfterAFault(cluster: Cluster, fault, primaryAfter, visited: bool) -> None:
     """
     A page alone in its room on A (with C{visited}, B had a page there that
-    left); C{fault()} (which returns the port of the primary after it),
-    then A SIGKILLed: the page must resume its session on B and be shown
-    every line once.
+    left); C{fault()}, then, once both processes are on the primary
+    C{primaryAfter()} gives and the room is durable to its end there, A
+    SIGKILLed: the page must resume its session on B and be shown every
+    line once.
     """
     a, b = cluster.start(2, "--redis-replicas", "1", gracePeriod=60)
     for server in (a, b):
@@ -563,9 +555,10 @@ async def moveAfterAFault(cluster: Cluster, fault, visited: bool) -> None:
         visitor.close()
         await visitor.closed()
         b.waitForLog("bob left quiet")
-    port = await fault()
+    await fault()
     await eventually(lambda: connections(a) >= 2 and connections(b) >= 2, "both to reconnect", FAILOVER_DEADLINE)
-    await eventually(lambda: durableToItsEnd(port, "quiet"), "the room durable to its end")
+    primary = await primaryAfter()
+    await eventually(lambda: durableToItsEnd(primary, "quiet"), "the room durable to its end")
     session = page.session
     cluster.kill(a)
     page.url = wsUrl(b)
@@ -590,16 +583,18 @@ async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visite
     replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
     group = Cluster(primary, startTwistd, tmp_path)
 
-    async def cut() -> int:
+    async def cut() -> None:
         if lagging:
             # As a replica promoted before the primary's last DURABLE reached it: the entries, an older point.
             assert primary.command("HSET", "chatthing:durable", "chatthing:stream:room:quiet", "1") == b":0\r\n"
         for kind in ("normal", "pubsub"):
             assert primary.command("CLIENT", "KILL", "TYPE", kind).startswith(b":")
-        return primary.port
+
+    async def same() -> RedisServer:
+        return primary
 
     try:
-        await moveAfterAFault(group, cut, visited)
+        await moveAfterAFault(group, cut, same, visited)
     finally:
         await group.stop()
         replica.stop()
@@ -611,12 +606,15 @@ async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visite
 async def test_aPageMovedAfterAFailoverResumes(sentinelSet, sentinelCluster, visited):
     """As above, the primary SIGKILLed instead and a replica promoted by the sentinels: the page that moves from A
     (SIGKILLed after the failover) to B resumes its session there, every line shown once."""
-    async def kill() -> int:
+    async def kill() -> None:
         sentinelSet.primary.kill()
-        return await eventually(lambda: promotedPort(sentinelSet), "every sentinel to name the promoted replica",
-                                FAILOVER_DEADLINE)
 
-    await moveAfterAFault(sentinelCluster, kill, visited)
+    async def promoted() -> RedisServer:
+        ports = await threads.deferToThread(sentinelSet.primaryPorts)
+        assert len(ports) == 1 and sentinelSet.primary.port not in ports, ports
+        return next(r for r in sentinelSet.replicas if r.port in ports)
+
+    await moveAfterAFault(sentinelCluster, kill, promoted, visited)
 
 
 @pytest_twisted.ensureDeferred
