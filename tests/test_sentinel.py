@@ -601,6 +601,41 @@ async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visite
         primary.stop()
 
 
+@pytest_twisted.ensureDeferred
+async def test_aPageMovedWhenThePointLagsAndItsProcessDiedResumes(startTwistd, tmp_path):
+    """The point in Redis behind the room's end (as on a replica promoted before the primary's last point reached
+    it) and A, the only process that knew better, SIGKILLed with it: B opens the room for the page that moves there
+    and confirms its entries first, so the page resumes its session, every line shown once."""
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
+    group = Cluster(primary, startTwistd, tmp_path)
+    try:
+        a, b = group.start(2, "--redis-replicas", "1", gracePeriod=60)
+        for server in (a, b):
+            server.waitForLog("connected to Redis at")
+        page = await group.page(a, "alice", room="quiet")
+        said = [f"line {n}" for n in range(4)]
+        for text in said[:3]:
+            assert (await page.call("say", text))["type"] == "result"
+        assert durableToItsEnd(primary, "quiet")
+        assert primary.command("HSET", "chatthing:durable", "chatthing:stream:room:quiet", "1") == b":0\r\n"
+        session = page.session
+        group.kill(a)
+        page.url = wsUrl(b)
+        frame = await page.resume()
+        assert frame["type"] == "resumed" and page.session == session, frame
+        answer = await page.call("say", said[3])
+        assert answer["type"] == "result", answer
+        await page.waitFor(lambda: shownTimes(page, said[3]), "the line said on B")
+        assert [shownTimes(page, text) for text in said] == [1] * len(said), page.calls()
+    finally:
+        await group.stop()
+        replica.stop()
+        primary.stop()
+
+
 @pytest.mark.parametrize("visited", [False, True], ids=["roomNeverOpenOnB", "roomEmptyOnB"])
 @pytest_twisted.ensureDeferred
 async def test_aPageMovedAfterAFailoverResumes(sentinelSet, sentinelCluster, visited):

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 
 from ...live import LogThrottle
 from . import durablelua
+from .opening import firstRead
 from .settling import BOUND, Settlements
 
 #: Seconds an entry another process wrote may be held before this process
@@ -173,19 +174,21 @@ class DurablePoint:
 
     def read(self, offset: int, count: int, loaded: bool) -> Deferred:
         """
-        A catch-up's read (L{durablelua.READ}): the entries up to the point.
+        A catch-up's read (L{durablelua.READ}): the entries up to the point
+        (the first time, once what is past it is confirmed: L{firstRead}).
         """
         d = self.connection.script(durablelua.READ, [self.stream.key, self.durableKey],
                                    [offset, count, "1" if loaded else "0"])
+        if not loaded:
+            d.addCallback(lambda reply: firstRead(self.connection, self.stream.key, self.durableKey,
+                                                  reply, offset, count))
         return d.addCallback(self._read)
 
     def _read(self, reply: list) -> list:
         point, last, entries = int(reply[0]), int(reply[1]), reply[2]
         self.readPoint = point
-        # Behind after a failover if the primary died before its replica had
-        # the last point stored: its entries are there, confirmed, but any
-        # process reading from Redis (a page moving there) would stop short
-        # of them until someone publishes; a round here stores it again.
+        # After a failover, if the primary died before its replica had the
+        # last point stored (L{opening}): a round here stores it again.
         self._behind = point < self.point
         self.point = max(self.point, point)
         # What is held up to the point is among the entries read.
@@ -252,9 +255,7 @@ class DurablePoint:
             return
         seq = int(results[0])
         self._confirmedSeq = max(self._confirmedSeq, seq)
-        # Up to the stream's last entry: past the point known here (stored
-        # now), or below it (Redis lost entries: nothing to store again).
-        self._behind = False
+        self._behind = False  # stored now (or Redis lost entries: nothing to store)
         # The replicas have it: its senders are told now, the pages once the
         # point is stored (only this process would void these, and it won't).
         self.senders.covered(seq)
