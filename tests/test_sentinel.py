@@ -534,13 +534,33 @@ def durableToItsEnd(server: RedisServer, room: str) -> bool:
     return bool(point and last) and point.group(1) == last.group(1)
 
 
-async def moveAfterAFault(cluster: Cluster, fault, primaryAfter, visited: bool) -> None:
+@pytest_twisted.async_yield_fixture
+async def replicated(startTwistd, tmp_path):
     """
-    A page alone in its room on A (with C{visited}, B had a page there that
-    left); C{fault()}, then, once both processes are on the primary
-    C{primaryAfter()} gives and the room is durable to its end there, A
-    SIGKILLed: the page must resume its session on B and be shown every
-    line once.
+    A L{Cluster} on a primary with one replica in sync; the processes, the
+    replica and the primary stopped after the test.
+    """
+    needRedis()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    group = Cluster(primary, startTwistd, tmp_path)
+    replicas = []
+    try:
+        replicas.append(await threads.deferToThread(syncedReplica, primary, tmp_path / "replica"))
+        yield group
+    finally:
+        await group.stop()
+        for replica in replicas:
+            replica.stop()
+        primary.stop()
+
+
+async def pageAloneOnA(cluster: Cluster, visited: bool) -> tuple:
+    """
+    Two processes, A and B, confirming writes with one replica; a page on
+    A alone in its room, which says three lines (with C{visited}, B had a
+    page there that left).  C{(a, b, page, lines)}: the lines it says, the
+    last one still to say.
     """
     a, b = cluster.start(2, "--redis-replicas", "1", gracePeriod=60)
     for server in (a, b):
@@ -555,33 +575,47 @@ async def moveAfterAFault(cluster: Cluster, fault, primaryAfter, visited: bool) 
         visitor.close()
         await visitor.closed()
         b.waitForLog("bob left quiet")
-    await fault()
-    await eventually(lambda: connections(a) >= 2 and connections(b) >= 2, "both to reconnect", FAILOVER_DEADLINE)
-    primary = await primaryAfter()
-    await eventually(lambda: durableToItsEnd(primary, "quiet"), "the room durable to its end")
+    return a, b, page, said
+
+
+async def movesToB(cluster: Cluster, a, b, page, said: list[str]) -> None:
+    """
+    A SIGKILLed: the page must resume its session on B, say its last line
+    there, and have been shown every line once.
+    """
     session = page.session
     cluster.kill(a)
     page.url = wsUrl(b)
     frame = await page.resume()
     assert frame["type"] == "resumed" and page.session == session, frame
-    answer = await page.call("say", said[3])
+    answer = await page.call("say", said[-1])
     assert answer["type"] == "result", answer
-    await page.waitFor(lambda: shownTimes(page, said[3]), "the line said on B")
+    await page.waitFor(lambda: shownTimes(page, said[-1]), "the line said on B")
     assert [shownTimes(page, text) for text in said] == [1] * len(said), page.calls()
+
+
+async def moveAfterAFault(cluster: Cluster, fault, primaryAfter, visited: bool) -> None:
+    """
+    L{pageAloneOnA}; C{fault()}, then, once both processes are on the
+    primary C{primaryAfter()} gives and the room is durable to its end
+    there, L{movesToB}.
+    """
+    a, b, page, said = await pageAloneOnA(cluster, visited)
+    await fault()
+    await eventually(lambda: connections(a) >= 2 and connections(b) >= 2, "both to reconnect", FAILOVER_DEADLINE)
+    primary = await primaryAfter()
+    await eventually(lambda: durableToItsEnd(primary, "quiet"), "the room durable to its end")
+    await movesToB(cluster, a, b, page, said)
 
 
 @pytest.mark.parametrize("visited", [False, True], ids=["roomNeverOpenOnB", "roomEmptyOnB"])
 @pytest.mark.parametrize("lagging", [False, True], ids=["", "pointLagging"])
 @pytest_twisted.ensureDeferred
-async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visited, lagging):
+async def test_aPageMovedAfterAReconnectionResumes(replicated, visited, lagging):
     """A page alone in its room on A (B never had the room open, or had a page there that left); every connection
     to Redis is cut (both processes reconnect, as after a failover), then A is SIGKILLed: the page resumes its
     session on B, and every line is shown to it once (0 new sessions, 0 lost, 0 doubled)."""
-    needRedis()
-    primary = RedisServer(tmp_path / "primary")
-    primary.start()
-    replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
-    group = Cluster(primary, startTwistd, tmp_path)
+    primary = replicated.redis
 
     async def cut() -> None:
         if lagging:
@@ -593,47 +627,19 @@ async def test_aPageMovedAfterAReconnectionResumes(startTwistd, tmp_path, visite
     async def same() -> RedisServer:
         return primary
 
-    try:
-        await moveAfterAFault(group, cut, same, visited)
-    finally:
-        await group.stop()
-        replica.stop()
-        primary.stop()
+    await moveAfterAFault(replicated, cut, same, visited)
 
 
 @pytest_twisted.ensureDeferred
-async def test_aPageMovedWhenThePointLagsAndItsProcessDiedResumes(startTwistd, tmp_path):
+async def test_aPageMovedWhenThePointLagsAndItsProcessDiedResumes(replicated):
     """The point in Redis behind the room's end (as on a replica promoted before the primary's last point reached
     it) and A, the only process that knew better, SIGKILLed with it: B opens the room for the page that moves there
     and confirms its entries first, so the page resumes its session, every line shown once."""
-    needRedis()
-    primary = RedisServer(tmp_path / "primary")
-    primary.start()
-    replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
-    group = Cluster(primary, startTwistd, tmp_path)
-    try:
-        a, b = group.start(2, "--redis-replicas", "1", gracePeriod=60)
-        for server in (a, b):
-            server.waitForLog("connected to Redis at")
-        page = await group.page(a, "alice", room="quiet")
-        said = [f"line {n}" for n in range(4)]
-        for text in said[:3]:
-            assert (await page.call("say", text))["type"] == "result"
-        assert durableToItsEnd(primary, "quiet")
-        assert primary.command("HSET", "chatthing:durable", "chatthing:stream:room:quiet", "1") == b":0\r\n"
-        session = page.session
-        group.kill(a)
-        page.url = wsUrl(b)
-        frame = await page.resume()
-        assert frame["type"] == "resumed" and page.session == session, frame
-        answer = await page.call("say", said[3])
-        assert answer["type"] == "result", answer
-        await page.waitFor(lambda: shownTimes(page, said[3]), "the line said on B")
-        assert [shownTimes(page, text) for text in said] == [1] * len(said), page.calls()
-    finally:
-        await group.stop()
-        replica.stop()
-        primary.stop()
+    primary = replicated.redis
+    a, b, page, said = await pageAloneOnA(replicated, visited=False)
+    await eventually(lambda: durableToItsEnd(primary, "quiet"), "the room durable to its end")
+    assert primary.command("HSET", "chatthing:durable", "chatthing:stream:room:quiet", "1") == b":0\r\n"
+    await movesToB(replicated, a, b, page, said)
 
 
 @pytest.mark.parametrize("visited", [False, True], ids=["roomNeverOpenOnB", "roomEmptyOnB"])
