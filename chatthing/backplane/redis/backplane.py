@@ -167,13 +167,28 @@ class RedisBackplane(MultiService):
     def _resync(self) -> Deferred:
         """
         Catch up with Redis after (re)connecting: heartbeat, make every
-        stream's numbering go on after what this process has delivered,
-        read what was missed, and record again this process's sessions
-        and names (a Redis that restarted empty has lost them).
+        stream's numbering go on after what this process has delivered
+        (L{lua.FLOOR}), read what was missed, and record again this
+        process's sessions and names (a Redis that restarted empty has
+        lost them).
+
+        The numbering goes on right after this process's offset, never
+        past a margin: a page that moves to another process resumes from
+        the offset it has, and a process that kept no frames of the room
+        (nobody there) cannot show it that a jump in the numbering hid
+        nothing ("too much of room was missed").  Around a failover no
+        margin is needed: with replicas confirming writes a process
+        delivers only entries a replica has
+        (L{chatthing.backplane.redis.durable.DurablePoint}) and drops
+        what it held when the connection goes, so the promoted replica has
+        every entry it delivered, and the stream goes on from the same
+        numbers for all.  Only a Redis that lost entries (restarted with
+        nothing saved, or a replica promoted without the one that
+        confirmed them) is behind this process: then the floor keeps its
+        numbers from being given again (L{_floored}).
         """
         streams = self._sharedStreams()
-        margin = self.connection.replicaWait.floorMargin
-        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset + margin]).addCallback(self._floored, s)
+        floors = [self.connection.script(lua.FLOOR, [s.key], [s.offset]).addCallback(self._floored, s)
                   for s in streams if s.offset]
         d = gatherResults([self._beatOnce(), *floors], consumeErrors=True)
         d.addCallback(lambda _: self.sessions.resync(self.roster.presence))
@@ -184,13 +199,15 @@ class RedisBackplane(MultiService):
     def _floored(self, last: Any, stream: SharedStream) -> None:
         """
         C{last}: the offset of C{stream}'s last entry in Redis before its
-        floor was set; below this process's, Redis lost entries (restarted
-        with nothing saved): processes started from now on show less.
+        floor was set; below this process's, Redis lost entries it had
+        delivered: processes started from now on show less, and another
+        process that numbered calls there before this one set its floor
+        had them taken here for calls already delivered.
         """
         if int(last or 0) < stream.offset:
             self.log.warn("{stream}: Redis had lost its entries after {last} (restarted without "
-                          "persistence?); numbering goes on after {offset}",
-                          stream=stream, last=last, offset=stream.offset)
+                          "persistence, or a replica promoted without them?); numbering goes on "
+                          "after {offset}", stream=stream, last=last, offset=stream.offset)
 
     # Heartbeat
 

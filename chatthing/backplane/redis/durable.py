@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 
 from ...live import LogThrottle
 from . import durablelua
+from .opening import firstRead
 from .settling import BOUND, Settlements
 
 #: Seconds an entry another process wrote may be held before this process
@@ -87,6 +88,8 @@ class DurablePoint:
         self._fallback: Any = None
         self._last = 0
         self._confirmedSeq = 0
+        #: Whether Redis holds an older point than the one known here.
+        self._behind = False
         #: The point the last catch-up read up to: what it did not read up
         #: to there is not in Redis (voided, or trimmed).
         self.readPoint = 0
@@ -171,15 +174,22 @@ class DurablePoint:
 
     def read(self, offset: int, count: int, loaded: bool) -> Deferred:
         """
-        A catch-up's read (L{durablelua.READ}): the entries up to the point.
+        A catch-up's read (L{durablelua.READ}): the entries up to the point
+        (the first time, once what is past it is confirmed: L{firstRead}).
         """
         d = self.connection.script(durablelua.READ, [self.stream.key, self.durableKey],
                                    [offset, count, "1" if loaded else "0"])
+        if not loaded:
+            d.addCallback(lambda reply: firstRead(self.connection, self.stream.key, self.durableKey,
+                                                  reply, offset, count))
         return d.addCallback(self._read)
 
     def _read(self, reply: list) -> list:
         point, last, entries = int(reply[0]), int(reply[1]), reply[2]
         self.readPoint = point
+        # After a failover, if the primary died before its replica had the
+        # last point stored (L{opening}): a round here stores it again.
+        self._behind = point < self.point
         self.point = max(self.point, point)
         # What is held up to the point is among the entries read.
         self.held = {seq: entry for seq, entry in self.held.items() if seq > self.point}
@@ -195,6 +205,7 @@ class DurablePoint:
         self.generation += 1
         self._last = 0
         self._confirmedSeq = 0
+        self._behind = False
         self.held.clear()
         self.voided.clear()
 
@@ -221,7 +232,8 @@ class DurablePoint:
         """
         commands = self.connection.commands
         if (self._running or not self.connection.connected or commands is None
-                or not (self._last > self.confirmedTo or self.senders.waiting(self.confirmedTo))):
+                or not (self._behind or self._last > self.confirmedTo
+                        or self.senders.waiting(self.confirmedTo))):
             return  # the round under way goes on, or again once connected (_status)
         self._running = True
         generation = self.generation
@@ -244,6 +256,7 @@ class DurablePoint:
             return
         seq = int(results[0])
         self._confirmedSeq = max(self._confirmedSeq, seq)
+        self._behind = False  # stored now (or Redis lost entries: nothing to store)
         # The replicas have it: its senders are told now, the pages once the
         # point is stored (only this process would void these, and it won't).
         self.senders.covered(seq)
@@ -267,11 +280,12 @@ class DurablePoint:
 
     def _pending(self) -> bool:
         """
-        Whether this process has entries or calls the replicas have not confirmed.
+        Whether this process has entries or calls the replicas have not
+        confirmed, or a point to store again.
         """
         mine = self.connection.proc + "/"
         confirmed = self.confirmedTo
-        return self.senders.waiting(confirmed) or any(
+        return self._behind or self.senders.waiting(confirmed) or any(
             seq > confirmed and origin.startswith(mine) for seq, (origin, _) in self.held.items())
 
     def _status(self, connected: bool) -> None:

@@ -164,7 +164,10 @@ return seqs
 
 #: KEYS: stream.  ARGV: offset.  Makes the stream's next offset come after
 #: the given one (a Redis that restarted empty must not number calls again
-#: from 1: pages would take them for calls they have seen).
+#: from 1: pages would take them for calls they have seen).  The offset is
+#: the caller's own, with no margin past it: a jump in the numbering that a
+#: process kept no frames of is a gap no page can be resumed across
+#: (L{chatthing.backplane.redis.backplane.RedisBackplane._resync}).
 FLOOR = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local seq = 0

@@ -28,10 +28,6 @@ from .. import BackplaneDown
 #: Seconds a C{WAIT} gives the replicas to confirm a write, by default.
 WAIT_SECONDS = 0.5
 
-#: How far past its own offset a process confirming writes numbers a stream
-#: when it (re)connects (L{ReplicaWait.floorMargin}).
-FLOOR_MARGIN = 100_000
-
 #: Seconds past the C{WAIT}'s own timeout before its answer is taken for lost.
 _MARGIN = 2.0
 
@@ -115,22 +111,6 @@ class ReplicaWait:
         self.refused = 0
         self.warnings = LogThrottle(time.monotonic)
         self._current: _Batches | None = None
-
-    @property
-    def floorMargin(self) -> int:
-        """
-        How far past what this process delivered a stream's numbering must
-        go on when it (re)connects (C{lua.FLOOR}).  Around a failover, a
-        process may have delivered calls that the new primary never got
-        (written to the old one, refused to their senders since no replica
-        confirmed them), while another process, already on the new primary,
-        has its calls numbered from the same offsets on: the first would
-        skip those, confirmed, as calls it had.  Both go on past their own
-        offsets by this margin, so that no number is given twice (unless a
-        process delivered this many unconfirmed calls).  Nothing when
-        writes are not confirmed: there a failover can lose calls anyway.
-        """
-        return FLOOR_MARGIN if self.replicas else 0
 
     def confirm(self, protocol: Any) -> Deferred:
         """
