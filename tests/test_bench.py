@@ -700,3 +700,17 @@ async def test_rawPageWritesItsCallsStraightToTheSocket():
         [(opcode, payload)] = clientFrames(far.recv(65536))
         assert opcode == 0x1 and json.loads(payload)["args"] == ["now"]
         page.transport.abortConnection()
+
+
+def test_latencyProbesAreSpreadAmongTheReceivers():
+    """The probes that time the room's messages are spread evenly over the receivers, in the order they connect, not
+    the first ones: a server that serves its pages in connection order would reach those first."""
+    from chatthing.bench.load import roomPlans
+
+    plans = roomPlans({"receivers": 1000, "probes": 50, "senders": 10}, ["target"], "p")
+    receivers = plans[:1000]
+    probed = [index for index, plan in enumerate(receivers) if plan.probe]
+    assert len(probed) == 50
+    assert probed == list(range(0, 1000, 20))
+    assert all(plan.bulk != plan.probe for plan in receivers)
+    assert not any(plan.probe for plan in plans[1000:])

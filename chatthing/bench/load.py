@@ -125,13 +125,21 @@ class LoadOptions(usage.Options):
 
 def roomPlans(options: LoadOptions, targets: list[Target], prefix: str) -> list[PagePlan]:
     """
-    The pages of the fanout and latency scenarios: the receivers (the first
-    C{probes} of them probes, the others read in bulk), then the senders,
-    all in the lobby, spread over C{targets} in turn.
+    The pages of the fanout and latency scenarios: the receivers (C{probes}
+    of them probes, spread evenly among them, the others read in bulk),
+    then the senders, all in the lobby, spread over C{targets} in turn.
+
+    Spread, not the first ones: a server that sends a room's message to its
+    pages in the order they connected (Node C{ws}'s C{Set} of clients, a
+    dict of subscribers) reaches its first pages before the rest, so probes
+    that connected first would time the start of each fan-out, not what the
+    room's pages see.
     """
+    count, probes = options["receivers"], min(options["probes"], options["receivers"])
+    spread = {k * count // probes for k in range(probes)} if probes else set()
     receivers = [PagePlan(targets[index % len(targets)], "/", f"{prefix}r{index}",
-                          probe=index < options["probes"], bulk=index >= options["probes"])
-                 for index in range(options["receivers"])]
+                          probe=index in spread, bulk=index not in spread)
+                 for index in range(count)]
     senders = [PagePlan(targets[index % len(targets)], "/", f"{prefix}s{index}")
                for index in range(options["senders"])]
     return receivers + senders
