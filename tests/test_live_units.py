@@ -517,9 +517,9 @@ def test_callFrameFieldsCheckedWhenDecoded():
     assert _wire.decode(b'{"type": "call", "id": 3, "method": "m"}', False) == _wire.Call(3, "m", [], None)
 
 
-class WriteNowTests(SynchronousTestCase):
+class SendNowTests(SynchronousTestCase):
     """
-    L{writeNow}: a frame goes straight to the socket when nothing waits
+    L{sendNow}: a frame goes straight to the socket when nothing waits
     before it, through the transport's buffer otherwise, in order.
     """
 
@@ -542,35 +542,35 @@ class WriteNowTests(SynchronousTestCase):
         transport.write = write
 
     def test_straightToTheSocket(self):
-        from chatthing.live._sending import writeNow
+        from chatthing.live._sending import sendNow
 
-        self.assertEqual(writeNow(self.transport, b"hello", direct=True), 0)
+        self.assertEqual(sendNow(self.near, self.transport, b"hello"), 0)
         self.assertEqual(self.far.recv(100), b"hello")
         self.assertEqual(self.written, [])
 
     def test_behindBufferedBytes(self):
         """Bytes already buffered go first: the frame joins them, in order."""
-        from chatthing.live._sending import writeNow
+        from chatthing.live._sending import sendNow
 
         self.transport.write(b"first")
-        self.assertEqual(writeNow(self.transport, b"second"), len(b"firstsecond"))
+        self.assertEqual(sendNow(self.near, self.transport, b"second"), len(b"firstsecond"))
         self.assertEqual(self.written, [b"first", b"second"])
 
     def test_whatTheKernelRefusesIsBuffered(self):
         """A socket that takes part of a frame: the rest waits in the transport."""
-        from chatthing.live._sending import writeNow
+        from chatthing.live._sending import sendNow
 
         big = b"x" * (16 * 1024 * 1024)
-        left = writeNow(self.transport, big, direct=True)
+        left = sendNow(self.near, self.transport, big)
         self.assertTrue(0 < left < len(big))
         self.assertEqual(b"".join(self.written), big[len(big) - left:])
 
     def test_notDirectGoesThroughTheTransport(self):
         """A transport that may not be sent to directly (TLS, or unknown) gets the frame through write()."""
-        from chatthing.live._sending import writeNow
+        from chatthing.live._sending import sendNow
 
-        self.assertEqual(writeNow(self.transport, b"hello", direct=False), len(b"hello"))
-        self.assertEqual(writeNow(self.transport, b"again"), len(b"helloagain"))
+        self.assertEqual(sendNow(None, self.transport, b"hello"), len(b"hello"))
+        self.assertEqual(sendNow(None, self.transport, b"again"), len(b"helloagain"))
         self.assertEqual(self.written, [b"hello", b"again"])
 
 

@@ -90,7 +90,7 @@ async def test_chatOverWss(serveTls, certificate):
                            "all ten messages")
         assert not page.isClosed
     # The server writes to them through TLS, never to the socket beneath.
-    assert tlsServer.connections and not any(c._direct for c in tlsServer.connections)
+    assert tlsServer.connections and all(c._socket is None for c in tlsServer.connections)
 
 
 @pytest_twisted.ensureDeferred
@@ -139,7 +139,7 @@ async def test_plainTcpStillSendsDirectly(chatServer):
 
     alice = await chatServer.login("alice")
     connection = chatServer.serverSide(alice)
-    assert connection._direct is True
+    assert connection._socket is connection.transport.socket
     assert canSendDirectly(connection.transport)
     await alice.call("say", "hi")
     await alice.waitFor(lambda: ["alice", "hi"] in alice.calls("displayUserMessage"))

@@ -57,7 +57,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
         "_floodReported", "adopting", "_ackBucket", "_wireBucket", "_oversize",
-        "_direct", "_socket")
+        "_socket")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
     gathered: list[bytes] | bytes | None
@@ -70,10 +70,8 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     #: is, the page may send nothing more.
     adopting: bool
     _bucket: TokenBucket
-    #: Whether frames may go straight to the socket (L{canSendDirectly}):
-    #: decided once, when the connection opens; never under TLS.
-    _direct: bool
-    #: The socket frames go straight to when L{_direct}; L{None} if not.
+    #: The socket frames may go straight to (L{canSendDirectly}), decided
+    #: once, when the connection opens; L{None} if not (never under TLS).
     _socket: Any
     _ackBucket: TokenBucket
     _wireBucket: TokenBucket | None
@@ -130,8 +128,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
         forgetHandshake(self)
         shareEmptySendQueue(self)
         transport: Any = self.transport
-        self._direct = canSendDirectly(transport)
-        self._socket = transport.socket if self._direct else None
+        self._socket = transport.socket if canSendDirectly(transport) else None
         # Autobahn tries this before it has read its own options, and gives
         # up silently: Nagle's algorithm would stay on.
         # (Twisted types the transport as an ITransport; only a TCP one
@@ -381,6 +378,6 @@ _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_options", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("adopting", False),
-    ("_direct", False), ("_socket", None),
+    ("_socket", None),
     ("_wireBucket", None), ("_oversize", False),
 )

@@ -9,7 +9,7 @@ the bytes and stops watching: three system calls and a buffer per page.
 Sending each frame straight to the socket avoids that but costs one
 C{send()} per frame, and a busy room gives each page several frames in one
 turn.  So a L{WriteCoalescer} gathers what one turn produces for each
-connection, and at the end of the turn L{writeNow} sends each connection's
+connection, and at the end of the turn L{sendNow} sends each connection's
 frames in one C{send()}, handing only what the kernel refused to the
 transport.
 
@@ -47,27 +47,13 @@ def canSendDirectly(transport: Any) -> bool:
             and not getattr(transport, "TLS", False))
 
 
-def writeNow(transport: Any, data: bytes, direct: bool | None = None) -> int:
-    """
-    Write C{data} to C{transport}: if C{direct} and nothing is buffered
-    before it (so the order of bytes is kept), straight to its socket, else
-    through C{transport.write}.
-
-    @param direct: L{canSendDirectly} of C{transport}, found once per
-        connection by the caller; L{None} asks it now.
-
-    @return: how many bytes the transport holds now, unsent (0 when the
-        socket took them all).
-    """
-    if direct is None:
-        direct = canSendDirectly(transport)
-    return sendNow(getattr(transport, "socket", None) if direct else None, transport, data)
-
-
 def sendNow(sock: Any, transport: Any, data: bytes, cap: int | None = None) -> int:
     """
-    L{writeNow}, given the socket it would find: C{transport}'s own socket
-    if it may be sent to directly, L{None} if not.
+    Write C{data} to C{transport}: if C{sock} is given and nothing is
+    buffered before it (so the order of bytes is kept), straight to that
+    socket, else through C{transport.write}.  C{sock} is C{transport}'s own
+    socket if it may be sent to directly (L{canSendDirectly}, found once
+    per connection), L{None} if not.
 
     A fan-out calls this once a page and a turn (L{WriteCoalescer}), so a
     connection finds its socket when it opens, and the transport's buffers
@@ -80,6 +66,9 @@ def sendNow(sock: Any, transport: Any, data: bytes, cap: int | None = None) -> i
     transport are not buffered at all (C{-1} is returned: the caller cuts
     the connection), so a page that does not read holds at most C{cap}
     however many frames one turn gathered for it.
+
+    @return: how many bytes the transport holds now, unsent (0 when the
+        socket took them all), or C{-1} (see C{cap}).
     """
     if (sock is None or not transport.connected or transport.disconnecting
             or transport._tempDataLen or len(transport.dataBuffer) > transport.offset):
