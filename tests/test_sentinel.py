@@ -448,44 +448,72 @@ async def test_switchOverUnderTraffic(sentinelSet, sentinelCluster):
 # Confirmed by replicas
 
 
+class LonePrimary:
+    """
+    A primary with no replica (C{primary}), a L{Cluster} of twistd on it
+    (C{cluster}), and the replicas a test adds (L{addReplica}).
+    """
+
+    def __init__(self, directory: Path, startTwistd) -> None:
+        self.directory = directory
+        self.primary = RedisServer(directory / "primary")
+        self.cluster = Cluster(self.primary, startTwistd, directory)
+        self.replicas: list[RedisProcess] = []
+
+    async def addReplica(self, name: str = "replica") -> RedisProcess:
+        """
+        A replica of the primary, once it is in sync; stopped after the test if not before.
+        """
+        replica = await threads.deferToThread(syncedReplica, self.primary, self.directory / name)
+        self.replicas.append(replica)
+        return replica
+
+
+@pytest_twisted.async_yield_fixture
+async def lonePrimary(startTwistd, tmp_path):
+    """
+    A started L{LonePrimary}; its processes, replicas and primary stopped after the test.
+    """
+    needRedis()
+    lone = LonePrimary(tmp_path, startTwistd)
+    lone.primary.start()
+    try:
+        yield lone
+    finally:
+        try:
+            await lone.cluster.stop()
+        finally:
+            for replica in lone.replicas:
+                replica.stop()
+            lone.primary.stop()
+
+
 @pytest_twisted.ensureDeferred
-async def test_sendRefusedUntilAReplicaHasIt(startTwistd, tmp_path):
+async def test_sendRefusedUntilAReplicaHasIt(lonePrimary):
     """With --redis-replicas 1 and no replica a say is refused (BackplaneDown) once its bound is past, and no page,
     on either process, ever shows it; with a replica in sync says are sent and shown once."""
-    needRedis()
-    primary = RedisServer(tmp_path / "primary")
-    replica = None
-    primary.start()
-    try:
-        group = Cluster(primary, startTwistd, tmp_path)
-        # The bound: how long a say waits for a replica before it is settled.
-        a, b = group.start(2, "--redis-replicas", "1", "--redis-replica-bound", "3")
-        try:
-            for server in (a, b):
-                server.waitForLog("connected to Redis at")
-            # A login too waits for a replica (test_sentinel_logins): one while alice and bob log in.
-            first = await threads.deferToThread(syncedReplica, primary, tmp_path / "first")
-            alice, bob = await group.chatClient(a, "alice"), await group.chatClient(b, "bob")
-            first.stop()
-            with pytest.raises(RemoteError) as refused:
-                await withDeadline(alice.say("nobody keeps a copy"), 30)
-            assert refused.value.name == "BackplaneDown"
-            assert "could not be confirmed as saved (the 1 Redis replica(s) needed did not have it within 3 s)" \
-                in refused.value.message
-            replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
-            await withDeadline(alice.say("kept twice now"), 10)
-            await withDeadline(bob.say("and by bob"), 10)
-            for client in (alice, bob):
-                await eventually(lambda: ("bob", "and by bob") in client.heard.messages, "both to hear both")
-                said = [m for m in client.heard.messages if m[0] in ("alice", "bob")]
-                assert said == [("alice", "kept twice now"), ("bob", "and by bob")], said
-            assert not shownAfterRefused((a, b))
-        finally:
-            await group.stop()
-    finally:
-        if replica is not None:
-            replica.stop()
-        primary.stop()
+    group = lonePrimary.cluster
+    # The bound: how long a say waits for a replica before it is settled.
+    a, b = group.start(2, "--redis-replicas", "1", "--redis-replica-bound", "3")
+    for server in (a, b):
+        server.waitForLog("connected to Redis at")
+    # A login too waits for a replica (test_sentinel_logins): one while alice and bob log in.
+    first = await lonePrimary.addReplica("first")
+    alice, bob = await group.chatClient(a, "alice"), await group.chatClient(b, "bob")
+    first.stop()
+    with pytest.raises(RemoteError) as refused:
+        await withDeadline(alice.say("nobody keeps a copy"), 30)
+    assert refused.value.name == "BackplaneDown"
+    assert "could not be confirmed as saved (the 1 Redis replica(s) needed did not have it within 3 s)" \
+        in refused.value.message
+    await lonePrimary.addReplica()
+    await withDeadline(alice.say("kept twice now"), 10)
+    await withDeadline(bob.say("and by bob"), 10)
+    for client in (alice, bob):
+        await eventually(lambda: ("bob", "and by bob") in client.heard.messages, "both to hear both")
+        said = [m for m in client.heard.messages if m[0] in ("alice", "bob")]
+        assert said == [("alice", "kept twice now"), ("bob", "and by bob")], said
+    assert not shownAfterRefused((a, b))
 
 
 @pytest_twisted.ensureDeferred

@@ -22,12 +22,13 @@ a deadline.
 """
 
 import pytest_twisted
-from cluster import Cluster, RedisServer, needRedis, wsUrl
+from cluster import RedisServer, needRedis, wsUrl
 from playwright.sync_api import expect
 from test_browser import browser, openChat  # noqa: F401  (fixtures)
 from conftest import eventually
-from test_sentinel import FAILOVER_DEADLINE, connections, sentinelCluster, sentinelSet, syncedReplica  # noqa: F401
-from twisted.internet import reactor, task, threads
+from test_sentinel import (  # noqa: F401  (fixtures)
+    FAILOVER_DEADLINE, connections, lonePrimary, sentinelCluster, sentinelSet, syncedReplica)
+from twisted.internet import reactor, task
 
 #: Logins tried in each test.
 PAGES = 5
@@ -43,46 +44,34 @@ def held(redis: RedisServer) -> int:
 
 
 @pytest_twisted.ensureDeferred
-async def test_loginsRefusedUntilAReplicaHasThem(startTwistd, tmp_path):
+async def test_loginsRefusedUntilAReplicaHasThem(lonePrimary):
     """With --redis-replicas 1 and no replica every login is refused (BackplaneDown, a sentence the page shows) and
     holds nothing; with a replica in sync the same pages log in with the same names, and nobody else can take them."""
-    needRedis()
-    primary = RedisServer(tmp_path / "primary")
-    replica = None
-    primary.start()
-    try:
-        group = Cluster(primary, startTwistd, tmp_path)
-        server, = group.start(1, "--redis-replicas", "1", "--redis-replica-wait", "0.5")
-        try:
-            server.waitForLog("connected to Redis at")
-            pages = [await group.page(server) for _ in range(PAGES)]
-            answers = [await page.call("setUsername", f"user{n}") for n, page in enumerate(pages)]
-            refused = [a for a in answers if a["type"] == "error" and a["error"]["name"] == "BackplaneDown"]
-            assert len(refused) == PAGES, answers
-            assert all("could not confirm that its store kept your name" in a["error"]["message"]
-                       for a in refused), refused
-            assert held(primary) == 0, "a refused login holds its name"
-            replica = await threads.deferToThread(syncedReplica, primary, tmp_path / "replica")
-            answers = [await page.call("setUsername", f"user{n}") for n, page in enumerate(pages)]
-            assert [a["type"] for a in answers] == ["result"] * PAGES, answers
-            assert held(primary) == held(replica) == PAGES
-            other = await group.page(server)
-            taken = [await other.call("setUsername", f"user{n}") for n in range(PAGES)]
-            assert [a["error"]["name"] for a in taken] == ["UsernameTaken"] * PAGES, taken
-            # A change of name with no replica: refused, the old name kept (and held), the new one free.
-            replica.stop()
-            renamed = await pages[0].call("say", "/nick renamed")
-            assert renamed["type"] == "error" and renamed["error"]["name"] == "BackplaneDown", renamed
-            assert (await other.call("setUsername", "user0"))["error"]["name"] == "UsernameTaken"
-            still = await pages[0].call("setUsername", "user0")  # answered with the name it has
-            assert still == {**still, "type": "result", "value": "user0"}, still
-            assert held(primary) == PAGES
-        finally:
-            await group.stop()
-    finally:
-        if replica is not None:
-            replica.stop()
-        primary.stop()
+    group, primary = lonePrimary.cluster, lonePrimary.primary
+    server, = group.start(1, "--redis-replicas", "1", "--redis-replica-wait", "0.5")
+    server.waitForLog("connected to Redis at")
+    pages = [await group.page(server) for _ in range(PAGES)]
+    answers = [await page.call("setUsername", f"user{n}") for n, page in enumerate(pages)]
+    refused = [a for a in answers if a["type"] == "error" and a["error"]["name"] == "BackplaneDown"]
+    assert len(refused) == PAGES, answers
+    assert all("could not confirm that its store kept your name" in a["error"]["message"]
+               for a in refused), refused
+    assert held(primary) == 0, "a refused login holds its name"
+    replica = await lonePrimary.addReplica()
+    answers = [await page.call("setUsername", f"user{n}") for n, page in enumerate(pages)]
+    assert [a["type"] for a in answers] == ["result"] * PAGES, answers
+    assert held(primary) == held(replica) == PAGES
+    other = await group.page(server)
+    taken = [await other.call("setUsername", f"user{n}") for n in range(PAGES)]
+    assert [a["error"]["name"] for a in taken] == ["UsernameTaken"] * PAGES, taken
+    # A change of name with no replica: refused, the old name kept (and held), the new one free.
+    replica.stop()
+    renamed = await pages[0].call("say", "/nick renamed")
+    assert renamed["type"] == "error" and renamed["error"]["name"] == "BackplaneDown", renamed
+    assert (await other.call("setUsername", "user0"))["error"]["name"] == "UsernameTaken"
+    still = await pages[0].call("setUsername", "user0")  # answered with the name it has
+    assert still == {**still, "type": "result", "value": "user0"}, still
+    assert held(primary) == PAGES
 
 
 @pytest_twisted.ensureDeferred
