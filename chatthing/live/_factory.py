@@ -111,7 +111,7 @@ class LiveServerFactory(WebSocketServerFactory):
         self.validators = Validators()
         # One bound method for every session to call when it ends.
         self._ended = self._sessionEnded
-        self.coalescer = WriteCoalescer(reactor)
+        self.coalescer = WriteCoalescer.of(reactor)
         self.metrics = LiveMetrics(lambda: len(self.connections), lambda: len(self.sessions))
         # What every connection holds in messages not yet finished.
         self.partialBytes = PartialBytes(settings.maxPartialBytes)
@@ -229,6 +229,7 @@ class LiveServerFactory(WebSocketServerFactory):
         session.page = page
         session.metrics = self.metrics
         session.logThrottle = self.logThrottle
+        session.coalescer = self.coalescer
         session.store = self.sessionStore
         self.sessions[session.ident] = session
         if ident is None:

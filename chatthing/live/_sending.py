@@ -22,6 +22,7 @@ L{canSendDirectly} tells the two apart once per connection.
 """
 
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.tcp import Connection as _TCPConnection
@@ -101,10 +102,63 @@ class CoalescedConnection(Protocol):
     #: list: a fan-out then allocates nothing a page.
     gathered: list[bytes] | bytes | None
 
+    #: The page this connection speaks for (a key of the L{StreamRun}s'
+    #: members), or L{None} before it has one.
+    session: Any
+
     def writeCoalesced(self, data: bytes) -> None:
         """
         Write C{data}, the frames gathered for this connection in one turn.
         """
+
+
+class RunMember(Protocol):
+    """
+    A page a stream's frames reach through its connection now (a
+    L{StreamRun}'s member).
+    """
+
+    connection: Any
+
+
+class StreamRun:
+    """
+    The frames one stream emitted in one reactor turn, one after the other
+    with nothing else emitted in between, for the pages subscribed to it
+    when the first was: gathered once for the room, not once a page.
+
+    Written at the end of the turn, joined once and sent to each page's
+    connection in a single pass; so the first page of a room of a thousand
+    is sent a message as soon as the turn ends, not after a thousand
+    per-page gatherings (the latency scenario's median, docs/performance.md),
+    and a page's frames cost one pass, not two.
+
+    @ivar members: the pages it goes to: the stream's own table of pages
+        while it is unchanged, a copy of it from the moment it changes
+        (L{freeze}), so a page subscribed later is not sent what was
+        emitted before.
+    @ivar taken: the pages that were given this run's frames one by one,
+        with how many: each page that is sent something else in the same
+        turn (an answer, a close frame) is given the frames before it
+        first, to keep its order (L{WriteCoalescer.add}).
+    @ivar pending: whether the run still waits for the end of its turn.
+    """
+
+    __slots__ = ("members", "frames", "taken", "pending")
+
+    def __init__(self, members: dict[Any, None]) -> None:
+        self.members = members
+        self.frames: list[bytes] = []
+        self.taken: dict[Any, int] = {}
+        self.pending = True
+
+    def freeze(self, members: dict[Any, None]) -> None:
+        """
+        C{members}, the stream's table of pages, is about to change: keep
+        the pages it has now.
+        """
+        if self.pending and self.members is members:
+            self.members = dict(members)
 
 
 class WriteCoalescer:
@@ -115,6 +169,10 @@ class WriteCoalescer:
     Everything else a connection writes must come after what is gathered
     for it: call L{flush} with it first (the connection does, for every
     frame it writes otherwise, close frames included).
+
+    A stream's frames for all its pages are gathered once, as a
+    L{StreamRun} (L{extend}); runs are written first, in the order they
+    were emitted, then what was gathered for each connection.
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -122,12 +180,82 @@ class WriteCoalescer:
         # The connections given frames this turn, in the order of their
         # first (one may be here twice if it was flushed in between).
         self._waiting: list[CoalescedConnection] = []
+        # The streams' runs of this turn, in the order they began.
+        self._runs: list[StreamRun] = []
         self._endOfTurn: Any = None
+
+    @classmethod
+    def of(cls, reactor: Any) -> "WriteCoalescer":
+        """
+        The coalescer of C{reactor}'s turns: one for every site on it, so
+        that a page's stream frames and its own are written in one order.
+        """
+        coalescer = _COALESCERS.get(reactor)
+        if coalescer is None:
+            coalescer = _COALESCERS[reactor] = cls(reactor)
+        return coalescer
+
+    def _endTurnLater(self) -> None:
+        if self._endOfTurn is None:
+            self._endOfTurn = self.reactor.callLater(0, self.flushAll)
+
+    def extend(self, run: StreamRun | None, members: dict[Any, None], data: bytes) -> StreamRun:
+        """
+        Write C{data} to every page of C{members} (a stream's) at the end of
+        this turn: in C{run}, the stream's last one, if nothing was emitted
+        since, else in a new run.
+
+        @return: the run C{data} is in.
+        """
+        runs = self._runs
+        if run is None or not runs or runs[-1] is not run:
+            run = StreamRun(members)
+            runs.append(run)
+            self._endTurnLater()
+        run.frames.append(data)
+        return run
+
+    def skip(self, page: Any) -> None:
+        """
+        C{page} is being sent what it missed of its streams (it resumed):
+        the runs of this turn are among that, so they must not reach it
+        again.
+        """
+        for run in self._runs:
+            if page in run.members:
+                run.taken[page] = len(run.frames)
+
+    def _takeRuns(self, connection: CoalescedConnection) -> None:
+        """
+        Gather for C{connection} the frames of this turn's runs its page
+        has not been given yet, before whatever it is sent next.
+        """
+        page = connection.session
+        if page is None:
+            return
+        for run in self._runs:
+            if page in run.members:
+                given, frames = run.taken.get(page, 0), run.frames
+                if given < len(frames):
+                    run.taken[page] = len(frames)
+                    self._gather(connection, _joined(frames[given:]))
+
+    def _gather(self, connection: CoalescedConnection, data: bytes) -> None:
+        frames = connection.gathered
+        if frames is None:
+            connection.gathered = data
+            self._waiting.append(connection)
+        elif type(frames) is list:
+            frames.append(data)
+        else:
+            connection.gathered = [frames, data]  # type: ignore[list-item]
 
     def add(self, connection: CoalescedConnection, data: bytes) -> None:
         """
         Write C{data} to C{connection} at the end of this reactor turn.
         """
+        if self._runs:
+            self._takeRuns(connection)
         frames = connection.gathered
         if frames is not None:
             if type(frames) is list:
@@ -137,13 +265,14 @@ class WriteCoalescer:
             return
         connection.gathered = data
         self._waiting.append(connection)
-        if self._endOfTurn is None:
-            self._endOfTurn = self.reactor.callLater(0, self.flushAll)
+        self._endTurnLater()
 
     def flush(self, connection: CoalescedConnection) -> None:
         """
         Write what is gathered for C{connection} now.
         """
+        if self._runs:
+            self._takeRuns(connection)
         frames = connection.gathered
         if frames is not None:
             connection.gathered = None
@@ -154,6 +283,9 @@ class WriteCoalescer:
         Write what is gathered for every connection (the turn is over).
         """
         self._endOfTurn = None
+        runs, self._runs = self._runs, []
+        for run in runs:
+            self._writeRun(run)
         waiting, self._waiting = self._waiting, []
         for connection in waiting:
             frames = connection.gathered
@@ -165,6 +297,36 @@ class WriteCoalescer:
                 connection.writeCoalesced(frames if isinstance(frames, bytes) else b"".join(frames))
             except Exception:
                 log.failure("could not write to {connection}", connection=connection)
+
+    def _writeRun(self, run: StreamRun) -> None:
+        """
+        Send C{run}'s frames to each of its pages: straight away to a page
+        with nothing else gathered (the fan-out's hot path: one pass, one
+        C{send()} a page), after what is gathered for the others.
+        """
+        run.pending = False
+        frames, taken = run.frames, run.taken
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        member: RunMember
+        for member in tuple(run.members):
+            connection = member.connection
+            if connection is None:
+                continue  # away: it will resume from the stream
+            try:
+                if taken and member in taken:
+                    given = taken[member]
+                    if given < len(frames):
+                        self._gather(connection, _joined(frames[given:]))
+                elif connection.gathered is not None:
+                    self._gather(connection, data)
+                else:
+                    connection.writeCoalesced(data)
+            except Exception:
+                log.failure("could not write to {connection}", connection=connection)
+
+
+#: Each reactor's coalescer (L{WriteCoalescer.of}).
+_COALESCERS: "WeakKeyDictionary[Any, WriteCoalescer]" = WeakKeyDictionary()
 
 
 def _joined(frames: list[bytes] | bytes) -> bytes:

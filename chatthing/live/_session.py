@@ -21,6 +21,7 @@ from ._logsafe import LogThrottle
 from ._metrics import UNMEASURED, LiveMetrics
 from ._receiving import PageFrames
 from ._replay import AckSchedule, ReplayBuffer, ReplayOverflow
+from ._sending import WriteCoalescer
 from ._sessionstore import LocalSessions, SessionStore
 from ._settings import LiveSettings
 from ._stream import Stream
@@ -72,6 +73,11 @@ class LiveSession(PageFrames):
     #: Keeps refusals a page can cause at will to a few log lines (set by
     #: the factory: one for all its sessions).
     logThrottle: LogThrottle | None = None
+    #: Gathers the frames of the session's streams with those of the other
+    #: pages, once a room (set by the factory); without one (a session made
+    #: alone, in a test) each frame is handed to the connection as it is
+    #: emitted (L{deliverStream}).
+    coalescer: WriteCoalescer | None = None
 
     def __init__(
         self,
@@ -116,6 +122,10 @@ class LiveSession(PageFrames):
             self.graceSpent += now - self._since
             self._since = now
         self.connection = connection
+        if self.coalescer is not None:
+            # What its streams emitted this turn is in what it is sent
+            # as it resumes.
+            self.coalescer.skip(self)
         if self._graceTimer is not None and self._graceTimer.active():
             self._graceTimer.cancel()
         self._graceTimer = None
@@ -324,7 +334,10 @@ class LiveSession(PageFrames):
         if stream.name not in self._streams:
             self._streams[stream.name] = (stream, stream.offset)
             stream.metrics = self.metrics
-            stream.subscribe(self)
+            if self.coalescer is not None:
+                stream.subscribePage(self, self.coalescer)
+            else:
+                stream.subscribe(self)
         if stream.fallback is not None:
             self.subscribe(stream.fallback)
 

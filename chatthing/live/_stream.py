@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from . import _wire
 from ._boundedlog import BoundedLog
 from ._metrics import UNMEASURED, LiveMetrics
+from ._sending import RunMember, StreamRun, WriteCoalescer
 
 #: While a page's call runs: C{"SESSION:SEQ"}, naming that call for as long
 #: as the page may send it again.  A stream shared between processes uses it
@@ -71,7 +72,13 @@ class Stream:
         # Frames up to this offset may be forgotten: no page further
         # behind can be caught up.
         self._complete = 0
+        # Subscribers told with L{StreamSubscriber.deliverStream}, and pages
+        # sent the frames through a coalescer's runs (L{subscribePage}).
         self._subscribers: dict[Any, None] = {}
+        self._pages: dict[Any, None] = {}
+        self._coalescer: WriteCoalescer | None = None
+        # This turn's run of frames for the pages, while it may grow.
+        self._run: StreamRun | None = None
         self._observers: list[StreamObserver] = []
 
     def __repr__(self) -> str:
@@ -90,13 +97,44 @@ class Stream:
         return self._history.maxBytes
 
     def subscribe(self, subscriber: StreamSubscriber) -> None:
+        """
+        Call C{subscriber}'s C{deliverStream} with every frame from now on,
+        as it is emitted.
+        """
         self._subscribers[subscriber] = None
 
-    def unsubscribe(self, subscriber: StreamSubscriber) -> None:
+    def subscribePage(self, page: RunMember, coalescer: WriteCoalescer) -> None:
+        """
+        Send every frame from now on to C{page}'s connection, gathered by
+        C{coalescer} with the frames of the room's other pages (the
+        fan-out's hot path: see L{StreamRun}).
+        """
+        self._endRun()
+        self._coalescer = coalescer
+        self._pages[page] = None
+
+    def unsubscribe(self, subscriber: Any) -> None:
+        if subscriber in self._pages:
+            self._endRun()
+            del self._pages[subscriber]
         self._subscribers.pop(subscriber, None)
 
-    def subscribers(self) -> list[StreamSubscriber]:
-        return list(self._subscribers)
+    def subscribers(self) -> list[Any]:
+        return [*self._pages, *self._subscribers]
+
+    @property
+    def subscriberCount(self) -> int:
+        return len(self._pages) + len(self._subscribers)
+
+    def _endRun(self) -> None:
+        """
+        The pages are about to change: what was emitted before goes to the
+        pages there were, and what comes next to the new ones.
+        """
+        run = self._run
+        if run is not None:
+            self._run = None
+            run.freeze(self._pages)
 
     def observe(self, observer: StreamObserver) -> None:
         """
@@ -151,7 +189,7 @@ class Stream:
             self._complete = forgotten[0]
         self._tellObservers(method, args)
         self.fanOut(offset, message)
-        self.metrics.emitted(len(self._subscribers), perf_counter() - started)
+        self.metrics.emitted(self.subscriberCount, perf_counter() - started)
 
     def _forgot(self, newest: tuple[int, PreparedMessage] | None) -> None:
         """
@@ -208,6 +246,11 @@ class Stream:
         return _prepare(_wire.emitFrame(self.name, offset, method, args))
 
     def fanOut(self, offset: int, message: PreparedMessage) -> None:
+        if self._pages:
+            coalescer: Any = self._coalescer
+            self._run = coalescer.extend(self._run, self._pages, message.payloadHybi)
+        if not self._subscribers:
+            return
         for subscriber in list(self._subscribers):
             # One page's broken connection must not keep the call from the
             # pages after it, nor fail the emitter.
@@ -286,7 +329,7 @@ class PassingStream(Stream):
         self.offset = offset
         self._tellObservers(method, args)
         self.fanOut(offset, _prepare(_wire.passingFrame(self.name, method, args)))
-        self.metrics.emitted(len(self._subscribers), perf_counter() - started)
+        self.metrics.emitted(self.subscriberCount, perf_counter() - started)
 
     def since(self, offset: int) -> list:
         return []
