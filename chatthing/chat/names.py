@@ -158,6 +158,15 @@ def _prototypes() -> dict[str, str]:
     return prototypes
 
 
+def loadConfusables() -> None:
+    """
+    Read the confusables data now (some 15 ms), not when the first name is
+    keyed: a server calls this as it starts, so that its first login does
+    not pay for it.
+    """
+    _prototypes()
+
+
 def skeleton(text: str) -> str:
     """
     The UTS #39 skeleton of C{text}: NFD, each character replaced by its
