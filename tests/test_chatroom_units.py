@@ -173,7 +173,7 @@ class RoomTests(SynchronousTestCase):
 
         broken.connection.sendPrepared = fail
         ghost = ChatterElement(self.room)   # tracked but never attached
-        self.room.chatters.insert(0, ghost)
+        self.room.chatters.append(ghost)
         self.assertEqual(self.room.wall("hello"), 4)
         for page in (a, b):
             self.assertEqual(page.shown[-1], ("displayMessage", "hello"))

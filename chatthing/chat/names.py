@@ -82,6 +82,13 @@ def nameProblem(name: str) -> str | None:
     Why C{name} (already trimmed) cannot be a username, or L{None} if it
     can.
     """
+    if name.isascii() and name.isprintable():
+        # Most names: printable ASCII has no invisible or control
+        # character, no space but U+0020, no mark and one script (Latin
+        # and Common), so only a double space can be wrong with it; the
+        # checks below, one Unicode lookup per character each, cost a
+        # login more than its name's key.
+        return "Usernames can only hold single spaces between words." if "  " in name else None
     for char in name:
         category = unicodedata.category(char)
         if isInvisible(char):
@@ -151,6 +158,15 @@ def _prototypes() -> dict[str, str]:
     return prototypes
 
 
+def loadConfusables() -> None:
+    """
+    Read the confusables data now (some 15 ms), not when the first name is
+    keyed: a server calls this as it starts, so that its first login does
+    not pay for it.
+    """
+    _prototypes()
+
+
 def skeleton(text: str) -> str:
     """
     The UTS #39 skeleton of C{text}: NFD, each character replaced by its
@@ -162,6 +178,13 @@ def skeleton(text: str) -> str:
     return unicodedata.normalize("NFD", "".join(prototypes.get(c, c) for c in decomposed))
 
 
+#: How many names' keys are kept (L{nameKey}): a login's name is keyed
+#: when it is held, again when its join is published and when it leaves;
+#: the cache is bounded, whatever names pages try.
+NAME_KEYS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=NAME_KEYS_KEPT)
 def nameKey(name: str) -> str:
     """
     The key under which C{name} is held: equal for names that look alike

@@ -40,6 +40,7 @@ from .presence import (
     alertLines,
 )
 from .names import nameKey
+from .pages import Pages
 from .presencelist import PresenceList
 from .roommemory import History, RoomBytes, RoomMemory
 from .said import ACTION, MESSAGE, Said, historyCall
@@ -81,7 +82,8 @@ class Room:
     history and presence list are views of its C{room} stream, kept from
     the calls it delivers, so they are the same in every process.
 
-    @ivar chatters: this process's pages of the room, in joining order,
+    @ivar chatters: this process's pages of the room, in joining order
+        (L{Pages}: asking whether a page is one is one lookup),
         until each has gone for good.
     @ivar stream: what every page in the room receives, replayed on resume.
     @ivar typingStream: who is typing; not replayed.
@@ -118,7 +120,7 @@ class Room:
         self.name = name
         self.backplane = backplane if backplane is not None else MemoryBackplane()
         self.backplane.roster.usePresence(presenceTerms(presenceListMax))
-        self.chatters: list[Chatter] = []
+        self.chatters: Pages[Chatter] = Pages()
         self.stream = self.backplane.stream(f"room:{name}", "room", streamHistory)
         self.typingStream = self.backplane.passingStream(f"typing:{name}", "typing")
         self.alerts = alerts
@@ -379,8 +381,7 @@ class Room:
         Forget C{chatter}; announce its user's leaving if it had logged in
         (unless its session has only moved to another process).
         """
-        if chatter in self.chatters:
-            self.chatters.remove(chatter)
+        self.chatters.discard(chatter)
         name = chatter.username
         if name is not None and self._online.get(name.casefold()) is chatter:
             del self._online[name.casefold()]
