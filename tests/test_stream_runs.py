@@ -20,6 +20,7 @@ class Connection:
     """
 
     gathered = None
+    directSend = None
 
     def __init__(self, page: "Page") -> None:
         self.session = page
@@ -183,3 +184,69 @@ def test_oneCoalescerForEveryFactoryOfAReactor():
     clock = Clock()
     assert WriteCoalescer.of(clock) is WriteCoalescer.of(clock)
     assert WriteCoalescer.of(clock) is not WriteCoalescer.of(Clock())
+
+
+# On a real server: the run's pass writes straight to a page's socket, and
+# never ahead of bytes its transport still holds.
+
+import socket  # noqa: E402
+
+import pytest_twisted  # noqa: E402
+
+from chatthing.live import LiveSettings  # noqa: E402
+from tests.conftest import eventually  # noqa: E402
+
+
+def countWrites(transport) -> list:
+    """Record every C{write} made to C{transport} (bytes handed to Twisted rather than sent)."""
+    writes: list = []
+    write = transport.write
+
+    def recording(data):
+        writes.append(len(data))
+        write(data)
+
+    transport.write = recording
+    return writes
+
+
+@pytest_twisted.ensureDeferred
+async def test_aPageThatFallsBehindGetsEverythingInOrderThenStraightAgain(serve):
+    """
+    A page whose socket is full has the rest of a frame buffered in its
+    transport, and every frame after it goes behind that, in order, not
+    straight to the socket ahead of it; once it has read everything, the
+    next frame goes straight to the socket again (no write to the transport).
+    """
+    server = await serve(LiveSettings(frameRate=1000, frameBurst=1000))
+    alice, bob = await server.login("alice"), await server.login("bob")
+    bobSide = server.serverSide(bob)
+    bobSide.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writes = countWrites(bobSide.transport)
+    said = lambda client: [text for _, text in client.calls("displayUserMessage")]  # noqa: E731
+
+    await alice.call("say", "before")
+    await bob.waitFor(lambda: "before" in said(bob), "the first message")
+    assert writes == [] and bobSide.directSend is not None
+
+    bob.protocol.transport.pauseProducing()  # bob stops reading
+    texts = [f"{i:03d} " + "x" * 1500 for i in range(60)]
+    for text in texts:
+        answer = await alice.call("say", text)
+        assert answer["type"] == "result", answer
+    assert writes, "bob's socket never filled: nothing was buffered in its transport"
+    assert bobSide.directSend is None
+    bob.protocol.transport.resumeProducing()
+    await bob.waitFor(lambda: len(said(bob)) == 61, "everything alice said", deadline=20)
+    assert said(bob) == ["before", *texts] and bob.duplicates == 0
+
+    # Drained: the next message goes straight to the socket again (after
+    # one write through the coalescer finds the transport empty).
+    await eventually(lambda: bobSide.transport.dataBuffer == b"" and not bobSide.transport._tempDataLen,
+                     "bob's transport to drain")
+    await alice.call("say", "after one")
+    await alice.call("say", "after two")
+    buffered = len(writes)
+    await alice.call("say", "after three")
+    await bob.waitFor(lambda: said(bob)[-1:] == ["after three"], "the last message")
+    assert len(writes) == buffered and bobSide.directSend is not None

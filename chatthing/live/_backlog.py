@@ -51,6 +51,7 @@ class BacklogLimit(_Mixed):
     __slots__ = ()
     _cut: bool
     _backlogCheck: Any
+    directSend: Any
 
     def _checkBacklog(self) -> None:
         """
@@ -81,6 +82,7 @@ class BacklogLimit(_Mixed):
             peer=self.peer, backlog=backlog,
         )
         self._cut = True
+        self.directSend = None
         self.factory.metrics.cutOff()
         # A page connection's transport is a TCP (or TLS over TCP) one,
         # which can be aborted; Twisted's Protocol types it as ITransport.

@@ -4,7 +4,7 @@ connection, made by the L{LiveServerFactory} of C{_factory}.
 """
 
 import random
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
@@ -57,7 +57,7 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     __slots__ = CONNECTION_ATTRIBUTES + (
         "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
         "_floodReported", "adopting", "_ackBucket", "_wireBucket", "_oversize",
-        "_socket")
+        "_socket", "directSend")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
     gathered: list[bytes] | bytes | None
@@ -73,6 +73,9 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     #: The socket frames may go straight to (L{canSendDirectly}), decided
     #: once, when the connection opens; L{None} if not (never under TLS).
     _socket: Any
+    #: C{_socket}'s C{send} while bytes may go straight to it, else
+    #: L{None} (see L{CoalescedConnection.directSend}).
+    directSend: Any
     _ackBucket: TokenBucket
     _wireBucket: TokenBucket | None
     _oversize: bool
@@ -218,7 +221,20 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
                 f"(bursts of {bucket.burst}); slow down"
             )
 
+    # Nothing goes straight to the socket once the connection closes:
+    # Autobahn sends the close frame while the state is still open, and
+    # marks it closing only after.
+
+    def sendCloseFrame(self, *args: Any, **kwargs: Any) -> None:
+        super().sendCloseFrame(*args, **kwargs)
+        self.directSend = None
+
+    def dropConnection(self, abort: bool = False) -> None:
+        self.directSend = None
+        super().dropConnection(abort)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.directSend = None
         self.factory.partialBytes.release(self)
         for timer in (self._helloTimeout, self._backlogCheck):
             if timer is not None and timer.active():
@@ -269,21 +285,42 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     def writeCoalesced(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN and not self._cut:
             limit = self.factory.settings.maxOutgoingBytes
-            left = sendNow(self._socket, self.transport, data, 4 * limit)
+            left = self._sendNow(data, 4 * limit)
             if left < 0:
                 # Past four times the limit nothing waits (L{_checkBacklog}).
                 self._cutOff(bufferedBytes(self.transport) + len(data))
             elif left > limit:
                 self._checkBacklog()
 
+    def _sendNow(self, data: bytes, cap: int | None = None) -> int:
+        """
+        L{sendNow} to this connection; then let the next bytes go straight
+        to the socket (L{directSend}) only if nothing waits in the
+        transport and the connection is open.
+        """
+        sock, transport = self._socket, cast(Any, self.transport)
+        left = sendNow(sock, transport, data, cap)
+        if (left == 0 and sock is not None and self.state == self.STATE_OPEN and not self._cut
+                and transport.connected and not transport.disconnecting):
+            if self.directSend is None:
+                self.directSend = sock.send
+        else:
+            self.directSend = None
+        return left
+
     @withoutDebugFormatting
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # Every other frame (answers, pings, close) after the stream frames
         # gathered before it.
         self.factory.coalescer.flush(self)
-        if sync or chopsize:
+        if sync or chopsize or self.send_queue:
             keepSendQueue(self)
-        super().sendData(data, sync, chopsize)
+            self.directSend = None
+            super().sendData(data, sync, chopsize)
+        else:
+            # Straight to the socket when it can take it, as the frames
+            # are: a pong or a ping costs one system call, not three.
+            self._sendNow(data)
         # Pongs, close frames and error replies count against the backlog
         # like everything else: a page that pings and never reads is cut.
         self._checkBacklog()
@@ -378,6 +415,6 @@ _INITIAL = classDefaults(WebSocketServerProtocol, CONNECTION_ATTRIBUTES) + (
     ("_options", None), ("session", None), ("gathered", None), ("_helloTimeout", None),
     ("_leaving", False),
     ("_cut", False), ("_backlogCheck", None), ("_floodReported", False), ("adopting", False),
-    ("_socket", None),
+    ("_socket", None), ("directSend", None),
     ("_wireBucket", None), ("_oversize", False),
 )

@@ -21,7 +21,7 @@ reads plaintext where it expects a TLS record and drops the connection.
 L{canSendDirectly} tells the two apart once per connection.
 """
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import ISSLTransport
@@ -105,6 +105,15 @@ class CoalescedConnection(Protocol):
     #: The page this connection speaks for (a key of the L{StreamRun}s'
     #: members), or L{None} before it has one.
     session: Any
+
+    #: Its socket's C{send}, while bytes may go straight to it: the
+    #: connection is open, may be sent to directly (L{canSendDirectly}) and
+    #: its transport holds nothing that must go first; else L{None}.  Kept
+    #: by the connection (cleared whenever it hands bytes to its transport
+    #: or starts closing, set again by a write that finds the transport
+    #: empty), so that a run's pass over a room costs a page one attribute
+    #: and one C{send()} (L{WriteCoalescer._writeRun}).
+    directSend: Callable[[bytes], int] | None
 
     def writeCoalesced(self, data: bytes) -> None:
         """
@@ -307,6 +316,7 @@ class WriteCoalescer:
         run.pending = False
         frames, taken = run.frames, run.taken
         data = frames[0] if len(frames) == 1 else b"".join(frames)
+        size = len(data)
         member: RunMember
         for member in tuple(run.members):
             connection = member.connection
@@ -320,7 +330,17 @@ class WriteCoalescer:
                 elif connection.gathered is not None:
                     self._gather(connection, data)
                 else:
-                    connection.writeCoalesced(data)
+                    send = connection.directSend
+                    if send is None:
+                        connection.writeCoalesced(data)
+                        continue
+                    try:
+                        sent = send(data)
+                    except OSError:
+                        sent = 0  # full, or broken: the transport finds out
+                    if sent != size:
+                        connection.directSend = None
+                        connection.writeCoalesced(data[sent:] if sent else data)
             except Exception:
                 log.failure("could not write to {connection}", connection=connection)
 
