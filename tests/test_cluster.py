@@ -324,6 +324,29 @@ async def test_historyComesFromAnotherProcess(cluster):
 
 
 @pytest_twisted.ensureDeferred
+async def test_aPageWelcomedBeforeItsProcessReachesRedisStillGetsTheHistory(cluster):
+    """
+    A page that opens the room on a process still connecting to Redis (it
+    was starting) waits for the room's first read, and is shown what was
+    said before in displayHistory, not as live lines once the read comes.
+    """
+    a, = cluster.start(1)
+    alice = await cluster.chatClient(a, "alice")
+    for n in range(3):
+        await withDeadline(alice.say(f"earlier {n}"))
+    cluster.redis.pause()
+    try:
+        b, = cluster.start(1)  # it listens, and cannot talk to Redis yet
+        dave = await cluster.page(b)
+    finally:
+        cluster.redis.resume()
+    await eventually(lambda: dave.calls("displayHistory"), "dave's history")
+    (entries,), = dave.calls("displayHistory")
+    assert [entry[:3] for entry in entries] == [["message", "alice", f"earlier {n}"] for n in range(3)]
+    assert dave.calls("displayUserMessage") == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_roomsAreSharedRoomByRoom(cluster):
     """A room's messages reach that room's pages on every process, and no other room's."""
     a, b = cluster.start(2)

@@ -22,6 +22,9 @@ from .outcomes import PUBLISH_DEADLINE, Outcomes
 #: the stream, to name each publication of a call uniquely.
 _RECENT_CALLS = 1000
 
+#: Seconds a page waits for the first read of its room (L{SharedStream.ready}).
+FIRST_READ_WAIT = 3.0
+
 #: What the sender of a call that was not published is told (the page shows
 #: it after "Not sent: ").
 NOT_SENT = ("this server cannot reach the others right now; "
@@ -78,11 +81,20 @@ class SharedStream(Stream):
             self.outcomes.settlesLost = True
 
     def ready(self) -> Deferred:
-        if self.loaded or not self.connection.connected:
+        """Once the room was read from Redis, or L{FIRST_READ_WAIT} if it is
+        not there yet (welcomed before the read, a page got no history)."""
+        if self.loaded:
             return succeed(self)
         d: Deferred = Deferred()
         self._waiting.append(d)
+        if not self.connection.connected:
+            d.addTimeout(FIRST_READ_WAIT, self.connection.reactor,
+                         onTimeoutCancel=lambda _, __: self._unwaited(d))
         return d
+
+    def _unwaited(self, d: Deferred) -> "SharedStream":
+        self._waiting.remove(d)
+        return self
 
     def emit(self, method: str, *args: Any) -> None:
         self.publish([(method, list(args))]).addErrback(lambda failure: None)
@@ -272,12 +284,9 @@ class SharedPassingStream(PassingStream):
     def emit(self, method: str, *args: Any) -> None:
         arguments = list(args)
         if not self.connection.connected:
-            self.deliver(0, method, arguments)
-            return None
-        d = self.connection.call("PUBLISH", self.key,
-                                json.dumps([method, arguments], ensure_ascii=False))
+            return self.deliver(0, method, arguments)
+        d = self.connection.call("PUBLISH", self.key, json.dumps([method, arguments], ensure_ascii=False))
         d.addErrback(lambda failure: self.deliver(0, method, arguments))
-        return None
 
     def received(self, message: str) -> None:
         try:
