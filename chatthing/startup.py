@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .listening import CannotListen, oneLine
+from .logs import useSecondTimes
 from .shutdown import GracefulShutdown
 
 #: What an C{ssl:} description needs, said when it fails.
@@ -92,6 +93,7 @@ class StartupService(MultiService):
         except CannotListen as e:
             self._exit(e)
         freezeStartup()
+        useSecondTimes()
 
     def stopService(self) -> Deferred:
         """
