@@ -44,6 +44,8 @@ def test_whichRequestsTakeTheShortWay():
         "another path": BROWSER.replace(b"GET /live ", b"GET /lively "),
         "a path below": BROWSER.replace(b"GET /live ", b"GET /live/x "),
         "POST": BROWSER.replace(b"GET ", b"POST "),
+        "a control character in the query": BROWSER.replace(b"GET /live ", b"GET /live?a\tb "),
+        "a non-ASCII query": BROWSER.replace(b"GET /live ", "GET /live?é ".encode()),
         "HTTP/1.0": BROWSER.replace(b"HTTP/1.1", b"HTTP/1.0"),
         "no upgrade": BROWSER.replace(b"Upgrade: websocket\r\n", b""),
         "another upgrade": BROWSER.replace(b"Upgrade: websocket", b"Upgrade: h2c"),

@@ -13,8 +13,8 @@ headers back into bytes for Autobahn to parse again (docs/performance.md,
 L{LiveHTTPChannel} takes a shorter way for exactly that request, and only
 when nothing about it could be refused: the first read of a connection
 holds the whole head and nothing after it; the request line is C{GET
-/live[?...] HTTP/1.1}; every header line is a token, a colon and a value
-with no NUL (what twisted.web accepts); the head is within the channel's
+/live[?...] HTTP/1.1}, its target printable ASCII; every header line is a
+token, a colon and a value with no NUL (what twisted.web accepts); the head is within the channel's
 C{totalHeadersSize} and C{maxHeaders}; there is no body (no
 C{Content-Length}, no C{Transfer-Encoding}); C{Upgrade} is C{websocket};
 the C{Host} is one the site's L{HostCheck} allows.  The bytes read go to
@@ -39,6 +39,9 @@ from ._http import BoundedHTTPChannel
 #: NUL, CR or LF (a bare LF would end a line there).
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00\r\n]*")
 
+#: A request target twisted.web would take: printable ASCII, no space.
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+
 #: The header names the fast path reads or leaves to the slow path.
 _HOST, _UPGRADE = b"host", b"upgrade"
 _BODY = (b"content-length", b"transfer-encoding")
@@ -57,7 +60,7 @@ def upgradeHeaders(data: bytes, path: bytes, maxSize: int, maxHeaders: int) -> d
     lines = data[:end].split(b"\r\n")
     parts = lines[0].split(b" ")
     if (len(parts) != 3 or parts[0] != b"GET" or parts[2] != b"HTTP/1.1"
-            or parts[1].split(b"?", 1)[0] != path):
+            or parts[1].split(b"?", 1)[0] != path or not _TARGET.fullmatch(parts[1])):
         return None
     if len(lines) - 1 > maxHeaders:
         return None
