@@ -18,7 +18,8 @@ import sys
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from twisted.logger import ILogObserver, formatEvent
+import twisted.logger._file as _twistedFileLog
+from twisted.logger import ILogObserver, formatEvent, formatTime, timeFormatRFC3339
 from zope.interface import provider
 
 #: Keys every line has, which an event's own fields do not replace.
@@ -94,3 +95,48 @@ def jsonLogObserver(outFile: IO[str] | None = None) -> ILogObserver:
         out.flush()
 
     return observe
+
+
+class SecondTimes:
+    """
+    Twisted's L{formatTime}, each text made once a second.
+
+    twistd's text log observer (C{textFileLogObserver}) formats the time of
+    every line with the local time zone, worked out again for each line
+    (C{FixedOffsetTimeZone.fromLocalTimeStamp}): some 8 µs a line, most of
+    what the "joined" line of a login cost (docs/performance.md).  Its
+    format (C{%Y-%m-%dT%H:%M:%S%z}) names whole seconds, and a zone's
+    offset changes only on a whole second, so every line of one second has
+    the same text: this keeps the last second's.  The text is Twisted's
+    own, made by L{formatTime}; a format with C{%f}, a time before 1970 or
+    one a microsecond short of the next second (which C{datetime} may
+    round up) is formatted afresh each time.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._format: str | None = None
+        self._text = ""
+
+    def __call__(self, when: float | None, timeFormat: str | None = timeFormatRFC3339,
+                 default: str = "-") -> str:
+        if when is None or timeFormat is None or when < 0 or "%f" in timeFormat:
+            return formatTime(when, timeFormat, default)
+        second = int(when)
+        if when - second >= 0.999999:
+            return formatTime(when, timeFormat, default)
+        if second != self._second or timeFormat != self._format:
+            self._text = formatTime(when, timeFormat, default)
+            self._second, self._format = second, timeFormat
+        return self._text
+
+
+def useSecondTimes() -> None:
+    """
+    Have twistd's text log observer (C{twisted.logger.textFileLogObserver},
+    which looks C{formatTime} up in its module for every line) format each
+    second's time once (L{SecondTimes}); the lines say what they said.
+    Called as the server starts (L{chatthing.startup.StartupService}).
+    """
+    if getattr(_twistedFileLog, "formatTime", None) is formatTime:
+        setattr(_twistedFileLog, "formatTime", SecondTimes())

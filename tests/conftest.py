@@ -351,3 +351,17 @@ def presenceOf(client) -> list[str] | None:
     """
     return presenceShown([(f["method"], f["args"]) for f in client.frames
                           if f["type"] in ("call", "emit")])
+
+
+@pytest.fixture(autouse=True)
+def collectorAsBefore():
+    """
+    The garbage collector's thresholds put back after each test: a test
+    that starts the plugin's top service (L{chatthing.startup}) raises the
+    young one for the whole process, as the server does.
+    """
+    import gc
+
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)

@@ -9,7 +9,6 @@ from typing import Any, Callable, cast
 from autobahn.twisted.resource import WebSocketResource
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer
 from twisted.web.pages import forbidden, notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
@@ -33,6 +32,7 @@ from ._http import (
 from ._logsafe import cut
 from ._metrics import MetricsResource
 from ._settings import LiveSettings
+from ._upgrade import LiveHTTPChannel, releaseChannel
 
 __all__ = ["SECURITY_HEADERS", "LiveSite"]
 
@@ -101,10 +101,8 @@ class LiveSocketResource(WebSocketResource):
         channel = request.channel
         transport = channel.transport
         body = super().render(request)
-        if (channel.transport is None and transport is not None
-                and getattr(transport, "producer", None) is channel):
-            cast(IConsumer, transport).unregisterProducer()
-            channel.requests.clear()
+        if channel.transport is None and transport is not None:
+            releaseChannel(channel, transport)
         return body
 
 
@@ -258,6 +256,10 @@ class LiveSite(Site):
         limitRequests(self, HTTPRefusals(self.metrics.registry, self.reactor.seconds),
                       settings.requestHeaderTimeout, settings.maxUnfinishedRequests,
                       settings.maxRequestBodyBytes)
+        #: Where L{LiveHTTPChannel} takes a WebSocket upgrade straight to
+        #: C{liveFactory}, past twisted.web's request (L{chatthing.live._upgrade}).
+        self.livePath = b"/" + WEBSOCKET_PATH
+        self.protocol = LiveHTTPChannel  # type: ignore[method-assign, assignment]
 
     def limitOther(self, site: Site, name: str, maxBodyBytes: int = 64 * 1024) -> Site:
         """
