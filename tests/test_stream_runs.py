@@ -150,10 +150,12 @@ def test_aPageAwayOrResumingInTheTurnIsNotSentTheRunAgain():
     away, resuming, staying = Page("away"), Page("resuming"), Page("staying")
     coalescer, stream = room(clock, [away, resuming, staying])
     away.connection = None
+    stream.pageMoved(away, None)
     stream.emit("said", "one")
     # It resumes: attached to a new connection, sent what it missed (the
     # session's resume does both, L{LiveSession.attach} skipping the run).
     resuming.connection = Connection(resuming)
+    stream.pageMoved(resuming, resuming.connection)
     coalescer.skip(resuming)
     for message in stream.since(0):
         coalescer.add(resuming.connection, message.payloadHybi)

@@ -54,10 +54,11 @@ class LiveServerProtocol(BudgetedFrames, BacklogLimit, WebSocketServerProtocol):
     """
 
     liveLog = Logger()
-    __slots__ = CONNECTION_ATTRIBUTES + (
-        "session", "gathered", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
+    # The two a room's pass reads first, side by side (L{StreamRun}).
+    __slots__ = ("gathered", "directSend") + CONNECTION_ATTRIBUTES + (
+        "session", "_bucket", "_helloTimeout", "_leaving", "_cut", "_backlogCheck",
         "_floodReported", "adopting", "_ackBucket", "_wireBucket", "_oversize",
-        "_socket", "directSend")
+        "_socket")
     session: LiveSession | None
     #: The stream frames gathered for this connection this turn (L{WriteCoalescer}).
     gathered: list[bytes] | bytes | None

@@ -142,26 +142,27 @@ class StreamRun:
     per-page gatherings (the latency scenario's median, docs/performance.md),
     and a page's frames cost one pass, not two.
 
-    @ivar members: the pages it goes to: the stream's own table of pages
-        while it is unchanged, a copy of it from the moment it changes
-        (L{freeze}), so a page subscribed later is not sent what was
-        emitted before.
-    @ivar taken: the pages that were given this run's frames one by one,
-        with how many: each page that is sent something else in the same
-        turn (an answer, a close frame) is given the frames before it
+    @ivar members: the pages it goes to, each with its connection: the
+        stream's own table while its pages are the same, a copy of it from
+        the moment they change (L{freeze}), so a page subscribed later is
+        not sent what was emitted before.  The pass reads the connections
+        from it, not from the pages: one object a page, not two.
+    @ivar taken: the connections that were given this run's frames one by
+        one, with how many: each page that is sent something else in the
+        same turn (an answer, a close frame) is given the frames before it
         first, to keep its order (L{WriteCoalescer.add}).
     @ivar pending: whether the run still waits for the end of its turn.
     """
 
     __slots__ = ("members", "frames", "taken", "pending")
 
-    def __init__(self, members: dict[Any, None]) -> None:
+    def __init__(self, members: dict[Any, Any]) -> None:
         self.members = members
         self.frames: list[bytes] = []
         self.taken: dict[Any, int] = {}
         self.pending = True
 
-    def freeze(self, members: dict[Any, None]) -> None:
+    def freeze(self, members: dict[Any, Any]) -> None:
         """
         C{members}, the stream's table of pages, is about to change: keep
         the pages it has now.
@@ -208,7 +209,7 @@ class WriteCoalescer:
         if self._endOfTurn is None:
             self._endOfTurn = self.reactor.callLater(0, self.flushAll)
 
-    def extend(self, run: StreamRun | None, members: dict[Any, None], data: bytes) -> StreamRun:
+    def extend(self, run: StreamRun | None, members: dict[Any, Any], data: bytes) -> StreamRun:
         """
         Write C{data} to every page of C{members} (a stream's) at the end of
         this turn: in C{run}, the stream's last one, if nothing was emitted
@@ -231,8 +232,9 @@ class WriteCoalescer:
         again.
         """
         for run in self._runs:
-            if page in run.members:
-                run.taken[page] = len(run.frames)
+            connection = run.members.get(page)
+            if connection is not None:
+                run.taken[connection] = len(run.frames)
 
     def _takeRuns(self, connection: CoalescedConnection) -> None:
         """
@@ -244,9 +246,9 @@ class WriteCoalescer:
             return
         for run in self._runs:
             if page in run.members:
-                given, frames = run.taken.get(page, 0), run.frames
+                given, frames = run.taken.get(connection, 0), run.frames
                 if given < len(frames):
-                    run.taken[page] = len(frames)
+                    run.taken[connection] = len(frames)
                     self._gather(connection, _joined(frames[given:]))
 
     def _gather(self, connection: CoalescedConnection, data: bytes) -> None:
@@ -317,14 +319,13 @@ class WriteCoalescer:
         frames, taken = run.frames, run.taken
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         size = len(data)
-        member: RunMember
-        for member in tuple(run.members):
-            connection = member.connection
+        connection: CoalescedConnection | None
+        for connection in tuple(run.members.values()):
             if connection is None:
                 continue  # away: it will resume from the stream
             try:
-                if taken and member in taken:
-                    given = taken[member]
+                if taken and connection in taken:
+                    given = taken[connection]
                     if given < len(frames):
                         self._gather(connection, _joined(frames[given:]))
                 elif connection.gathered is not None:

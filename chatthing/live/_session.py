@@ -91,7 +91,7 @@ class LiveSession(PageFrames):
         self.element = element
         self.settings = settings
         self.reactor = reactor
-        self.connection: PageConnection | None = None
+        self._connection: PageConnection | None = None
         self.ended = False
         self._onEnded = ended
         self._sent = ReplayBuffer(settings.maxReplayFrames)
@@ -109,6 +109,18 @@ class LiveSession(PageFrames):
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.ident[:6]} of {self.element!r}>"
+
+    @property
+    def connection(self) -> PageConnection | None:
+        return self._connection
+
+    @connection.setter
+    def connection(self, connection: PageConnection | None) -> None:
+        # The streams that send to the page's connection keep it, so that
+        # a room's pass over its pages reads no session (L{StreamRun}).
+        self._connection = connection
+        for stream, _ in self._streams.values():
+            stream.pageMoved(self, connection)
 
     # Connections come and go
 

@@ -73,9 +73,10 @@ class Stream:
         # behind can be caught up.
         self._complete = 0
         # Subscribers told with L{StreamSubscriber.deliverStream}, and pages
-        # sent the frames through a coalescer's runs (L{subscribePage}).
+        # sent the frames through a coalescer's runs (L{subscribePage}),
+        # each with its connection now.
         self._subscribers: dict[Any, None] = {}
-        self._pages: dict[Any, None] = {}
+        self._pages: dict[Any, Any] = {}
         self._coalescer: WriteCoalescer | None = None
         # This turn's run of frames for the pages, while it may grow.
         self._run: StreamRun | None = None
@@ -111,7 +112,14 @@ class Stream:
         """
         self._endRun()
         self._coalescer = coalescer
-        self._pages[page] = None
+        self._pages[page] = page.connection
+
+    def pageMoved(self, page: RunMember, connection: Any) -> None:
+        """
+        C{page}'s connection is C{connection} now (L{None}: it is away).
+        """
+        if page in self._pages:
+            self._pages[page] = connection
 
     def unsubscribe(self, subscriber: Any) -> None:
         if subscriber in self._pages:
