@@ -5,7 +5,6 @@ Twisted's own in every time zone, and the server, once started, works the
 local time zone out once a second, not once a line.  Counts, not times.
 """
 
-import gc
 import io
 import os
 import random
@@ -13,6 +12,7 @@ import time
 
 import twisted.logger._file as fileLog
 from twisted.logger import formatEventAsClassicLogText, formatTime, textFileLogObserver, timeFormatRFC3339
+from test_startup_gc import startTheServersTopService
 from twisted.python._tzhelper import FixedOffsetTimeZone
 
 #: Lines logged within one second in the counted test.
@@ -52,8 +52,6 @@ def test_secondTimesSayWhatTwistedSays():
 
 def test_theServersLogWorksTheZoneOutOnceASecond(monkeypatch):
     """Once the server has started, twistd's text log formats N lines of one second with 1 zone lookup, not N."""
-    from chatthing.startup import StartupService
-
     lookups = []
     lookup = FixedOffsetTimeZone.fromLocalTimeStamp
 
@@ -63,12 +61,7 @@ def test_theServersLogWorksTheZoneOutOnceASecond(monkeypatch):
 
     monkeypatch.setattr(FixedOffsetTimeZone, "fromLocalTimeStamp", staticmethod(counted))
     monkeypatch.setattr(fileLog, "formatTime", fileLog.formatTime)  # put back after the test
-    service = StartupService()
-    try:
-        service.startService()
-    finally:
-        gc.unfreeze()  # the test run's other objects are collected as before
-        service.stopService()
+    startTheServersTopService()
     out = io.StringIO()
     observe = textFileLogObserver(out)
     start = int(time.time())

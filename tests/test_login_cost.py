@@ -73,40 +73,52 @@ def counted(monkeypatch) -> Counted:
     return counts
 
 
-@pytest_twisted.ensureDeferred
-async def test_aLoginDoesNotReadTheRoomsOtherPages(serve, counted):
-    """A storm of N logins compares no page with the others (old: each login read the room's list, ~N^2 in all)."""
+async def stormOfLogins(serve, prefix: str):
+    """
+    STORM pages connect to a room and log in as PREFIX000...; once every
+    page lists everyone: the room, the pages and the names.
+    """
     clock = Clock()
     room, server = await startRoom(serve, clock)
     pages = await connectAll(server, STORM)
-    logins = [f"reader{i:03}" for i in range(STORM)]
+    logins = [f"{prefix}{i:03}" for i in range(STORM)]
     await logIn(pages, logins)
     clock.advance(PRESENCE_INTERVAL)
     await eventually(lambda: all(presenceOf(p) == logins for p in pages), "every page to list everyone",
                      deadline=30)
+    return room, pages, logins
+
+
+@pytest_twisted.ensureDeferred
+async def test_aLoginDoesNotReadTheRoomsOtherPages(serve, counted):
+    """A storm of N logins compares no page with the others (old: each login read the room's list, ~N^2 in all)."""
+    room, pages, logins = await stormOfLogins(serve, "reader")
     assert counted.comparisons < STORM, f"{counted.comparisons} comparisons for {STORM} logins"
     for page in pages[: STORM // 2]:
         page.close()
     await eventually(lambda: len(room.chatters) == STORM - STORM // 2, "half the pages to leave")
     assert counted.comparisons < STORM, f"{counted.comparisons} comparisons for {STORM} logins"
+    await allLeave(room, pages)
 
 
 @pytest_twisted.ensureDeferred
 async def test_aLoginKeysItsNameOnceAndLooksUpNoCategoryForAnAsciiName(serve, counted):
     """Each login's name is keyed once (old: once when held, again when its join was published) and a printable
     ASCII name needs no Unicode category lookup (old: two or three per character)."""
-    clock = Clock()
-    room, server = await startRoom(serve, clock)
-    pages = await connectAll(server, STORM)
-    logins = [f"keyed{i:03}" for i in range(STORM)]
-    await logIn(pages, logins)
-    clock.advance(PRESENCE_INTERVAL)
-    await eventually(lambda: all(presenceOf(p) == logins for p in pages), "every page to list everyone",
-                     deadline=30)
+    room, pages, logins = await stormOfLogins(serve, "keyed")
     # A key's first round is the skeleton of the name case folded.
     firstRounds = [counted.skeletons.get(name.casefold(), 0) for name in logins]
     assert firstRounds == [1] * STORM, firstRounds
     assert counted.categories == 0
+    await allLeave(room, pages)
+
+
+async def allLeave(room, pages) -> None:
+    """Close every page and wait until the room has none: a storm's pages
+    left closing would be counted by the tests after (test_page_memory)."""
+    for page in pages:
+        page.close()
+    await eventually(lambda: not room.chatters, "every page to leave", deadline=30)
 
 
 def test_pagesKeepTheirOrderAndCompareAsAList():
