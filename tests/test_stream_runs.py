@@ -8,8 +8,13 @@ Pages and connections are stand-ins that record what is written; the end
 of the turn is the coalescer's zero-delay call on a fake clock.
 """
 
+import socket
+
+import pytest_twisted
+from conftest import eventually
 from twisted.internet.task import Clock
 
+from chatthing.live import LiveSettings
 from chatthing.live._sending import WriteCoalescer
 from chatthing.live._stream import PassingStream, Stream
 
@@ -190,13 +195,6 @@ def test_oneCoalescerForEveryFactoryOfAReactor():
 
 # On a real server: the run's pass writes straight to a page's socket, and
 # never ahead of bytes its transport still holds.
-
-import socket  # noqa: E402
-
-import pytest_twisted  # noqa: E402
-
-from chatthing.live import LiveSettings  # noqa: E402
-from tests.conftest import eventually  # noqa: E402
 
 
 def countWrites(transport) -> list:
