@@ -328,7 +328,8 @@ async def test_aPageWelcomedBeforeItsProcessReachesRedisStillGetsTheHistory(clus
     """
     A page that opens the room on a process still connecting to Redis (it
     was starting) waits for the room's first read, and is shown what was
-    said before in displayHistory, not as live lines once the read comes.
+    said before in displayHistory, not as live lines once the read comes;
+    it is told the store's epoch, which its welcome could not name.
     """
     a, = cluster.start(1)
     alice = await cluster.chatClient(a, "alice")
@@ -344,6 +345,10 @@ async def test_aPageWelcomedBeforeItsProcessReachesRedisStillGetsTheHistory(clus
     (entries,), = dave.calls("displayHistory")
     assert [entry[:3] for entry in entries] == [["message", "alice", f"earlier {n}"] for n in range(3)]
     assert dave.calls("displayUserMessage") == []
+    # Its welcome could not name the store's epoch: it is told it once known.
+    assert "epoch" not in dave.welcome
+    epochs = [f["epoch"] for f in dave.frames if f["type"] == "epoch"]
+    assert epochs == [alice.live.epochs[-1]], (epochs, alice.live.epochs)
 
 
 @pytest_twisted.ensureDeferred

@@ -107,6 +107,9 @@ class RedisSessions:
         if old is not None and epoch != old:
             self.log.warn("Redis lost what it kept (restarted with nothing saved?): epoch "
                           "{old} is now {new}; pages are told", old=old, new=epoch)
+        if epoch != old:
+            # Pages welcomed before the first read (a process starting) had
+            # none in their welcome: they are told it as after a change.
             self.epochChanged(epoch)
 
     def _failed(self, failure: Failure, what: str, session: StoredSession) -> None:
