@@ -429,6 +429,9 @@ def test_pageShowsNotSentWhileRedisIsPausedThenSendsAgain(openChat, startTwistd,
     redisServer.pause()
     try:
         alice.expectLine("lost touch with the others")
+        # Each process finds Redis silent by its own watchdog: until bob's
+        # has, it has nothing to be back in touch from.
+        bob.expectLine("lost touch with the others")
         field_ = alice.page.locator('[name="userMessage"]')
         field_.fill("said while Redis sleeps")
         field_.press("Enter")
@@ -614,3 +617,39 @@ async def test_aSubscriberThatHearsNothingIsNoticedAndMadeAgain(redisServer):  #
     finally:
         await backplane.stopService()
         await proxy.stopListening()
+
+
+def _establishedTo(port: int) -> int:
+    """This machine's TCP connections established to C{port} on loopback (/proc/net/tcp)."""
+    lines = open("/proc/net/tcp").read().splitlines()[1:]
+    return sum(1 for line in lines
+               if line.split()[2].endswith(f":{port:04X}") and line.split()[3] == "01")
+
+
+@pytest_twisted.ensureDeferred
+async def test_aStreamOpenedWhileTheSubscriberIsSetUpHearsWhatComes(redisServer):  # noqa: F811
+    """
+    A room opened while the process's connections to Redis are being set up
+    (Redis has accepted them and not answered yet) is subscribed to: what is
+    published on it afterwards is heard live (on c7cfd26 its channel was left
+    out of the subscription, and it heard nothing).
+    """
+    redisServer.pause()
+    backplane = RedisBackplane(redisServer.url, gracePeriod=30.0)
+    other = None
+    try:
+        backplane.startService()
+        await eventually(lambda: _establishedTo(redisServer.port) >= 2, "both connections accepted")
+        stream = backplane.stream("room:late", "room", 100)
+        heard: list = []
+        stream.observe(lambda method, args: heard.append(args))
+        redisServer.resume()
+        await eventually(lambda: backplane.connected and stream.loaded, "the backplane to connect")
+        other = await startBackplane(redisServer)
+        await other.stream("room:late", "room", 100).publish([("said", ["after"])])
+        await eventually(lambda: heard == [["after"]], "the call published after")
+    finally:
+        redisServer.resume()
+        for each in (backplane, other):
+            if each is not None:
+                await each.stopService()

@@ -62,6 +62,7 @@ class RedisConnection(MultiService):
         self._connecting: list[Deferred] = []
         self._commands: Any = None
         self._subscriber: Any = None
+        self._prepared: list[str] = []
         self._everConnected = False
         self._resyncing = False
         self._generation = 0
@@ -104,9 +105,7 @@ class RedisConnection(MultiService):
         return d
 
     def nextOrigin(self) -> str:
-        """
-        A name for one publication of this process's.
-        """
+        """A name for one publication of this process's."""
         self._origins += 1
         return f"{self.proc}/{self._origins}"
 
@@ -125,10 +124,8 @@ class RedisConnection(MultiService):
         return d.addTimeout(COMMAND_TIMEOUT, self.reactor).addErrback(dropIfReadOnly, self, self._commands)
 
     def abort(self, commands: Any = None) -> None:
-        """
-        Drop the command connection (C{commands}, if it is still the one in
-        use) for its L{ClientService} to make again: it stopped answering.
-        """
+        """Drop the command connection (C{commands}, if it is still the one in
+        use) for its L{ClientService} to make again: it stopped answering."""
         if commands is None:
             commands = self._commands
         if commands is not None and commands is self._commands and commands.transport:
@@ -182,9 +179,11 @@ class RedisConnection(MultiService):
         return proxy.whenConnected().addCallback(self._setUp, "command", prepare)
 
     def _subscriberUp(self, proxy: Any) -> Deferred:
-        channels = list(self.receivers)
-        return proxy.whenConnected().addCallback(
-            self._setUp, "subscriber", lambda protocol: protocol.subscribe(channels))
+        def prepare(protocol: Any) -> Deferred:
+            self._prepared = list(self.receivers)
+            return protocol.subscribe(self._prepared)
+
+        return proxy.whenConnected().addCallback(self._setUp, "subscriber", prepare)
 
     def _setUp(self, protocol: Any, which: str, prepare: Callable[[Any], Deferred]) -> Deferred:
         """
@@ -200,17 +199,19 @@ class RedisConnection(MultiService):
         def up(_: Any) -> None:
             if which == "command":
                 self._commands = protocol
-            else:
+            else:  # and the channels of streams opened while it was set up:
                 self._subscriber = protocol
+                late = [channel for channel in self.receivers if channel not in self._prepared]
+                if late:
+                    protocol.subscribe(late)
             protocol.whenDisconnected().addCallback(self._lost, which)
             self._maybeConnected()
 
         return d.addCallbacks(up, self._notUp, errbackArgs=(protocol,))
 
     def _notUp(self, failure: Failure, protocol: Any) -> None:
-        # Drop the connection for the ClientService to retry (failing its
-        # prepareConnection instead trips up its state machine when the
-        # connection closes afterwards).
+        # Dropped for the ClientService to retry (failing its prepareConnection
+        # trips up its state machine when the connection closes after).
         self.log.warn("could not set up a connection to Redis: {error}",
                       error=failure.getErrorMessage())
         if protocol.transport is not None:
