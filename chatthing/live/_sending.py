@@ -267,16 +267,9 @@ class WriteCoalescer:
         """
         if self._runs:
             self._takeRuns(connection)
-        frames = connection.gathered
-        if frames is not None:
-            if type(frames) is list:
-                frames.append(data)
-            else:
-                connection.gathered = [frames, data]  # type: ignore[list-item]
-            return
-        connection.gathered = data
-        self._waiting.append(connection)
-        self._endTurnLater()
+        if connection.gathered is None:
+            self._endTurnLater()
+        self._gather(connection, data)
 
     def flush(self, connection: CoalescedConnection) -> None:
         """
